@@ -1,0 +1,34 @@
+# Two commands: `make test` and `make demo`. Both create/refresh .venv/ first (idempotent:
+# the stamp file is only rebuilt when a requirements file or setup.py changed).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+PIPC   := $(PIP) install -c requirements/constraints.txt
+STAMP  := $(VENV)/.soc_mm_installed
+
+.PHONY: venv test demo clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements/constraints.txt requirements/build.txt requirements/runtime.txt requirements/tests.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIPC) -q -r requirements/build.txt
+	# torch first, so that no later package makes pip resolve a CUDA torch from the registry.
+	$(PIPC) -q "$$(grep '^torch==' requirements/runtime.txt)"
+	$(PIPC) -q "$$(grep '^mmengine==' requirements/runtime.txt)"
+	# mmcv 2.1.0 has only a source release: build it against the installed torch, with ops.
+	# pip caches the built wheel (~/.cache/pip/wheels), so only the first set-up takes ~20 min.
+	MMCV_WITH_OPS=1 $(PIPC) --no-build-isolation "$$(grep '^mmcv==' requirements/runtime.txt)"
+	$(PIPC) -q -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIPC) -q --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+demo: venv
+	$(PY) tools/demo/run_demo.py
+
+clean-venv:
+	rm -rf $(VENV)

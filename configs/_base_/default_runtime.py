@@ -1,0 +1,25 @@
+default_scope = 'soc_mm'
+custom_imports = dict(imports=['soc_mm'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+
+# DDP wrapper that works on GPUs and on CPU (gloo) alike.
+model_wrapper_cfg = dict(type='RVOSDistributedDataParallel', find_unused_parameters=False)
+
+vis_backends = [dict(type='LocalVisBackend')]
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
+log_level = 'INFO'
+load_from = None
+resume = False

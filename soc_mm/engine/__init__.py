@@ -1,0 +1,3 @@
+from .model_wrapper import RVOSDistributedDataParallel
+
+__all__ = ['RVOSDistributedDataParallel']

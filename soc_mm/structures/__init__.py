@@ -1,0 +1,3 @@
+from .rvos_data_sample import RVOSDataSample
+
+__all__ = ["RVOSDataSample"]

@@ -1,0 +1,36 @@
+"""Environment set-up helpers used by ``tools/`` and by ``import soc_mm``."""
+import datetime
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.registry import DefaultScope
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Import every ``soc_mm`` module so that the registries are filled."""
+    import soc_mm.datasets  # noqa: F401
+    import soc_mm.engine  # noqa: F401
+    import soc_mm.evaluation  # noqa: F401
+    import soc_mm.models  # noqa: F401
+    import soc_mm.visualization  # noqa: F401
+    if init_default_scope:
+        if DefaultScope.get_current_instance() is None or \
+                not DefaultScope.check_instance_created('soc_mm'):
+            DefaultScope.get_instance('soc_mm', scope_name='soc_mm')
+
+
+def init_cpu_distributed(launcher: str, timeout_s: int = 1800) -> bool:
+    """Initialise a gloo process group on machines without CUDA.
+
+    MMEngine 0.10.7's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
+    unconditionally; initialising the group first makes the runner skip it.
+    Returns True when it initialised a group.
+    """
+    if launcher == 'none' or torch.cuda.is_available() or torch_dist.is_initialized():
+        return False
+    if launcher != 'pytorch':
+        raise ValueError(f'CPU distributed runs support launcher "pytorch" (torchrun), got {launcher!r}')
+    torch_dist.init_process_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout_s))
+    os.environ.setdefault('LOCAL_RANK', str(torch_dist.get_rank()))
+    return True

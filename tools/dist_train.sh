@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Usage: bash tools/dist_train.sh CONFIG NUM_PROCS [train.py args...]
+# Works on GPUs (NCCL) and on CPU-only machines (gloo), one process per device/core group.
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+DIR="$(cd "$(dirname "$0")" && pwd)"
+
+PYTHONPATH="$DIR/..":$PYTHONPATH \
+$PYTHON -m torch.distributed.run \
+    --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
+    --nproc_per_node=$GPUS --master_port=$PORT \
+    "$DIR/train.py" "$CONFIG" --launcher pytorch ${@:3}
