@@ -51,7 +51,8 @@ def test_soc_mm_scope_builds_mmaction_and_mmcv_modules_on_cpu():
         default_scope='soc_mm',
         backbone=dict(type='mmaction.SwinTransformer3D', arch='tiny', patch_size=(1, 4, 4),
                       window_size=(8, 7, 7), out_indices=(0, 1, 2, 3), pretrained2d=False),
-        attn=dict(type='mmcv.MultiScaleDeformableAttention', embed_dims=32, num_heads=4,
+        # mmcv registers its ops in MMEngine's root MODELS: found through the parent.
+        attn=dict(type='MultiScaleDeformableAttention', embed_dims=32, num_heads=4,
                   num_levels=1, num_points=2, batch_first=True)))
     init_default_scope(cfg.default_scope)
     backbone = MODELS.build(cfg.backbone)
@@ -61,6 +62,8 @@ def test_soc_mm_scope_builds_mmaction_and_mmcv_modules_on_cpu():
     assert feats[0].shape[-2:] == (16, 16) and feats[3].shape[-2:] == (2, 2)
 
     attn = MODELS.build(cfg.attn)
+    from mmcv.ops import MultiScaleDeformableAttention
+    assert type(attn) is MultiScaleDeformableAttention
     value = torch.randn(1, 16, 32)
     query = torch.randn(1, 3, 32)
     out = attn(query=query, value=value, reference_points=torch.rand(1, 3, 1, 2),
@@ -95,9 +98,9 @@ def test_checkpoint_with_unlisted_object_is_refused(tmp_path):
 
     model = torch.nn.Linear(2, 2)
     bad = tmp_path / 'bad.pth'
-    # collections.Counter is a harmless class, but not on the allow-list: must be refused.
-    import collections
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(x=collections.Counter('ab'))), bad)
+    # fractions.Fraction is a harmless class, but not on the allow-list: must be refused.
+    import fractions
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(x=fractions.Fraction(1, 3))), bad)
     with pytest.raises(UnsafeCheckpointError, match='bad.pth'):
         load_checkpoint(model, str(bad))
 

@@ -14,7 +14,7 @@ class ToyRegressor(BaseModel):
         super().__init__()
         self.linear = torch.nn.Linear(4, 1)
 
-    def forward(self, inputs, targets=None, mode='tensor'):
+    def forward(self, inputs, targets=None, mode='tensor', **kwargs):
         inputs = torch.stack(inputs) if isinstance(inputs, list) else inputs
         pred = self.linear(inputs.float())
         if mode == 'loss':

@@ -15,8 +15,9 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
-# DDP wrapper that works on GPUs and on CPU (gloo) alike.
-model_wrapper_cfg = dict(type='RVOSDistributedDataParallel', find_unused_parameters=False)
+# DDP wrapper that works on GPUs and on CPU (gloo) alike. Scoped name: MMEngine's runner
+# looks the type up in the root registry.
+model_wrapper_cfg = dict(type='soc_mm.RVOSDistributedDataParallel', find_unused_parameters=False)
 
 vis_backends = [dict(type='LocalVisBackend')]
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)

@@ -27,9 +27,14 @@ def _numpy_types() -> list:
 
 
 def mmengine_checkpoint_safe_globals() -> list:
-    """Types that MMEngine's runner stores in checkpoints (and nothing else)."""
+    """Types that MMEngine's runner stores in checkpoints (and nothing else).
+
+    ``getattr`` is needed because ``HistoryBuffer`` pickles its statistics methods
+    as ``getattr(HistoryBuffer, 'mean')``; the safe unpickler still refuses to
+    call any function that is not on this list, so no fetched attribute runs.
+    """
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer] + _numpy_types()
+    return [HistoryBuffer, getattr] + _numpy_types()
 
 
 def register_safe_globals() -> None:
@@ -42,11 +47,19 @@ def safe_load_local(filename: str, map_location=None):
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        try:
+            allowed = {f'{g.__module__}.{g.__qualname__}' for g in mmengine_checkpoint_safe_globals()}
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+            offending = [g for g in found if g not in allowed and g.replace('__builtin__', 'builtins')
+                         not in allowed]
+        except Exception:  # not a zip checkpoint: report torch's message only
+            offending = []
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename!r}: it contains objects that are not '
             'on the allow-list of safe types (tensors, containers, numbers, strings, numpy '
             'arrays/scalars, mmengine HistoryBuffer). Loading it would run arbitrary pickled '
-            f'code. Details from torch: {str(err).splitlines()[0]}') from err
+            f'code. Objects not allowed: {offending or "see below"}. '
+            f'Details from torch: {str(err).splitlines()[0]}') from err
 
 
 def install_safe_checkpoint_loading() -> None:

@@ -1,0 +1,3 @@
+from .video_swin import VideoSwinTransformer
+
+__all__ = ['VideoSwinTransformer']

@@ -1,0 +1,3 @@
+from .soc import SOC
+
+__all__ = ['SOC']

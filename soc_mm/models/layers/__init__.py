@@ -1,0 +1,6 @@
+from .positional_encoding import SinePositionalEncoding1D  # noqa: F401  (front)
+from .vision_language_fusion import VisionLanguageFusion  # noqa: F401  (front)
+from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear, compute_locations  # noqa: F401  (back)
+from .spatial_decoder import SOCSpatialDecoder  # noqa: F401  (back)
+from .voc import VOC, VOCDecoderLayer  # noqa: F401  (back)
+from .deformable_transformer import DecoderSamplingRecorder, deformable_sampling  # noqa: F401  (front)

@@ -1,0 +1,3 @@
+from .roberta_text_encoder import RoBERTaTextEncoder, TextProjection
+
+__all__ = ['RoBERTaTextEncoder', 'TextProjection']

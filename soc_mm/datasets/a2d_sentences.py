@@ -1,0 +1,176 @@
+"""A2D-Sentences: a window of frames centred on each annotated frame, only that frame supervised."""
+import glob
+import json
+import os.path as osp
+from typing import Dict, List
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+
+from soc_mm.registry import DATASETS
+from .utils import clean_expression, log_skips, read_csv_dicts, read_csv_rows, require_path
+
+A2D_LAYOUT = """<data_root>/
+  Release/videoset.csv                 (no header: vid,label,start,end,height,width,total_frames,
+                                        annotated_frames,subset; subset 0 = train, 1 = test)
+  Release/CLIPS320/<video>.mp4
+  text_annotations/a2d_annotation.txt  (csv with header: video_id,instance_id,query)
+  text_annotations/a2d_missed_videos.txt
+  text_annotations/a2d_annotation_with_instances/<video>/<frame:05d>.h5
+      (instance [N], reMask [N, W, H] or [W, H], reBBox [4, N]; frames 1-based)"""
+
+A2D_SUBSETS = {'train': 0, 'test': 1}
+
+
+def a2d_image_id(video_id: str, frame_idx: int, instance_id) -> str:
+    """The COCO image id of one (video, annotated frame, referred instance), as SOC names it."""
+    return f'v_{video_id}_f_{frame_idx}_i_{instance_id}'
+
+
+def read_a2d_text_annotations(data_root: str, split: str) -> List[tuple]:
+    """(video_id, instance_id str, query) rows of ``split`` after SOC's filtering.
+
+    Keeps the videos of the split that are not listed in ``a2d_missed_videos.txt`` and drops the
+    dataset's one bad row (instance id ``'1 (copy)'``).
+    """
+    if split not in A2D_SUBSETS:
+        raise ValueError(f"A2D-Sentences: split must be 'train' or 'test', got {split!r}")
+    rows = read_csv_rows(osp.join(data_root, 'Release', 'videoset.csv'), 'A2D-Sentences videoset', A2D_LAYOUT,
+                         header=False)
+    bad = [r for r in rows if len(r) < 9]
+    if bad:
+        raise ValueError(f'A2D-Sentences: Release/videoset.csv rows need 9 columns, got {bad[0]}')
+    missed_path = require_path(osp.join(data_root, 'text_annotations', 'a2d_missed_videos.txt'),
+                               'A2D-Sentences missed videos list', A2D_LAYOUT, is_dir=False)
+    with open(missed_path) as f:
+        missed = set(f.read().split())
+    videos = {r[0] for r in rows if r[0] not in missed and int(r[8]) == A2D_SUBSETS[split]}
+    texts = read_csv_dicts(osp.join(data_root, 'text_annotations', 'a2d_annotation.txt'),
+                           'A2D-Sentences text annotations', A2D_LAYOUT, ['video_id', 'instance_id', 'query'])
+    return [(t['video_id'], t['instance_id'], t['query']) for t in texts
+            if t['video_id'] in videos and t['instance_id'] != '1 (copy)']
+
+
+def read_h5_instances(path: str) -> List[int]:
+    import h5py
+    try:
+        with h5py.File(path, 'r') as f:
+            return [int(i) for i in np.asarray(f['instance']).reshape(-1)]
+    except Exception as e:  # noqa: BLE001
+        video, frame = osp.basename(osp.dirname(path)), osp.splitext(osp.basename(path))[0]
+        raise ValueError(f'A2D-Sentences: corrupt annotation of video {video!r} frame {frame!r}: {path} ({e})') from e
+
+
+@DATASETS.register_module()
+class A2DSentencesDataset(BaseDataset):
+    """A2D-Sentences: one sample per (expression, annotated frame where its instance has a mask).
+
+    The clip is ``num_frames`` frames centred on the annotated frame (``start = f - 1 - T//2``,
+    indices outside the video padded with the edge frames, as SOC); ``valid_frame_idx = [T // 2]``.
+    All instances of the annotated frame are ``gt_instances`` (labels 0), the referred one marked.
+
+    Args:
+        data_root (str): dataset root (layout: ``A2D_LAYOUT``).
+        split (str): ``'train'`` or ``'test'``.
+        num_frames (int): window length (SOC: 8).
+        video_dir (str): folder of the mp4 files relative to ``data_root`` (SOC's code reads
+            ``Release/clips320H``; its README says ``Release/CLIPS320``).
+        cache_file (str, optional): json file caching the sample list (built once, read afterwards).
+    """
+    METAINFO = dict(classes=('object', ), dataset_name='a2d_sentences')
+    LAYOUT = A2D_LAYOUT
+
+    def __init__(self, data_root: str, split: str = 'train', num_frames: int = 8,
+                 video_dir: str = 'Release/CLIPS320', cache_file: str = None, **kwargs):
+        self.split, self.num_frames, self.video_dir, self.cache_file = split, num_frames, video_dir, cache_file
+        kwargs.setdefault('test_mode', split != 'train')
+        super().__init__(data_root=data_root, **kwargs)
+
+    def _samples(self) -> List[tuple]:
+        """(query, video_id, frame_idx, instance_id) tuples, as SOC's text annotations by frame."""
+        if self.cache_file and osp.isfile(self.cache_file):
+            with open(self.cache_file) as f:
+                return [tuple(s) for s in json.load(f)]
+        ann_root = require_path(osp.join(self.data_root, 'text_annotations', 'a2d_annotation_with_instances'),
+                                'A2D-Sentences instance masks', self.LAYOUT, is_dir=True)
+        texts = read_a2d_text_annotations(self.data_root, self.split)
+        instances_by_path: Dict[str, List[int]] = {}
+        samples, no_frame = [], []
+        for video_id, instance_id, query in texts:
+            paths = sorted(glob.glob(osp.join(ann_root, video_id, '*.h5')))
+            found = False
+            for p in paths:
+                if p not in instances_by_path:
+                    instances_by_path[p] = read_h5_instances(p)
+                if int(instance_id) in instances_by_path[p]:
+                    found = True
+                    samples.append((clean_expression(query), video_id, int(osp.splitext(osp.basename(p))[0]),
+                                    int(instance_id)))
+            if not found:  # SOC also drops these (no ground-truth mask to supervise/evaluate)
+                no_frame.append(f'{video_id}/instance {instance_id}')
+        log_skips(type(self).__name__, 'expressions whose instance has no mask in any annotated frame',
+                  no_frame, len(texts))
+        if self.cache_file:
+            with open(self.cache_file, 'w') as f:
+                json.dump(samples, f)
+        return samples
+
+    def load_data_list(self) -> List[dict]:
+        require_path(self.data_root, f'{type(self).__name__} data_root', self.LAYOUT, is_dir=True)
+        video_root = require_path(osp.join(self.data_root, self.video_dir), 'A2D-Sentences videos', self.LAYOUT,
+                                  is_dir=True)
+        ann_root = osp.join(self.data_root, 'text_annotations', 'a2d_annotation_with_instances')
+        t = self.num_frames
+        data_list = []
+        for query, video_id, frame_idx, instance_id in self._samples():
+            video_path = osp.join(video_root, f'{video_id}.mp4')
+            require_path(video_path, f'A2D-Sentences video {video_id!r}', self.LAYOUT, is_dir=False)
+            start = frame_idx - 1 - t // 2
+            data_list.append(dict(
+                dataset=self.metainfo['dataset_name'], video_id=video_id, exp_id=f'{instance_id}_{frame_idx}',
+                expression=query, video_path=video_path, frame_inds=list(range(start, start + t)),
+                frame_ids=[f'{max(j, 0) + 1:05d}' for j in range(start, start + t)],
+                ann_frame_index=frame_idx - 1, ann_path=osp.join(ann_root, video_id, f'{frame_idx:05d}.h5'),
+                ref_instance_id=instance_id, valid_frame_idx=[t // 2],
+                img_id=a2d_image_id(video_id, frame_idx, instance_id)))
+        return data_list
+
+
+def create_a2d_coco_gt(data_root: str, out_file: str, split: str = 'test') -> dict:
+    """Write the COCO-format ground truth of A2D-Sentences ``split`` for the mAP metric (as SOC's tool).
+
+    One image per (video, annotated frame, referred instance) with id ``a2d_image_id(...)``, one
+    annotation with its RLE mask (``counts`` as str), area, bbox (x, y, w, h from the h5 ``reBBox``)
+    and the dummy category 1. Returns the written dict.
+    """
+    import h5py
+    from pycocotools.mask import area, encode
+    ann_root = require_path(osp.join(data_root, 'text_annotations', 'a2d_annotation_with_instances'),
+                            'A2D-Sentences instance masks', A2D_LAYOUT, is_dir=True)
+    images, annotations, seen = [], [], set()
+    for video_id, instance_id, _ in read_a2d_text_annotations(data_root, split):
+        for p in sorted(glob.glob(osp.join(ann_root, video_id, '*.h5'))):
+            with h5py.File(p, 'r') as f:
+                instances = [int(i) for i in np.asarray(f['instance']).reshape(-1)]
+                if int(instance_id) not in instances:
+                    continue  # no mask of this instance in this frame: not evaluated (as SOC)
+                k = instances.index(int(instance_id))
+                masks = np.asarray(f['reMask'])
+                boxes = np.asarray(f['reBBox']).reshape(4, -1)
+            mask = (masks[k] if masks.ndim == 3 else masks).transpose() > 0
+            frame_idx = int(osp.splitext(osp.basename(p))[0])
+            image_id = a2d_image_id(video_id, frame_idx, instance_id)
+            if image_id in seen:
+                raise ValueError(f'A2D-Sentences: image id {image_id} appears twice in a2d_annotation.txt')
+            seen.add(image_id)
+            images.append({'id': image_id, 'height': int(mask.shape[0]), 'width': int(mask.shape[1])})
+            rle = encode(np.asfortranarray(mask.astype(np.uint8)))
+            rle['counts'] = rle['counts'].decode('ascii')
+            x1, y1, x2, y2 = [float(v) for v in boxes[:, k]]
+            annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': 1,
+                                'segmentation': rle, 'area': float(area(rle)), 'bbox': [x1, y1, x2 - x1, y2 - y1],
+                                'iscrowd': 0})
+    gt = {'categories': [{'id': 1, 'name': 'dummy_class'}], 'images': images, 'annotations': annotations}
+    with open(out_file, 'w') as f:
+        json.dump(gt, f)
+    return gt

@@ -1,0 +1,392 @@
+"""Synthetic RVOS data in the real on-disk formats: moving coloured shapes and referring expressions.
+
+Each video shows 2-3 shapes with distinct (colour, shape) pairs moving with constant velocity and
+bouncing off the borders; each object gets an expression such as "the red circle on the left"
+(position word from the object's mean x among the objects). Writers produce the exact layouts of
+Ref-YouTube-VOS, Ref-DAVIS17, A2D-Sentences, JHMDB-Sentences and RefCOCO (MDETR-style), so the
+real loading code is what reads them. Used by ``tools/dataset_converters/generate_synthetic_*.py``,
+the tests and the demo. Every writer returns a manifest (also saved as ``synthetic_manifest.json``).
+"""
+import csv
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+from PIL import Image
+
+COLORS_BGR = {
+    'red': (40, 40, 220), 'green': (60, 180, 60), 'blue': (220, 90, 30), 'yellow': (40, 220, 230),
+    'purple': (180, 50, 150), 'white': (245, 245, 245)}
+SHAPES = ('circle', 'square', 'triangle')
+SHAPE_TO_YTVOS_CATEGORY = {'circle': 'frisbee', 'square': 'sign', 'triangle': 'paddle'}
+ACTIONS = ('moving', 'sliding', 'bouncing')
+
+
+def davis_palette() -> List[int]:
+    """The usual DAVIS / YouTube-VOS 256-colour palette (index -> RGB), flattened."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def write_palette_png(path: str, id_map: np.ndarray) -> None:
+    img = Image.fromarray(id_map.astype(np.uint8), mode='P')
+    img.putpalette(davis_palette())
+    img.save(path)
+
+
+def shape_polygon(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    """Outline of a shape as float polygon [K, 2] (x, y)."""
+    if shape == 'circle':
+        a = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        return np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], 1)
+    if shape == 'square':
+        return np.array([[cx - r, cy - r], [cx + r, cy - r], [cx + r, cy + r], [cx - r, cy + r]])
+    if shape == 'triangle':
+        return np.array([[cx, cy - r], [cx + r, cy + r], [cx - r, cy + r]])
+    raise ValueError(f'unknown shape {shape!r}')
+
+
+def draw_objects(objects: List[dict], t: int, height: int, width: int,
+                 background: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Render frame ``t``: BGR uint8 [H, W, 3] and the object-id map uint8 [H, W] (later objects on top)."""
+    frame = background.copy()
+    id_map = np.zeros((height, width), np.uint8)
+    for obj in objects:
+        if not obj['present'][t]:
+            continue
+        cx, cy = obj['centers'][t]
+        poly = np.round(shape_polygon(obj['shape'], cx, cy, obj['radius'])).astype(np.int32)
+        cv2.fillPoly(frame, [poly], COLORS_BGR[obj['color']])
+        cv2.fillPoly(id_map, [poly], int(obj['obj_id']))
+    return frame, id_map
+
+
+def make_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth grey-ish background (low-frequency noise) so frames are not flat."""
+    base = rng.uniform(70, 130)
+    small = rng.normal(0, 12, (4, 4, 3)).astype(np.float32)
+    noise = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def make_objects(rng: np.random.Generator, num_frames: int, height: int, width: int, num_objects: int,
+                 exit_prob: float = 0.0, late_entry_prob: float = 0.0) -> List[dict]:
+    """Objects with distinct (colour, shape), linear motion with bounces; optional exits / late entries."""
+    pairs = [(c, s) for c in COLORS_BGR for s in SHAPES]
+    picks = rng.choice(len(pairs), size=num_objects, replace=False)
+    objects = []
+    for k, p in enumerate(picks):
+        color, shape = pairs[p]
+        r = float(rng.uniform(0.09, 0.14) * min(height, width))
+        pos = np.array([rng.uniform(r, width - r), rng.uniform(r, height - r)])
+        vel = rng.uniform(-0.04, 0.04, 2) * (width, height)
+        centers = []
+        for _ in range(num_frames):
+            centers.append(pos.copy())
+            pos = pos + vel
+            for d, lim in ((0, width), (1, height)):
+                if pos[d] < r or pos[d] > lim - r:
+                    vel[d] = -vel[d]
+                    pos[d] = np.clip(pos[d], r, lim - r)
+        present = np.ones(num_frames, bool)
+        if num_frames > 2 and rng.random() < exit_prob:
+            present[rng.integers(num_frames // 2, num_frames):] = False
+        elif num_frames > 2 and rng.random() < late_entry_prob:
+            present[:rng.integers(1, num_frames // 2 + 1)] = False
+        objects.append(dict(obj_id=k + 1, color=color, shape=shape, radius=r, centers=np.array(centers),
+                            present=present))
+    return objects
+
+
+def describe(objects: List[dict]) -> Dict[int, str]:
+    """Referring expression per object id: '<colour> <shape>' + position among the objects."""
+    order = sorted(objects, key=lambda o: o['centers'][:, 0][o['present']].mean() if o['present'].any() else 0)
+    texts = {}
+    for rank, obj in enumerate(order):
+        where = 'on the left' if rank == 0 else 'on the right' if rank == len(order) - 1 else 'in the middle'
+        texts[obj['obj_id']] = f"the {obj['color']} {obj['shape']} {where}"
+    return texts
+
+
+def make_video(rng: np.random.Generator, num_frames: int, height: int, width: int,
+               num_objects: Sequence[int] = (2, 3), exit_prob: float = 0.0,
+               late_entry_prob: float = 0.0) -> dict:
+    """One synthetic video: frames [T, H, W, 3] BGR, id maps [T, H, W], objects and expressions."""
+    n = int(rng.integers(num_objects[0], num_objects[-1] + 1))
+    objects = make_objects(rng, num_frames, height, width, n, exit_prob, late_entry_prob)
+    background = make_background(rng, height, width)
+    rendered = [draw_objects(objects, t, height, width, background) for t in range(num_frames)]
+    return dict(frames=np.stack([f for f, _ in rendered]), id_maps=np.stack([m for _, m in rendered]),
+                objects=objects, expressions=describe(objects))
+
+
+def _object_meta(obj: dict) -> dict:
+    return dict(color=obj['color'], shape=obj['shape'], category=SHAPE_TO_YTVOS_CATEGORY[obj['shape']])
+
+
+def _save_manifest(out_dir: str, manifest: dict) -> dict:
+    with open(osp.join(out_dir, 'synthetic_manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def _write_json(path: str, data: dict) -> None:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(data, f)
+
+
+# ---------------------------------------------------------------------------------------- Ref-YouTube-VOS
+def write_ytvos_split(out_dir: str, split: str, video_ids: List[str], rng: np.random.Generator, num_frames: int,
+                      size: Tuple[int, int], frame_step: int, num_objects: Sequence[int], with_masks: bool,
+                      exps_per_object: int = 1, exit_prob: float = 0.0, late_entry_prob: float = 0.0,
+                      jpeg_quality: int = 95) -> Dict[str, dict]:
+    """Write ``<split>/JPEGImages``, ``<split>/Annotations`` (if ``with_masks``) and ``<split>/meta.json``.
+
+    Returns ``{video: {"frames", "objects", "expressions"}}`` in the meta_expressions format.
+    """
+    h, w = size
+    videos, meta = {}, {}
+    for vid in video_ids:
+        video = make_video(rng, num_frames, h, w, num_objects, exit_prob, late_entry_prob)
+        frames = [f'{t * frame_step:05d}' for t in range(num_frames)]
+        img_dir = osp.join(out_dir, split, 'JPEGImages', vid)
+        os.makedirs(img_dir, exist_ok=True)
+        for fid, frame in zip(frames, video['frames']):
+            cv2.imwrite(osp.join(img_dir, f'{fid}.jpg'), frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if with_masks:
+            ann_dir = osp.join(out_dir, split, 'Annotations', vid)
+            os.makedirs(ann_dir, exist_ok=True)
+            for fid, id_map in zip(frames, video['id_maps']):
+                write_palette_png(osp.join(ann_dir, f'{fid}.png'), id_map)
+        expressions = {}
+        for obj in video['objects']:
+            for a in range(exps_per_object):
+                text = video['expressions'][obj['obj_id']]
+                if exps_per_object > 1 and a % 2 == 1:
+                    text = f"{text.replace('the ', 'a ', 1)} {ACTIONS[a // 2 % len(ACTIONS)]}"
+                expressions[str(len(expressions))] = dict(exp=text, obj_id=str(obj['obj_id']))
+        objects = {str(o['obj_id']): dict(_object_meta(o), frames=[f for f, p in zip(frames, o['present']) if p])
+                   for o in video['objects']}
+        videos[vid] = dict(frames=frames, expressions=expressions)
+        meta[vid] = dict(objects=objects)
+    _write_json(osp.join(out_dir, split, 'meta.json'), dict(videos=meta))
+    return {v: dict(videos[v], objects=meta[v]['objects']) for v in video_ids}
+
+
+def generate_ref_youtube_vos(out_dir: str, num_train: int = 8, num_valid: int = 3, num_test: int = 1,
+                             num_frames: int = 8, size: Tuple[int, int] = (96, 96), frame_step: int = 5,
+                             num_objects: Sequence[int] = (2, 3), valid_with_gt: bool = True,
+                             exit_prob: float = 0.0, late_entry_prob: float = 0.0, seed: int = 0) -> dict:
+    """Synthetic Refer-YouTube-VOS.
+
+    Writes ``train`` (frames, palette masks, meta.json), ``valid`` (the valid and test videos; with
+    masks when ``valid_with_gt``: unlike the real release, so held-out J&F can be measured) and
+    ``meta_expressions/{train,valid,test}`` (valid lists valid + test videos, as the real file does).
+    """
+    rng = np.random.default_rng(seed)
+    train_ids = [f'train_{i:04d}' for i in range(num_train)]
+    valid_ids = [f'valid_{i:04d}' for i in range(num_valid)]
+    test_ids = [f'test_{i:04d}' for i in range(num_test)]
+    common = dict(rng=rng, num_frames=num_frames, size=size, frame_step=frame_step, num_objects=num_objects,
+                  exit_prob=exit_prob, late_entry_prob=late_entry_prob)
+    train = write_ytvos_split(out_dir, 'train', train_ids, with_masks=True, **common)
+    valid = write_ytvos_split(out_dir, 'valid', valid_ids + test_ids, with_masks=valid_with_gt, **common)
+    strip = lambda vids: {v: dict(frames=d['frames'], expressions=d['expressions']) for v, d in vids.items()}  # noqa
+    _write_json(osp.join(out_dir, 'meta_expressions', 'train', 'meta_expressions.json'), dict(videos=strip(train)))
+    _write_json(osp.join(out_dir, 'meta_expressions', 'valid', 'meta_expressions.json'), dict(videos=strip(valid)))
+    test = {v: dict(frames=valid[v]['frames'],
+                    expressions={k: dict(exp=e['exp']) for k, e in valid[v]['expressions'].items()})
+            for v in test_ids}
+    _write_json(osp.join(out_dir, 'meta_expressions', 'test', 'meta_expressions.json'), dict(videos=test))
+    return _save_manifest(out_dir, dict(format='ref_youtube_vos', seed=seed, size=list(size), train=train,
+                                        valid={v: valid[v] for v in valid_ids},
+                                        test={v: valid[v] for v in test_ids}))
+
+
+# ---------------------------------------------------------------------------------------- Ref-DAVIS17
+def generate_ref_davis(out_dir: str, num_valid: int = 2, num_frames: int = 10, size: Tuple[int, int] = (96, 128),
+                       num_objects: Sequence[int] = (2, 3), seed: int = 0) -> dict:
+    """Synthetic Ref-DAVIS17 in the converted (Ref-YTVOS) layout: 4 expressions per object
+    (exp_id = 4*k + annotator set), full masks for every frame."""
+    rng = np.random.default_rng(seed)
+    ids = [f'davis_{i:03d}' for i in range(num_valid)]
+    valid = write_ytvos_split(out_dir, 'valid', ids, rng, num_frames, size, 1, num_objects, with_masks=True,
+                              exps_per_object=4)
+    _write_json(osp.join(out_dir, 'meta_expressions', 'valid', 'meta_expressions.json'),
+                dict(videos={v: dict(frames=d['frames'], expressions=d['expressions']) for v, d in valid.items()}))
+    return _save_manifest(out_dir, dict(format='ref_davis17', seed=seed, size=list(size), valid=valid))
+
+
+# ---------------------------------------------------------------------------------------- A2D-Sentences
+def write_mp4(path: str, frames: np.ndarray, fps: int = 24) -> str:
+    """Write BGR frames [T, H, W, 3] to an mp4 with PyAV (near-lossless); returns the codec used."""
+    import av
+    h, w = frames.shape[1:3]
+    for codec, options, pix_fmt in (('libx264', {'crf': '0'}, 'yuv444p'), ('mpeg4', {'qscale': '1'}, 'yuv420p')):
+        try:
+            with av.open(path, mode='w') as container:
+                stream = container.add_stream(codec, rate=fps)
+                stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+                stream.options = options
+                for frame in frames:
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                                           format='bgr24')):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            return codec
+        except Exception:  # noqa: BLE001 - codec not built into this PyAV: try the next one
+            if osp.exists(path):
+                os.remove(path)
+    raise RuntimeError(f'PyAV could not encode {path} with libx264 or mpeg4')
+
+
+def write_a2d_h5(path: str, id_map: np.ndarray, instance_ids: List[int], obj_ids: List[int]) -> None:
+    """A2D instance annotation: ``instance`` [N], ``reMask`` [N, W, H] (or [W, H]), ``reBBox`` [4, N]."""
+    import h5py
+    masks = np.stack([(id_map == o) for o in obj_ids]).astype(np.uint8)
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    stored = masks.transpose(0, 2, 1)  # A2D stores masks transposed
+    with h5py.File(path, 'w') as f:
+        f.create_dataset('instance', data=np.asarray(instance_ids, dtype=np.float64))
+        f.create_dataset('reMask', data=stored[0] if len(masks) == 1 else stored)
+        f.create_dataset('reBBox', data=np.asarray(boxes, dtype=np.float64).T)
+
+
+def generate_a2d_sentences(out_dir: str, num_train: int = 3, num_test: int = 2, num_frames: int = 12,
+                           size: Tuple[int, int] = (64, 96), annotated_frames: int = 3,
+                           num_objects: Sequence[int] = (2, 3), seed: int = 0) -> dict:
+    """Synthetic A2D-Sentences: videoset.csv, mp4 clips, text annotations and per-frame h5 masks.
+
+    Instance ids are 0-based (object id - 1), annotated frames 1-based; one extra video is listed in
+    ``a2d_missed_videos.txt`` (and has no files), as in the real release.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    rel, txt = osp.join(out_dir, 'Release'), osp.join(out_dir, 'text_annotations')
+    os.makedirs(osp.join(rel, 'CLIPS320'), exist_ok=True)
+    os.makedirs(osp.join(txt, 'a2d_annotation_with_instances'), exist_ok=True)
+    rows, texts, manifest = [], [], dict(format='a2d_sentences', seed=seed, size=list(size), videos={})
+    codec = None
+    for i in range(num_train + num_test):
+        vid = f'a2dvid{i:04d}'
+        subset = 0 if i < num_train else 1
+        video = make_video(rng, num_frames, h, w, num_objects)
+        codec = write_mp4(osp.join(rel, 'CLIPS320', f'{vid}.mp4'), video['frames'])
+        ann = sorted(rng.choice(np.arange(1, num_frames + 1), size=annotated_frames, replace=False).tolist())
+        if 1 not in ann:
+            ann[0] = 1  # a window at the video start exercises the edge padding
+        ann = sorted(set(ann))
+        ann_dir = osp.join(txt, 'a2d_annotation_with_instances', vid)
+        os.makedirs(ann_dir, exist_ok=True)
+        for f in ann:
+            obj_ids = [o['obj_id'] for o in video['objects'] if (video['id_maps'][f - 1] == o['obj_id']).any()]
+            write_a2d_h5(osp.join(ann_dir, f'{f:05d}.h5'), video['id_maps'][f - 1], [o - 1 for o in obj_ids], obj_ids)
+        for obj in video['objects']:
+            texts.append((vid, str(obj['obj_id'] - 1), video['expressions'][obj['obj_id']]))
+        rows.append([vid, 0, 0, 0, h, w, num_frames, len(ann), subset])
+        manifest['videos'][vid] = dict(subset=subset, annotated_frames=ann, num_frames=num_frames,
+                                       objects={str(o['obj_id'] - 1): _object_meta(o) for o in video['objects']},
+                                       expressions={str(o - 1): e for o, e in video['expressions'].items()})
+    rows.append(['a2dmissed0000', 0, 0, 0, h, w, num_frames, 1, 0])
+    with open(osp.join(rel, 'videoset.csv'), 'w', newline='') as f:
+        csv.writer(f).writerows(rows)
+    with open(osp.join(txt, 'a2d_missed_videos.txt'), 'w') as f:
+        f.write('a2dmissed0000\n')
+    with open(osp.join(txt, 'a2d_annotation.txt'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['video_id', 'instance_id', 'query'])
+        writer.writerows(texts + [('a2dmissed0000', '0', 'the missing video')])
+    manifest['codec'] = codec
+    return _save_manifest(out_dir, manifest)
+
+
+# ---------------------------------------------------------------------------------------- JHMDB-Sentences
+def generate_jhmdb_sentences(out_dir: str, num_videos: int = 3, num_frames: int = 12,
+                             size: Tuple[int, int] = (64, 80), seed: int = 0) -> dict:
+    """Synthetic JHMDB-Sentences: PNG frames (1-based), ``puppet_mask.mat`` of the actor (the referred
+    object; the last frame has no mask, as in some real videos) and ``jhmdb_annotation.txt``."""
+    import scipy.io
+    rng = np.random.default_rng(seed)
+    h, w = size
+    texts, manifest = [], dict(format='jhmdb_sentences', seed=seed, size=list(size), videos={})
+    for i in range(num_videos):
+        action = ACTIONS[i % len(ACTIONS)]
+        vid = f'jhmdb_{action}_{i:03d}'
+        video = make_video(rng, num_frames, h, w, (2, 3))
+        actor = video['objects'][0]
+        img_dir = osp.join(out_dir, 'Rename_Images', action, vid)
+        mask_dir = osp.join(out_dir, 'puppet_mask', action, vid)
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(mask_dir, exist_ok=True)
+        for t, frame in enumerate(video['frames']):
+            cv2.imwrite(osp.join(img_dir, f'{t + 1:05d}.png'), frame)
+        part_mask = (video['id_maps'][:num_frames - 1] == actor['obj_id']).astype(np.uint8).transpose(1, 2, 0)
+        scipy.io.savemat(osp.join(mask_dir, 'puppet_mask.mat'), {'part_mask': part_mask})
+        query = f"{video['expressions'][actor['obj_id']]} {action}"
+        texts.append((vid, query))
+        manifest['videos'][vid] = dict(action=action, query=query, num_frames=num_frames,
+                                       num_masks=num_frames - 1, actor=_object_meta(actor))
+    with open(osp.join(out_dir, 'jhmdb_annotation.txt'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['video_id', 'query'])
+        writer.writerows(texts)
+    return _save_manifest(out_dir, manifest)
+
+
+# ---------------------------------------------------------------------------------------- RefCOCO
+def generate_refcoco(out_dir: str, num_images: Dict[str, int] = None, size: Tuple[int, int] = (80, 112),
+                     datasets: Sequence[str] = ('refcoco', ), num_objects: Sequence[int] = (2, 3),
+                     seed: int = 0) -> dict:
+    """Synthetic RefCOCO-style data: ``train2014`` images and MDETR-style
+    ``<dataset>/instances_<dataset>_<split>.json`` (one image entry per expression, its annotation the
+    referred object as a polygon)."""
+    rng = np.random.default_rng(seed)
+    num_images = num_images or dict(train=3, val=2)
+    h, w = size
+    img_dir = osp.join(out_dir, 'train2014')
+    os.makedirs(img_dir, exist_ok=True)
+    manifest = dict(format='refcoco', seed=seed, size=list(size), images={})
+    coco_id = 0
+    entries = {split: ([], []) for split in num_images}  # images, annotations
+    for split, n in num_images.items():
+        for _ in range(n):
+            coco_id += 1
+            video = make_video(rng, 1, h, w, num_objects)
+            file_name = f'COCO_train2014_{coco_id:012d}.jpg'
+            cv2.imwrite(osp.join(img_dir, file_name), video['frames'][0], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            manifest['images'][file_name] = dict(split=split, expressions={})
+            images, anns = entries[split]
+            for obj in video['objects']:
+                poly = shape_polygon(obj['shape'], *obj['centers'][0], obj['radius'])
+                x1, y1 = poly.min(0)
+                x2, y2 = poly.max(0)
+                entry_id = len(images) + 1 + 1000 * (split != 'train')
+                images.append(dict(id=entry_id, file_name=file_name, height=h, width=w, original_id=coco_id,
+                                   caption=video['expressions'][obj['obj_id']], dataset_name='refcoco'))
+                anns.append(dict(id=len(anns) + 1, image_id=entry_id, category_id=1, iscrowd=0,
+                                 bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                                 area=float((x2 - x1) * (y2 - y1)),
+                                 segmentation=[[float(v) for v in poly.reshape(-1)]]))
+                manifest['images'][file_name]['expressions'][str(entry_id)] = video['expressions'][obj['obj_id']]
+    for dataset in datasets:
+        for split, (images, anns) in entries.items():
+            _write_json(osp.join(out_dir, dataset, f'instances_{dataset}_{split}.json'),
+                        dict(images=images, annotations=anns, categories=[dict(id=1, name='object')]))
+    return _save_manifest(out_dir, manifest)

@@ -1,0 +1,7 @@
+from .a2d_sentences_metric import A2DSentencesMetric
+from .ref_ytvos_submission_metric import RefYTVOSSubmissionMetric
+from .refcoco_metric import RefCOCOSegMetric
+from .rvos_jf_metric import RVOSJFMetric, davis_unsupervised_jf, merge_object_masks, summarize_jf
+
+__all__ = ['RVOSJFMetric', 'A2DSentencesMetric', 'RefCOCOSegMetric', 'RefYTVOSSubmissionMetric',
+           'summarize_jf', 'merge_object_masks', 'davis_unsupervised_jf']

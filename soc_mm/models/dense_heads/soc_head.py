@@ -1,0 +1,375 @@
+"""SOC prediction head: class / box / dynamic-mask branches, video-level losses, post-processing."""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.layers import MLP, inverse_sigmoid
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmdet.utils import reduce_mean
+from mmengine.model import BaseModule, ModuleList, bias_init_with_prob
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from soc_mm.registry import MODELS, TASK_UTILS
+from soc_mm.structures import RVOSDataSample
+
+# official loss name of each of our losses (aux level ``d{i}.x`` <-> official ``x_{i}``)
+OFFICIAL_LOSS_NAMES = {
+    'loss_cls': 'loss_cls', 'loss_bbox': 'loss_bbox', 'loss_iou': 'loss_giou',
+    'loss_mask': 'loss_sigmoid_focal', 'loss_dice': 'loss_dice', 'loss_con': 'loss_con',
+}
+
+
+@MODELS.register_module()
+class SOCHead(BaseModule):
+    """SOC's per-decoder-level heads and criterion.
+
+    Per level ``l`` (``hs = frame queries + VOC video queries``, [B, T, nq, C]):
+    ``cls = cls_branches[l](hs)`` [.., K]; ``boxes = sigmoid(reg_branches[l](hs) + inverse_sigmoid(ref))``
+    (``ref`` 2-d: only cx, cy are shifted); ``masks = mask_head(mask_feats, controller(hs), mask_ref)``.
+
+    Interface used by the detector:
+
+    * ``forward(hidden_states, references, mask_references, mask_feats, img_sizes)``
+      - hidden_states: [L, B, T, nq, C] (or list of L [B, T, nq, C]);
+      - references: list of L [B, T, nq, 2|4], the reference each level's box head adds to
+        (init reference for l = 0, the reference refined by level l-1 otherwise);
+      - mask_references: [L, B, T, nq, 2] (or list), normalised cx, cy refined by level l itself;
+      - mask_feats: [B, T, D, h, w]; img_sizes: [B, 2] unpadded (h, w).
+      Returns ``(all_cls [L, B, T, nq, K], all_boxes [L, B, T, nq, 4], all_masks [L, B, T, nq, h', w'])``.
+    * ``loss(..., voc_embeds [L, B, nq, C], sentence_feat [B, C], batch_data_samples)`` -> weighted
+      loss dict: ``loss_cls, loss_bbox, loss_iou, loss_mask`` (mask focal), ``loss_dice, loss_con``
+      for the last level and ``d{l}.<name>`` for earlier levels (official names:
+      ``OFFICIAL_LOSS_NAMES``).
+    * ``match(...)`` -> per level, per video ``(query_idx, gt_idx)`` (the assignment the losses use).
+    * ``predict(...)`` / ``predict_by_feat(cls [B, T, nq, K], masks [B, T, nq, h, w], samples)``.
+
+    Targets: ``gt_instances`` (masks bool [N, T, h, w] at img_shape, boxes [N, T, 4] normalised
+    cxcywh, labels [N], visible bool [N, T] (default: mask non-empty)) and metainfo ``ref_inst_idx``.
+    Target masks are zero-padded bottom/right to the padded input size (metainfo
+    ``batch_input_shape``/``pad_shape``; else the largest ``img_shape`` of the batch, which is what
+    the official code pads to) and predictions are bilinearly upsampled to it.
+
+    Args:
+        num_classes (int): K (1: "is referred" logit; 65: Ref-YouTube-VOS categories).
+        embed_dims (int): C.
+        num_pred_layer (int): L, number of decoder levels with their own cls/reg branches.
+        mask_head (dict): ``DynamicMaskHead`` config.
+        loss_* (dict): loss configs (mmdet FocalLoss/DiceLoss/L1Loss, SOCGIoULoss,
+            QuerySentenceContrastiveLoss). Defaults = official coefficients.
+        train_cfg (dict): ``assigner`` (``VideoHungarianAssigner`` config) and
+            ``referred_only`` (bool, default False): keep only the referred instance of each
+            sample as target (official Ref-YouTube-VOS mode; A2D uses all instances).
+        test_cfg (dict): ``output_level`` (default 0: official eval reports the first decoder
+            level's heads), ``return_all_queries`` (default False: also fill ``pred_instances``
+            with every query's masks/scores, as the official A2D post-process).
+    """
+
+    def __init__(self,
+                 num_classes: int = 1,
+                 embed_dims: int = 256,
+                 num_pred_layer: int = 4,
+                 mask_head: dict = dict(type='DynamicMaskHead', in_channels=8, channels=8, num_layers=3,
+                                        rel_coord=True, feat_stride=4, out_stride=4),
+                 loss_cls: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0,
+                                       loss_weight=2.0),
+                 loss_mask: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0,
+                                        loss_weight=2.0),
+                 loss_dice: dict = dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True,
+                                        naive_dice=True, eps=1.0, loss_weight=5.0),
+                 loss_bbox: dict = dict(type='mmdet.L1Loss', loss_weight=2.0),
+                 loss_iou: dict = dict(type='SOCGIoULoss', loss_weight=2.0),
+                 loss_con: dict = dict(type='QuerySentenceContrastiveLoss', loss_weight=1.0),
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if num_classes < 1:
+            raise ValueError(f'SOCHead: num_classes must be >= 1, got {num_classes}')
+        self.num_classes = num_classes
+        self.embed_dims = embed_dims
+        self.num_pred_layer = num_pred_layer
+        self.train_cfg = dict(train_cfg or {})
+        self.test_cfg = dict(test_cfg or {})
+        assigner = self.train_cfg.get('assigner', dict(
+            type='VideoHungarianAssigner',
+            match_costs=[
+                dict(type='VideoFocalClassCost', weight=2.0),
+                dict(type='VideoDiceCost', weight=5.0),
+                dict(type='VideoBoxL1Cost', weight=2.0),
+                dict(type='VideoGIoUCost', weight=2.0),
+            ]))
+        self.assigner = TASK_UTILS.build(assigner)
+        self.referred_only = bool(self.train_cfg.get('referred_only', False))
+
+        self.mask_head = MODELS.build(mask_head)
+        cls_branch = nn.Linear(embed_dims, num_classes)
+        reg_branch = MLP(embed_dims, embed_dims, 4, 3)
+        # the official heads are identical clones of one initialised module
+        self.cls_branches = ModuleList([copy.deepcopy(cls_branch) for _ in range(num_pred_layer)])
+        self.reg_branches = ModuleList([copy.deepcopy(reg_branch) for _ in range(num_pred_layer)])
+        self.controller = MLP(embed_dims, embed_dims, self.mask_head.num_gen_params, 3)
+
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_mask = MODELS.build(loss_mask)
+        self.loss_dice = MODELS.build(loss_dice)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_iou = MODELS.build(loss_iou)
+        self.loss_con = MODELS.build(loss_con)
+
+    def init_weights(self) -> None:
+        """Official init: class bias prior 0.01, zero last box layer (level 0 wh bias -2),
+        xavier-uniform controller with zero biases."""
+        super().init_weights()
+        bias = bias_init_with_prob(0.01)
+        for branch in self.cls_branches:
+            nn.init.constant_(branch.bias, bias)
+        for branch in self.reg_branches:
+            nn.init.constant_(branch.layers[-1].weight, 0)
+            nn.init.constant_(branch.layers[-1].bias, 0)
+        nn.init.constant_(self.reg_branches[0].layers[-1].bias.data[2:], -2.0)
+        for layer in self.controller.layers:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    # ------------------------------------------------------------------ forward
+    def forward_single(self, hidden_state: Tensor, reference: Tensor, mask_reference: Tensor,
+                       mask_feats: Tensor, img_sizes: Tensor, layer_id: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """One level: hidden_state [B, T, nq, C] -> cls [B, T, nq, K], boxes [.., 4], masks [B, T, nq, h, w]."""
+        cls = self.cls_branches[layer_id](hidden_state)
+        delta = self.reg_branches[layer_id](hidden_state)
+        ref = inverse_sigmoid(reference)
+        if ref.shape[-1] == 4:
+            delta = delta + ref
+        elif ref.shape[-1] == 2:
+            delta = torch.cat([delta[..., :2] + ref, delta[..., 2:]], dim=-1)
+        else:
+            raise ValueError(f'SOCHead: references must end in 2 or 4, got {tuple(reference.shape)}')
+        params = self.controller(hidden_state)
+        masks = self.mask_head(mask_feats, params, mask_reference[..., :2], img_sizes)
+        return cls, delta.sigmoid(), masks
+
+    def forward(self, hidden_states: Union[Tensor, Sequence[Tensor]], references: Sequence[Tensor],
+                mask_references: Union[Tensor, Sequence[Tensor]], mask_feats: Tensor,
+                img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """All levels (level index = branch index); see the class docstring for shapes."""
+        num_levels = len(hidden_states)
+        if not (len(references) == len(mask_references) == num_levels <= self.num_pred_layer):
+            raise ValueError(f'SOCHead: got {num_levels} hidden states, {len(references)} references, '
+                             f'{len(mask_references)} mask references for {self.num_pred_layer} levels')
+        outs = [self.forward_single(hidden_states[l], references[l], mask_references[l], mask_feats,
+                                    img_sizes, l) for l in range(num_levels)]
+        return tuple(torch.stack(x) for x in zip(*outs))
+
+    # ------------------------------------------------------------------ targets
+    @staticmethod
+    def _canvas_size(batch_data_samples: Sequence[RVOSDataSample]) -> Tuple[int, int]:
+        meta = batch_data_samples[0].metainfo
+        for key in ('batch_input_shape', 'pad_shape'):
+            if key in meta:
+                return tuple(int(s) for s in meta[key][:2])
+        return (max(int(s.metainfo['img_shape'][0]) for s in batch_data_samples),
+                max(int(s.metainfo['img_shape'][1]) for s in batch_data_samples))
+
+    def get_targets(self, batch_data_samples: Sequence[RVOSDataSample], canvas: Tuple[int, int],
+                    device=None) -> Tuple[List[InstanceData], List[int]]:
+        """Per video: InstanceData(masks float [N, T, H, W] padded, boxes, labels, visible) on
+        ``device`` and the referred index (into these targets)."""
+        targets, ref_indices = [], []
+        for i, sample in enumerate(batch_data_samples):
+            if 'gt_instances' not in sample:
+                raise ValueError(f'SOCHead: data sample {i} has no gt_instances')
+            gt = sample.gt_instances
+            if 'ref_inst_idx' not in sample.metainfo:
+                raise ValueError(f'SOCHead: data sample {i} has no metainfo "ref_inst_idx"')
+            ref = int(sample.metainfo['ref_inst_idx'])
+            masks = gt.masks
+            if masks.dim() != 4:
+                raise ValueError(f'SOCHead: gt_instances.masks of sample {i} must be [N, T, h, w], '
+                                 f'got {tuple(masks.shape)}')
+            if not 0 <= ref < len(gt):
+                raise ValueError(f'SOCHead: ref_inst_idx {ref} of sample {i} out of range for '
+                                 f'{len(gt)} instances')
+            visible = gt.visible if 'visible' in gt else masks.flatten(2).any(-1)
+            keep = slice(ref, ref + 1) if self.referred_only else slice(None)
+            h, w = masks.shape[-2:]
+            if h > canvas[0] or w > canvas[1]:
+                raise ValueError(f'SOCHead: gt masks of sample {i} ({h}x{w}) exceed the padded size {canvas}')
+            padded = F.pad(masks[keep].float(), (0, canvas[1] - w, 0, canvas[0] - h))
+            targets.append(InstanceData(masks=padded, boxes=gt.boxes[keep].float(),
+                                        labels=gt.labels[keep].long(),
+                                        visible=visible[keep].bool()).to(device or masks.device))
+            ref_indices.append(0 if self.referred_only else ref)
+        return targets, ref_indices
+
+    def _num_masks(self, targets: List[InstanceData]) -> float:
+        """T * sum of instances (absent frames count), averaged over ranks, clamped >= 1."""
+        num = sum(t.masks.shape[0] * t.masks.shape[1] for t in targets)
+        num = torch.as_tensor(float(num), device=targets[0].masks.device)
+        return reduce_mean(num).clamp(min=1).item()
+
+    # ------------------------------------------------------------------ matching
+    @torch.no_grad()
+    def _match_level(self, cls: Tensor, boxes: Tensor, masks: Tensor, voc_embeds: Optional[Tensor],
+                     sentence_feat: Optional[Tensor], targets: List[InstanceData],
+                     batch_data_samples) -> List[Tuple[Tensor, Tensor]]:
+        result = []
+        for b, target in enumerate(targets):
+            pred = InstanceData(scores=cls[b].transpose(0, 1), boxes=boxes[b].transpose(0, 1),
+                                masks=masks[b].transpose(0, 1))
+            if voc_embeds is not None and sentence_feat is not None:
+                pred.query_embeds = voc_embeds[b]
+                pred.sentence_feat = sentence_feat[b][None].expand_as(voc_embeds[b])
+            result.append(self.assigner.match(pred, target, batch_data_samples[b].metainfo))
+        return result
+
+    def match(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, voc_embeds: Optional[Tensor],
+              sentence_feat: Optional[Tensor], batch_data_samples: Sequence[RVOSDataSample]
+              ) -> List[List[Tuple[Tensor, Tensor]]]:
+        """Assignment per level and video: list[L] of list[B] of (query_idx, gt_idx) long tensors.
+
+        ``gt_idx`` indexes ``gt_instances`` (or the referred-only target list when
+        ``train_cfg.referred_only``)."""
+        targets, _ = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
+                                      all_cls.device)
+        return [self._match_level(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                  None if voc_embeds is None else voc_embeds[l].detach(),
+                                  None if sentence_feat is None else sentence_feat.detach(),
+                                  targets, batch_data_samples)
+                for l in range(len(all_cls))]
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, hidden_states, references, mask_references, mask_feats: Tensor, voc_embeds: Tensor,
+             sentence_feat: Tensor, batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
+        """forward + ``loss_by_feat``."""
+        img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
+        all_cls, all_boxes, all_masks = self(hidden_states, references, mask_references, mask_feats, img_sizes)
+        return self.loss_by_feat(all_cls, all_boxes, all_masks, voc_embeds, sentence_feat, batch_data_samples)
+
+    def loss_by_feat(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, voc_embeds: Tensor,
+                     sentence_feat: Tensor, batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
+        """Weighted losses of every level.
+
+        Args:
+            all_cls (Tensor): [L, B, T, nq, K] logits.
+            all_boxes (Tensor): [L, B, T, nq, 4] normalised cxcywh.
+            all_masks (Tensor): [L, B, T, nq, h, w] logits on the padded canvas at the mask stride.
+            voc_embeds (Tensor): [L, B, nq, C] VOC outputs of each level.
+            sentence_feat (Tensor): [B, C] sentence feature of the contrastive loss.
+        """
+        canvas = self._canvas_size(batch_data_samples)
+        targets, ref_indices = self.get_targets(batch_data_samples, canvas, all_cls.device)
+        num_masks = self._num_masks(targets)
+        num_levels = len(all_cls)
+        losses = {}
+        for l in range(num_levels):
+            indices = self._match_level(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                        voc_embeds[l].detach(), sentence_feat.detach(), targets,
+                                        batch_data_samples)
+            level = self.loss_by_feat_single(all_cls[l], all_boxes[l], all_masks[l], voc_embeds[l],
+                                             sentence_feat, targets, ref_indices, indices, num_masks)
+            prefix = '' if l == num_levels - 1 else f'd{l}.'
+            losses.update({prefix + k: v for k, v in level.items()})
+        return losses
+
+    def loss_by_feat_single(self, cls: Tensor, boxes: Tensor, masks: Tensor, voc_embeds: Tensor,
+                            sentence_feat: Tensor, targets: List[InstanceData], ref_indices: List[int],
+                            indices: List[Tuple[Tensor, Tensor]], num_masks: float) -> Dict[str, Tensor]:
+        """Losses of one level given the assignment (same for every frame of a video)."""
+        B, T, nq, K = cls.shape
+        # class: positives = the query matched to the referred object, on frames where it is visible
+        cls_target = torch.zeros_like(cls)
+        target_query = torch.full((B,), -1, dtype=torch.long, device=cls.device)
+        for b, ((q_idx, g_idx), target, ref) in enumerate(zip(indices, targets, ref_indices)):
+            hit = (g_idx == ref).nonzero().flatten()
+            if len(hit) == 0:
+                continue
+            q = int(q_idx[hit[0]])
+            target_query[b] = q
+            label = 0 if K == 1 else int(target.labels[ref])
+            if not 0 <= label < K:
+                raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
+            cls_target[b, target.visible[ref], q, label] = 1
+        loss_cls = self.loss_cls(cls.reshape(-1, K), cls_target.reshape(-1, K), avg_factor=num_masks)
+        loss_con = self.loss_con(voc_embeds, sentence_feat, target_query)
+
+        # masks / boxes of every matched pair on every frame (absent frames included)
+        pred_masks, gt_masks, pred_boxes, gt_boxes = [], [], [], []
+        for b, ((q_idx, g_idx), target) in enumerate(zip(indices, targets)):
+            pred_masks.append(masks[b][:, q_idx].flatten(0, 1))
+            gt_masks.append(target.masks[g_idx].transpose(0, 1).flatten(0, 1))
+            pred_boxes.append(boxes[b][:, q_idx].flatten(0, 1))
+            gt_boxes.append(target.boxes[g_idx].transpose(0, 1).flatten(0, 1))
+        pred_masks, gt_masks = torch.cat(pred_masks), torch.cat(gt_masks)
+        pred_boxes, gt_boxes = torch.cat(pred_boxes), torch.cat(gt_boxes)
+        if len(pred_masks) == 0:
+            zero = masks.sum() * 0 + boxes.sum() * 0
+            return dict(loss_cls=loss_cls, loss_bbox=zero, loss_iou=zero, loss_mask=zero,
+                        loss_dice=zero, loss_con=loss_con)
+        canvas = gt_masks.shape[-2:]
+        pred_masks = F.interpolate(pred_masks[:, None], size=canvas, mode='bilinear',
+                                   align_corners=False)[:, 0]
+        loss_mask = self.loss_mask(pred_masks.flatten(1), gt_masks.flatten(1),
+                                   avg_factor=num_masks * canvas[0] * canvas[1])
+        loss_dice = self.loss_dice(pred_masks, gt_masks, avg_factor=num_masks)
+        loss_bbox = self.loss_bbox(pred_boxes, gt_boxes, avg_factor=num_masks)
+        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(pred_boxes), bbox_cxcywh_to_xyxy(gt_boxes),
+                                 avg_factor=num_masks)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou, loss_mask=loss_mask,
+                    loss_dice=loss_dice, loss_con=loss_con)
+
+    # ------------------------------------------------------------------ inference
+    @staticmethod
+    def _img_sizes(batch_data_samples, device) -> Tensor:
+        return torch.tensor([list(s.metainfo['img_shape'][:2]) for s in batch_data_samples],
+                            dtype=torch.long, device=device)
+
+    def predict(self, hidden_states, references, mask_references, mask_feats: Tensor,
+                batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True) -> List[RVOSDataSample]:
+        """Run the heads of level ``test_cfg.output_level`` (default 0) and post-process."""
+        level = int(self.test_cfg.get('output_level', 0))
+        img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
+        cls, _, masks = self.forward_single(hidden_states[level], references[level], mask_references[level],
+                                            mask_feats, img_sizes, level)
+        return self.predict_by_feat(cls, masks, batch_data_samples, rescale=rescale)
+
+    @torch.no_grad()
+    def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_data_samples: Sequence[RVOSDataSample],
+                        rescale: bool = True) -> List[RVOSDataSample]:
+        """Fill ``pred_masks`` bool [T, H0, W0] / ``pred_scores`` [T] (and ``pred_instances``).
+
+        The referred trajectory is the query with the highest time-averaged max class
+        probability (official Ref-YouTube-VOS rule). Mask logits are upsampled bilinearly to the
+        padded input size, thresholded at 0.5 after sigmoid, cropped to ``img_shape`` and
+        (``rescale``) resized to ``ori_shape`` with nearest interpolation. ``pred_scores`` are the
+        per-frame max class probabilities of that query.
+
+        Args:
+            cls (Tensor): [B, T, nq, K] class logits.
+            masks (Tensor): [B, T, nq, h, w] mask logits.
+        """
+        canvas = self._canvas_size(batch_data_samples)
+        prob = cls.sigmoid()
+        traj = prob.mean(1).max(-1)[0].argmax(-1)  # [B]
+        return_all = bool(self.test_cfg.get('return_all_queries', False))
+        for b, sample in enumerate(batch_data_samples):
+            q = traj[b]
+            sample.pred_masks = self._binarize(masks[b, :, q][:, None], sample, canvas, rescale)[:, 0]
+            sample.pred_scores = prob[b, :, q].max(-1)[0]
+            if return_all:
+                all_masks = self._binarize(masks[b], sample, canvas, rescale)  # [T, nq, H0, W0]
+                sample.pred_instances = InstanceData(masks=all_masks.transpose(0, 1),
+                                                     scores=prob[b, :, :, 0].transpose(0, 1))
+        return list(batch_data_samples)
+
+    @staticmethod
+    def _binarize(logits: Tensor, sample: RVOSDataSample, canvas: Tuple[int, int], rescale: bool) -> Tensor:
+        """logits [T, n, h, w] -> bool [T, n, H0, W0] (or [T, n, h_img, w_img] without rescale)."""
+        up = F.interpolate(logits, size=canvas, mode='bilinear', align_corners=False)
+        h, w = sample.metainfo['img_shape'][:2]
+        binary = (up.sigmoid() > 0.5)[:, :, :h, :w]
+        if rescale:
+            binary = F.interpolate(binary.float(), size=tuple(sample.metainfo['ori_shape'][:2]),
+                                   mode='nearest') > 0.5
+        return binary

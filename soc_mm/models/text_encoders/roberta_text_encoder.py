@@ -1,0 +1,108 @@
+"""RoBERTa text encoder with SOC's projection to the model width."""
+import os.path as osp
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from soc_mm.registry import MODELS
+
+_TOKENIZER_FILE_SETS = (('tokenizer.json', ), ('vocab.json', 'merges.txt'))
+
+
+class TextProjection(nn.Module):
+    """Linear -> LayerNorm(eps 1e-12) -> Dropout (SOC's ``FeatureResizer``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels, out_channels)
+        self.norm = nn.LayerNorm(out_channels, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.norm(self.fc(x)))
+
+
+@MODELS.register_module()
+class RoBERTaTextEncoder(BaseModule):
+    """HF ``RobertaModel`` + tokenizer loaded from a local folder, projected to C.
+
+    The same projection is applied to the word features
+    (``last_hidden_state``) and to the sentence feature (``pooler_output``).
+
+    Args:
+        model_path (str): local folder with the HF model (``config.json`` and
+            weights) and its tokenizer files (``tokenizer.json`` or
+            ``vocab.json`` + ``merges.txt``), e.g. ``roberta-base``.
+        embed_dims (int): output channels C (the detector's d_model).
+        freeze (bool): no gradients for the RoBERTa weights (SOC: True). Like
+            SOC, the frozen model keeps the train/eval mode of its parent.
+        proj_dropout (float): dropout of the projection (SOC: 0.1).
+    """
+
+    def __init__(self,
+                 model_path: str,
+                 embed_dims: int = 256,
+                 freeze: bool = True,
+                 proj_dropout: float = 0.1,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        from transformers import RobertaModel, RobertaTokenizerFast
+        if not isinstance(model_path, str) or not osp.isdir(model_path):
+            raise FileNotFoundError(f'RoBERTaTextEncoder: model_path {model_path!r} is not a directory '
+                                    '(expected a local HF folder such as roberta-base/)')
+        if not osp.isfile(osp.join(model_path, 'config.json')):
+            raise FileNotFoundError(f'RoBERTaTextEncoder: no config.json in {model_path!r}')
+        if not any(all(osp.isfile(osp.join(model_path, f)) for f in files) for files in _TOKENIZER_FILE_SETS):
+            raise FileNotFoundError(
+                f'RoBERTaTextEncoder: no tokenizer files in {model_path!r}: expected tokenizer.json '
+                'or vocab.json + merges.txt')
+        self.model_path = model_path
+        self.tokenizer = RobertaTokenizerFast.from_pretrained(model_path)
+        self.model = RobertaModel.from_pretrained(model_path)
+        if self.model.pooler is None:
+            raise ValueError(f'RoBERTaTextEncoder: the model in {model_path!r} has no pooler '
+                             '(SOC uses pooler_output as the sentence feature)')
+        self.embed_dims = embed_dims
+        self.freeze = freeze
+        if freeze:
+            self.model.requires_grad_(False)
+        self.proj = TextProjection(self.model.config.hidden_size, embed_dims, proj_dropout)
+
+    def init_weights(self) -> None:
+        """Keep the pretrained RoBERTa weights; the projection keeps torch's init."""
+        self._is_init = True
+
+    @staticmethod
+    def _check_texts(texts: Sequence[str]) -> List[str]:
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or len(texts) == 0:
+            raise ValueError(f'texts must be a non-empty list of str, got {texts!r}')
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f'texts[{i}] must be a non-empty referring expression, got {text!r}')
+        return list(texts)
+
+    def tokenize(self, texts: Sequence[str]) -> dict:
+        """Tokenise as a batch padded to the longest expression -> dict of [B, S] tensors."""
+        tokens = self.tokenizer(self._check_texts(texts), padding='longest', return_tensors='pt')
+        device = self.proj.fc.weight.device
+        return dict(input_ids=tokens['input_ids'].to(device),
+                    attention_mask=tokens['attention_mask'].to(device))
+
+    def encode(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
+        """RoBERTa outputs before projection.
+
+        Returns: last_hidden_state [B, S, H], pooler_output [B, H],
+        attention_mask [B, S] (1 = token, 0 = pad).
+        """
+        tokens = self.tokenize(texts)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            out = self.model(**tokens)
+        return out.last_hidden_state, out.pooler_output, tokens['attention_mask']
+
+    def forward(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
+        """texts (list[str], B) -> word features [B, S, C], word padding mask
+        bool [B, S] (True = pad), sentence feature [B, C]."""
+        words, pooled, attention_mask = self.encode(texts)
+        return self.proj(words), attention_mask.ne(1), self.proj(pooled)

@@ -1,0 +1,73 @@
+"""Generate a synthetic RVOS dataset (moving coloured shapes + referring expressions) in a real on-disk format.
+
+    python tools/dataset_converters/generate_synthetic_rvos.py ref_youtube_vos data/synthetic_refytvos \
+        --num-train 200 --num-valid 20 --num-test 2 --num-frames 8 --size 96 96 --seed 0
+    python tools/dataset_converters/generate_synthetic_rvos.py a2d_sentences data/synthetic_a2d
+    python tools/dataset_converters/generate_synthetic_rvos.py jhmdb_sentences data/synthetic_jhmdb
+    python tools/dataset_converters/generate_synthetic_rvos.py ref_davis17 data/synthetic_refdavis
+    python tools/dataset_converters/generate_synthetic_rvos.py refcoco data/synthetic_coco
+
+Each writes ``synthetic_manifest.json`` (objects, expressions) next to the data. See
+``soc_mm.datasets.synthetic`` for the formats.
+"""
+import argparse
+import time
+
+from soc_mm.datasets import synthetic
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Generate a synthetic RVOS dataset in a real format')
+    parser.add_argument('format', choices=['ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences',
+                                           'refcoco'])
+    parser.add_argument('out_dir', help='dataset root to write')
+    parser.add_argument('--num-train', type=int, default=None, help='train videos / images')
+    parser.add_argument('--num-valid', type=int, default=None, help='valid (test for A2D/JHMDB) videos / images')
+    parser.add_argument('--num-test', type=int, default=1, help='Ref-YTVOS competition test videos (removed '
+                        'from the valid split by the dataset)')
+    parser.add_argument('--num-frames', type=int, default=None, help='frames per video')
+    parser.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'), help='frame size')
+    parser.add_argument('--num-objects', type=int, nargs=2, default=[2, 3], metavar=('MIN', 'MAX'))
+    parser.add_argument('--exit-prob', type=float, default=0.0,
+                        help='Ref-YTVOS: probability that an object leaves the video half-way')
+    parser.add_argument('--no-valid-gt', action='store_true', help='Ref-YTVOS: no valid masks (as the real '
+                        'release); held-out J&F then cannot be computed')
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    opt = {k: v for k, v in dict(num_frames=args.num_frames, size=tuple(args.size) if args.size else None).items()
+           if v is not None}
+    t0 = time.perf_counter()
+    if args.format == 'ref_youtube_vos':
+        manifest = synthetic.generate_ref_youtube_vos(
+            args.out_dir, num_train=args.num_train or 8, num_valid=args.num_valid or 3, num_test=args.num_test,
+            num_objects=tuple(args.num_objects), valid_with_gt=not args.no_valid_gt, exit_prob=args.exit_prob,
+            seed=args.seed, **opt)
+        counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
+    elif args.format == 'ref_davis17':
+        manifest = synthetic.generate_ref_davis(args.out_dir, num_valid=args.num_valid or 2,
+                                                num_objects=tuple(args.num_objects), seed=args.seed, **opt)
+        counts = {'valid': len(manifest['valid'])}
+    elif args.format == 'a2d_sentences':
+        manifest = synthetic.generate_a2d_sentences(args.out_dir, num_train=args.num_train or 3,
+                                                    num_test=args.num_valid or 2,
+                                                    num_objects=tuple(args.num_objects), seed=args.seed, **opt)
+        counts = {'videos': len(manifest['videos'])}
+    elif args.format == 'jhmdb_sentences':
+        manifest = synthetic.generate_jhmdb_sentences(args.out_dir, num_videos=args.num_valid or 3, seed=args.seed,
+                                                      **opt)
+        counts = {'videos': len(manifest['videos'])}
+    else:
+        opt.pop('num_frames', None)
+        manifest = synthetic.generate_refcoco(
+            args.out_dir, num_images=dict(train=args.num_train or 3, val=args.num_valid or 2),
+            num_objects=tuple(args.num_objects), seed=args.seed, **opt)
+        counts = {'images': len(manifest['images'])}
+    print(f'wrote synthetic {args.format} to {args.out_dir} ({counts}) in {time.perf_counter() - t0:.1f} s')
+
+
+if __name__ == '__main__':
+    main()
