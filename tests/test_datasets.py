@@ -21,6 +21,7 @@ init_default_scope('soc_mm')
 T = 4
 YTVOS_TRAIN = [dict(type='LoadRVOSFrames'), dict(type='LoadPaletteMasks'), dict(type='PackRVOSInputs')]
 YTVOS_AUG = [dict(type='LoadRVOSFrames'), dict(type='LoadPaletteMasks'), dict(type='RVOSRandomFlip', prob=0.5),
+             dict(type='ClipPhotometricDistortion', prob=0.5),
              dict(type='RVOSRandomResize', short_side=[32, 40], max_size=64),
              dict(type='RVOSRandomCrop', min_size=24, max_size=40, prob=0.5), dict(type='PackRVOSInputs')]
 EVAL_PALETTE = [dict(type='LoadRVOSFrames'), dict(type='LoadPaletteMasks'),

@@ -86,8 +86,9 @@ def test_photometric_distortion_shares_random_draw():
     out = distort(results)['imgs']
     assert not np.allclose(out[0], frame)
     assert all(np.array_equal(out[0], o) for o in out[1:])
-    packed = PackRVOSInputs()(dict(clip_results(), imgs=out))
-    assert packed['inputs'].dtype == torch.uint8
+    assert out[0].dtype == np.uint8
+    resized = RVOSRandomResize(short_side=8, max_size=100)(dict(clip_results(), imgs=out, img_shape=(12, 16)))
+    assert resized['imgs'][0].shape == (8, 10, 3)
 
 
 def test_pack_fields_follow_contract():

@@ -166,7 +166,7 @@ class ClipPhotometricDistortion(BaseTransform):
     """mmdet ``PhotoMetricDistortion`` with one random draw shared by all frames of the clip.
 
     Applied with probability ``prob`` (SOC: ``random_color``, off in its configs, drawn per frame).
-    Frames become float32; ``PackRVOSInputs`` rounds them back to uint8. Other kwargs go to mmdet's
+    Frames are rounded back to uint8 afterwards. Other kwargs go to mmdet's
     ``PhotoMetricDistortion`` (brightness_delta, contrast_range, saturation_range, hue_delta).
     """
 
@@ -180,7 +180,10 @@ class ClipPhotometricDistortion(BaseTransform):
     def transform(self, results: dict) -> dict:
         if np.random.rand() >= self.prob:
             return results
-        return self.broadcast(results)
+        results = self.broadcast(results)
+        # back to uint8 (as SOC) so that later transforms (e.g. the pillow resize) get images
+        results['imgs'] = [np.clip(np.round(img), 0, 255).astype(np.uint8) for img in results['imgs']]
+        return results
 
 
 @TRANSFORMS.register_module()

@@ -1,0 +1,45 @@
+"""Check that soc_mm's SOC reproduces the official model on a golden fixture folder.
+
+Usage: python tools/analysis_tools/compare_with_reference.py FIXTURE_DIR [FIXTURE_DIR ...]
+
+Builds our model from the fixture's config.json, converts its official state dict with
+our converter, runs eval and train forwards and the loss on inputs.pt, prints the max
+|diff| of every output and loss term, and exits non-zero if an output differs by more
+than 1e-4 * max(1, max|reference|), a loss term by more than 1e-4 relative, or the
+matched indices differ.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('fixture_dirs', nargs='+', help='fixture folder(s) (e.g. tests/data/soc_reference/ytvos_b2_t3_nc1_w0)')
+    parser.add_argument('--threads', type=int, default=1, help='torch threads (fixtures: 1)')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import soc_mm  # noqa: F401  (registries)
+    from soc_mm.utils.official_reference import compare_fixture
+
+    failed = []
+    for fixture_dir in args.fixture_dirs:
+        if not osp.isfile(osp.join(fixture_dir, 'config.json')):
+            sys.exit(f'{fixture_dir}: not a fixture folder (no config.json)')
+        print(f'== {fixture_dir}')
+        print(f'{"quantity":60s} {"max|diff|":>12s} {"tolerance":>12s}  ok')
+        for row in compare_fixture(fixture_dir):
+            print(f'{row.name:60s} {row.max_abs_diff:12.3e} {row.tolerance:12.3e}  '
+                  f'{"yes" if row.ok else "NO"}')
+            if not row.ok:
+                failed.append(f'{fixture_dir}: {row.name}')
+    if failed:
+        print('FAILED:\n  ' + '\n  '.join(failed))
+        sys.exit(1)
+    print('all quantities within tolerance')
+
+
+if __name__ == '__main__':
+    main()
