@@ -5,15 +5,16 @@ import os.path as osp
 import pytest
 import torch
 from einops import rearrange
-from mmengine.structures import InstanceData
 from torch import nn
 
 import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.layers import DecoderSamplingRecorder
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
-from soc_mm.utils.official_keys_back import convert_official_back_state_dict
+from soc_mm.utils.official_checkpoint import convert_official_state_dict
 from soc_mm.utils.official_keys_front import convert_front_state_dict
+from soc_mm.utils.official_reference import fixture_batch as official_fixture_batch
+from soc_mm.utils.official_reference import load_fixture_state_dict, official_model_cfg, zero_dropout
 
 FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
 MAIN = 'ytvos_b2_t3_nc1_w0'
@@ -30,96 +31,26 @@ def load(variant, name):
 def soc_config(variant: str, voc_batch_regroup_compat: bool = True) -> dict:
     """Our config of the tiny fixture model (official hyper-parameters in config.json)."""
     official = json.load(open(osp.join(FIXTURES, variant, 'config.json')))['official_config']
-    swin, dt, voc = official['backbone_swin_config'], official['DeformTransformer'], official['VOC']
-    C, nq, levels = dt['d_model'], dt['num_queries'], dt['num_feature_levels']
-    channels = [swin['embed_dim'] * 2**i for i in range(4)]
-    msda = dict(embed_dims=C, num_heads=dt['nheads'], num_levels=levels, dropout=dt['dropout'],
-                batch_first=True)
-    ffn = dict(embed_dims=C, feedforward_channels=dt['dim_feedforward'], ffn_drop=dt['dropout'])
-    return dict(
-        type='SOC', num_queries=nq, num_feature_levels=levels, with_box_refine=True,
-        voc_batch_regroup_compat=voc_batch_regroup_compat,
-        backbone=dict(type='VideoSwinTransformer',
-                      arch=dict(embed_dims=swin['embed_dim'], depths=swin['depths'], num_heads=swin['num_heads']),
-                      patch_size=swin['patch_size'], window_size=swin['window_size'],
-                      drop_path_rate=swin['drop_path_rate']),
-        text_encoder=dict(type='RoBERTaTextEncoder', model_path=osp.join(FIXTURES, 'common', 'text_encoder'),
-                          embed_dims=C, freeze=official['freeze_text_encoder']),
-        neck=dict(type='mmdet.ChannelMapper', in_channels=channels[1:], kernel_size=1, out_channels=C,
-                  act_cfg=None, bias=True, norm_cfg=dict(type='GN', num_groups=32), num_outs=levels),
-        encoder=dict(num_layers=dt['enc_layers'], layer_cfg=dict(
-            self_attn_cfg=dict(msda, num_points=dt['enc_n_points']), ffn_cfg=ffn)),
-        decoder=dict(num_layers=dt['dec_layers'], return_intermediate=True, layer_cfg=dict(
-            self_attn_cfg=dict(embed_dims=C, num_heads=dt['nheads'], dropout=dt['dropout'], batch_first=True),
-            cross_attn_cfg=dict(msda, num_points=dt['dec_n_points']), ffn_cfg=ffn), post_norm_cfg=None),
-        voc=dict(type='VOC', embed_dims=C, num_heads=voc['nheads'], num_queries=voc['num_queries'],
-                 num_frame_queries=voc['num_frame_queries'], num_encoder_layers=voc['enc_layers'],
-                 num_decoder_layers=voc['dec_layers'], feedforward_channels=voc['dim_feedforward'],
-                 window_size=voc['window_size']),
-        spatial_decoder=dict(type='SOCSpatialDecoder', in_channels=C, skip_channels=[C, C, channels[0]],
-                             out_channels=official['mask_kernels_dim']),
-        bbox_head=dict(type='SOCHead', num_classes=official['num_classes'], embed_dims=C,
-                       num_pred_layer=dt['dec_layers'],
-                       mask_head=dict(type='DynamicMaskHead', in_channels=official['mask_kernels_dim'],
-                                      channels=official['dynamic_mask_channels'],
-                                      num_layers=official['controller_layers'], rel_coord=official['rel_coord'])),
-        train_cfg=dict(referred_only=variant.startswith('ytvos')))
-
-
-def official_state_dict(variant: str) -> dict:
-    config = json.load(open(osp.join(FIXTURES, variant, 'config.json')))
-    sd = torch.load(osp.join(FIXTURES, 'common', 'official_state_dict.pt'))
-    for extra in config['weights']['state_dict_overrides']:
-        sd.update(torch.load(osp.join(FIXTURES, variant, extra)))
-    return sd
+    return official_model_cfg(official, osp.join(FIXTURES, 'common', 'text_encoder'),
+                              referred_only=variant.startswith('ytvos'),
+                              voc_batch_regroup_compat=voc_batch_regroup_compat)
 
 
 def build_soc(variant: str, voc_batch_regroup_compat: bool = True, **overrides) -> nn.Module:
+    """The fixture model with the official weights (converted by our converter), eval mode."""
     torch.set_num_threads(1)
     cfg = soc_config(variant, voc_batch_regroup_compat)
     cfg.update(overrides)
     model = MODELS.build(cfg)
-    sd = official_state_dict(variant)
-    front, others = convert_front_state_dict(sd)
-    front.update(convert_official_back_state_dict(others))
-    model.load_state_dict(front, strict=True)
+    fixture_dir = osp.join(FIXTURES, variant)
+    config = json.load(open(osp.join(fixture_dir, 'config.json')))
+    model.load_state_dict(convert_official_state_dict(load_fixture_state_dict(fixture_dir, config)), strict=True)
     return model.eval()
-
-
-def zero_dropout(model: nn.Module) -> nn.Module:
-    """Dropout probabilities 0 (the official train-mode fixtures were made so)."""
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-        if isinstance(m, nn.MultiheadAttention):
-            m.dropout = 0.0
-    return model
 
 
 def fixture_batch(variant: str, with_targets: bool = False):
     """Fixture inputs -> (inputs [B, T, 3, H, W], data samples)."""
-    inp = load(variant, 'inputs.pt')
-    T, B = inp['samples'].shape[:2]
-    pad_hw = tuple(inp['samples'].shape[-2:])
-    valid = inp['valid_indices']
-    samples = []
-    for b in range(B):
-        target = inp['targets'][0][b]
-        meta = dict(img_shape=tuple(target['size'].tolist()), ori_shape=tuple(target['orig_size']),
-                    expression=inp['text_queries'][b], batch_input_shape=pad_hw, pad_shape=pad_hw,
-                    ref_inst_idx=int(target['referred_instance_idx']))
-        if valid is not None:
-            meta['valid_frame_idx'] = [int(valid[b]) - b * T]
-        sample = RVOSDataSample(metainfo=meta)
-        if with_targets:
-            steps = [inp['targets'][t][b] for t in range(len(inp['targets']))]
-            labels = steps[0]['labels'].reshape(-1)
-            n = steps[0]['masks'].shape[0]
-            sample.gt_instances = InstanceData(
-                masks=torch.stack([s['masks'] for s in steps], 1), boxes=torch.stack([s['boxes'] for s in steps], 1),
-                labels=labels.expand(n) if labels.numel() == 1 else labels)
-        samples.append(sample)
-    return inp['samples'].transpose(0, 1).contiguous(), samples
+    return official_fixture_batch(load(variant, 'inputs.pt'), with_targets=with_targets)
 
 
 def assert_close(ours, theirs, **tol):
