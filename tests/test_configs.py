@@ -1,0 +1,269 @@
+"""Every config of configs/soc loads, builds its model and datasets on generated data and runs one
+training epoch of one iteration (with validation when it has one) or one test pass, through
+mmengine's Runner exactly as tools/train.py / tools/test.py do.
+
+Only sizes are shrunk (backbone width/depth, d_model 128, FFN 256, 4 frames, 32-pixel short side,
+<= 2 clips per batch, the first samples of each training set); paths point to generated data, a
+tiny RoBERTa and fake pretrained checkpoints written here.
+"""
+import copy
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.runner import Runner
+
+import soc_mm  # noqa: F401  (registries, compat shims)
+from soc_mm.datasets import synthetic
+from soc_mm.registry import MODELS
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEXT_ENCODER = osp.join(REPO, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
+CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', 'soc', '*.py'))
+                 if osp.basename(p) != 'soc_tiny_synthetic.py')  # owned and tested by the demo
+T = 4                      # frames per clip
+SHORT, LONG = 32, 64       # resize: short side, max long side
+C = 128                    # d_model
+TINY_SWIN = dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
+DATA_ROOTS = {  # config data root -> generator key
+    'data/refer_youtube_vos/': 'ytvos', 'data/a2d_sentences/': 'a2d', 'data/jhmdb_sentences/': 'jhmdb',
+    'data/ref_davis/': 'davis', 'data/coco/': 'coco'}
+
+
+def config_id(path):
+    return osp.splitext(osp.basename(path))[0]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    """Generated datasets, a fake Kinetics checkpoint of the tiny Swin and a full SOC checkpoint."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp('cfg_data')
+    roots = {k: str(root / k) + '/' for k in ('ytvos', 'a2d', 'jhmdb', 'davis', 'coco')}
+    synthetic.generate_ref_youtube_vos(roots['ytvos'], num_train=1, num_valid=1, num_test=1, num_frames=5,
+                                       size=(32, 40), seed=0)
+    synthetic.generate_a2d_sentences(roots['a2d'], num_train=1, num_test=1, num_frames=6, size=(32, 40),
+                                     annotated_frames=1, seed=0)
+    synthetic.generate_jhmdb_sentences(roots['jhmdb'], num_videos=1, num_frames=6, size=(32, 40), seed=0)
+    synthetic.generate_ref_davis(roots['davis'], num_valid=1, num_frames=4, size=(32, 40), num_objects=(2, ),
+                                 seed=0)
+    synthetic.generate_refcoco(roots['coco'], num_images=dict(train=2, val=1), size=(32, 40),
+                               datasets=('refcoco', 'refcoco+', 'refcocog'), seed=0)
+    # a Video-Swin Kinetics-style checkpoint (``backbone.`` prefix, temporal patch kernel 2)
+    swin = MODELS.build(dict(type='VideoSwinTransformer', arch=TINY_SWIN))
+    state = {f'backbone.{k}': v.clone() for k, v in swin.state_dict().items()}
+    state['backbone.patch_embed.proj.weight'] = state['backbone.patch_embed.proj.weight'].repeat(1, 1, 2, 1, 1) / 2
+    state['cls_head.fc_cls.weight'] = torch.zeros(400, 8 * TINY_SWIN['embed_dims'])
+    swin_ckpt = str(root / 'swin_kinetics.pth')
+    torch.save(dict(state_dict=state), swin_ckpt)
+    return dict(root=root, roots=roots, swin_ckpt=swin_ckpt, swin_state=state, soc_ckpts={})
+
+
+def soc_checkpoint(env, cfg) -> str:
+    """A full checkpoint of the (shrunk) model of ``cfg`` (for ``load_from`` / testing), cached by
+    its number of classes; one RoBERTa weight is shifted by +1 to see that it was loaded."""
+    nc = cfg.model.bbox_head.num_classes
+    if nc not in env['soc_ckpts']:
+        model_cfg = copy.deepcopy(cfg.model)
+        model_cfg.backbone.init_cfg = None
+        model = MODELS.build(model_cfg)
+        state = model.state_dict()
+        state['text_encoder.model.embeddings.word_embeddings.weight'] += 1.0
+        path = str(env['root'] / f'soc_nc{nc}.pth')
+        torch.save(dict(state_dict=state, meta=dict()), path)
+        env['soc_ckpts'][nc] = (path, state)
+    return env['soc_ckpts'][nc]
+
+
+# ------------------------------------------------------------------------------------------ shrinking
+def walk(node, fn):
+    """Apply ``fn`` to every dict of a config tree (depth first)."""
+    if isinstance(node, dict):
+        fn(node)
+        for v in node.values():
+            walk(v, fn)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            walk(v, fn)
+
+
+def rebase(node, roots):
+    """Point every path under a real data root to the generated copy."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            node[k] = rebase(v, roots)
+        return node
+    if isinstance(node, list):
+        return [rebase(v, roots) for v in node]
+    if isinstance(node, str):
+        for real, key in DATA_ROOTS.items():
+            if node.startswith(real):
+                return roots[key] + node[len(real):]
+    return node
+
+
+def shrink_model(model, env):
+    model.backbone.arch = TINY_SWIN
+    model.backbone.init_cfg.checkpoint = env['swin_ckpt']
+    model.neck.in_channels = [TINY_SWIN['embed_dims'] * 2**i for i in (1, 2, 3)]
+    model.text_encoder.model_path = TEXT_ENCODER
+
+    def dims(d):
+        if d.get('embed_dims') == 256:
+            d['embed_dims'] = C
+        if d.get('feedforward_channels') == 2048:
+            d['feedforward_channels'] = 2 * C
+    walk(model, dims)
+    model.positional_encoding.num_feats = C // 2
+    model.text_positional_encoding.num_feats = C
+    model.spatial_decoder.in_channels = C
+    model.spatial_decoder.skip_channels = [C, C, TINY_SWIN['embed_dims']]
+
+
+def shrink_data(cfg):
+    def fn(d):
+        if d.get('type') == 'RVOSRandomResize':
+            d['short_side'], d['max_size'] = [SHORT], LONG
+        if 'num_frames' in d:
+            d['num_frames'] = T
+        if 'batch_size' in d and 'dataset' in d:
+            d['batch_size'] = min(d['batch_size'], 2)
+            d['num_workers'], d['persistent_workers'] = 0, False
+    walk(cfg, fn)
+    train = cfg.get('train_dataloader')
+    if train:  # one batch of each training set: one iteration per epoch (two for the joint concat)
+        datasets = train.dataset.datasets if 'datasets' in train.dataset else [train.dataset]
+        for ds in datasets:
+            ds.indices = train.batch_size if ds.type != 'RefCOCOVideoDataset' else 1
+
+
+def tiny_config(path, env, tmp_path) -> Config:
+    cfg = Config.fromfile(path)
+    full = copy.deepcopy(cfg)
+    cfg.merge_from_dict(rebase(cfg.to_dict(), env['roots']))
+    shrink_model(cfg.model, env)
+    shrink_data(cfg)
+    if cfg.get('train_cfg'):
+        cfg.train_cfg.max_epochs = 1
+        for s in cfg.param_scheduler:
+            s.end = 1
+    if cfg.test_evaluator.get('type') == 'RefYTVOSSubmissionMetric':
+        cfg.test_evaluator.output_dir = str(tmp_path / 'submission')
+    if cfg.get('load_from'):
+        cfg.load_from = soc_checkpoint(env, cfg)[0]
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.default_hooks.logger.interval = 1
+    return full, cfg
+
+
+# ------------------------------------------------------------------------------------------ tests
+def test_every_setting_has_a_config():
+    names = {config_id(p) for p in CONFIGS}
+    expected = {
+        'soc_swin-t_2xb2-40e_a2d', 'soc_swin-t_refcoco-pre_8xb1-20e_a2d', 'soc_swin-b_refcoco-pre_8xb1-20e_a2d',
+        'soc_swin-t_8xb1-30e_refytvos', 'soc_swin-t_refcoco-pre_8xb8-25e_refytvos',
+        'soc_swin-b_refcoco-pre_8xb8-25e_refytvos', 'soc_swin-t_refcoco-joint_8xb1-30e_refytvos',
+        'soc_swin-b_refcoco-joint_8xb1-30e_refytvos', 'soc_swin-t_8xb8-30e_refcoco', 'soc_swin-b_8xb8-30e_refcoco',
+        'soc_swin-t_refcoco-pre_a2d_test-jhmdb', 'soc_swin-b_refcoco-joint_refytvos_test-refdavis17'}
+    assert expected <= names, expected - names
+
+
+# SOC README tables: (lr, backbone_lr, text_encoder_lr or None when frozen, epochs, drops, gamma,
+# clips per GPU, classes)
+TABLE = {
+    'soc_swin-t_2xb2-40e_a2d': (5e-5, 5e-6, None, 40, [15], 0.2, 2, 1),
+    'soc_swin-t_refcoco-pre_8xb1-20e_a2d': (3e-5, 3e-6, None, 20, None, None, 1, 1),
+    'soc_swin-t_8xb1-30e_refytvos': (1e-4, 1e-5, None, 30, [20], 0.1, 1, 65),
+    'soc_swin-t_refcoco-pre_8xb8-25e_refytvos': (1e-4, 1e-5, 5e-6, 25, [10], 0.1, 8, 1),
+    'soc_swin-t_refcoco-joint_8xb1-30e_refytvos': (1e-4, 1e-5, None, 30, [20], 0.1, 1, 1),
+    'soc_swin-t_8xb8-30e_refcoco': (1e-4, 1e-5, 5e-6, 30, [15, 20], 0.1, 8, 1),
+}
+for _name in list(TABLE):
+    if 'swin-t' in _name and _name.replace('swin-t', 'swin-b') in {config_id(p) for p in CONFIGS}:
+        TABLE[_name.replace('swin-t', 'swin-b')] = TABLE[_name]
+
+
+@pytest.mark.parametrize('name', sorted(TABLE))
+def test_official_hyper_parameters(name):
+    lr, backbone_lr, text_lr, epochs, drops, gamma, batch, num_classes = TABLE[name]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'soc', name + '.py'))
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW' and cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+    assert cfg.optim_wrapper.clip_grad.max_norm == 0.1
+    assert cfg.optim_wrapper.type == 'OptimWrapper'  # AMP off by default, as SOC
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(lr)
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    assert keys['backbone'].lr_mult * lr == pytest.approx(backbone_lr)
+    assert cfg.model.text_encoder.freeze == (text_lr is None)
+    if text_lr is not None:
+        assert keys['text_encoder.model'].lr_mult * lr == pytest.approx(text_lr)
+    assert cfg.train_cfg.max_epochs == epochs and cfg.train_dataloader.batch_size == batch
+    if drops is None:
+        assert cfg.param_scheduler == []
+    else:
+        (sched, ) = cfg.param_scheduler
+        assert sched.type == 'MultiStepLR' and sched.milestones == drops and sched.gamma == gamma
+    assert cfg.model.bbox_head.num_classes == num_classes
+    arch = 'base' if 'swin-b' in name else 'tiny'
+    width = dict(tiny=96, base=128)[arch]
+    assert cfg.model.backbone.arch == arch and cfg.model.backbone.drop_path_rate == 0.2
+    assert cfg.model.neck.in_channels == [width * 2, width * 4, width * 8]
+    assert cfg.model.spatial_decoder.skip_channels == [256, 256, width]
+    expected_ckpt = 'swin_base_patch244_window877_kinetics400_22k' if arch == 'base' else \
+        'swin_tiny_patch244_window877_kinetics400_1k'
+    assert expected_ckpt in cfg.model.backbone.init_cfg.checkpoint
+    if 'refcoco-pre' in name:  # fine-tuned from the matching RefCOCO pretraining
+        assert cfg.load_from and name.split('_')[1] in cfg.load_from
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
+def test_config_runs(path, env, tmp_path):
+    full, cfg = tiny_config(path, env, tmp_path)
+    name = config_id(path)
+    # eval samplers never pad with duplicates (video metrics would count them twice)
+    for key in ('val_dataloader', 'test_dataloader'):
+        if full.get(key):
+            assert full[key].sampler.get('round_up') is False, key
+    runner = Runner.from_cfg(cfg)
+    if full.get('train_dataloader'):
+        runner.train()
+        # per-part learning rates (the RoBERTa weights appear only when trained)
+        lrs = {}
+        for group in runner.optim_wrapper.optimizer.param_groups:
+            for p in group['params']:
+                lrs[id(p)] = group['lr']
+        model = runner.model
+        lr = full.optim_wrapper.optimizer.lr
+        assert lrs[id(model.backbone.patch_embed.proj.weight)] == pytest.approx(full.backbone_lr)
+        assert lrs[id(model.text_encoder.proj.fc.weight)] == pytest.approx(lr)
+        assert lrs[id(model.bbox_head.cls_branches[0].weight)] == pytest.approx(lr)
+        roberta = model.text_encoder.model.embeddings.word_embeddings.weight
+        assert roberta.requires_grad == (not full.model.text_encoder.freeze)
+        if roberta.requires_grad:
+            assert lrs[id(roberta)] == pytest.approx(full.text_encoder_lr)
+        loss = runner.message_hub.get_scalar('train/loss').current()
+        assert torch.isfinite(torch.tensor(loss)) and loss > 0
+        assert osp.isfile(osp.join(cfg.work_dir, 'epoch_1.pth'))
+        if cfg.get('load_from'):  # the fine-tuning starts from the given weights
+            _, state = soc_checkpoint(env, cfg)
+            torch.testing.assert_close(roberta.detach(), state['text_encoder.model.embeddings.word_embeddings.weight'],
+                                       atol=1e-3, rtol=0)
+        else:  # the Video-Swin starts from the Kinetics weights (trained one step)
+            torch.testing.assert_close(model.backbone.layers[0].blocks[0].mlp.fc1.weight.detach(),
+                                       env['swin_state']['backbone.layers.0.blocks.0.mlp.fc1.weight'],
+                                       atol=1e-3, rtol=0)
+        if full.get('val_dataloader'):
+            metrics = {k for k in runner.message_hub.log_scalars if k.startswith('val/')}
+            assert metrics, 'validation ran but reported no metric'
+    if not full.get('train_dataloader') or not full.get('val_dataloader'):
+        if not cfg.get('load_from'):
+            cfg.load_from = soc_checkpoint(env, cfg)[0]
+            runner = Runner.from_cfg(cfg)
+        metrics = runner.test()
+        if cfg.test_evaluator.type == 'RefYTVOSSubmissionMetric':
+            assert osp.isfile(osp.join(cfg.test_evaluator.output_dir, 'submission.zip'))
+        else:
+            assert metrics and all(isinstance(v, float) for v in metrics.values()), metrics
+    assert name
