@@ -109,6 +109,7 @@ def shrink_model(model, env):
     model.backbone.arch = TINY_SWIN
     model.backbone.init_cfg.checkpoint = env['swin_ckpt']
     model.neck.in_channels = [TINY_SWIN['embed_dims'] * 2**i for i in (1, 2, 3)]
+    model.neck.out_channels = C
     model.text_encoder.model_path = TEXT_ENCODER
 
     def dims(d):
@@ -143,7 +144,7 @@ def shrink_data(cfg):
 def tiny_config(path, env, tmp_path) -> Config:
     cfg = Config.fromfile(path)
     full = copy.deepcopy(cfg)
-    cfg.merge_from_dict(rebase(cfg.to_dict(), env['roots']))
+    cfg = Config(rebase(cfg.to_dict(), env['roots']))
     shrink_model(cfg.model, env)
     shrink_data(cfg)
     if cfg.get('train_cfg'):
@@ -196,7 +197,7 @@ def test_official_hyper_parameters(name):
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(lr)
     keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
     assert keys['backbone'].lr_mult * lr == pytest.approx(backbone_lr)
-    assert cfg.model.text_encoder.freeze == (text_lr is None)
+    assert cfg.model.text_encoder['freeze'] == (text_lr is None)
     if text_lr is not None:
         assert keys['text_encoder.model'].lr_mult * lr == pytest.approx(text_lr)
     assert cfg.train_cfg.max_epochs == epochs and cfg.train_dataloader.batch_size == batch
@@ -221,44 +222,17 @@ def test_official_hyper_parameters(name):
 @pytest.mark.parametrize('path', CONFIGS, ids=config_id)
 def test_config_runs(path, env, tmp_path):
     full, cfg = tiny_config(path, env, tmp_path)
-    name = config_id(path)
     # eval samplers never pad with duplicates (video metrics would count them twice)
     for key in ('val_dataloader', 'test_dataloader'):
         if full.get(key):
             assert full[key].sampler.get('round_up') is False, key
-    runner = Runner.from_cfg(cfg)
-    if full.get('train_dataloader'):
+    trains = bool(full.get('train_dataloader'))
+    if trains:
+        runner = Runner.from_cfg(cfg)
         runner.train()
-        # per-part learning rates (the RoBERTa weights appear only when trained)
-        lrs = {}
-        for group in runner.optim_wrapper.optimizer.param_groups:
-            for p in group['params']:
-                lrs[id(p)] = group['lr']
-        model = runner.model
-        lr = full.optim_wrapper.optimizer.lr
-        assert lrs[id(model.backbone.patch_embed.proj.weight)] == pytest.approx(full.backbone_lr)
-        assert lrs[id(model.text_encoder.proj.fc.weight)] == pytest.approx(lr)
-        assert lrs[id(model.bbox_head.cls_branches[0].weight)] == pytest.approx(lr)
-        roberta = model.text_encoder.model.embeddings.word_embeddings.weight
-        assert roberta.requires_grad == (not full.model.text_encoder.freeze)
-        if roberta.requires_grad:
-            assert lrs[id(roberta)] == pytest.approx(full.text_encoder_lr)
-        loss = runner.message_hub.get_scalar('train/loss').current()
-        assert torch.isfinite(torch.tensor(loss)) and loss > 0
-        assert osp.isfile(osp.join(cfg.work_dir, 'epoch_1.pth'))
-        if cfg.get('load_from'):  # the fine-tuning starts from the given weights
-            _, state = soc_checkpoint(env, cfg)
-            torch.testing.assert_close(roberta.detach(), state['text_encoder.model.embeddings.word_embeddings.weight'],
-                                       atol=1e-3, rtol=0)
-        else:  # the Video-Swin starts from the Kinetics weights (trained one step)
-            torch.testing.assert_close(model.backbone.layers[0].blocks[0].mlp.fc1.weight.detach(),
-                                       env['swin_state']['backbone.layers.0.blocks.0.mlp.fc1.weight'],
-                                       atol=1e-3, rtol=0)
-        if full.get('val_dataloader'):
-            metrics = {k for k in runner.message_hub.log_scalars if k.startswith('val/')}
-            assert metrics, 'validation ran but reported no metric'
-    if not full.get('train_dataloader') or not full.get('val_dataloader'):
-        if not cfg.get('load_from'):
+        check_trained(runner, full, cfg, env)
+    if not trains or not full.get('val_dataloader'):  # test-only configs and Ref-YTVOS (no val)
+        if not trains:
             cfg.load_from = soc_checkpoint(env, cfg)[0]
             runner = Runner.from_cfg(cfg)
         metrics = runner.test()
@@ -266,4 +240,34 @@ def test_config_runs(path, env, tmp_path):
             assert osp.isfile(osp.join(cfg.test_evaluator.output_dir, 'submission.zip'))
         else:
             assert metrics and all(isinstance(v, float) for v in metrics.values()), metrics
-    assert name
+
+
+def check_trained(runner, full, cfg, env):
+    # per-part learning rates (the RoBERTa weights appear only when trained)
+    lrs = {}
+    for group in runner.optim_wrapper.optimizer.param_groups:
+        for p in group['params']:
+            lrs[id(p)] = group['lr']
+    model = runner.model
+    lr = full.optim_wrapper.optimizer.lr
+    assert lrs[id(model.backbone.patch_embed.proj.weight)] == pytest.approx(full.backbone_lr)
+    assert lrs[id(model.text_encoder.proj.fc.weight)] == pytest.approx(lr)
+    assert lrs[id(model.bbox_head.cls_branches[0].weight)] == pytest.approx(lr)
+    roberta = model.text_encoder.model.embeddings.word_embeddings.weight
+    assert roberta.requires_grad == (not full.model.text_encoder['freeze'])
+    if roberta.requires_grad:
+        assert lrs[id(roberta)] == pytest.approx(full.text_encoder_lr)
+    loss = runner.message_hub.get_scalar('train/loss').current()
+    assert torch.isfinite(torch.tensor(loss)) and loss > 0
+    assert osp.isfile(osp.join(cfg.work_dir, 'epoch_1.pth'))
+    if cfg.get('load_from'):  # the fine-tuning starts from the given weights
+        _, state = soc_checkpoint(env, cfg)
+        torch.testing.assert_close(roberta.detach(), state['text_encoder.model.embeddings.word_embeddings.weight'],
+                                   atol=1e-3, rtol=0)
+    else:  # the Video-Swin starts from the Kinetics weights (trained one step)
+        torch.testing.assert_close(model.backbone.layers[0].blocks[0].mlp.fc1.weight.detach(),
+                                   env['swin_state']['backbone.layers.0.blocks.0.mlp.fc1.weight'],
+                                   atol=1e-3, rtol=0)
+    if full.get('val_dataloader'):
+        metrics = {k for k in runner.message_hub.log_scalars if k.startswith('val/')}
+        assert metrics, 'validation ran but reported no metric'
