@@ -12,7 +12,8 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import soc_mm  # noqa: F401  (registries, compat shims)
@@ -69,7 +70,8 @@ def soc_checkpoint(env, cfg) -> str:
     if nc not in env['soc_ckpts']:
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.init_cfg = None
-        model = MODELS.build(model_cfg)
+        with DefaultScope.overwrite_default_scope('soc_mm'):
+            model = MODELS.build(model_cfg)
         state = model.state_dict()
         state['text_encoder.model.embeddings.word_embeddings.weight'] += 1.0
         path = str(env['root'] / f'soc_nc{nc}.pth')
@@ -133,7 +135,8 @@ def shrink_data(cfg):
         if 'batch_size' in d and 'dataset' in d:
             d['batch_size'] = min(d['batch_size'], 2)
             d['num_workers'], d['persistent_workers'] = 0, False
-    walk(cfg, fn)
+    for key in cfg.keys():
+        walk(cfg[key], fn)
     train = cfg.get('train_dataloader')
     if train:  # one batch of each training set: one iteration per epoch (two for the joint concat)
         datasets = train.dataset.datasets if 'datasets' in train.dataset else [train.dataset]

@@ -19,7 +19,7 @@ def test_make_shuffled_root_takes_texts_from_other_videos(tmp_path):
     root = str(tmp_path / 'data')
     manifest = generate_ref_youtube_vos(root, num_train=1, num_valid=4, num_test=1, num_frames=2, size=(32, 32))
     texts = run_demo.make_shuffled_root(root, str(tmp_path / 'shuffled'), seed=0)
-    assert sorted(texts) == sorted(manifest['valid']) + sorted(manifest['test'])
+    assert sorted(texts) == sorted([*manifest['valid'], *manifest['test']])
     for vid, exps in texts.items():
         own = {e['exp'] for e in manifest['valid'].get(vid, manifest['test'].get(vid))['expressions'].values()}
         foreign = {e['exp'] for v, d in {**manifest['valid'], **manifest['test']}.items() if v != vid

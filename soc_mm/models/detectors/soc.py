@@ -14,9 +14,11 @@ from mmdet.models.detectors import DeformableDETR
 from mmdet.models.layers import (DeformableDetrTransformerDecoder, DeformableDetrTransformerEncoder,
                                  SinePositionalEncoding)
 from mmengine.model import BaseModel, xavier_init
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
+from soc_mm.structures import RVOSDataSample
 from ..layers.positional_encoding import SinePositionalEncoding1D
 from ..layers.vision_language_fusion import VisionLanguageFusion
 
@@ -344,27 +346,112 @@ class SOC(BaseModel):
             ``hs_voc`` [L, B, T, nq, C] (= hs + voc_hs), ``mask_features`` [B, T, D, h4, w4],
             ``img_shapes`` int64 [B, 2] (unpadded h, w).
         """
+        self._check_batch(inputs, batch_data_samples)
+        words, word_mask, sentence = self.extract_text_feat(self.get_texts(batch_data_samples))
+        visual = self.forward_visual(inputs, batch_data_samples)
+        return self.forward_text_stages(visual, words, word_mask, sentence)
+
+    def forward_features_shared(self, inputs: Tensor, batch_data_samples: Sequence,
+                                clip_index: Tensor) -> Dict[str, Tensor]:
+        """``forward_features`` for N (clip, expression) pairs over G distinct clips.
+
+        The text-independent stages (backbone, neck, masks, positions) run once per
+        clip; the text encoder and every text-dependent stage run batched over the N
+        pairs (visual features expanded along the batch).
+
+        Args:
+            inputs (Tensor): the G distinct clips [G, T, 3, Hp, Wp].
+            batch_data_samples (list[RVOSDataSample]): N samples (``expression`` each).
+            clip_index (Tensor): int64 [N], the clip of every sample (samples sharing a
+                clip must share its ``img_shape`` and ``valid_frame_idx``).
+
+        Returns:
+            the ``forward_features`` dict for the N pairs (B = N).
+        """
+        clip_index = torch.as_tensor(clip_index, dtype=torch.long, device=inputs.device).flatten()
+        if clip_index.numel() != len(batch_data_samples):
+            raise ValueError(f'clip_index has {clip_index.numel()} entries for {len(batch_data_samples)} samples')
+        if inputs.dim() != 5:
+            raise ValueError(f'SOC expects inputs [G, T, 3, H, W], got {tuple(inputs.shape)}')
+        G = inputs.shape[0]
+        if clip_index.numel() and (clip_index.min() < 0 or clip_index.max() >= G):
+            raise ValueError(f'clip_index must lie in [0, {G}), got {clip_index.tolist()}')
+        representative = {}
+        for n, g in enumerate(clip_index.tolist()):
+            first = representative.setdefault(g, n)
+            for key in ('img_shape', 'valid_frame_idx'):
+                a = batch_data_samples[first].metainfo.get(key)
+                b = batch_data_samples[n].metainfo.get(key)
+                if (None if a is None else list(a)) != (None if b is None else list(b)):
+                    raise ValueError(f'samples {first} and {n} share clip {g} but differ in {key}: {a} vs {b}')
+        if sorted(representative) != list(range(G)):
+            raise ValueError(f'every clip needs at least one sample: clip_index {clip_index.tolist()}, {G} clips')
+        clip_samples = [batch_data_samples[representative[g]] for g in range(G)]
+        words, word_mask, sentence = self.extract_text_feat(self.get_texts(batch_data_samples))
+        visual = self.forward_visual(inputs, clip_samples)
+        return self.forward_text_stages(visual, words, word_mask, sentence, clip_index)
+
+    @staticmethod
+    def _check_batch(inputs: Tensor, batch_data_samples: Sequence) -> None:
         if inputs.dim() != 5:
             raise ValueError(f'SOC expects inputs [B, T, 3, H, W], got {tuple(inputs.shape)}')
+        if len(batch_data_samples) != inputs.shape[0]:
+            raise ValueError(f'{len(batch_data_samples)} data samples for a batch of {inputs.shape[0]} clips')
+
+    def forward_visual(self, inputs: Tensor, batch_data_samples: Sequence) -> Dict:
+        """Text-independent stages: backbone, neck, padding masks, positional encodings.
+
+        Returns dict: ``backbone_feats`` list of 4 [(B*T), C_i, h, w], ``mlvl_feats`` /
+        ``mlvl_pos`` lists [(B*T), C, h, w], ``mlvl_masks`` list [(B*T), h, w],
+        ``img_shapes`` list of B (h, w), ``num_videos`` B, ``num_frames`` T (after
+        ``valid_frame_idx``).
+        """
+        self._check_batch(inputs, batch_data_samples)
         B, T_in = inputs.shape[:2]
-        if len(batch_data_samples) != B:
-            raise ValueError(f'{len(batch_data_samples)} data samples for a batch of {B} clips')
         pad_hw = tuple(inputs.shape[-2:])
         frame_index = self.get_frame_index(batch_data_samples, T_in, inputs.device)
         T = T_in if frame_index is None else frame_index.numel() // B
         img_shapes = self.get_img_shapes(batch_data_samples, pad_hw)
-
-        words, word_mask, sentence = self.extract_text_feat(self.get_texts(batch_data_samples))
         backbone_feats = self.extract_video_feat(inputs, frame_index)
         masks = self.padding_masks(img_shapes, pad_hw, T, inputs.device)
-
         mlvl_feats = self.neck(tuple(backbone_feats[-self.num_backbone_levels:]))
         if len(mlvl_feats) != self.num_feature_levels:
             raise ValueError(f'the neck gives {len(mlvl_feats)} levels, num_feature_levels is '
                              f'{self.num_feature_levels}')
         mlvl_masks = [F.interpolate(masks[None].float(), size=f.shape[-2:]).to(torch.bool)[0] for f in mlvl_feats]
         mlvl_pos = [self.positional_encoding(m) for m in mlvl_masks]
-        fused, fused_words = self.fuse(mlvl_feats, mlvl_masks, mlvl_pos, words, word_mask, B)
+        return dict(backbone_feats=list(backbone_feats), mlvl_feats=list(mlvl_feats), mlvl_masks=mlvl_masks,
+                    mlvl_pos=mlvl_pos, img_shapes=img_shapes, num_videos=B, num_frames=T)
+
+    @staticmethod
+    def expand_visual(visual: Dict, clip_index: Tensor) -> Dict:
+        """Repeat the per-clip visual features of ``forward_visual`` for N pairs:
+        clip ``clip_index[n]`` becomes batch entry n (frames stay batch-major ``(n t)``)."""
+        G, T = visual['num_videos'], visual['num_frames']
+        if clip_index.numel() == G and torch.equal(clip_index.cpu(), torch.arange(G)):
+            return visual
+        frame_index = (clip_index[:, None] * T + torch.arange(T, device=clip_index.device)).flatten()
+        frame_index = frame_index.to(visual['mlvl_feats'][0].device)
+        out = dict(visual, num_videos=clip_index.numel(),
+                   img_shapes=[visual['img_shapes'][g] for g in clip_index.tolist()])
+        for key in ('backbone_feats', 'mlvl_feats', 'mlvl_masks', 'mlvl_pos'):
+            out[key] = [x.index_select(0, frame_index) for x in visual[key]]
+        return out
+
+    def forward_text_stages(self, visual: Dict, words: Tensor, word_mask: Tensor, sentence: Tensor,
+                            clip_index: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Text-dependent stages (fusion, deformable encoder/decoder, VOC, spatial decoder)
+        on ``forward_visual``'s output; with ``clip_index`` [N] the clips are first expanded
+        to the N (clip, expression) pairs of ``words`` [N, S, C]. Returns the
+        ``forward_features`` dict."""
+        if clip_index is not None:
+            visual = self.expand_visual(visual, clip_index)
+        B, T = visual['num_videos'], visual['num_frames']
+        if words.shape[0] != B:
+            raise ValueError(f'{words.shape[0]} expressions for {B} clips (pass clip_index to share clips)')
+        backbone_feats, mlvl_masks, mlvl_pos = visual['backbone_feats'], visual['mlvl_masks'], visual['mlvl_pos']
+        device = visual['mlvl_feats'][0].device
+        fused, fused_words = self.fuse(visual['mlvl_feats'], mlvl_masks, mlvl_pos, words, word_mask, B)
 
         encoder_inputs, decoder_inputs = self.pre_transformer(fused, mlvl_masks, mlvl_pos)
         memory = self.forward_encoder(**encoder_inputs)
@@ -385,7 +472,7 @@ class SOC(BaseModel):
             inter_references=rearrange(inter_references, 'l (b t) q n -> l b t q n', **split),
             voc_hs=voc_hs, hs_voc=hs + voc_hs[:, :, None],
             mask_features=rearrange(mask_features, '(b t) d h w -> b t d h w', **split),
-            img_shapes=torch.tensor(img_shapes, dtype=torch.long, device=inputs.device))
+            img_shapes=torch.tensor(visual['img_shapes'], dtype=torch.long, device=device))
 
     # ------------------------------------------------------------------ heads
     @staticmethod
@@ -406,10 +493,95 @@ class SOC(BaseModel):
                                    batch_data_samples=data_samples)
 
     def predict(self, inputs: Tensor, data_samples: Sequence, rescale: bool = True) -> list:
-        """Masks/scores of the ``test_cfg.output_level`` level, written into the data samples."""
-        feats = self.forward_features(inputs, data_samples)
+        """Masks/scores of the ``test_cfg.output_level`` level, written into the data samples.
+
+        Inference options (``test_cfg``):
+            share_clips (bool, default True): samples whose clips are identical (same
+                inputs, ``img_shape`` and ``valid_frame_idx``; e.g. the expressions of one
+                video batched together) run the text-independent stages once
+                (``forward_features_shared``).
+            clip_len (int, default None = whole clip): clips longer than this are
+                processed as consecutive clips of ``clip_len`` frames, one after another
+                (each clip picks its own referred query, as separate clips would); only
+                when every sample keeps all frames (no ``valid_frame_idx``).
+        """
+        self._check_batch(inputs, data_samples)
+        clip_index, unique = None, None
+        if self.test_cfg.get('share_clips', True) and len(data_samples) > 1:
+            unique, clip_index = self.group_identical_clips(inputs, data_samples)
+            if len(unique) == len(data_samples):
+                clip_index = None  # nothing to share: the plain path
+        clip_len = self.test_cfg.get('clip_len', None)
+        T = inputs.shape[1]
+        all_frames = all(s.metainfo.get('valid_frame_idx', None) is None for s in data_samples)
+        if clip_len is not None and int(clip_len) < 1:
+            raise ValueError(f'test_cfg.clip_len must be a positive number of frames, got {clip_len!r}')
+        if clip_len is None or T <= int(clip_len) or not all_frames:
+            return self._predict_clip(inputs, data_samples, unique, clip_index, rescale)
+        clip_len = int(clip_len)
+        results = []
+        for start in range(0, T, clip_len):
+            chunk = [RVOSDataSample(metainfo=s.metainfo) for s in data_samples]
+            results.append(self._predict_clip(inputs[:, start:start + clip_len], chunk, unique, clip_index,
+                                              rescale))
+        return self.merge_clip_predictions(data_samples, results)
+
+    def predict_shared(self, inputs: Tensor, data_samples: Sequence, clip_index: Tensor,
+                       rescale: bool = True) -> list:
+        """Predict N (clip, expression) pairs over G distinct clips with one backbone pass
+        per clip (``forward_features_shared``).
+
+        Args:
+            inputs (Tensor): normalised, padded clips [G, T, 3, Hp, Wp].
+            data_samples (list[RVOSDataSample]): N samples (``expression``, ``img_shape``).
+            clip_index (Tensor): int64 [N], the clip of every sample.
+        Returns the N data samples with ``pred_masks`` / ``pred_scores`` (as ``predict``).
+        """
+        return self._predict_clip(inputs, data_samples, list(range(inputs.shape[0])), clip_index, rescale)
+
+    def _predict_clip(self, inputs: Tensor, data_samples: Sequence, unique: Optional[List[int]],
+                      clip_index: Optional[Tensor], rescale: bool) -> list:
+        if clip_index is None:
+            feats = self.forward_features(inputs, data_samples)
+        else:
+            feats = self.forward_features_shared(inputs[unique], data_samples, clip_index)
         return self.bbox_head.predict(*self.head_inputs(feats), batch_data_samples=data_samples,
                                       rescale=rescale)
+
+    @staticmethod
+    def group_identical_clips(inputs: Tensor, data_samples: Sequence) -> Tuple[List[int], Tensor]:
+        """Find samples with identical clips (inputs, ``img_shape``, ``valid_frame_idx``).
+
+        Returns the batch index of each distinct clip (first occurrence) and int64
+        ``clip_index`` [B] (index into those distinct clips)."""
+        def key(sample):
+            idx = sample.metainfo.get('valid_frame_idx', None)
+            return (tuple(sample.metainfo.get('img_shape', ())[:2]), None if idx is None else tuple(idx))
+
+        unique, clip_index = [], []
+        for b, sample in enumerate(data_samples):
+            for g, r in enumerate(unique):
+                if key(sample) == key(data_samples[r]) and torch.equal(inputs[b], inputs[r]):
+                    clip_index.append(g)
+                    break
+            else:
+                unique.append(b)
+                clip_index.append(len(unique) - 1)
+        return unique, torch.tensor(clip_index, dtype=torch.long, device=inputs.device)
+
+    @staticmethod
+    def merge_clip_predictions(data_samples: Sequence, clip_results: Sequence[Sequence]) -> list:
+        """Concatenate the per-clip predictions (``pred_masks`` [t, H0, W0], ``pred_scores``
+        [t], optional ``pred_instances`` [nq, t, ...]) of consecutive clips over time."""
+        for b, sample in enumerate(data_samples):
+            parts = [clip[b] for clip in clip_results]
+            sample.pred_masks = torch.cat([p.pred_masks for p in parts])
+            sample.pred_scores = torch.cat([p.pred_scores for p in parts])
+            if all('pred_instances' in p for p in parts):
+                sample.pred_instances = InstanceData(
+                    masks=torch.cat([p.pred_instances.masks for p in parts], dim=1),
+                    scores=torch.cat([p.pred_instances.scores for p in parts], dim=1))
+        return list(data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
         """Raw outputs: ``forward_features`` plus head outputs of all levels

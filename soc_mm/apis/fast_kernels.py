@@ -1,0 +1,127 @@
+"""Fused inference kernels for SOC's two hot spots on CPU (same maths, float-rounding differences only).
+
+* Video-Swin window attention (mmaction ``WindowAttention3D``): the reference materialises the
+  ``[windows, heads, N, N]`` score tensor (N = 8*7*7 = 392 tokens; ~550 MB for one 8-frame
+  360x640 clip at stage 1) and adds the relative-position bias and the shift mask to it in
+  separate passes. Here ``F.scaled_dot_product_attention`` takes the bias as its additive mask
+  (fused, never materialised); only the windows the shift mask touches (the last row / column of
+  windows) get a per-window mask.
+* Multi-scale deformable attention (mmcv ``MultiScaleDeformableAttention`` on CPU uses
+  ``multi_scale_deformable_attn_pytorch``, which stacks every level's sampled values into one
+  ``[bs*heads, C/heads, Lq, levels*points]`` tensor before weighting): here each level is weighted
+  and summed as soon as it is sampled, so the stacked tensor is never built.
+
+Both are swapped in per module instance (``enable_fast_kernels``) and only act in eval mode
+without dropout; training, CUDA tensors (mmcv's CUDA kernel) and ``disable_fast_kernels`` use the
+reference code.
+"""
+import types
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmcv.ops import multi_scale_deform_attn as _msda_module
+from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention
+from torch import Tensor, nn
+
+from soc_mm.utils.compat import apply_all as _apply_compat
+
+_apply_compat()
+from mmaction.models.backbones.swin import WindowAttention3D  # noqa: E402
+
+
+def window_attention_sdpa(self: WindowAttention3D, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """``WindowAttention3D.forward`` with fused attention.
+
+    x: [B*nW, N, C]; mask: [nW, N, N] additive (0 / -100) shift mask or None -> [B*nW, N, C].
+    """
+    if self.training and self.attn_drop.p > 0:
+        return type(self).forward(self, x, mask)
+    B_, N, C = x.shape
+    nH = self.num_heads
+    q, k, v = self.qkv(x).reshape(B_, N, 3, nH, C // nH).permute(2, 0, 3, 1, 4).unbind(0)
+    bias = self.relative_position_bias_table[self.relative_position_index[:N, :N].reshape(-1)]
+    bias = bias.reshape(N, N, nH).permute(2, 0, 1).unsqueeze(0).to(q.dtype)  # [1, nH, N, N]
+    if mask is None:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+    else:
+        nW = mask.shape[0]
+        B = B_ // nW
+        masked = mask.flatten(1).ne(0).any(1)
+        out = torch.empty_like(q).view(B, nW, nH, N, -1)
+        q, k, v = (t.view(B, nW, nH, N, -1) for t in (q, k, v))
+        for windows, attn_mask in ((~masked).nonzero().flatten(), None), (masked.nonzero().flatten(), mask):
+            if windows.numel() == 0:
+                continue
+            sel = [t.index_select(1, windows).flatten(0, 1) for t in (q, k, v)]
+            if attn_mask is None:
+                full_mask = bias
+            else:  # [B * n, nH, N, N]: bias + this window's shift mask
+                full_mask = (bias + attn_mask.index_select(0, windows)[:, None].to(q.dtype)).repeat(B, 1, 1, 1)
+            res = F.scaled_dot_product_attention(*sel, attn_mask=full_mask, scale=self.scale)
+            out.index_copy_(1, windows, res.view(B, windows.numel(), nH, N, -1))
+        out = out.view(B_, nH, N, -1)
+    x = self.proj(out.transpose(1, 2).reshape(B_, N, C))
+    return self.proj_drop(x)
+
+
+def msda_accumulate(value: Tensor, value_spatial_shapes, sampling_locations: Tensor,
+                    attention_weights: Tensor) -> Tensor:
+    """``multi_scale_deformable_attn_pytorch`` weighting each level right after sampling it.
+
+    value [bs, S, heads, c], sampling_locations [bs, Lq, heads, levels, points, 2],
+    attention_weights [bs, Lq, heads, levels, points] -> [bs, Lq, heads * c].
+    """
+    bs, _, num_heads, c = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    shapes = [(int(h), int(w)) for h, w in value_spatial_shapes]
+    value_list = value.split([h * w for h, w in shapes], dim=1)
+    grids = 2 * sampling_locations - 1
+    weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries, num_levels, num_points)
+    output = None
+    for level, (h, w) in enumerate(shapes):
+        value_l = value_list[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, c, h, w)
+        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # [bs*heads, Lq, P, 2]
+        sampled = F.grid_sample(value_l, grid_l, mode='bilinear', padding_mode='zeros', align_corners=False)
+        level_out = (sampled * weights[..., level, :]).sum(-1)  # [bs*heads, c, Lq]
+        output = level_out if output is None else output.add_(level_out)
+    return output.view(bs, num_heads * c, num_queries).transpose(1, 2).contiguous()
+
+
+def msda_forward_fast(self: MultiScaleDeformableAttention, *args, **kwargs) -> Tensor:
+    """``MultiScaleDeformableAttention.forward`` with ``msda_accumulate`` as its CPU kernel."""
+    if self.training and self.dropout.p > 0:
+        return type(self).forward(self, *args, **kwargs)
+    reference = _msda_module.multi_scale_deformable_attn_pytorch
+    _msda_module.multi_scale_deformable_attn_pytorch = msda_accumulate
+    try:
+        return type(self).forward(self, *args, **kwargs)
+    finally:
+        _msda_module.multi_scale_deformable_attn_pytorch = reference
+
+
+_FAST = {WindowAttention3D: window_attention_sdpa, MultiScaleDeformableAttention: msda_forward_fast}
+
+
+def enable_fast_kernels(model: nn.Module) -> int:
+    """Use the fused kernels in every window attention / deformable attention of ``model``.
+
+    Returns the number of modules switched. Undo with ``disable_fast_kernels``.
+    """
+    count = 0
+    for module in model.modules():
+        for cls, fn in _FAST.items():
+            if isinstance(module, cls):
+                module.forward = types.MethodType(fn, module)
+                count += 1
+    return count
+
+
+def disable_fast_kernels(model: nn.Module) -> int:
+    """Back to the reference kernels; returns the number of modules switched back."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, tuple(_FAST)) and 'forward' in vars(module):
+            del module.forward
+            count += 1
+    return count

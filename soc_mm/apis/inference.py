@@ -1,0 +1,284 @@
+"""High-level inference: build a SOC model, segment the objects several expressions refer to in a video.
+
+``inference_rvos`` reads the video clip by clip (``clip_len`` frames), runs the video backbone and every
+text-independent stage once per clip for all expressions and the text-dependent stages batched over the
+expressions (``SOC.predict_shared``), so the peak memory does not grow with the video length.
+"""
+import copy
+import os
+import os.path as osp
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
+from torch import nn
+
+from soc_mm.registry import MODELS, TRANSFORMS
+from soc_mm.structures import RVOSDataSample
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+# whole Ref-YouTube-VOS / Ref-DAVIS eval videos are <= 36 frames (the official eval runs them in one clip)
+DEFAULT_CLIP_LEN = 36
+DEFAULT_TEST_PIPELINE = [
+    dict(type='RVOSRandomResize', short_side=[360], max_size=640),
+    dict(type='PackRVOSInputs'),
+]
+
+
+def init_model(config: Union[str, Config],
+               checkpoint: Optional[str] = None,
+               device: Union[str, torch.device] = 'cpu',
+               cfg_options: Optional[dict] = None,
+               fast_kernels: bool = True) -> nn.Module:
+    """Build a SOC model from a config, load a checkpoint and put it in eval mode.
+
+    Args:
+        config (str | Config): config file path or loaded config (``model`` field).
+        checkpoint (str, optional): checkpoint path; None keeps the initialised weights
+            (``init_weights`` runs: random or the config's pretrained backbone).
+        device (str | torch.device): e.g. 'cpu', 'cuda:0'.
+        cfg_options (dict, optional): overrides merged into the config
+            (e.g. ``{'model.test_cfg.clip_len': 8}``).
+        fast_kernels (bool): use the fused inference kernels (``enable_fast_kernels``);
+            outputs equal the reference kernels to float rounding (~1e-6).
+
+    Returns:
+        nn.Module: the model in eval mode, its config in ``model.cfg``.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'init_model: config file not found: {config}')
+        config = Config.fromfile(config)
+    elif not isinstance(config, Config):
+        raise TypeError(f'init_model: config must be a file path or a Config, got {type(config).__name__}')
+    config = copy.deepcopy(config)
+    if cfg_options:
+        config.merge_from_dict(cfg_options)
+    if 'model' not in config:
+        raise ValueError('init_model: the config has no "model" field')
+    import soc_mm  # noqa: F401  (registers every module)
+    init_default_scope(config.get('default_scope', 'soc_mm'))
+    model = MODELS.build(config.model)
+    if checkpoint is None:
+        model.init_weights()
+    else:
+        if not osp.isfile(checkpoint):
+            raise FileNotFoundError(f'init_model: checkpoint not found: {checkpoint}')
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    model.cfg = config
+    model.to(device)
+    model.eval()
+    if fast_kernels:
+        from .fast_kernels import enable_fast_kernels
+        enable_fast_kernels(model)
+    return model
+
+
+# ---------------------------------------------------------------------- video reading
+def _check_frame(frame, index: int, source: str, first_shape) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(f'{source}: frame {index} must be an [H, W, 3] array, got '
+                         f'{getattr(frame, "shape", type(frame).__name__)}')
+    if first_shape is not None and frame.shape != first_shape:
+        raise ValueError(f'{source}: frames differ in size: frame {index} is {frame.shape[:2]}, '
+                         f'frame 0 is {first_shape[:2]}')
+    if frame.dtype != np.uint8:
+        raise ValueError(f'{source}: frames must be uint8 (0-255), got {frame.dtype}')
+    return frame
+
+
+def iter_video_frames(video, channel_order: str = 'rgb') -> Iterator[np.ndarray]:
+    """Yield the frames of ``video`` one by one as BGR uint8 [H, W, 3] (read lazily from files).
+
+    Args:
+        video: path of a video file (anything OpenCV decodes: mp4, avi, ...), path of a
+            folder of frame images (sorted by file name), an array [T, H, W, 3] uint8 or a
+            list of [H, W, 3] uint8 arrays.
+        channel_order (str): channel order of array inputs, 'rgb' (default) or 'bgr'.
+            Files are decoded by us and need no order.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: unreadable video / image, zero frames, frames of differing sizes.
+    """
+    if channel_order not in ('rgb', 'bgr'):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    count, first_shape = 0, None
+    if isinstance(video, (str, os.PathLike)):
+        path = os.fspath(video)
+        if not osp.exists(path):
+            raise FileNotFoundError(f'video not found: {path}')
+        if osp.isdir(path):
+            import mmcv
+            files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMG_EXTENSIONS))
+            if not files:
+                raise ValueError(f'video folder {path} has zero frames (no {"/".join(IMG_EXTENSIONS)} files)')
+            for i, name in enumerate(files):
+                frame = mmcv.imread(osp.join(path, name), flag='color', channel_order='bgr')
+                if frame is None:
+                    raise ValueError(f'video folder {path}: cannot read frame image {name}')
+                first_shape = first_shape or frame.shape
+                yield _check_frame(frame, i, f'{path} ({name})', first_shape)
+            return
+        import cv2
+        cap = cv2.VideoCapture(path)
+        try:
+            if not cap.isOpened():
+                raise ValueError(f'cannot open video {path} (unreadable or unsupported format)')
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                first_shape = first_shape or frame.shape
+                yield _check_frame(frame, count, path, first_shape)
+                count += 1
+        finally:
+            cap.release()
+        if count == 0:
+            raise ValueError(f'video {path} has zero decodable frames (unreadable or empty)')
+        return
+    if isinstance(video, torch.Tensor):
+        video = video.cpu().numpy()
+    if isinstance(video, np.ndarray):
+        if video.ndim != 4 or video.shape[-1] != 3:
+            raise ValueError(f'video array must be [T, H, W, 3], got shape {video.shape}')
+    elif not isinstance(video, (list, tuple)):
+        raise TypeError(f'video must be a path, an array [T, H, W, 3] or a list of frames, '
+                        f'got {type(video).__name__}')
+    if len(video) == 0:
+        raise ValueError('the video has zero frames')
+    for i, frame in enumerate(video):
+        first_shape = first_shape or getattr(frame, 'shape', None)
+        frame = _check_frame(frame, i, 'video array', first_shape)
+        yield np.ascontiguousarray(frame[..., ::-1]) if channel_order == 'rgb' else frame
+
+
+def _iter_clips(frames: Iterator[np.ndarray], clip_len: int) -> Iterator[List[np.ndarray]]:
+    clip = []
+    for frame in frames:
+        clip.append(frame)
+        if len(clip) == clip_len:
+            yield clip
+            clip = []
+    if clip:
+        yield clip
+
+
+# ---------------------------------------------------------------------- inference
+def _test_transforms(model: nn.Module) -> list:
+    """The non-loading transforms of the config's test pipeline (default: 360/640 resize + pack)."""
+    cfg = getattr(model, 'cfg', None)
+    pipeline = None
+    try:
+        pipeline = cfg.test_dataloader.dataset.pipeline
+    except AttributeError:
+        pass
+    pipeline = [copy.deepcopy(t) for t in (pipeline or DEFAULT_TEST_PIPELINE)
+                if not str(t['type']).startswith('Load')]
+    for t in pipeline:
+        if t['type'] == 'PackRVOSInputs':
+            t['pack_ori_gt_masks'] = False
+    if not pipeline or pipeline[-1]['type'] != 'PackRVOSInputs':
+        raise ValueError(f'the test pipeline must end with PackRVOSInputs, got {pipeline}')
+    return [TRANSFORMS.build(t) for t in pipeline]
+
+
+def _check_expressions(expressions) -> List[str]:
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    if not isinstance(expressions, (list, tuple)) or len(expressions) == 0:
+        raise ValueError(f'expressions must be a non-empty list of referring expressions, got {expressions!r}')
+    for i, e in enumerate(expressions):
+        if not isinstance(e, str) or not e.strip():
+            raise ValueError(f'expressions[{i}] must be a non-empty string, got {e!r}')
+    return list(expressions)
+
+
+def _resolve_clip_len(model: nn.Module, clip_len: Optional[int]) -> int:
+    if clip_len is None:
+        clip_len = (getattr(model, 'test_cfg', None) or {}).get('clip_len') or DEFAULT_CLIP_LEN
+    if not isinstance(clip_len, int) or clip_len < 1:
+        raise ValueError(f'clip_len must be a positive int, got {clip_len!r}')
+    return clip_len
+
+
+def prepare_clip(model: nn.Module, frames: Sequence[np.ndarray], expressions: Sequence[str],
+                 transforms: Optional[list] = None) -> tuple:
+    """One clip of BGR frames -> (model inputs [1, T, 3, Hp, Wp], one data sample per expression)."""
+    transforms = transforms if transforms is not None else _test_transforms(model)
+    h, w = frames[0].shape[:2]
+    results = dict(imgs=list(frames), ori_shape=(h, w), img_shape=(h, w), flip=False,
+                   frame_ids=[str(i) for i in range(len(frames))], valid_frame_idx=None)
+    for t in transforms:
+        results = t(results)
+    data = model.data_preprocessor(dict(inputs=[results['inputs']], data_samples=[results['data_samples']]),
+                                   False)
+    meta = data['data_samples'][0].metainfo
+    samples = [RVOSDataSample(metainfo=dict(meta, expression=e, exp_id=str(k)))
+               for k, e in enumerate(expressions)]
+    return data['inputs'], samples
+
+
+@torch.no_grad()
+def inference_rvos(model: nn.Module,
+                   video,
+                   expressions: Union[str, Sequence[str]],
+                   clip_len: Optional[int] = None,
+                   channel_order: str = 'rgb',
+                   shared: bool = True) -> List[RVOSDataSample]:
+    """Segment the object each expression refers to in every frame of a video.
+
+    The video is read and processed in consecutive clips of ``clip_len`` frames (each clip
+    chooses its referred query on its own, as the official per-clip evaluation does); the
+    backbone and all text-independent stages run once per clip for all expressions, the
+    text-dependent stages batched over the expressions.
+
+    Args:
+        model (nn.Module): a SOC model (``init_model``).
+        video: mp4 (or any OpenCV-readable video) path, frame-folder path, uint8 array
+            [T, H, W, 3] or list of [H, W, 3] arrays.
+        expressions (str | list[str]): referring expressions.
+        clip_len (int, optional): frames per clip; default ``model.test_cfg.clip_len`` or
+            ``DEFAULT_CLIP_LEN`` (36).
+        channel_order (str): channel order of array inputs: 'rgb' (default) or 'bgr'.
+        shared (bool): share the text-independent stages (default); False runs one full
+            forward per expression (the baseline the benchmark compares with).
+
+    Returns:
+        list[RVOSDataSample]: one per expression, in order, with ``pred_masks`` bool Tensor
+        [T, H0, W0], ``pred_scores`` float Tensor [T] (original resolution, all T frames)
+        and metainfo ``expression``, ``ori_shape``, ``img_shape``, ``num_frames``.
+
+    Raises:
+        FileNotFoundError / ValueError: missing or unreadable video, zero frames, frames of
+        differing sizes, empty expression list.
+    """
+    expressions = _check_expressions(expressions)
+    clip_len = _resolve_clip_len(model, clip_len)
+    transforms = _test_transforms(model)
+    per_expr = [dict(masks=[], scores=[]) for _ in expressions]
+    meta = None
+    num_frames = 0
+    for clip in _iter_clips(iter_video_frames(video, channel_order), clip_len):
+        inputs, samples = prepare_clip(model, clip, expressions, transforms)
+        if shared:
+            samples = model.predict_shared(inputs, samples, torch.zeros(len(samples), dtype=torch.long))
+        else:
+            samples = [model.predict_shared(inputs, [s], torch.zeros(1, dtype=torch.long))[0] for s in samples]
+        for k, sample in enumerate(samples):
+            per_expr[k]['masks'].append(sample.pred_masks.cpu())
+            per_expr[k]['scores'].append(sample.pred_scores.cpu())
+        meta = samples[0].metainfo
+        num_frames += len(clip)
+    results = []
+    for k, expression in enumerate(expressions):
+        out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
+                                           img_shape=meta['img_shape'], num_frames=num_frames,
+                                           frame_ids=[str(i) for i in range(num_frames)]))
+        out.pred_masks = torch.cat(per_expr[k]['masks'])
+        out.pred_scores = torch.cat(per_expr[k]['scores'])
+        results.append(out)
+    return results
