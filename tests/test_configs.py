@@ -9,6 +9,7 @@ tiny RoBERTa and fake pretrained checkpoints written here.
 import copy
 import glob
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -17,8 +18,9 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import soc_mm  # noqa: F401  (registries, compat shims)
+import soc_mm.engine.hooks  # noqa: F401  (until soc_mm.engine imports its hooks)
 from soc_mm.datasets import synthetic
-from soc_mm.registry import MODELS
+from soc_mm.registry import DATASETS, MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEXT_ENCODER = osp.join(REPO, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
@@ -40,7 +42,7 @@ def config_id(path):
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
-    """Generated datasets, a fake Kinetics checkpoint of the tiny Swin and a full SOC checkpoint."""
+    """Generated datasets (every format) and a fake Kinetics checkpoint of the tiny Video-Swin."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp('cfg_data')
     roots = {k: str(root / k) + '/' for k in ('ytvos', 'a2d', 'jhmdb', 'davis', 'coco')}
@@ -63,9 +65,9 @@ def env(tmp_path_factory):
     return dict(root=root, roots=roots, swin_ckpt=swin_ckpt, swin_state=state, soc_ckpts={})
 
 
-def soc_checkpoint(env, cfg) -> str:
-    """A full checkpoint of the (shrunk) model of ``cfg`` (for ``load_from`` / testing), cached by
-    its number of classes; one RoBERTa weight is shifted by +1 to see that it was loaded."""
+def soc_checkpoint(env, cfg) -> tuple:
+    """(path, state dict) of a checkpoint of the (shrunk) model of ``cfg`` (for ``load_from`` / testing),
+    cached by its number of classes; one RoBERTa weight is shifted by +1 to see that it was loaded."""
     nc = cfg.model.bbox_head.num_classes
     if nc not in env['soc_ckpts']:
         model_cfg = copy.deepcopy(cfg.model)
@@ -160,11 +162,17 @@ def tiny_config(path, env, tmp_path) -> Config:
         cfg.load_from = soc_checkpoint(env, cfg)[0]
     cfg.work_dir = str(tmp_path / 'work')
     cfg.default_hooks.logger.interval = 1
+    # paint every val/test batch (what tools/test.py --show-dir switches on)
+    cfg.visualizer = dict(type='RVOSVisualizer', name=f'vis_{config_id(path)}_{id(cfg)}',
+                          vis_backends=[dict(type='LocalVisBackend')])
+    cfg.default_hooks.visualization = dict(type='RVOSVisualizationHook', draw=True, interval=1, test_out_dir='vis')
     return full, cfg
 
 
 # ------------------------------------------------------------------------------------------ tests
 def test_every_setting_has_a_config():
+    for path in glob.glob(osp.join(REPO, 'configs', 'soc', '*.py')):  # every config loads
+        assert Config.fromfile(path).model.type == 'SOC'
     names = {config_id(p) for p in CONFIGS}
     expected = {
         'soc_swin-t_2xb2-40e_a2d', 'soc_swin-t_refcoco-pre_8xb1-20e_a2d', 'soc_swin-b_refcoco-pre_8xb1-20e_a2d',
@@ -239,6 +247,8 @@ def test_config_runs(path, env, tmp_path):
             cfg.load_from = soc_checkpoint(env, cfg)[0]
             runner = Runner.from_cfg(cfg)
         metrics = runner.test()
+        painted = glob.glob(osp.join(cfg.work_dir, runner.timestamp, 'vis', '*.jpg'))
+        assert len(painted) == len(runner.test_dataloader.dataset), painted
         if cfg.test_evaluator.type == 'RefYTVOSSubmissionMetric':
             assert osp.isfile(osp.join(cfg.test_evaluator.output_dir, 'submission.zip'))
         else:
@@ -263,6 +273,8 @@ def check_trained(runner, full, cfg, env):
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert torch.isfinite(torch.tensor(loss)) and loss > 0
     assert osp.isfile(osp.join(cfg.work_dir, 'epoch_1.pth'))
+    if full.default_hooks.checkpoint.get('save_best'):
+        assert glob.glob(osp.join(cfg.work_dir, 'best_*epoch_1.pth'))
     if cfg.get('load_from'):  # the fine-tuning starts from the given weights
         _, state = soc_checkpoint(env, cfg)
         torch.testing.assert_close(roberta.detach(), state['text_encoder.model.embeddings.word_embeddings.weight'],
@@ -274,3 +286,88 @@ def check_trained(runner, full, cfg, env):
     if full.get('val_dataloader'):
         metrics = {k for k in runner.message_hub.log_scalars if k.startswith('val/')}
         assert metrics, 'validation ran but reported no metric'
+
+
+@pytest.mark.parametrize('name', ['soc_swin-t_refcoco-pre_8xb8-25e_refytvos', 'soc_swin-b_8xb8-30e_refcoco'])
+def test_full_size_model_runs(name):
+    """The unshrunk models (d_model 256, Swin-T / Swin-B) build and train one step on a small clip
+    (only the RoBERTa folder is replaced by the tiny one; its projection maps to d_model)."""
+    torch.set_num_threads(1)
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'soc', name + '.py'))
+    cfg.model.text_encoder.model_path = TEXT_ENCODER
+    cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('soc_mm'):
+        model = MODELS.build(cfg.model)
+    assert model.embed_dims == 256 and model.num_queries == 20 and model.decoder.num_layers == 3
+    assert model.backbone.embed_dims == (128 if 'swin-b' in name else 96)
+    from mmengine.structures import InstanceData
+
+    from soc_mm.structures import RVOSDataSample
+    masks = torch.zeros(1, 2, 64, 64, dtype=torch.bool)
+    masks[..., 10:40, 20:50] = True
+    sample = RVOSDataSample(metainfo=dict(expression='the red circle', img_shape=(64, 64), ori_shape=(64, 64),
+                                          ref_inst_idx=0, valid_frame_idx=None))
+    sample.gt_instances = InstanceData(masks=masks, boxes=torch.tensor([[[0.55, 0.39, 0.47, 0.47]] * 2]),
+                                       labels=torch.zeros(1, dtype=torch.long), visible=torch.ones(1, 2).bool())
+    data = model.data_preprocessor(dict(inputs=[torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)],
+                                        data_samples=[sample]), True)
+    losses = model(**data, mode='loss')
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.patch_embed.proj.weight.grad is not None
+
+
+def test_resume_matches_uninterrupted_run(env, tmp_path):
+    """3 epochs in one go == 1 epoch, interrupted, then ``resume`` to epoch 3 (same weights), with
+    ``IterationSeedHook`` re-seeding dropout / augmentation from the iteration number."""
+    _, cfg = tiny_config(osp.join(REPO, 'configs', 'soc', 'soc_swin-t_2xb2-40e_a2d.py'), env, tmp_path)
+    cfg.train_cfg.max_epochs = 3
+    cfg.param_scheduler[0].update(end=3, milestones=[2])
+    cfg.custom_hooks = [dict(type='IterationSeedHook')]
+
+    def train(work_dir, **overrides):
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.work_dir = str(tmp_path / work_dir)
+        run_cfg.merge_from_dict(overrides)
+        runner = Runner.from_cfg(run_cfg)
+        runner.train()
+        return {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+
+    full = train('full')
+    resumed = train('resumed', resume=True, load_from=str(tmp_path / 'full' / 'epoch_1.pth'))
+    for key, value in full.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0, msg=key)
+    other = train('other_seed', randomness=dict(seed=7))  # the comparison can fail
+    assert any(not torch.equal(other[k], v) for k, v in full.items())
+
+
+def test_two_process_train_and_test_on_cpu(env, tmp_path):
+    """tools/dist_train.sh and tools/dist_test.sh with 2 gloo processes on a (shrunk) SOC config with
+    validation: DDP over the real model, distributed sampling without padding, metrics gathered."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    _, cfg = tiny_config(osp.join(REPO, 'configs', 'soc', 'soc_swin-t_2xb2-40e_a2d.py'), env, tmp_path)
+    cfg.train_dataloader.batch_size = 1  # 2 samples: one per process
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg_file = str(tmp_path / 'tiny_a2d.py')
+    cfg.dump(cfg_file)
+    run_env = subprocess_env()
+    run_env['PYTHON'] = sys.executable
+    work_dir = str(tmp_path / 'dist')
+    summaries = []
+    for port, cmd in ((29531, ['tools/dist_train.sh', cfg_file, '2', '--work-dir', work_dir]),
+                      (29532, ['tools/dist_test.sh', cfg_file, osp.join(work_dir, 'epoch_1.pth'), '2',
+                               '--work-dir', work_dir])):
+        run_env['PORT'] = str(port)
+        proc = subprocess.run(['bash', *cmd], cwd=REPO, env=run_env, capture_output=True, text=True, timeout=600)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        summaries += re.findall(r'A2DSentencesMetric: (\d+) frames, (.*)', out)
+    with DefaultScope.overwrite_default_scope('soc_mm'):
+        num_samples = len(DATASETS.build(cfg.test_dataloader.dataset))
+    # validation after epoch 1 and the test of epoch_1.pth: every sample once (no padding), same numbers
+    assert len(summaries) == 2 and summaries[0] == summaries[1], summaries
+    assert int(summaries[0][0]) == num_samples

@@ -14,6 +14,8 @@ model = dict(
     bbox_head=dict(num_classes=1),
     train_cfg=dict(referred_only=False),     # A2D: every instance of the annotated frame is a target
     test_cfg=dict(return_all_queries=True))  # every query's mask for the mAP
+# keep the best checkpoint by mAP too (SOC keeps its best-mAP model)
+default_hooks = dict(checkpoint=dict(save_best='a2d/mAP', rule='greater'))
 train_dataloader = dict(batch_size=2)
 
 optim_wrapper = dict(

@@ -1,6 +1,6 @@
 """Drawing referring-segmentation results: masks over the frames of a clip, the expression on top."""
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -38,24 +38,31 @@ def resize_masks_nearest(masks: np.ndarray, size: Tuple[int, int]) -> np.ndarray
     return F.interpolate(t, size=tuple(size), mode='nearest')[0].numpy() > 0.5
 
 
-def write_video(path: str, frames: Sequence[np.ndarray], fps: float = 10.0) -> None:
-    """Write RGB uint8 frames [H, W, 3] to a video file with PyAV (H.264 when available)."""
+def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 10.0) -> int:
+    """Write RGB uint8 frames [H, W, 3] (any iterable, consumed lazily) to a video file with PyAV
+    (H.264 when available, else MPEG-4). Returns the number of frames written."""
     import av
-    if not frames:
-        raise ValueError(f'write_video: no frames to write to {path}')
     mkdir_or_exist(osp.dirname(osp.abspath(path)))
-    h, w = frames[0].shape[:2]
-    h2, w2 = h - h % 2, w - w % 2  # yuv420p needs even sizes
+    count = 0
     with av.open(path, mode='w') as container:
-        codec = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
-        stream = container.add_stream(codec, rate=int(round(fps)))
-        stream.width, stream.height, stream.pix_fmt = w2, h2, 'yuv420p'
+        stream = None
         for frame in frames:
+            frame = np.asarray(frame)
+            if stream is None:
+                h, w = frame.shape[:2]
+                h2, w2 = h - h % 2, w - w % 2  # yuv420p needs even sizes
+                codec = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
+                stream = container.add_stream(codec, rate=max(1, int(round(fps))))
+                stream.width, stream.height, stream.pix_fmt = w2, h2, 'yuv420p'
             image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h2, :w2]), format='rgb24')
             for packet in stream.encode(image):
                 container.mux(packet)
+            count += 1
+        if stream is None:
+            raise ValueError(f'write_video: no frames to write to {path}')
         for packet in stream.encode():
             container.mux(packet)
+    return count
 
 
 @VISUALIZERS.register_module()

@@ -12,9 +12,9 @@ Steps (everything under ``--work-dir``, default ``work_dirs/demo/``):
 5. evaluate the same checkpoint with the expressions shuffled between held-out videos (the text then
    names an object of another video: a model that reads the text must fail);
 6. print the results table (also ``results.md`` / ``results.json``) and draw a few held-out clips
-   (``vis/*.png``: every expression of a video, predicted mask filled, ground truth outlined).
+   (``vis/<video>.png``: a row per expression, prediction lit, ground truth outlined).
 
-    python tools/demo/run_demo.py                      # the full demo (~17 min on 2 CPU cores)
+    python tools/demo/run_demo.py                      # the full demo (see the README for timings)
     python tools/demo/run_demo.py --max-iters 500      # a quick look
 """
 import argparse
@@ -45,7 +45,9 @@ def parse_args():
     parser.add_argument('--num-valid', type=int, default=50, help='held-out videos (with masks)')
     parser.add_argument('--num-frames', type=int, default=8, help='frames per synthetic video')
     parser.add_argument('--seed', type=int, default=0, help='data seed')
-    parser.add_argument('--threads', type=int, default=2, help='torch / OpenMP threads of each step')
+    # 1 intra-op thread + 1 data-loading worker keep 2 cores busy; with 2 OpenMP threads a step slows
+    # down ~7x as soon as anything else runs on the cores (libgomp barriers), 1 thread ~1.2x.
+    parser.add_argument('--threads', type=int, default=1, help='torch / OpenMP threads of each step')
     parser.add_argument('--num-vis', type=int, default=4, help='held-out videos to draw')
     parser.add_argument('--skip-train', action='store_true',
                         help='reuse the checkpoint of a previous run in --work-dir')
@@ -169,8 +171,8 @@ def make_shuffled_root(data_root: str, out_root: str, seed: int = 0) -> Dict[str
 def predict_clips(cfg_path: str, overrides: Sequence[str], checkpoint: str, num_videos: int) -> List[dict]:
     """Predictions of the first ``num_videos`` held-out videos, every expression of each.
 
-    Returns dicts with ``video_id``, ``expression``, ``frames`` (list of BGR uint8 [H, W, 3]),
-    ``pred`` bool [T, H, W], ``gt`` bool [T, H, W].
+    Returns dicts with ``video_id``, ``exp_id``, ``expression``, ``frames`` (list of BGR uint8
+    [H, W, 3]), ``pred`` bool [T, H, W] and ``gt`` bool [T, H, W].
     """
     import torch
     from mmengine.config import Config, DictAction
@@ -182,45 +184,47 @@ def predict_clips(cfg_path: str, overrides: Sequence[str], checkpoint: str, num_
 
     register_all_modules()
     cfg = Config.fromfile(cfg_path)
-    opts = DictAction()
     parsed = {}
-    for item in overrides:
+    for item in overrides:  # the same key=value syntax as --cfg-options
         key, value = item.split('=', 1)
-        parsed[key] = opts._parse_iterable(value)
+        parsed[key] = DictAction._parse_iterable(value)
     cfg.merge_from_dict(parsed)
     model = MODELS.build(cfg.model)
     load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
     model.eval()
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    wanted = sorted({info['video_id'] for info in dataset.data_list})[:num_videos]
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    wanted = sorted({info['video_id'] for info in infos})[:num_videos]
     clips = []
-    for idx, info in enumerate(dataset.data_list):
+    for idx, info in enumerate(infos):
         if info['video_id'] not in wanted:
             continue
         item = dataset[idx]
         with torch.no_grad():
             sample = model.test_step(pseudo_collate([item]))[0]
         frames = [f.permute(1, 2, 0).numpy() for f in item['inputs']]
-        clips.append(dict(video_id=info['video_id'], expression=sample.expression, frames=frames,
-                          pred=sample.pred_masks.numpy(), gt=sample.ori_gt_masks.numpy()))
+        clips.append(dict(video_id=info['video_id'], exp_id=info['exp_id'], expression=sample.expression,
+                          frames=frames, pred=sample.pred_masks.numpy(), gt=sample.ori_gt_masks.numpy()))
     return clips
 
 
 def draw_frame(frame: np.ndarray, pred: np.ndarray, gt: np.ndarray, scale: int) -> np.ndarray:
-    """Prediction filled in green (50 %), ground truth outlined in magenta, upscaled ``scale`` times."""
+    """Spotlight on the prediction (the rest darkened; the shapes keep the colours the expressions
+    name), ground truth outlined in white; BGR uint8 upscaled ``scale`` times."""
     import cv2
     img = frame.astype(np.float32)
-    img[pred] = 0.5 * img[pred] + 0.5 * np.array([60, 230, 60], np.float32)
-    img = cv2.resize(np.clip(img, 0, 255).astype(np.uint8), None, fx=scale, fy=scale,
-                     interpolation=cv2.INTER_NEAREST)
+    img[~pred] *= 0.3
+    img = cv2.resize(img.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     big_gt = cv2.resize(gt.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(big_gt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(img, contours, -1, (255, 0, 255), 1)
+    cv2.drawContours(img, contours, -1, (255, 255, 255), 1)
     return img
 
 
 def draw_clips(clips: List[dict], out_dir: str, max_frames: int = 8, scale: int = 2) -> List[str]:
-    """One picture per video: a row per expression (text + J), a column per frame."""
+    """One picture per video (``<video>.png``): a row per expression (text and J above), a column per
+    frame. Drawn here rather than with ``RVOSVisualizer``: its coloured mask overlays and per-frame
+    texts are hard to read on 96x96 frames of coloured shapes."""
     import cv2
     os.makedirs(out_dir, exist_ok=True)
     paths = []
@@ -234,8 +238,8 @@ def draw_clips(clips: List[dict], out_dir: str, max_frames: int = 8, scale: int 
             union = np.logical_or(clip['pred'], clip['gt']).sum()
             jaccard = inter / union if union else 1.0
             header = np.full((22, strip.shape[1], 3), 255, np.uint8)
-            cv2.putText(header, f'"{clip["expression"]}"  (J {jaccard:.2f})', (4, 16), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(header, f'"{clip["expression"]}"   J {jaccard:.2f}   (prediction lit, ground truth '
+                        'outlined)', (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
             rows += [header, strip]
         path = osp.join(out_dir, f'{vid}.png')
         cv2.imwrite(path, np.concatenate(rows, 0))
@@ -337,7 +341,7 @@ def main():
         torch.set_num_threads(args.threads)
         clips = predict_clips(args.config, overrides, checkpoint, args.num_vis)
         pictures = draw_clips(clips, osp.join(work_dir, 'vis'))
-        print('pictures (prediction filled green, ground truth outlined magenta):\n  ' + '\n  '.join(pictures))
+        print('pictures of held-out videos (frames left to right):\n  ' + '\n  '.join(pictures))
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(table + '\n\n' + verdict + '\n')
     with open(osp.join(work_dir, 'results.json'), 'w') as f:

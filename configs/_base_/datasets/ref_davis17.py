@@ -10,6 +10,8 @@ test_pipeline = [
     dict(type='RVOSRandomResize', short_side=[eval_short_size], max_size=eval_max_size),
     dict(type='PackRVOSInputs', pack_ori_gt_masks=True),
 ]
+# The expressions of a video can share one backbone pass (same results, faster):
+# add batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=8) below.
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,

@@ -37,6 +37,8 @@ train_dataloader = dict(
         with_category=True,  # 65 category labels; used when the head has num_classes=65
         presence_cache=presence_cache,
         pipeline=train_pipeline))
+# The expressions of a video can share one backbone pass (same results, faster):
+# add batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=8) below.
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,

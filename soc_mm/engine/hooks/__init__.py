@@ -1,4 +1,5 @@
 """Runner hooks of soc_mm (registered in ``soc_mm.registry.HOOKS``)."""
+from .iteration_seed_hook import IterationSeedHook, iteration_seed
 from .visualization_hook import RVOSVisualizationHook
 
-__all__ = ['RVOSVisualizationHook']
+__all__ = ['RVOSVisualizationHook', 'IterationSeedHook', 'iteration_seed']

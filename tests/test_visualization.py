@@ -1,0 +1,180 @@
+"""RVOSVisualizer, RVOSVisualizationHook, tools/analysis_tools/browse_dataset.py and tools/demo/video_demo.py."""
+import glob
+import importlib.util
+import os.path as osp
+import sys
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.visualization import Visualizer
+
+import soc_mm  # noqa: F401
+from soc_mm.datasets import synthetic
+from soc_mm.engine.hooks import RVOSVisualizationHook
+from soc_mm.registry import HOOKS, VISUALIZERS
+from soc_mm.structures import RVOSDataSample
+from soc_mm.visualization import PALETTE, RVOSVisualizer, write_video
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEXT_ENCODER = osp.join(REPO, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
+
+
+def load_tool(rel_path):
+    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(rel_path))[0], osp.join(REPO, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_video(path):
+    import av
+    with av.open(path) as container:
+        return [f.to_ndarray(format='rgb24') for f in container.decode(video=0)]
+
+
+@pytest.fixture
+def vis():
+    return RVOSVisualizer(name=f'vis_{np.random.randint(1 << 30)}', alpha=0.5, font_size=8)
+
+
+def grey_clip(t=3, h=40, w=48):
+    return [np.full((h, w, 3), 100, np.uint8) for _ in range(t)]
+
+
+def test_registered():
+    assert VISUALIZERS.get('RVOSVisualizer') is RVOSVisualizer
+    assert HOOKS.get('RVOSVisualizationHook') is RVOSVisualizationHook
+
+
+def test_draw_clip_paints_masks_in_expression_colours(vis):
+    frames = grey_clip()
+    masks = np.zeros((3, 80, 96), bool)  # twice the frame size: resized nearest
+    masks[:, 40:80, 48:96] = True          # bottom-right quarter
+    other = np.zeros((3, 40, 48), bool)
+    other[1, 20:40, 0:10] = True           # bottom-left strip, frame 1 only
+    out = vis.draw_clip(frames, [masks, other], ['the dog', 'a cat'])
+    assert len(out) == 3 and all(o.shape == (40, 48, 3) and o.dtype == np.uint8 for o in out)
+    blend = lambda c: 0.5 * np.array(c) + 0.5 * 100  # noqa: E731
+    np.testing.assert_allclose(out[0][35, 40], blend(PALETTE[0]), atol=2)
+    np.testing.assert_allclose(out[1][35, 5], blend(PALETTE[1]), atol=2)
+    np.testing.assert_array_equal(out[0][35, 5], [100, 100, 100])  # frame 0 has no 'cat' mask
+    assert (out[0][:6] != 100).any()  # the expressions are written at the top
+    with pytest.raises(ValueError, match='masks'):
+        vis.draw_clip(frames, [np.zeros((2, 40, 48), bool)], ['x'])
+    with pytest.raises(ValueError, match='expressions'):
+        vis.draw_frame(frames[0], [None, None], ['only one'])
+
+
+def test_add_datasample_picture_and_video(vis, tmp_path):
+    frames = grey_clip(t=4, h=60, w=120)
+    sample = RVOSDataSample(metainfo=dict(expression='the dog', valid_frame_idx=[1, 3]))
+    pred = torch.zeros(2, 60, 120, dtype=torch.bool)
+    pred[:, :30] = True
+    sample.pred_masks = pred
+    sample.ori_gt_masks = ~pred
+    picture = vis.add_datasample('s', frames, sample, out_file=str(tmp_path / 'a.png'))
+    # the 2 evaluated frames, each GT | prediction (240 wide): stacked top to bottom (wide frames)
+    assert picture.shape == (120, 240, 3)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'a.png'))[..., ::-1], picture)
+    colour = 0.5 * np.array(PALETTE[0]) + 50
+    np.testing.assert_allclose(picture[25, 120 + 110], colour, atol=2)  # prediction: top half
+    np.testing.assert_array_equal(picture[45, 120 + 110], [100, 100, 100])
+    np.testing.assert_allclose(picture[60 + 45, 110], colour, atol=2)  # GT of the 2nd frame: bottom half
+    np.testing.assert_array_equal(picture[60 + 25, 110], [100, 100, 100])
+    vis.add_datasample('s', frames, sample, draw_gt=False, out_file=str(tmp_path / 'a.mp4'))
+    video = read_video(str(tmp_path / 'a.mp4'))
+    assert len(video) == 2 and video[0].shape == (60, 120, 3)
+    with pytest.raises(ValueError, match='no frames'):
+        write_video(str(tmp_path / 'empty.mp4'), [])
+
+
+def test_clip_frames_bgr_to_rgb_and_crop():
+    inputs = torch.zeros(2, 3, 10, 12, dtype=torch.uint8)
+    inputs[:, 0] = 255  # blue in BGR
+    frames = RVOSVisualizer.clip_frames(inputs, img_shape=(8, 9))
+    assert len(frames) == 2 and frames[0].shape == (8, 9, 3)
+    np.testing.assert_array_equal(frames[0][0, 0], [0, 0, 255])
+    with pytest.raises(ValueError, match=r'\[T, 3, h, w\]'):
+        RVOSVisualizer.clip_frames(torch.zeros(3, 10, 12))
+
+
+def test_visualization_hook_saves_test_samples(tmp_path):
+    name = f'hook_{np.random.randint(1 << 30)}'
+    RVOSVisualizer.get_instance(name)  # the runner's current visualizer
+    runner = SimpleNamespace(work_dir=str(tmp_path), timestamp='ts', iter=0)
+    inputs = torch.full((3, 3, 20, 24), 90, dtype=torch.uint8)
+    sample = RVOSDataSample(metainfo=dict(video_id='v/1', exp_id='2', expression='a cat',
+                                          img_shape=(20, 24), valid_frame_idx=None))
+    sample.pred_masks = torch.ones(3, 40, 48, dtype=torch.bool)  # original size: resized to the input
+    hook = RVOSVisualizationHook(draw=True, interval=1, test_out_dir='vis')
+    hook.after_test_iter(runner, 0, dict(inputs=[inputs], data_samples=[sample]), [sample])
+    (saved, ) = glob.glob(str(tmp_path / 'ts' / 'vis' / '*.jpg'))
+    assert osp.basename(saved) == 'v_1_2.jpg'
+    img = cv2.imread(saved)[..., ::-1]
+    assert img.shape == (20, 72, 3)
+    np.testing.assert_allclose(img[15, 10], 0.5 * np.array(PALETTE[0]) + 45, atol=8)  # jpeg
+    hook.video = True
+    hook.after_test_iter(runner, 0, dict(inputs=[inputs], data_samples=[sample]), [sample])
+    assert len(read_video(str(tmp_path / 'ts' / 'vis' / 'v_1_2.mp4'))) == 3
+    off = RVOSVisualizationHook(draw=False, test_out_dir='off')
+    off.after_test_iter(runner, 0, dict(inputs=[inputs], data_samples=[sample]), [sample])
+    assert not osp.exists(tmp_path / 'ts' / 'off')
+    Visualizer.get_instance(f'plain_{name}')
+    with pytest.raises(TypeError, match='RVOSVisualizer'):
+        hook.after_test_iter(runner, 0, dict(inputs=[inputs], data_samples=[sample]), [sample])
+    with pytest.raises(ValueError, match='interval'):
+        RVOSVisualizationHook(interval=0)
+
+
+@pytest.fixture(scope='module')
+def ytvos(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('vis_ytvos'))
+    synthetic.generate_ref_youtube_vos(root, num_train=1, num_valid=1, num_test=0, num_frames=5, size=(32, 40))
+    return root
+
+
+def test_browse_dataset(ytvos, tmp_path, monkeypatch):
+    tool = load_tool('tools/analysis_tools/browse_dataset.py')
+    out = tmp_path / 'browse'
+    monkeypatch.setattr(sys, 'argv', [
+        'browse_dataset.py', osp.join(REPO, 'configs', 'soc', 'soc_swin-t_8xb1-30e_refytvos.py'),
+        '--output-dir', str(out), '--max-samples', '2', '--not-show', '--cfg-options',
+        f'train_dataloader.dataset.data_root={ytvos}', 'train_dataloader.dataset.presence_cache=None',
+        'train_dataloader.dataset.num_frames=3',
+        'train_dataloader.dataset.pipeline.3.short_side=[32]', 'train_dataloader.dataset.pipeline.3.max_size=64'])
+    tool.main()
+    saved = sorted(glob.glob(str(out / '*.jpg')))
+    assert len(saved) == 2
+    # 3 frames resized to 32 x 40, side by side
+    assert cv2.imread(saved[0]).shape == (32, 120, 3)
+
+
+def test_video_demo(ytvos, tmp_path, monkeypatch):
+    from soc_mm.apis import init_model
+    cfg_file = tmp_path / 'tiny.py'
+    cfg_file.write_text(f"_base_ = ['{osp.join(REPO, 'configs', 'soc', 'soc_tiny_synthetic.py')}']\n"
+                        f"model = dict(text_encoder=dict(model_path='{TEXT_ENCODER}'))\n")
+    torch.manual_seed(0)
+    model = init_model(str(cfg_file), None)
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    frame_dir = osp.join(ytvos, 'valid', 'JPEGImages', 'valid_0000')
+    frames = [cv2.imread(f)[..., ::-1] for f in sorted(glob.glob(osp.join(frame_dir, '*.jpg')))]
+    mp4 = str(tmp_path / 'in.mp4')
+    write_video(mp4, frames, fps=5)
+    tool = load_tool('tools/demo/video_demo.py')
+    for source, out in ((mp4, tmp_path / 'from_mp4.mp4'), (frame_dir, tmp_path / 'from_dir.mp4')):
+        monkeypatch.setattr(sys, 'argv', ['video_demo.py', source, 'the red circle', 'the square on the left',
+                                          '--config', str(cfg_file), '--checkpoint', ckpt, '--out', str(out),
+                                          '--clip-len', '3'])
+        tool.main()
+        video = read_video(str(out))
+        assert len(video) == len(frames) and video[0].shape == (32, 40, 3)
+        assert (video[0][:8] != np.asarray(frames[0])[:8]).any()  # the expressions are drawn
+    monkeypatch.setattr(sys, 'argv', ['video_demo.py', str(tmp_path / 'missing.mp4'), 'x', '--config',
+                                      str(cfg_file), '--checkpoint', ckpt])
+    with pytest.raises(FileNotFoundError, match='missing.mp4'):
+        tool.main()

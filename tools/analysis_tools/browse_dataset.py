@@ -1,0 +1,103 @@
+"""Look at dataset samples after the pipeline: the clip the model gets, every ground-truth instance
+(the referred one in the first colour, with its expression) and the metainfo.
+
+    python tools/analysis_tools/browse_dataset.py CONFIG [--split train|val|test] \
+        [--output-dir DIR] [--max-samples N] [--video] [--not-show] [--cfg-options k=v ...]
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.utils import ProgressBar, mkdir_or_exist
+
+from soc_mm.registry import DATASETS, VISUALIZERS
+from soc_mm.utils import register_all_modules
+from soc_mm.visualization import RVOSVisualizer, write_video
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Browse an RVOS dataset after its pipeline')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--split', default='train', choices=['train', 'val', 'test'],
+                        help='which dataloader of the config to browse')
+    parser.add_argument('--output-dir', default=None, help='save the pictures (or videos) here')
+    parser.add_argument('--max-samples', type=int, default=20, help='browse at most this many samples')
+    parser.add_argument('--video', action='store_true', help='save videos (.mp4) instead of frame strips')
+    parser.add_argument('--not-show', action='store_true', help='do not open a window')
+    parser.add_argument('--show-interval', type=float, default=2, help='seconds per shown sample')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (xxx=[a,b] for lists)')
+    return parser.parse_args()
+
+
+def instance_masks(sample):
+    """(masks list, texts list): the referred instance first, then the other instances."""
+    meta = sample.metainfo
+    expression = meta.get('expression', '')
+    if 'gt_instances' not in sample or 'masks' not in sample.gt_instances or not len(sample.gt_instances.masks):
+        return [None], [expression]
+    masks = sample.gt_instances.masks
+    ref = int(meta.get('ref_inst_idx', 0))
+    order = [ref] + [i for i in range(len(masks)) if i != ref]
+    texts = [f'{expression}  (referred)'] + [f'object {i}' for i in order[1:]]
+    return [masks[i] for i in order], texts
+
+
+def browse_sample(vis: RVOSVisualizer, item: dict):
+    """Painted RGB frames of one pipeline output ``{'inputs', 'data_samples'}``."""
+    sample = item['data_samples']
+    meta = sample.metainfo
+    frames = vis.clip_frames(item['inputs'], meta.get('img_shape'))
+    valid = meta.get('valid_frame_idx')
+    masks, texts = instance_masks(sample)
+    if valid is not None:  # masks exist for the supervised frames only: mark those frames
+        painted = []
+        for t, frame in enumerate(frames):
+            if t in valid:
+                k = list(valid).index(t)
+                painted += vis.draw_clip([frame], [None if m is None else m[k:k + 1] for m in masks], texts,
+                                         title=f'frame {t} (annotated)')
+            else:
+                painted += vis.draw_clip([frame], [None], [''], title=f'frame {t}')
+        return painted
+    title = f"{meta.get('video_id', '')}/{meta.get('exp_id', '')}" + ('  flipped' if meta.get('flip') else '')
+    return vis.draw_clip(frames, masks, texts, title=title)
+
+
+def main():
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'soc_mm'))
+    loader = cfg.get(f'{args.split}_dataloader')
+    if not loader:
+        raise ValueError(f'{args.config} has no {args.split}_dataloader')
+    dataset = DATASETS.build(loader.dataset)
+    vis_cfg = cfg.get('visualizer') or dict(type='RVOSVisualizer')
+    vis_cfg = dict(vis_cfg, name='browse_dataset')
+    vis = VISUALIZERS.build(vis_cfg) if vis_cfg.get('type') == 'RVOSVisualizer' else RVOSVisualizer(name='browse')
+    if args.output_dir:
+        mkdir_or_exist(args.output_dir)
+    num = min(args.max_samples, len(dataset))
+    progress = ProgressBar(num)
+    for i in range(num):
+        item = dataset[i]
+        frames = browse_sample(vis, item)
+        meta = item['data_samples'].metainfo
+        name = f"{i:04d}_{meta.get('video_id', '')}_{meta.get('exp_id', '')}".replace('/', '_')
+        if args.output_dir:
+            if args.video:
+                write_video(osp.join(args.output_dir, name + '.mp4'), frames, fps=5)
+            else:
+                vis.add_datasample(name, frames, None, out_file=osp.join(args.output_dir, name + '.jpg'))
+        if not args.not_show:
+            vis.show(vis.tile(frames), win_name=name, wait_time=args.show_interval)
+        progress.update()
+    print(f'\nbrowsed {num} of {len(dataset)} samples' + (f', saved to {args.output_dir}' if args.output_dir else ''))
+
+
+if __name__ == '__main__':
+    main()
