@@ -18,7 +18,6 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import soc_mm  # noqa: F401  (registries, compat shims)
-import soc_mm.engine.hooks  # noqa: F401  (until soc_mm.engine imports its hooks)
 from soc_mm.datasets import synthetic
 from soc_mm.registry import DATASETS, MODELS
 

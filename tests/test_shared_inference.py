@@ -78,6 +78,23 @@ def test_shared_path_equals_per_expression_path(model, num_expressions):
             assert pred.pred_masks.shape == (4, 128, 192) and pred.pred_masks.dtype == torch.bool
 
 
+def test_expressions_per_batch_chunks_the_text_stages(model):
+    inputs, samples = make_batch(model)
+    index = torch.zeros(len(samples), dtype=torch.long)
+    with torch.no_grad():
+        full = model.predict_shared(inputs, [s.clone() for s in samples], index)
+        model.test_cfg['expressions_per_batch'] = 3
+        try:
+            chunked = model.predict_shared(inputs, [s.clone() for s in samples], index)
+        finally:
+            del model.test_cfg['expressions_per_batch']
+    assert len(chunked) == len(samples)
+    for a, b, s in zip(full, chunked, samples):
+        assert a.expression == b.expression == s.expression
+        assert torch.equal(a.pred_masks, b.pred_masks)
+        assert (a.pred_scores - b.pred_scores).abs().max() <= 1e-5
+
+
 def test_predict_groups_identical_clips_of_a_batch(model):
     """predict() shares the backbone between samples with identical clips (the test-loop batches)."""
     inputs, samples = make_batch(model, expressions=EXPRESSIONS[:3])
@@ -147,6 +164,17 @@ def test_fast_kernels_match_reference_kernels(model):
         scale = max(1.0, float(ref[key].abs().max()))
         assert (ref[key] - fast[key]).abs().max() <= 1e-5 * scale, key
         assert torch.equal(ref[key], again[key])  # disabling restores the reference exactly
+    # test_cfg.fast_kernels switches them on inside predict (the test-loop path)
+    model.test_cfg['fast_kernels'] = True
+    try:
+        with torch.no_grad():
+            model.predict(inputs, [samples[0].clone()])
+        assert getattr(model.backbone.layers[0].blocks[0].attn, 'forward').__func__.__name__ == \
+            'window_attention_sdpa'
+    finally:
+        del model.test_cfg['fast_kernels']
+        disable_fast_kernels(model)
+        model._fast_kernels_enabled = False
 
 
 def test_shared_inputs_are_checked(model):

@@ -7,7 +7,11 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # draws masks + expression on test clips when enabled (tools/test.py --show-dir)
+    visualization=dict(type='RVOSVisualizationHook', draw=False),
 )
+# re-seeds every iteration, so that a resumed run continues exactly
+custom_hooks = [dict(type='IterationSeedHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
@@ -20,6 +24,7 @@ env_cfg = dict(
 model_wrapper_cfg = dict(type='soc_mm.RVOSDistributedDataParallel', find_unused_parameters=False)
 
 vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='RVOSVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None

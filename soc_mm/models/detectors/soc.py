@@ -368,6 +368,11 @@ class SOC(BaseModel):
         Returns:
             the ``forward_features`` dict for the N pairs (B = N).
         """
+        text, visual, clip_index = self._shared_stages(inputs, batch_data_samples, clip_index)
+        return self.forward_text_stages(visual, *text, clip_index)
+
+    def _shared_stages(self, inputs: Tensor, batch_data_samples: Sequence, clip_index: Tensor) -> Tuple:
+        """Check a shared batch; run the text encoder (all N) and the visual stages (G clips)."""
         clip_index = torch.as_tensor(clip_index, dtype=torch.long, device=inputs.device).flatten()
         if clip_index.numel() != len(batch_data_samples):
             raise ValueError(f'clip_index has {clip_index.numel()} entries for {len(batch_data_samples)} samples')
@@ -387,9 +392,8 @@ class SOC(BaseModel):
         if sorted(representative) != list(range(G)):
             raise ValueError(f'every clip needs at least one sample: clip_index {clip_index.tolist()}, {G} clips')
         clip_samples = [batch_data_samples[representative[g]] for g in range(G)]
-        words, word_mask, sentence = self.extract_text_feat(self.get_texts(batch_data_samples))
-        visual = self.forward_visual(inputs, clip_samples)
-        return self.forward_text_stages(visual, words, word_mask, sentence, clip_index)
+        text = self.extract_text_feat(self.get_texts(batch_data_samples))
+        return text, self.forward_visual(inputs, clip_samples), clip_index
 
     @staticmethod
     def _check_batch(inputs: Tensor, batch_data_samples: Sequence) -> None:
@@ -504,8 +508,18 @@ class SOC(BaseModel):
                 processed as consecutive clips of ``clip_len`` frames, one after another
                 (each clip picks its own referred query, as separate clips would); only
                 when every sample keeps all frames (no ``valid_frame_idx``).
+            fast_kernels (bool, default False): switch the model to the fused inference
+                kernels (``soc_mm.apis.enable_fast_kernels``: SDPA window attention, per-level
+                deformable-attention accumulation; equal to float rounding) on the first call.
+            expressions_per_batch (int, default None = all): shared batches run their
+                text-dependent stages over at most this many expressions at a time (bounds
+                the memory for videos with many expressions).
         """
         self._check_batch(inputs, data_samples)
+        if self.test_cfg.get('fast_kernels', False) and not getattr(self, '_fast_kernels_enabled', False):
+            from soc_mm.apis.fast_kernels import enable_fast_kernels  # inference-only kernels
+            enable_fast_kernels(self)
+            self._fast_kernels_enabled = True
         clip_index, unique = None, None
         if self.test_cfg.get('share_clips', True) and len(data_samples) > 1:
             unique, clip_index = self.group_identical_clips(inputs, data_samples)
@@ -543,10 +557,22 @@ class SOC(BaseModel):
                       clip_index: Optional[Tensor], rescale: bool) -> list:
         if clip_index is None:
             feats = self.forward_features(inputs, data_samples)
-        else:
-            feats = self.forward_features_shared(inputs[unique], data_samples, clip_index)
-        return self.bbox_head.predict(*self.head_inputs(feats), batch_data_samples=data_samples,
-                                      rescale=rescale)
+            return self.bbox_head.predict(*self.head_inputs(feats), batch_data_samples=data_samples,
+                                          rescale=rescale)
+        (words, word_mask, sentence), visual, clip_index = self._shared_stages(inputs[unique], data_samples,
+                                                                               clip_index)
+        chunk = self.test_cfg.get('expressions_per_batch', None)
+        if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f'test_cfg.expressions_per_batch must be None or an int >= 1, got {chunk!r}')
+        chunk = chunk or len(data_samples)
+        results = []
+        for start in range(0, len(data_samples), chunk):
+            part = slice(start, start + chunk)
+            feats = self.forward_text_stages(visual, words[part], word_mask[part], sentence[part],
+                                             clip_index[part])
+            results += self.bbox_head.predict(*self.head_inputs(feats), batch_data_samples=data_samples[part],
+                                              rescale=rescale)
+        return results
 
     @staticmethod
     def group_identical_clips(inputs: Tensor, data_samples: Sequence) -> Tuple[List[int], Tensor]:
