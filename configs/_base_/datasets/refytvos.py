@@ -37,14 +37,14 @@ train_dataloader = dict(
         with_category=True,  # 65 category labels; used when the head has num_classes=65
         presence_cache=presence_cache,
         pipeline=train_pipeline))
-# The expressions of a video can share one backbone pass (same results, faster):
-# add batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=8) below.
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,
     persistent_workers=True,
     # round_up=False: no padded duplicates, every expression is predicted exactly once
     sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+    # the expressions of one video in one batch: SOC runs the video backbone once for all of them
+    batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=4),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
