@@ -12,7 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from soc_mm.utils import init_cpu_distributed, register_all_modules
+from soc_mm.utils import init_cpu_distributed, register_all_modules, shutdown_distributed
 
 
 def parse_args():
@@ -77,6 +77,7 @@ def main():
     init_cpu_distributed(args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -34,3 +34,14 @@ def init_cpu_distributed(launcher: str, timeout_s: int = 1800) -> bool:
     torch_dist.init_process_group(backend='gloo', timeout=datetime.timedelta(seconds=timeout_s))
     os.environ.setdefault('LOCAL_RANK', str(torch_dist.get_rank()))
     return True
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group at the end of a run.
+
+    Without it, gloo's worker threads can abort the interpreter at exit
+    ("terminate called without an active exception") after a successful run.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

@@ -124,7 +124,7 @@ class SOC(BaseModel):
         fusion = fusion or dict(embed_dims=C, num_heads=8)
         self.vlf = VisionLanguageFusion(**fusion)
         self.lvf = VisionLanguageFusion(**fusion)
-        self.level_embed = nn.Parameter(torch.Tensor(num_feature_levels, C))
+        self.level_embed = nn.Parameter(torch.zeros(num_feature_levels, C))  # normal_ in init_weights
         self.reference_points_fc = nn.Linear(C, 2)
         self.query_embedding = nn.Embedding(num_queries, C)
         self.voc = MODELS.build(voc)
