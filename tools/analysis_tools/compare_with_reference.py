@@ -1,6 +1,7 @@
 """Check that soc_mm's SOC reproduces the official model on a golden fixture folder.
 
 Usage: python tools/analysis_tools/compare_with_reference.py FIXTURE_DIR [FIXTURE_DIR ...]
+       (a folder of fixture folders, such as tests/data/soc_reference, means every fixture in it)
 
 Builds our model from the fixture's config.json, converts its official state dict with
 our converter, runs eval and train forwards and the loss on inputs.pt, prints the max
@@ -9,6 +10,7 @@ than 1e-4 * max(1, max|reference|), a loss term by more than 1e-4 relative, or t
 matched indices differ.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -24,10 +26,20 @@ def main():
     import soc_mm  # noqa: F401  (registries)
     from soc_mm.utils.official_reference import compare_fixture
 
+    fixture_dirs = []
+    for path in args.fixture_dirs:
+        if osp.isfile(osp.join(path, 'config.json')):
+            fixture_dirs.append(path)
+        elif osp.isdir(path) and not osp.isfile(osp.join(path, 'official_state_dict.pt')) and any(
+                osp.isfile(osp.join(path, d, 'config.json')) for d in sorted(os.listdir(path))):
+            fixture_dirs += [osp.join(path, d) for d in sorted(os.listdir(path))
+                             if osp.isfile(osp.join(path, d, 'config.json'))]
+        elif osp.basename(osp.normpath(path)) == 'common' and osp.isfile(osp.join(path, 'official_state_dict.pt')):
+            continue  # the shared weights folder next to the fixtures (e.g. from a */ glob)
+        else:
+            sys.exit(f'{path}: not a fixture folder (no config.json)')
     failed = []
-    for fixture_dir in args.fixture_dirs:
-        if not osp.isfile(osp.join(fixture_dir, 'config.json')):
-            sys.exit(f'{fixture_dir}: not a fixture folder (no config.json)')
+    for fixture_dir in fixture_dirs:
         print(f'== {fixture_dir}')
         print(f'{"quantity":60s} {"max|diff|":>12s} {"tolerance":>12s}  ok')
         for row in compare_fixture(fixture_dir):
