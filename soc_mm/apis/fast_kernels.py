@@ -27,7 +27,7 @@ from mmcv.ops import multi_scale_deform_attn as _msda_module
 from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
-from soc_mm.models.layers.dynamic_mask_head import DynamicMaskHead, aligned_bilinear, compute_locations
+from soc_mm.models.layers.dynamic_mask_head import DynamicMaskHead, aligned_bilinear
 from soc_mm.utils.compat import apply_all as _apply_compat
 
 _apply_compat()
@@ -113,15 +113,7 @@ def dynamic_mask_head_bmm(self: DynamicMaskHead, mask_feats: Tensor, params: Ten
     """
     B, T, D, h, w = mask_feats.shape
     nq = params.shape[2]
-    if params.shape[:2] != (B, T) or params.shape[-1] != self.num_gen_params or D != self.in_channels:
-        return type(self).forward(self, mask_feats, params, ref_points, img_sizes)  # its errors
-    feats = mask_feats[:, :, None].expand(B, T, nq, D, h, w)
-    if self.rel_coord:
-        scale = img_sizes.flip(-1).to(ref_points)  # (w, h)
-        points = ref_points * scale[:, None, None, :]
-        locations = compute_locations(h, w, self.feat_stride, mask_feats.device)
-        rel = points.reshape(B, T, nq, 1, 1, 2) - locations.reshape(1, 1, 1, h, w, 2)
-        feats = torch.cat([feats, rel.permute(0, 1, 2, 5, 3, 4)], dim=3)
+    feats = self.query_features(mask_feats, params, ref_points, img_sizes)
     n = B * T * nq
     x = feats.reshape(n, -1, h * w)
     weights, biases = self.parse_params(params.reshape(n, -1))

@@ -88,18 +88,12 @@ class DynamicMaskHead(BaseModule):
             biases.append(splits[num_layers + i].reshape(n * c_out))
         return weights, biases
 
-    def forward(self, mask_feats: Tensor, params: Tensor, ref_points: Tensor,
-                img_sizes: Tensor) -> Tensor:
-        """Predict one mask per query and frame.
+    def query_features(self, mask_feats: Tensor, params: Tensor, ref_points: Tensor,
+                       img_sizes: Tensor) -> Tensor:
+        """Per-query input of the dynamic convs: the mask features, with the relative
+        coordinates (pixels) to the query's reference point appended when ``rel_coord``.
 
-        Args:
-            mask_feats (Tensor): [B, T, D, h, w] mask features.
-            params (Tensor): [B, T, nq, P] dynamic parameters.
-            ref_points (Tensor): [B, T, nq, 2] normalised (cx, cy) reference points.
-            img_sizes (Tensor): [B, 2] unpadded (h, w) in pixels; scales the reference points.
-
-        Returns:
-            Tensor: [B, T, nq, h * feat_stride / out_stride, w * ...] mask logits.
+        Returns [B, T, nq, D (+2), h, w]; raises on shape mismatches.
         """
         B, T, D, h, w = mask_feats.shape
         nq = params.shape[2]
@@ -115,6 +109,24 @@ class DynamicMaskHead(BaseModule):
             locations = compute_locations(h, w, self.feat_stride, mask_feats.device)
             rel = points.reshape(B, T, nq, 1, 1, 2) - locations.reshape(1, 1, 1, h, w, 2)
             feats = torch.cat([feats, rel.permute(0, 1, 2, 5, 3, 4)], dim=3)
+        return feats
+
+    def forward(self, mask_feats: Tensor, params: Tensor, ref_points: Tensor,
+                img_sizes: Tensor) -> Tensor:
+        """Predict one mask per query and frame.
+
+        Args:
+            mask_feats (Tensor): [B, T, D, h, w] mask features.
+            params (Tensor): [B, T, nq, P] dynamic parameters.
+            ref_points (Tensor): [B, T, nq, 2] normalised (cx, cy) reference points.
+            img_sizes (Tensor): [B, 2] unpadded (h, w) in pixels; scales the reference points.
+
+        Returns:
+            Tensor: [B, T, nq, h * feat_stride / out_stride, w * ...] mask logits.
+        """
+        B, T, D, h, w = mask_feats.shape
+        nq = params.shape[2]
+        feats = self.query_features(mask_feats, params, ref_points, img_sizes)
         x = feats.reshape(1, -1, h, w)
         n = B * T * nq
         weights, biases = self.parse_params(params.reshape(n, -1))
