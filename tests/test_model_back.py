@@ -13,6 +13,7 @@ from soc_mm.models.layers import VOC, DynamicMaskHead, SOCSpatialDecoder, aligne
 from soc_mm.models.task_modules import (QueryTextCost, VideoBoxL1Cost, VideoDiceCost,
                                         VideoFocalClassCost, VideoGIoUCost, VideoHungarianAssigner)
 from soc_mm.structures import RVOSDataSample
+from soc_mm.utils.official_reference import load_fixture_state_dict
 from soc_mm.utils.official_keys_back import (convert_official_back_key,
                                              convert_official_back_state_dict, to_official_loss_name)
 
@@ -35,10 +36,7 @@ def load(variant, name):
 
 
 def official_sd(variant):
-    sd = dict(load('common', 'official_state_dict.pt'))
-    if load(variant, 'config.json')['official_config']['num_classes'] == 65:
-        sd.update(load('common', 'official_state_dict_nc65_class_embed.pt'))
-    return sd
+    return load_fixture_state_dict(osp.join(ROOT, variant), load(variant, 'config.json'))
 
 
 def back_sd(variant, prefix):

@@ -11,10 +11,9 @@ import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.layers import DecoderSamplingRecorder
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
-from soc_mm.utils.official_checkpoint import convert_official_state_dict
 from soc_mm.utils.official_keys_front import convert_front_state_dict
 from soc_mm.utils.official_reference import fixture_batch as official_fixture_batch
-from soc_mm.utils.official_reference import load_fixture_state_dict, official_model_cfg, zero_dropout
+from soc_mm.utils.official_reference import build_reference_model, official_model_cfg, zero_dropout
 
 FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
 MAIN = 'ytvos_b2_t3_nc1_w0'
@@ -39,12 +38,7 @@ def soc_config(variant: str, voc_batch_regroup_compat: bool = True) -> dict:
 def build_soc(variant: str, voc_batch_regroup_compat: bool = True, **overrides) -> nn.Module:
     """The fixture model with the official weights (converted by our converter), eval mode."""
     torch.set_num_threads(1)
-    cfg = soc_config(variant, voc_batch_regroup_compat)
-    cfg.update(overrides)
-    model = MODELS.build(cfg)
-    fixture_dir = osp.join(FIXTURES, variant)
-    config = json.load(open(osp.join(fixture_dir, 'config.json')))
-    model.load_state_dict(convert_official_state_dict(load_fixture_state_dict(fixture_dir, config)), strict=True)
+    model, _ = build_reference_model(osp.join(FIXTURES, variant), voc_batch_regroup_compat, **overrides)
     return model.eval()
 
 

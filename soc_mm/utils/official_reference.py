@@ -9,7 +9,7 @@ same forwards and the loss, and reports the max |diff| of every tensor.
 import json
 import os.path as osp
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -129,8 +129,13 @@ def zero_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_reference_model(fixture_dir: str) -> Tuple[nn.Module, Dict]:
-    """Our model for a fixture folder, with the official weights converted by our converter."""
+def build_reference_model(fixture_dir: str, voc_batch_regroup_compat: Optional[bool] = None,
+                          **cfg_overrides) -> Tuple[nn.Module, Dict]:
+    """Our model for a fixture folder, with the official weights converted by our converter.
+
+    ``voc_batch_regroup_compat`` None = on exactly when the official regrouping mixes videos
+    (B > 1 and T > 1); ``cfg_overrides`` update the model config (e.g. ``test_cfg``).
+    """
     from soc_mm.registry import MODELS
     config = json.load(open(osp.join(fixture_dir, 'config.json')))
     official = config['official_config']
@@ -140,7 +145,9 @@ def build_reference_model(fixture_dir: str) -> Tuple[nn.Module, Dict]:
         official, osp.normpath(osp.join(fixture_dir, official['text_encoder_type'])),
         referred_only=inputs['mode'] != 'a2d',
         # the official VOC mixes videos when B > 1 and T > 1: reproduce it only here
-        voc_batch_regroup_compat=inputs['B'] > 1 and T_out > 1)
+        voc_batch_regroup_compat=(inputs['B'] > 1 and T_out > 1) if voc_batch_regroup_compat is None
+        else voc_batch_regroup_compat)
+    cfg.update(cfg_overrides)
     model = MODELS.build(cfg)
     state_dict = convert_official_state_dict(load_fixture_state_dict(fixture_dir, config))
     model.load_state_dict(state_dict, strict=True)
