@@ -81,14 +81,34 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def make_objects(rng: np.random.Generator, num_frames: int, height: int, width: int, num_objects: int,
-                 exit_prob: float = 0.0, late_entry_prob: float = 0.0) -> List[dict]:
-    """Objects with distinct (colour, shape), linear motion with bounces; optional exits / late entries."""
+def pick_color_shapes(rng: np.random.Generator, num_objects: int, same_color_prob: float = None) -> List[tuple]:
+    """Distinct (colour, shape) pairs. ``same_color_prob=None``: uniform over the pairs (two objects
+    then share a colour in ~1/4 of 3-object videos); else, with this probability, the first two objects
+    share a colour (only the shape tells them apart) and otherwise all colours differ."""
     pairs = [(c, s) for c in COLORS_BGR for s in SHAPES]
-    picks = rng.choice(len(pairs), size=num_objects, replace=False)
+    if same_color_prob is None:
+        return [pairs[p] for p in rng.choice(len(pairs), size=num_objects, replace=False)]
+    if not 0.0 <= same_color_prob <= 1.0:
+        raise ValueError(f'same_color_prob must be in [0, 1], got {same_color_prob}')
+    if num_objects > len(COLORS_BGR) + 1:
+        raise ValueError(f'same_color_prob: at most {len(COLORS_BGR) + 1} objects, got {num_objects}')
+    same = num_objects >= 2 and rng.random() < same_color_prob
+    colors = list(rng.choice(list(COLORS_BGR), size=num_objects - int(same), replace=False))
+    if same:
+        colors.insert(1, colors[0])
+    picked = []
+    for color in colors:
+        free = [s for s in SHAPES if (color, s) not in picked]
+        picked.append((str(color), str(free[rng.integers(len(free))])))
+    return picked
+
+
+def make_objects(rng: np.random.Generator, num_frames: int, height: int, width: int, num_objects: int,
+                 exit_prob: float = 0.0, late_entry_prob: float = 0.0, same_color_prob: float = None) -> List[dict]:
+    """Objects with distinct (colour, shape) (see ``pick_color_shapes``), linear motion with bounces;
+    optional exits / late entries."""
     objects = []
-    for k, p in enumerate(picks):
-        color, shape = pairs[p]
+    for k, (color, shape) in enumerate(pick_color_shapes(rng, num_objects, same_color_prob)):
         r = float(rng.uniform(0.09, 0.14) * min(height, width))
         pos = np.array([rng.uniform(r, width - r), rng.uniform(r, height - r)])
         vel = rng.uniform(-0.04, 0.04, 2) * (width, height)
@@ -122,10 +142,10 @@ def describe(objects: List[dict]) -> Dict[int, str]:
 
 def make_video(rng: np.random.Generator, num_frames: int, height: int, width: int,
                num_objects: Sequence[int] = (2, 3), exit_prob: float = 0.0,
-               late_entry_prob: float = 0.0) -> dict:
+               late_entry_prob: float = 0.0, same_color_prob: float = None) -> dict:
     """One synthetic video: frames [T, H, W, 3] BGR, id maps [T, H, W], objects and expressions."""
     n = int(rng.integers(num_objects[0], num_objects[-1] + 1))
-    objects = make_objects(rng, num_frames, height, width, n, exit_prob, late_entry_prob)
+    objects = make_objects(rng, num_frames, height, width, n, exit_prob, late_entry_prob, same_color_prob)
     background = make_background(rng, height, width)
     rendered = [draw_objects(objects, t, height, width, background) for t in range(num_frames)]
     return dict(frames=np.stack([f for f, _ in rendered]), id_maps=np.stack([m for _, m in rendered]),
@@ -152,7 +172,7 @@ def _write_json(path: str, data: dict) -> None:
 def write_ytvos_split(out_dir: str, split: str, video_ids: List[str], rng: np.random.Generator, num_frames: int,
                       size: Tuple[int, int], frame_step: int, num_objects: Sequence[int], with_masks: bool,
                       exps_per_object: int = 1, exit_prob: float = 0.0, late_entry_prob: float = 0.0,
-                      jpeg_quality: int = 95) -> Dict[str, dict]:
+                      jpeg_quality: int = 95, same_color_prob: float = None) -> Dict[str, dict]:
     """Write ``<split>/JPEGImages``, ``<split>/Annotations`` (if ``with_masks``) and ``<split>/meta.json``.
 
     Returns ``{video: {"frames", "objects", "expressions"}}`` in the meta_expressions format.
@@ -160,7 +180,7 @@ def write_ytvos_split(out_dir: str, split: str, video_ids: List[str], rng: np.ra
     h, w = size
     videos, meta = {}, {}
     for vid in video_ids:
-        video = make_video(rng, num_frames, h, w, num_objects, exit_prob, late_entry_prob)
+        video = make_video(rng, num_frames, h, w, num_objects, exit_prob, late_entry_prob, same_color_prob)
         frames = [f'{t * frame_step:05d}' for t in range(num_frames)]
         img_dir = osp.join(out_dir, split, 'JPEGImages', vid)
         os.makedirs(img_dir, exist_ok=True)
@@ -189,21 +209,26 @@ def write_ytvos_split(out_dir: str, split: str, video_ids: List[str], rng: np.ra
 def generate_ref_youtube_vos(out_dir: str, num_train: int = 8, num_valid: int = 3, num_test: int = 1,
                              num_frames: int = 8, size: Tuple[int, int] = (96, 96), frame_step: int = 5,
                              num_objects: Sequence[int] = (2, 3), valid_with_gt: bool = True,
-                             exit_prob: float = 0.0, late_entry_prob: float = 0.0, seed: int = 0) -> dict:
+                             exit_prob: float = 0.0, late_entry_prob: float = 0.0, seed: int = 0,
+                             train_same_color_prob: float = None) -> dict:
     """Synthetic Refer-YouTube-VOS.
 
     Writes ``train`` (frames, palette masks, meta.json), ``valid`` (the valid and test videos; with
     masks when ``valid_with_gt``: unlike the real release, so held-out J&F can be measured) and
     ``meta_expressions/{train,valid,test}`` (valid lists valid + test videos, as the real file does).
+    The splits draw from their own random streams of ``seed``: the held-out videos do not depend on
+    the train options. ``train_same_color_prob`` (see ``pick_color_shapes``) makes train videos where
+    only the shape tells two objects apart more frequent; the held-out videos keep the uniform draw.
     """
-    rng = np.random.default_rng(seed)
     train_ids = [f'train_{i:04d}' for i in range(num_train)]
     valid_ids = [f'valid_{i:04d}' for i in range(num_valid)]
     test_ids = [f'test_{i:04d}' for i in range(num_test)]
-    common = dict(rng=rng, num_frames=num_frames, size=size, frame_step=frame_step, num_objects=num_objects,
+    common = dict(num_frames=num_frames, size=size, frame_step=frame_step, num_objects=num_objects,
                   exit_prob=exit_prob, late_entry_prob=late_entry_prob)
-    train = write_ytvos_split(out_dir, 'train', train_ids, with_masks=True, **common)
-    valid = write_ytvos_split(out_dir, 'valid', valid_ids + test_ids, with_masks=valid_with_gt, **common)
+    train = write_ytvos_split(out_dir, 'train', train_ids, rng=np.random.default_rng([seed, 0]), with_masks=True,
+                              same_color_prob=train_same_color_prob, **common)
+    valid = write_ytvos_split(out_dir, 'valid', valid_ids + test_ids, rng=np.random.default_rng([seed, 1]),
+                              with_masks=valid_with_gt, **common)
     strip = lambda vids: {v: dict(frames=d['frames'], expressions=d['expressions']) for v, d in vids.items()}  # noqa
     _write_json(osp.join(out_dir, 'meta_expressions', 'train', 'meta_expressions.json'), dict(videos=strip(train)))
     _write_json(osp.join(out_dir, 'meta_expressions', 'valid', 'meta_expressions.json'), dict(videos=strip(valid)))
@@ -211,7 +236,8 @@ def generate_ref_youtube_vos(out_dir: str, num_train: int = 8, num_valid: int = 
                     expressions={k: dict(exp=e['exp']) for k, e in valid[v]['expressions'].items()})
             for v in test_ids}
     _write_json(osp.join(out_dir, 'meta_expressions', 'test', 'meta_expressions.json'), dict(videos=test))
-    return _save_manifest(out_dir, dict(format='ref_youtube_vos', seed=seed, size=list(size), train=train,
+    return _save_manifest(out_dir, dict(format='ref_youtube_vos', seed=seed, size=list(size),
+                                        train_same_color_prob=train_same_color_prob, train=train,
                                         valid={v: valid[v] for v in valid_ids},
                                         test={v: valid[v] for v in test_ids}))
 

@@ -30,6 +30,9 @@ def parse_args():
     parser.add_argument('--num-objects', type=int, nargs=2, default=[2, 3], metavar=('MIN', 'MAX'))
     parser.add_argument('--exit-prob', type=float, default=0.0,
                         help='Ref-YTVOS: probability that an object leaves the video half-way')
+    parser.add_argument('--train-same-color-prob', type=float, default=None,
+                        help='Ref-YTVOS: probability that two objects of a train video share a colour (only '
+                        'the shape tells them apart); default: uniform draw, as the held-out videos')
     parser.add_argument('--no-valid-gt', action='store_true', help='Ref-YTVOS: no valid masks (as the real '
                         'release); held-out J&F then cannot be computed')
     parser.add_argument('--seed', type=int, default=0)
@@ -45,7 +48,7 @@ def main():
         manifest = synthetic.generate_ref_youtube_vos(
             args.out_dir, num_train=args.num_train or 8, num_valid=args.num_valid or 3, num_test=args.num_test,
             num_objects=tuple(args.num_objects), valid_with_gt=not args.no_valid_gt, exit_prob=args.exit_prob,
-            seed=args.seed, **opt)
+            train_same_color_prob=args.train_same_color_prob, seed=args.seed, **opt)
         counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
     elif args.format == 'ref_davis17':
         manifest = synthetic.generate_ref_davis(args.out_dir, num_valid=args.num_valid or 2,
