@@ -278,6 +278,21 @@ def test_losses_backpropagate_and_referred_only_mode():
         assert len(q) == 1 and g.tolist() == [0]
 
 
+def test_contrastive_loss_temperature():
+    """Default = SOC's division by C (the fixtures check the value); a temperature divides instead,
+    and a query-free video counts in the mean with 0."""
+    from soc_mm.models.losses import QuerySentenceContrastiveLoss
+    g = torch.Generator().manual_seed(0)
+    q, s = torch.randn(2, 5, 16, generator=g), torch.randn(2, 16, generator=g)
+    target = torch.tensor([3, -1])
+    expect = lambda t: -torch.log_softmax((q[0] @ s[0]) / t, 0)[3] / 2  # noqa: E731
+    assert torch.allclose(QuerySentenceContrastiveLoss()(q, s, target), expect(16.0))
+    loss = QuerySentenceContrastiveLoss(loss_weight=2.0, temperature=4.0)
+    assert torch.allclose(loss(q, s, target), 2 * expect(4.0))
+    with pytest.raises(ValueError, match='temperature'):
+        QuerySentenceContrastiveLoss(temperature=0.0)
+
+
 def test_bad_ref_inst_idx_is_a_clear_error():
     cls, boxes, masks, voc, sent = train_level_outputs(MAIN)
     samples = data_samples(MAIN)

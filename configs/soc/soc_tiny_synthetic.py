@@ -99,7 +99,8 @@ val_cfg = None
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=base_lr, weight_decay=1e-4),
+    # fused: one kernel for all parameters (5 % of a CPU step here)
+    optimizer=dict(type='AdamW', lr=base_lr, weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=0.1, norm_type=2))
 # short linear warm-up, then cosine decay to 1 % (measured on the 100 held-out videos: 0.843 J&F at
 # 4000 iterations; 5000 cosine iterations 0.839, constant 3e-4 with x0.1 at 85 % 0.834)

@@ -1,4 +1,6 @@
 """SOC's query <-> sentence contrastive loss (``loss_con``)."""
+from typing import Optional
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -9,23 +11,28 @@ from soc_mm.registry import MODELS
 class QuerySentenceContrastiveLoss(nn.Module):
     """Cross-entropy of the referred query among the video queries of each video.
 
-    Similarity = ``(query_embeds / C) @ sentence_feat``; the loss is the negative log-softmax
-    (over queries) at the query matched to the referred object, averaged over the batch.
+    Similarity = ``(query_embeds / temperature) @ sentence_feat``; the loss is the negative
+    log-softmax (over queries) at the query matched to the referred object, averaged over the batch.
     (The official ``eos_coef`` multiplies only terms whose target is 0, so it has no effect.)
 
     Args:
         loss_weight (float): multiplier.
+        temperature (float, optional): divisor of the dot products. None (SOC): the embedding
+            size C, which keeps the logits of layer-normed embeddings within about +-1 at the start
+            (the loss then sits at ln(nq) until the queries separate); e.g. sqrt(C) gives larger logits.
     """
 
-    def __init__(self, loss_weight: float = 1.0):
+    def __init__(self, loss_weight: float = 1.0, temperature: Optional[float] = None):
         super().__init__()
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f'QuerySentenceContrastiveLoss: temperature must be > 0, got {temperature}')
         self.loss_weight = loss_weight
+        self.temperature = temperature
 
-    @staticmethod
-    def similarity(query_embeds: Tensor, sentence_feat: Tensor) -> Tensor:
+    def similarity(self, query_embeds: Tensor, sentence_feat: Tensor) -> Tensor:
         """query_embeds [B, nq, C], sentence_feat [B, C] -> [B, nq] scaled dot products."""
-        scaled = query_embeds / query_embeds.shape[-1]
-        return (scaled @ sentence_feat.unsqueeze(-1)).squeeze(-1)
+        temperature = query_embeds.shape[-1] if self.temperature is None else self.temperature
+        return ((query_embeds / temperature) @ sentence_feat.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, query_embeds: Tensor, sentence_feat: Tensor, target_query: Tensor) -> Tensor:
         """Compute the loss.
