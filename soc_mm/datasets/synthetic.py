@@ -11,7 +11,7 @@ import csv
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -81,10 +81,12 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def pick_color_shapes(rng: np.random.Generator, num_objects: int, same_color_prob: float = None) -> List[tuple]:
+def pick_color_shapes(rng: np.random.Generator, num_objects: int,
+                      same_color_prob: Optional[float] = None) -> List[tuple]:
     """Distinct (colour, shape) pairs. ``same_color_prob=None``: uniform over the pairs (two objects
-    then share a colour in ~1/4 of 3-object videos); else, with this probability, the first two objects
-    share a colour (only the shape tells them apart) and otherwise all colours differ."""
+    then share a colour in ~1/3 of 3-object and ~1/8 of 2-object videos); else, with this
+    probability, the first two objects share a colour (only the shape tells them apart) and otherwise
+    all colours differ."""
     pairs = [(c, s) for c in COLORS_BGR for s in SHAPES]
     if same_color_prob is None:
         return [pairs[p] for p in rng.choice(len(pairs), size=num_objects, replace=False)]
@@ -104,7 +106,8 @@ def pick_color_shapes(rng: np.random.Generator, num_objects: int, same_color_pro
 
 
 def make_objects(rng: np.random.Generator, num_frames: int, height: int, width: int, num_objects: int,
-                 exit_prob: float = 0.0, late_entry_prob: float = 0.0, same_color_prob: float = None) -> List[dict]:
+                 exit_prob: float = 0.0, late_entry_prob: float = 0.0,
+                 same_color_prob: Optional[float] = None) -> List[dict]:
     """Objects with distinct (colour, shape) (see ``pick_color_shapes``), linear motion with bounces;
     optional exits / late entries."""
     objects = []
@@ -142,7 +145,7 @@ def describe(objects: List[dict]) -> Dict[int, str]:
 
 def make_video(rng: np.random.Generator, num_frames: int, height: int, width: int,
                num_objects: Sequence[int] = (2, 3), exit_prob: float = 0.0,
-               late_entry_prob: float = 0.0, same_color_prob: float = None) -> dict:
+               late_entry_prob: float = 0.0, same_color_prob: Optional[float] = None) -> dict:
     """One synthetic video: frames [T, H, W, 3] BGR, id maps [T, H, W], objects and expressions."""
     n = int(rng.integers(num_objects[0], num_objects[-1] + 1))
     objects = make_objects(rng, num_frames, height, width, n, exit_prob, late_entry_prob, same_color_prob)
@@ -172,7 +175,7 @@ def _write_json(path: str, data: dict) -> None:
 def write_ytvos_split(out_dir: str, split: str, video_ids: List[str], rng: np.random.Generator, num_frames: int,
                       size: Tuple[int, int], frame_step: int, num_objects: Sequence[int], with_masks: bool,
                       exps_per_object: int = 1, exit_prob: float = 0.0, late_entry_prob: float = 0.0,
-                      jpeg_quality: int = 95, same_color_prob: float = None) -> Dict[str, dict]:
+                      jpeg_quality: int = 95, same_color_prob: Optional[float] = None) -> Dict[str, dict]:
     """Write ``<split>/JPEGImages``, ``<split>/Annotations`` (if ``with_masks``) and ``<split>/meta.json``.
 
     Returns ``{video: {"frames", "objects", "expressions"}}`` in the meta_expressions format.
@@ -210,7 +213,7 @@ def generate_ref_youtube_vos(out_dir: str, num_train: int = 8, num_valid: int = 
                              num_frames: int = 8, size: Tuple[int, int] = (96, 96), frame_step: int = 5,
                              num_objects: Sequence[int] = (2, 3), valid_with_gt: bool = True,
                              exit_prob: float = 0.0, late_entry_prob: float = 0.0, seed: int = 0,
-                             train_same_color_prob: float = None) -> dict:
+                             train_same_color_prob: Optional[float] = None) -> dict:
     """Synthetic Refer-YouTube-VOS.
 
     Writes ``train`` (frames, palette masks, meta.json), ``valid`` (the valid and test videos; with
