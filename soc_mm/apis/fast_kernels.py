@@ -14,7 +14,7 @@
   ``[bs*heads, C/heads, Lq, levels*points]`` tensor before weighting): here each level is weighted
   and summed as soon as it is sampled, so the stacked tensor is never built.
 
-Both are swapped in per module instance (``enable_fast_kernels``) and only act in eval mode
+All three are swapped in per module instance (``enable_fast_kernels``) and only act in eval mode
 without dropout; training, CUDA tensors (mmcv's CUDA kernel) and ``disable_fast_kernels`` use the
 reference code.
 """

@@ -13,8 +13,26 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import List
 
 import torch
+
+
+def expand_fixture_dir(path: str) -> List[str]:
+    """A FIXTURE_DIR argument -> the fixture folders it names: itself (it has config.json), the
+    fixture folders inside it (a folder of fixtures), or none (the shared ``common/`` weights folder
+    next to the fixtures, e.g. from a ``*/`` glob). Exits on anything else."""
+    if osp.isfile(osp.join(path, 'config.json')):
+        return [path]
+    is_weights_folder = osp.isfile(osp.join(path, 'official_state_dict.pt'))
+    if osp.isdir(path) and not is_weights_folder:
+        children = [osp.join(path, d) for d in sorted(os.listdir(path))]
+        children = [d for d in children if osp.isfile(osp.join(d, 'config.json'))]
+        if children:
+            return children
+    if is_weights_folder and osp.basename(osp.normpath(path)) == 'common':
+        return []
+    sys.exit(f'{path}: not a fixture folder (no config.json)')
 
 
 def main():
@@ -26,18 +44,7 @@ def main():
     import soc_mm  # noqa: F401  (registries)
     from soc_mm.utils.official_reference import compare_fixture
 
-    fixture_dirs = []
-    for path in args.fixture_dirs:
-        if osp.isfile(osp.join(path, 'config.json')):
-            fixture_dirs.append(path)
-        elif osp.isdir(path) and not osp.isfile(osp.join(path, 'official_state_dict.pt')) and any(
-                osp.isfile(osp.join(path, d, 'config.json')) for d in sorted(os.listdir(path))):
-            fixture_dirs += [osp.join(path, d) for d in sorted(os.listdir(path))
-                             if osp.isfile(osp.join(path, d, 'config.json'))]
-        elif osp.basename(osp.normpath(path)) == 'common' and osp.isfile(osp.join(path, 'official_state_dict.pt')):
-            continue  # the shared weights folder next to the fixtures (e.g. from a */ glob)
-        else:
-            sys.exit(f'{path}: not a fixture folder (no config.json)')
+    fixture_dirs = [d for path in args.fixture_dirs for d in expand_fixture_dir(path)]
     failed = []
     for fixture_dir in fixture_dirs:
         print(f'== {fixture_dir}')

@@ -510,7 +510,8 @@ class SOC(BaseModel):
                 when every sample keeps all frames (no ``valid_frame_idx``).
             fast_kernels (bool, default False): switch the model to the fused inference
                 kernels (``soc_mm.apis.enable_fast_kernels``: SDPA window attention, per-level
-                deformable-attention accumulation; equal to float rounding) on the first call.
+                deformable-attention accumulation, bmm dynamic mask head; equal to float
+                rounding) on the first call.
             expressions_per_batch (int, default None = all): shared batches run their
                 text-dependent stages over at most this many expressions at a time (bounds
                 the memory for videos with many expressions).
