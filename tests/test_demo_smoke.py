@@ -47,6 +47,7 @@ def test_demo_runs_end_to_end(tmp_path):
     work_dir = tmp_path / 'demo'
     cmd = [sys.executable, osp.join(REPO, 'tools', 'demo', 'run_demo.py'), '--work-dir', str(work_dir),
            '--max-iters', '6', '--num-train', '6', '--num-valid', '2', '--num-vis', '1', '--threads', '1',
+           '--procs', '2',  # the default: data-parallel training and testing (gloo)
            '--cfg-options', 'default_hooks.logger.interval=2']
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))

@@ -11,7 +11,10 @@ _base_ = ['../_base_/default_runtime.py']
 data_root = 'data/synthetic_refytvos/'
 text_encoder_path = data_root + 'tiny_roberta'  # made by tools/misc/make_tiny_text_encoder.py
 num_frames = 4
-max_iters = 4000          # iteration-based; 5.2-5.4 it/s on 2 quiet cores (1 thread + 1 data worker)
+# `make demo` trains in 2 data-parallel processes of batch 1 (tools/dist_train.sh ... 2; gloo, 1 thread
+# each): 2 clips per iteration at ~5.2 it/s on 2 quiet cores (12.9 min). One process of 1 clip per
+# iteration runs at the same speed and reaches ~0.03-0.05 lower held-out J&F (README, "make demo").
+max_iters = 4000
 base_lr = 3e-4            # best lr of the official-model calibration; one lr for every part
 
 embed_dims = 128
@@ -72,10 +75,12 @@ test_pipeline = [
     dict(type='LoadPaletteMasks'),
     dict(type='PackRVOSInputs', pack_ori_gt_masks=True),
 ]
+# num_workers=0: loading a 4-frame 96x96 clip takes ~6 ms of a ~190 ms step; a worker process per
+# training process would only compete for the cores (`make demo` runs one training process per core)
 train_dataloader = dict(
     batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,
+    persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(type='RefYouTubeVOSDataset', data_root=data_root, split='train', num_frames=num_frames,
@@ -83,7 +88,7 @@ train_dataloader = dict(
 # held-out videos (the synthetic valid split has masks), whole videos
 test_dataloader = dict(
     batch_size=1,
-    num_workers=1,
+    num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
@@ -102,9 +107,9 @@ optim_wrapper = dict(
     # fused: one kernel for all parameters (5 % of a CPU step here)
     optimizer=dict(type='AdamW', lr=base_lr, weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=0.1, norm_type=2))
-# short linear warm-up, then cosine decay to 1 %. Held-out J&F 0.83-0.88 depending on the run and
-# the held-out sample (README, "make demo"); 5000 iterations, step decay, dropout 0, EMA, lr 6e-4
-# (the model then never starts to follow the text) and a 5x text-encoder lr were not better.
+# short linear warm-up, then cosine decay to 1 %. With 1 process (batch 1): 5000 iterations, step
+# decay, dropout 0, EMA, lr 6e-4 (the model then follows the text only late) and a 5x text-encoder lr
+# were not better than this schedule (README, "make demo").
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', T_max=max_iters - 200, eta_min=base_lr * 0.01, by_epoch=False,

@@ -7,8 +7,9 @@ Steps (everything under ``--work-dir``, default ``work_dirs/demo/``):
    (``tools/dataset_converters/generate_synthetic_rvos.py``);
 2. make a tiny RoBERTa + byte-level BPE tokenizer trained on the train expressions
    (``tools/misc/make_tiny_text_encoder.py``);
-3. train ``configs/soc/soc_tiny_synthetic.py`` with ``tools/train.py`` (iterations, losses, ETA shown);
-4. evaluate J&F on the held-out videos with ``tools/test.py`` (``RVOSJFMetric``);
+3. train ``configs/soc/soc_tiny_synthetic.py`` with ``tools/train.py`` in ``--procs`` data-parallel
+   processes (default 2, one per core, as ``tools/dist_train.sh``; iterations, losses, ETA shown);
+4. evaluate J&F on the held-out videos with ``tools/test.py`` (``RVOSJFMetric``, same processes);
 5. evaluate the same checkpoint with the expressions shuffled between held-out videos (the text then
    names an object of another video: a model that reads the text must fail);
 6. print the results table (also ``results.md`` / ``results.json``) and draw a few held-out clips
@@ -52,16 +53,23 @@ def parse_args():
     parser.add_argument('--train-same-color-prob', type=float, default=None,
                         help='fraction of train videos where two objects share a colour (default: the '
                         'uniform draw of the held-out videos)')
-    # 1 intra-op thread + 1 data-loading worker keep 2 cores busy; with 2 OpenMP threads a step slows
-    # down ~7x as soon as anything else runs on the cores (libgomp barriers), 1 thread ~1.2x.
-    parser.add_argument('--threads', type=int, default=1, help='torch / OpenMP threads of each step')
+    # Data-parallel training (tools/dist_train.sh's torch.distributed.run, gloo): one process per core,
+    # each with 1 torch thread and batch 1, loading its own data. 2 processes take 2 clips per step in
+    # the time 1 process takes 1 (2 threads in one process: only 1.24x, and ~7x slower as soon as
+    # anything else runs on the cores: libgomp barriers).
+    parser.add_argument('--procs', type=int, default=min(2, os.cpu_count() or 1),
+                        help='training / testing processes (default: 2, or 1 on a 1-core machine)')
+    parser.add_argument('--threads', type=int, default=1, help='torch / OpenMP threads of each process')
     parser.add_argument('--num-vis', type=int, default=4, help='held-out videos to draw')
     parser.add_argument('--skip-train', action='store_true',
                         help='reuse the checkpoint of a previous run in --work-dir')
     parser.add_argument('--check', action='store_true', help='exit with status 1 when a target is missed')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra key=value config overrides for training and testing')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.procs < 1 or args.threads < 1:
+        parser.error(f'--procs and --threads must be >= 1, got {args.procs} and {args.threads}')
+    return args
 
 
 # ------------------------------------------------------------------ subprocesses
@@ -100,6 +108,24 @@ def thread_env(threads: int) -> Dict[str, str]:
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED='1')
     env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     return env
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torch.distributed.run's rendezvous)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def launch(py: str, script: str, args: List[str], procs: int) -> List[str]:
+    """``script args`` in one process, or in ``procs`` data-parallel processes on this machine
+    (what ``tools/dist_train.sh`` / ``dist_test.sh`` run: torch.distributed.run + ``--launcher pytorch``;
+    gloo on CPU)."""
+    if procs <= 1:
+        return [py, script] + args
+    return [py, '-m', 'torch.distributed.run', '--nnodes=1', f'--nproc_per_node={procs}',
+            '--master_addr=127.0.0.1', f'--master_port={free_port()}', script] + args + ['--launcher', 'pytorch']
 
 
 def data_overrides(data_root: str, text_encoder: str) -> List[str]:
@@ -261,9 +287,10 @@ def results_table(rows: List[dict], train_info: dict) -> str:
     for r in rows:
         lines.append(f"| {r['name']} | {r['num']} | {r['J&F']:.3f} | {r['J']:.3f} | {r['F']:.3f} | {r['target']} |")
     speed = f"{train_info['it_per_s']:.2f} it/s" if train_info.get('it_per_s') else 'n/a'
-    lines += ['', f"Training: {train_info['max_iters']} iterations (batch 1, 4 frames, 96x96) in "
-              f"{train_info['train_s'] / 60:.1f} min wall time incl. start-up ({speed}), "
-              f"{train_info['threads']} torch thread(s) + 1 data worker, load average before/after "
+    procs = train_info.get('procs', 1)
+    lines += ['', f"Training: {train_info['max_iters']} iterations of {procs} process(es) x batch 1 (4 frames, "
+              f"96x96) in {train_info['train_s'] / 60:.1f} min wall time incl. start-up ({speed}), "
+              f"{train_info['threads']} torch thread(s) per process, load average before/after "
               f"{train_info['load_before']:.1f}/{train_info['load_after']:.1f} on {os.cpu_count()} cores."]
     return '\n'.join(lines)
 
@@ -300,14 +327,16 @@ def main():
             osp.join(work_dir, 'text_encoder.log'), env, show=lambda line: 'trained on' in line)
 
         step(f'3/6 training {osp.relpath(args.config, REPO)} for {max_iters} iterations '
-             f'({args.threads} torch thread(s); log: {train_dir}/<timestamp>/)')
+             f'({args.procs} data-parallel process(es) x {args.threads} torch thread(s); '
+             f'log: {train_dir}/<timestamp>/)')
         if osp.isdir(train_dir):
             shutil.rmtree(train_dir)
         load_before = os.getloadavg()[0]
-        train_s = run([py, 'tools/train.py', args.config, '--work-dir', train_dir, '--cfg-options']
-                      + overrides + schedule_overrides(max_iters),
+        train_s = run(launch(py, 'tools/train.py', [args.config, '--work-dir', train_dir, '--cfg-options']
+                             + overrides + schedule_overrides(max_iters), args.procs),
                       osp.join(work_dir, 'train.log'), env, show=runner_log_line)
-        train_info = dict(max_iters=max_iters, train_s=train_s, threads=args.threads, load_before=load_before,
+        train_info = dict(max_iters=max_iters, train_s=train_s, procs=args.procs, threads=args.threads,
+                          load_before=load_before,
                           load_after=os.getloadavg()[0], it_per_s=train_speed(osp.join(work_dir, 'train.log')))
         with open(osp.join(work_dir, 'train_info.json'), 'w') as f:
             json.dump(train_info, f, indent=1)
@@ -327,8 +356,8 @@ def main():
             step('5/6 the same checkpoint with the expressions shuffled between held-out videos')
             make_shuffled_root(data_root, shuffled_root, seed=args.seed)
         out = osp.join(test_dir, 'shuffled' if root == shuffled_root else 'heldout')
-        cmd = [py, 'tools/test.py', args.config, checkpoint, '--work-dir', out, '--cfg-options'] + \
-            overrides + [f'test_dataloader.dataset.data_root={root}/']
+        cmd = launch(py, 'tools/test.py', [args.config, checkpoint, '--work-dir', out, '--cfg-options']
+                     + overrides + [f'test_dataloader.dataset.data_root={root}/'], args.procs)
         log = osp.join(work_dir, f'test_{osp.basename(out)}.log')
         run(cmd, log, env, show=lambda line: 'RVOSJFMetric' in line)
         metrics = read_metrics(out)
