@@ -38,7 +38,7 @@ def test_registries_are_children_of_mmengine_roots():
     import mmengine.registry as root
     from soc_mm import registry
     for name in ('MODELS', 'DATASETS', 'TRANSFORMS', 'METRICS', 'VISUALIZERS', 'DATA_SAMPLERS',
-                 'TASK_UTILS', 'HOOKS', 'MODEL_WRAPPERS'):
+                 'TASK_UTILS', 'HOOKS', 'MODEL_WRAPPERS', 'LOG_PROCESSORS'):
         ours = getattr(registry, name)
         assert ours.scope == 'soc_mm', name
         assert ours.parent is getattr(root, name), name

@@ -92,8 +92,10 @@ def run(cmd: List[str], log_path: str, env: Dict[str, str], show=None) -> float:
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-40:])
+        hint = ('\n(data-parallel processes rendezvous over TCP on 127.0.0.1 with the gloo backend; '
+                '`--procs 1` runs the step in a single process)') if 'torch.distributed.run' in cmd else ''
         raise RuntimeError(f'step failed (exit {proc.returncode}): {" ".join(cmd)}\n--- last lines of '
-                           f'{log_path}:\n{tail}')
+                           f'{log_path}:\n{tail}{hint}')
     return time.perf_counter() - t0
 
 
