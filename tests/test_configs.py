@@ -8,6 +8,8 @@ tiny RoBERTa and fake pretrained checkpoints written here.
 """
 import copy
 import glob
+import json
+import os
 import os.path as osp
 import re
 
@@ -370,3 +372,7 @@ def test_two_process_train_and_test_on_cpu(env, tmp_path):
     # validation after epoch 1 and the test of epoch_1.pth: every sample once (no padding), same numbers
     assert len(summaries) == 2 and summaries[0] == summaries[1], summaries
     assert int(summaries[0][0]) == num_samples
+    # the test run's metrics json (written by rank 0 alone) is readable
+    test_runs = sorted(d for d in os.listdir(work_dir) if re.fullmatch(r'\d{8}_\d{6}', d))
+    with open(osp.join(work_dir, test_runs[-1], f'{test_runs[-1]}.json')) as f:
+        assert 'a2d/mAP' in json.load(f)

@@ -3,7 +3,8 @@ custom_imports = dict(imports=['soc_mm'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
+    # rank 0 alone writes the test metrics json (MMEngine's LoggerHook lets every rank write it)
+    logger=dict(type='RVOSLoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
