@@ -1,4 +1,4 @@
-from .fast_kernels import disable_fast_kernels, enable_fast_kernels
+from soc_mm.models.layers.fast_kernels import disable_fast_kernels, enable_fast_kernels
 from .inference import inference_rvos, init_model, iter_video_frames, prepare_clip
 
 __all__ = ['init_model', 'inference_rvos', 'iter_video_frames', 'prepare_clip', 'enable_fast_kernels',

@@ -72,7 +72,7 @@ def init_model(config: Union[str, Config],
     model.to(device)
     model.eval()
     if fast_kernels:
-        from .fast_kernels import enable_fast_kernels
+        from soc_mm.models.layers.fast_kernels import enable_fast_kernels
         enable_fast_kernels(model)
     return model
 

@@ -509,7 +509,7 @@ class SOC(BaseModel):
                 (each clip picks its own referred query, as separate clips would); only
                 when every sample keeps all frames (no ``valid_frame_idx``).
             fast_kernels (bool, default False): switch the model to the fused inference
-                kernels (``soc_mm.apis.enable_fast_kernels``: SDPA window attention, per-level
+                kernels (``soc_mm.models.layers.fast_kernels``: SDPA window attention, per-level
                 deformable-attention accumulation, bmm dynamic mask head; equal to float
                 rounding) on the first call.
             expressions_per_batch (int, default None = all): shared batches run their
@@ -518,7 +518,7 @@ class SOC(BaseModel):
         """
         self._check_batch(inputs, data_samples)
         if self.test_cfg.get('fast_kernels', False) and not getattr(self, '_fast_kernels_enabled', False):
-            from soc_mm.apis.fast_kernels import enable_fast_kernels  # inference-only kernels
+            from soc_mm.models.layers.fast_kernels import enable_fast_kernels  # inference-only kernels
             enable_fast_kernels(self)
             self._fast_kernels_enabled = True
         clip_index, unique = None, None

@@ -27,7 +27,7 @@ from mmcv.ops import multi_scale_deform_attn as _msda_module
 from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
-from soc_mm.models.layers.dynamic_mask_head import DynamicMaskHead, aligned_bilinear
+from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear
 from soc_mm.utils.compat import apply_all as _apply_compat
 
 _apply_compat()
