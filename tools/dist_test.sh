@@ -15,4 +15,4 @@ PYTHONPATH="$DIR/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \
     --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS --master_port=$PORT \
-    "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch ${@:4}
+    "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

@@ -14,4 +14,4 @@ PYTHONPATH="$DIR/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \
     --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS --master_port=$PORT \
-    "$DIR/train.py" "$CONFIG" --launcher pytorch ${@:3}
+    "$DIR/train.py" "$CONFIG" --launcher pytorch "${@:3}"

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,10 +53,10 @@ def parse_args():
     parser.add_argument('--train-same-color-prob', type=float, default=None,
                         help='fraction of train videos where two objects share a colour (default: the '
                         'uniform draw of the held-out videos)')
-    # Data-parallel training (tools/dist_train.sh's torch.distributed.run, gloo): one process per core,
-    # each with 1 torch thread and batch 1, loading its own data. 2 processes take 2 clips per step in
-    # the time 1 process takes 1 (2 threads in one process: only 1.24x, and ~7x slower as soon as
-    # anything else runs on the cores: libgomp barriers).
+    # Data-parallel training and testing (tools/dist_train.sh / dist_test.sh, gloo): one process per
+    # core, each with 1 torch thread and batch 1, loading its own data. 2 processes take 2 clips per
+    # ~0.19 s step where 1 process takes 1 per ~0.16 s: 1.7x (2 threads in one process: only 1.24x, and
+    # ~7x slower as soon as anything else runs on the cores: libgomp barriers).
     parser.add_argument('--procs', type=int, default=min(2, os.cpu_count() or 1),
                         help='training / testing processes (default: 2, or 1 on a 1-core machine)')
     parser.add_argument('--threads', type=int, default=1, help='torch / OpenMP threads of each process')
@@ -92,8 +92,9 @@ def run(cmd: List[str], log_path: str, env: Dict[str, str], show=None) -> float:
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-40:])
+        data_parallel = any(osp.basename(part).startswith('dist_') for part in cmd)
         hint = ('\n(data-parallel processes rendezvous over TCP on 127.0.0.1 with the gloo backend; '
-                '`--procs 1` runs the step in a single process)') if 'torch.distributed.run' in cmd else ''
+                '`--procs 1` runs the step in a single process)') if data_parallel else ''
         raise RuntimeError(f'step failed (exit {proc.returncode}): {" ".join(cmd)}\n--- last lines of '
                            f'{log_path}:\n{tail}{hint}')
     return time.perf_counter() - t0
@@ -120,14 +121,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(py: str, script: str, args: List[str], procs: int) -> List[str]:
-    """``script args`` in one process, or in ``procs`` data-parallel processes on this machine
-    (what ``tools/dist_train.sh`` / ``dist_test.sh`` run: torch.distributed.run + ``--launcher pytorch``;
-    gloo on CPU)."""
+def launch(py: str, tool: str, positional: List[str], options: List[str], procs: int,
+           env: Dict[str, str]) -> Tuple[List[str], Dict[str, str]]:
+    """The command and environment that run ``tools/<tool>.py`` (``train`` / ``test``) in one process,
+    or ``tools/dist_<tool>.sh`` with ``procs`` data-parallel processes (gloo on CPU) on a free port."""
     if procs <= 1:
-        return [py, script] + args
-    return [py, '-m', 'torch.distributed.run', '--nnodes=1', f'--nproc_per_node={procs}',
-            '--master_addr=127.0.0.1', f'--master_port={free_port()}', script] + args + ['--launcher', 'pytorch']
+        return [py, osp.join('tools', f'{tool}.py'), *positional, *options], env
+    return (['bash', osp.join('tools', f'dist_{tool}.sh'), *positional, str(procs), *options],
+            dict(env, PYTHON=py, PORT=str(free_port())))
 
 
 def data_overrides(data_root: str, text_encoder: str) -> List[str]:
@@ -334,12 +335,12 @@ def main():
         if osp.isdir(train_dir):
             shutil.rmtree(train_dir)
         load_before = os.getloadavg()[0]
-        train_s = run(launch(py, 'tools/train.py', [args.config, '--work-dir', train_dir, '--cfg-options']
-                             + overrides + schedule_overrides(max_iters), args.procs),
-                      osp.join(work_dir, 'train.log'), env, show=runner_log_line)
+        cmd, cmd_env = launch(py, 'train', [args.config], ['--work-dir', train_dir, '--cfg-options', *overrides,
+                                                           *schedule_overrides(max_iters)], args.procs, env)
+        train_s = run(cmd, osp.join(work_dir, 'train.log'), cmd_env, show=runner_log_line)
         train_info = dict(max_iters=max_iters, train_s=train_s, procs=args.procs, threads=args.threads,
-                          load_before=load_before,
-                          load_after=os.getloadavg()[0], it_per_s=train_speed(osp.join(work_dir, 'train.log')))
+                          load_before=load_before, load_after=os.getloadavg()[0],
+                          it_per_s=train_speed(osp.join(work_dir, 'train.log')))
         with open(osp.join(work_dir, 'train_info.json'), 'w') as f:
             json.dump(train_info, f, indent=1)
     else:
@@ -358,10 +359,11 @@ def main():
             step('5/6 the same checkpoint with the expressions shuffled between held-out videos')
             make_shuffled_root(data_root, shuffled_root, seed=args.seed)
         out = osp.join(test_dir, 'shuffled' if root == shuffled_root else 'heldout')
-        cmd = launch(py, 'tools/test.py', [args.config, checkpoint, '--work-dir', out, '--cfg-options']
-                     + overrides + [f'test_dataloader.dataset.data_root={root}/'], args.procs)
+        cmd, cmd_env = launch(py, 'test', [args.config, checkpoint],
+                              ['--work-dir', out, '--cfg-options', *overrides,
+                               f'test_dataloader.dataset.data_root={root}/'], args.procs, env)
         log = osp.join(work_dir, f'test_{osp.basename(out)}.log')
-        run(cmd, log, env, show=lambda line: 'RVOSJFMetric' in line)
+        run(cmd, log, cmd_env, show=lambda line: 'RVOSJFMetric' in line)
         metrics = read_metrics(out)
         with open(log) as f:
             num = re.findall(r'RVOSJFMetric: (\d+) expressions', f.read())
