@@ -27,8 +27,8 @@ from mmcv.ops import multi_scale_deform_attn as _msda_module
 from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
-from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear
 from soc_mm.utils.compat import apply_all as _apply_compat
+from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear
 
 _apply_compat()
 from mmaction.models.backbones.swin import WindowAttention3D  # noqa: E402
