@@ -8,7 +8,8 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from soc_mm.registry import DATASETS
-from .utils import clean_expression, log_skips, read_csv_dicts, read_csv_rows, require_path
+from .utils import (check_expression, check_not_empty, clean_expression, log_skips, parse_int, read_csv_dicts,
+                    read_csv_rows, require_path)
 
 A2D_LAYOUT = """<data_root>/
   Release/videoset.csv                 (no header: vid,label,start,end,height,width,total_frames,
@@ -31,24 +32,35 @@ def read_a2d_text_annotations(data_root: str, split: str) -> List[tuple]:
     """(video_id, instance_id str, query) rows of ``split`` after SOC's filtering.
 
     Keeps the videos of the split that are not listed in ``a2d_missed_videos.txt`` and drops the
-    dataset's one bad row (instance id ``'1 (copy)'``).
+    dataset's one bad row (instance id ``'1 (copy)'``). The kept rows are checked: integer instance id,
+    non-empty query (an error names the file, the video and the instance id).
     """
     if split not in A2D_SUBSETS:
         raise ValueError(f"A2D-Sentences: split must be 'train' or 'test', got {split!r}")
-    rows = read_csv_rows(osp.join(data_root, 'Release', 'videoset.csv'), 'A2D-Sentences videoset', A2D_LAYOUT,
-                         header=False)
+    videoset_path = osp.join(data_root, 'Release', 'videoset.csv')
+    rows = read_csv_rows(videoset_path, 'A2D-Sentences videoset', A2D_LAYOUT, header=False)
+    check_not_empty(rows, videoset_path, '<rows>', 'one row per video')
     bad = [r for r in rows if len(r) < 9]
     if bad:
         raise ValueError(f'A2D-Sentences: Release/videoset.csv rows need 9 columns, got {bad[0]}')
+    subsets = {r[0]: parse_int(r[8], videoset_path, f'subset (9th column) of video {r[0]!r}') for r in rows}
     missed_path = require_path(osp.join(data_root, 'text_annotations', 'a2d_missed_videos.txt'),
                                'A2D-Sentences missed videos list', A2D_LAYOUT, is_dir=False)
     with open(missed_path) as f:
         missed = set(f.read().split())
-    videos = {r[0] for r in rows if r[0] not in missed and int(r[8]) == A2D_SUBSETS[split]}
-    texts = read_csv_dicts(osp.join(data_root, 'text_annotations', 'a2d_annotation.txt'),
-                           'A2D-Sentences text annotations', A2D_LAYOUT, ['video_id', 'instance_id', 'query'])
-    return [(t['video_id'], t['instance_id'], t['query']) for t in texts
-            if t['video_id'] in videos and t['instance_id'] != '1 (copy)']
+    videos = {v for v, subset in subsets.items() if v not in missed and subset == A2D_SUBSETS[split]}
+    texts_path = osp.join(data_root, 'text_annotations', 'a2d_annotation.txt')
+    texts = read_csv_dicts(texts_path, 'A2D-Sentences text annotations', A2D_LAYOUT,
+                           ['video_id', 'instance_id', 'query'])
+    check_not_empty(texts, texts_path, '<rows>', 'one row per referring expression (video_id,instance_id,query)')
+    kept = []
+    for t in texts:
+        if t['video_id'] not in videos or t['instance_id'] == '1 (copy)':
+            continue
+        parse_int(t['instance_id'], texts_path, f"instance_id of video {t['video_id']!r}")
+        check_expression(t['query'], texts_path, t['video_id'], t['instance_id'])
+        kept.append((t['video_id'], t['instance_id'].strip(), t['query']))
+    return kept
 
 
 def read_h5_instances(path: str) -> List[int]:

@@ -8,7 +8,7 @@ from typing import List, Optional
 from mmengine.dataset import BaseDataset
 
 from soc_mm.registry import DATASETS
-from .utils import clean_expression, read_csv_dicts, require_path
+from .utils import check_expression, check_not_empty, read_csv_dicts, require_path
 
 JHMDB_LAYOUT = """<data_root>/
   jhmdb_annotation.txt                          (csv with header: video_id,query)
@@ -56,18 +56,32 @@ class JHMDBSentencesDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         import scipy.io
         require_path(self.data_root, 'JHMDB-Sentences data_root', self.LAYOUT, is_dir=True)
-        texts = read_csv_dicts(osp.join(self.data_root, 'jhmdb_annotation.txt'), 'JHMDB-Sentences text annotations',
-                               self.LAYOUT, ['video_id', 'query'])
+        texts_path = osp.join(self.data_root, 'jhmdb_annotation.txt')
+        texts = read_csv_dicts(texts_path, 'JHMDB-Sentences text annotations', self.LAYOUT, ['video_id', 'query'])
+        check_not_empty(texts, texts_path, '<rows>', 'one row per referring expression (video_id,query)')
+        # JHMDB has one expression per video: the expression id named in errors is its data row (1-based)
+        queries = [check_expression(row['query'], texts_path, row['video_id'], f'row {i}')
+                   for i, row in enumerate(texts, start=1)]
         frame_dirs = self._folders('Rename_Images', '*/*')
         mask_paths = self._folders('puppet_mask', '*/*/puppet_mask.mat')
         chosen = []  # (video_id, frame_idx, total_frames, query)
         if self.samples_file:
             with open(require_path(self.samples_file, 'JHMDB-Sentences samples_file', self.LAYOUT, False)) as f:
-                for video_id, frame_path, _, total, query in json.load(f):
-                    chosen.append((video_id, int(osp.splitext(osp.basename(frame_path))[0]), int(total), query))
+                samples = json.load(f)
+            if not isinstance(samples, list) or not samples:
+                raise ValueError(f'{self.samples_file}: expected a non-empty json list of samples '
+                                 '[video_id, frame_path, mask_path, total_frames, query], got '
+                                 f'{type(samples).__name__}')
+            for i, sample in enumerate(samples):
+                if not isinstance(sample, list) or len(sample) != 5:
+                    raise ValueError(f'{self.samples_file}: sample {i} must be a list [video_id, frame_path, '
+                                     f'mask_path, total_frames, query], got {str(sample)[:80]}')
+                video_id, frame_path, _, total, query = sample
+                query = check_expression(query, self.samples_file, video_id, f'sample {i}')
+                chosen.append((video_id, int(osp.splitext(osp.basename(frame_path))[0]), int(total), query))
         else:
             rng = random.Random(self.seed)
-            for row in texts:
+            for row, query in zip(texts, queries):
                 video_id = row['video_id']
                 for folder, what in ((frame_dirs, 'Rename_Images/<action>/<video>'),
                                      (mask_paths, 'puppet_mask/<action>/<video>/puppet_mask.mat')):
@@ -85,7 +99,7 @@ class JHMDBSentencesDataset(BaseDataset):
                     raise ValueError(f'JHMDB-Sentences: video {video_id!r} has {len(frames)} frames with masks, '
                                      f'fewer than frames_per_video={self.frames_per_video}')
                 for p in sorted(rng.sample(frames, self.frames_per_video)):
-                    chosen.append((video_id, int(osp.splitext(osp.basename(p))[0]), len(frames), row['query']))
+                    chosen.append((video_id, int(osp.splitext(osp.basename(p))[0]), len(frames), query))
         t, data_list = self.num_frames, []
         for video_id, frame_idx, total, query in chosen:
             if video_id not in frame_dirs or video_id not in mask_paths:
@@ -94,7 +108,7 @@ class JHMDBSentencesDataset(BaseDataset):
             start = frame_idx - t // 2
             data_list.append(dict(
                 dataset=self.metainfo['dataset_name'], video_id=video_id, exp_id=f'{frame_idx}',
-                expression=clean_expression(query), frame_dir=frame_dirs[video_id], img_suffix='.png',
+                expression=query, frame_dir=frame_dirs[video_id], img_suffix='.png',
                 frame_ids=[f'{min(max(j, 1), total):05d}' for j in range(start, start + t)],
                 mask_path=mask_paths[video_id], ann_frame_index=frame_idx - 1, valid_frame_idx=[t // 2],
                 img_id=jhmdb_image_id(video_id, frame_idx)))

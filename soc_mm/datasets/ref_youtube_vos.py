@@ -9,7 +9,8 @@ from mmengine.logging import MMLogger
 from PIL import Image
 
 from soc_mm.registry import DATASETS
-from .utils import clean_expression, load_json, log_skips, require_path
+from .utils import (check_dict, check_expression, check_key, check_not_empty, json_key, load_json, log_skips,
+                    parse_int, require_path)
 
 # The official category order (index = label id, 65 classes).
 YTVOS_CATEGORIES = (
@@ -114,11 +115,44 @@ class RefYouTubeVOSDataset(BaseDataset):
 
     # ------------------------------------------------------------------ reading the annotation files
     def _expressions(self, split: str) -> Dict[str, dict]:
+        """The ``"videos"`` dict of ``meta_expressions/<split>/meta_expressions.json`` (checked: a non-empty
+        dict of per-video dicts; the entries themselves are checked by ``_check_video``)."""
         path = osp.join(self.data_root, 'meta_expressions', split, 'meta_expressions.json')
         data = load_json(path, f'{type(self).__name__} ({split} expressions)', self.LAYOUT)
+        check_dict(data, path, '<top level>', 'a dict with the key "videos"')
         if 'videos' not in data:
             raise ValueError(f'{path}: expected a top-level "videos" key, found {list(data)[:5]}')
-        return data['videos']
+        videos = check_dict(data['videos'], path, 'videos', 'a dict {<video_id>: {"frames": [...], '
+                            '"expressions": {<exp_id>: {"exp": ..., "obj_id": ...}}}}')
+        check_not_empty(videos, path, 'videos', 'at least one video')
+        return videos
+
+    def _check_video(self, path: str, video_id: str, vid: dict) -> tuple:
+        """Checked ``(frames, expressions)`` of one video entry of a meta_expressions file: frames a non-empty
+        list of frame names (str), expressions a dict of dicts, each with a non-empty ``"exp"`` string and,
+        when present, an integer ``"obj_id"`` (int or decimal string; absent in the competition test split)."""
+        field = f'videos[{json_key(video_id)}]'
+        check_dict(vid, path, field, 'a dict with "frames" and "expressions"')
+        for key in ('frames', 'expressions'):
+            check_key(vid, key, path, field)
+        frames = vid['frames']
+        if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+            raise ValueError(f'{path}: field {field}["frames"] must be a list of frame names (str), got '
+                             f'{type(frames).__name__} {str(frames)[:60]}')
+        if not frames:
+            raise ValueError(f'{path}: video {video_id!r} lists no frames (field {field}["frames"] is empty)')
+        exps = check_dict(vid['expressions'], path, f'{field}["expressions"]',
+                          'a dict {<exp_id>: {"exp": ..., "obj_id": ...}}')
+        checked = {}
+        for exp_id, exp in exps.items():
+            exp_field = f'{field}["expressions"][{json_key(exp_id)}]'
+            check_dict(exp, path, exp_field, 'a dict {"exp": <sentence>, "obj_id": <int>}')
+            text = check_expression(check_key(exp, 'exp', path, exp_field), path, video_id, exp_id)
+            obj_id = exp.get('obj_id')
+            if obj_id is not None:
+                obj_id = parse_int(obj_id, path, f'{exp_field}["obj_id"]')
+            checked[exp_id] = dict(exp, exp=text, obj_id=obj_id)
+        return sorted(frames), checked
 
     def _split_videos(self) -> Dict[str, dict]:
         videos = self._expressions(self.split)
@@ -129,6 +163,10 @@ class RefYouTubeVOSDataset(BaseDataset):
         if osp.isfile(test_path):
             test_ids = set(self._expressions('test'))
             videos = {k: v for k, v in videos.items() if k not in test_ids}
+            if not videos:
+                raise ValueError(f'{type(self).__name__}: every video of meta_expressions/valid is also in '
+                                 f'{test_path}: no valid video left (expected the valid split to list the '
+                                 'valid and the test videos)')
             logger.info(f'{type(self).__name__}: {len(videos)} valid videos after removing '
                         f'{len(test_ids)} test videos (202 expected with the real files)')
         else:
@@ -140,7 +178,9 @@ class RefYouTubeVOSDataset(BaseDataset):
         path = osp.join(self.data_root, self.split, 'meta.json')
         data = load_json(path, f'{type(self).__name__} ({self.split} categories, with_category=True)',
                          self.LAYOUT)
-        return data.get('videos', {})
+        check_dict(data, path, '<top level>', 'a dict with the key "videos"')
+        return check_dict(data.get('videos', {}), path, 'videos',
+                          'a dict {<video_id>: {"objects": {<obj_id>: {"category": ...}}}}')
 
     def _check_frames(self, frame_dir: str, video_id: str, frames: Sequence[str]) -> None:
         require_path(frame_dir, f'{type(self).__name__}: frames of video {video_id!r}', self.LAYOUT, True)
@@ -184,6 +224,7 @@ class RefYouTubeVOSDataset(BaseDataset):
         if self.load_gt:
             require_path(ann_root, f'{name} ({self.split} masks, load_gt=True)', self.LAYOUT, is_dir=True)
         videos = self._split_videos()
+        exp_path = osp.join(self.data_root, 'meta_expressions', self.split, 'meta_expressions.json')
         self._cache, self._cache_dirty = {}, False
         if self.presence_cache and osp.isfile(self.presence_cache):
             self._cache = load_json(self.presence_cache, f'{name} presence_cache', self.LAYOUT)
@@ -191,12 +232,7 @@ class RefYouTubeVOSDataset(BaseDataset):
         data_list, missing_obj, skipped_windows, no_gt = [], [], [], []
         num_windows = num_exps = 0
         for video_id in sorted(videos):
-            vid = videos[video_id]
-            if 'frames' not in vid or 'expressions' not in vid:
-                raise ValueError(f'{name}: video {video_id!r} in meta_expressions lacks "frames"/"expressions"')
-            frames = sorted(vid['frames'])
-            if not frames:
-                raise ValueError(f'{name}: video {video_id!r} lists no frames in meta_expressions')
+            frames, expressions = self._check_video(exp_path, video_id, videos[video_id])
             frame_dir = osp.join(img_root, video_id)
             self._check_frames(frame_dir, video_id, frames)
             mask_dir = osp.join(ann_root, video_id)
@@ -207,10 +243,10 @@ class RefYouTubeVOSDataset(BaseDataset):
             obj_ids = sorted(set().union(*presence.values())) if has_gt else []
             labels = [self._label(categories, video_id, o) for o in obj_ids]
             windows = sliding_windows(frames, self.num_frames) if self.split == 'train' else [frames]
-            for exp_id in sorted(vid['expressions'], key=lambda k: (len(k), k)):
-                exp = vid['expressions'][exp_id]
+            for exp_id in sorted(expressions, key=lambda k: (len(k), k)):
+                exp = expressions[exp_id]
                 num_exps += 1
-                ref_obj_id = int(exp['obj_id']) if exp.get('obj_id') is not None else None
+                ref_obj_id = exp['obj_id']
                 if has_gt and ref_obj_id not in obj_ids:
                     msg = f'{video_id}/exp {exp_id} (obj_id {ref_obj_id}, ids in masks {obj_ids})'
                     if self.strict:
@@ -225,7 +261,7 @@ class RefYouTubeVOSDataset(BaseDataset):
                         continue
                     data_list.append(dict(
                         dataset=self.metainfo['dataset_name'], video_id=video_id, exp_id=str(exp_id),
-                        expression=clean_expression(exp['exp']), frame_ids=list(window),
+                        expression=exp['exp'], frame_ids=list(window),
                         frame_dir=frame_dir, img_suffix=self.img_suffix,
                         mask_dir=mask_dir if has_gt else None, obj_ids=obj_ids, gt_labels=labels,
                         ref_obj_id=ref_obj_id, valid_frame_idx=None, **self._extra_info(exp_id, exp)))
@@ -247,9 +283,10 @@ class RefYouTubeVOSDataset(BaseDataset):
             return 0
         try:
             category = categories[video_id]['objects'][str(obj_id)]['category']
-        except KeyError:
+        except (KeyError, TypeError):
             raise ValueError(f'{type(self).__name__}: {self.split}/meta.json has no category for video '
-                             f'{video_id!r} object {obj_id}') from None
+                             f'{video_id!r} object {obj_id} (expected the field videos[{json_key(video_id)}]'
+                             f'["objects"][{json_key(obj_id)}]["category"])') from None
         if category not in YTVOS_CATEGORY_TO_LABEL:
             raise ValueError(f'{type(self).__name__}: unknown category {category!r} (video {video_id!r}, '
                              f'object {obj_id}); expected one of the 65 YouTube-VOS categories')

@@ -1,8 +1,9 @@
-"""Helpers shared by the RVOS datasets: path checks with layout hints, json/csv readers, text cleanup."""
+"""Helpers shared by the RVOS datasets: path checks with layout hints, json/csv readers, text cleanup and
+the checks of annotation fields (every error names the annotation file, the field and what was expected)."""
 import csv
 import json
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sized
 
 from mmengine.logging import MMLogger
 
@@ -10,6 +11,76 @@ from mmengine.logging import MMLogger
 def clean_expression(text: str) -> str:
     """Lower-case and collapse whitespace, as SOC does before tokenisation."""
     return ' '.join(str(text).lower().split())
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+def check_expression(text: Any, source: str, video_id: Any, exp_id: Any) -> str:
+    """The cleaned referring expression (``clean_expression``), checked to be a non-empty string.
+
+    Args:
+        text: the expression as read from the annotation file.
+        source (str): the annotation file (named in the error).
+        video_id: the video (or image) the expression belongs to.
+        exp_id: the expression's id in the file (or its row).
+
+    Raises:
+        ValueError: ``text`` is not a string, or is empty / whitespace only (the text encoder could not
+            encode it: better at load time than mid-training).
+    """
+    where = f'{source}: video {video_id!r} expression {exp_id!r}'
+    if not isinstance(text, str):
+        raise ValueError(f'{where}: the referring expression must be a string, got '
+                         f'{type(text).__name__} {_short_repr(text)}')
+    cleaned = clean_expression(text)
+    if not cleaned:
+        raise ValueError(f'{where}: empty referring expression {text!r} (expected a non-empty sentence)')
+    return cleaned
+
+
+def json_key(key: Any) -> str:
+    """A key as it is written in a json file (``"abc"``), to name a field such as ``videos["v1"]["frames"]``."""
+    return json.dumps(str(key))
+
+
+def check_dict(value: Any, source: str, field: str, expected: str) -> dict:
+    """Return ``value`` if it is a dict, else ``ValueError`` naming the file, the field and ``expected``."""
+    if not isinstance(value, dict):
+        raise ValueError(f'{source}: field {field} must be {expected}, got {type(value).__name__} '
+                         f'{_short_repr(value)}')
+    return value
+
+
+def check_key(mapping: dict, key: str, source: str, field: str) -> Any:
+    """``mapping[key]``, or ``ValueError`` naming the file and the missing field ``<field>.<key>``."""
+    if key not in mapping:
+        raise ValueError(f'{source}: field {field} lacks the key {json_key(key)} '
+                         f'(found keys {sorted(map(str, mapping))[:8]})')
+    return mapping[key]
+
+
+def check_not_empty(value: Sized, source: str, field: str, expected: str) -> Sized:
+    """Return ``value`` unless it is empty (``ValueError`` naming the file and field)."""
+    if len(value) == 0:
+        raise ValueError(f'{source}: field {field} is empty, expected {expected}')
+    return value
+
+
+def parse_int(value: Any, source: str, field: str) -> int:
+    """An integer field given as int or decimal string (``3``, ``"3"``); anything else is a ``ValueError``
+    naming the file and the field."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f'{source}: field {field} must be an integer (or a string of one), got '
+                     f'{type(value).__name__} {_short_repr(value)}')
 
 
 def require_path(path: str, what: str, layout: str, is_dir: Optional[bool] = None) -> str:

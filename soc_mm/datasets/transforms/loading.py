@@ -27,11 +27,13 @@ def _out_frame_ids(results: dict) -> List[str]:
     return list(frame_ids) if idx is None else [frame_ids[i] for i in idx]
 
 
-def _set_masks(results: dict, masks: np.ndarray, labels, ref_inst_idx: int) -> None:
-    """Store instance masks [N, T_out, H, W] after checking they match the frames' size."""
+def _set_masks(results: dict, masks: np.ndarray, labels, ref_inst_idx: int, mask_path: Optional[str] = None) -> None:
+    """Store instance masks [N, T_out, H, W] after checking they match the frames' size (the error names
+    ``mask_path``, the file they were read from, when given)."""
     if 'ori_shape' in results and tuple(masks.shape[-2:]) != tuple(results['ori_shape']):
-        raise ValueError(f"video {results['video_id']!r}: masks are {tuple(masks.shape[-2:])} but frames are "
-                         f"{tuple(results['ori_shape'])} (frames {_out_frame_ids(results)})")
+        source = f' read from {mask_path}' if mask_path else ''
+        raise ValueError(f"video {results['video_id']!r}: masks{source} are {tuple(masks.shape[-2:])} (H, W) but "
+                         f"frames are {tuple(results['ori_shape'])} (frames {_out_frame_ids(results)})")
     results['gt_masks'] = masks
     results['gt_labels'] = np.asarray(labels, dtype=np.int64).reshape(len(masks))
     results['ref_inst_idx'] = int(ref_inst_idx)
@@ -142,6 +144,12 @@ class LoadPaletteMasks(BaseTransform):
         obj_ids = np.asarray(results['obj_ids'], dtype=np.int64)
         id_maps = {}
         masks = []
+        # every mask must have its frame's size: (H, W) of the loaded frames, else of the first mask
+        expected_shape, expected_from = None, None
+        if 'ori_shape' in results:
+            expected_shape, expected_from = tuple(results['ori_shape']), 'its frame'
+            if results.get('frame_dir') is not None:
+                expected_from += ' ' + osp.join(results['frame_dir'], '<frame>' + results.get('img_suffix', ''))
         for fid in _out_frame_ids(results):
             if fid not in id_maps:
                 path = osp.join(results['mask_dir'], f'{fid}.png')
@@ -155,6 +163,13 @@ class LoadPaletteMasks(BaseTransform):
                 if id_maps[fid].ndim != 2:
                     raise ValueError(f'video {video_id!r} frame {fid!r}: mask {path} has shape '
                                      f'{id_maps[fid].shape}, expected a single-channel palette PNG')
+                if expected_shape is None:
+                    expected_shape, expected_from = id_maps[fid].shape, f'the mask of frame {fid!r}'
+                if id_maps[fid].shape != expected_shape:
+                    (h, w), (eh, ew) = id_maps[fid].shape, expected_shape
+                    raise ValueError(f'video {video_id!r} frame {fid!r}: mask {path} is {h}x{w} (HxW) but '
+                                     f'{expected_from.replace("<frame>", fid)} is {eh}x{ew}; masks must have '
+                                     'the size of their frames')
             masks.append(id_maps[fid][None] == obj_ids[:, None, None])  # [N, H, W]
         masks = np.stack(masks, axis=1) if len(obj_ids) else np.zeros((0, len(masks)) + masks[0].shape[1:], bool)
         ref_idx = list(results['obj_ids']).index(results['ref_obj_id'])
@@ -192,7 +207,8 @@ class LoadA2DInstanceMasks(BaseTransform):
         if results['ref_instance_id'] not in instances:
             raise ValueError(f"video {video_id!r} frame {frame!r}: instance {results['ref_instance_id']} not "
                              f'in {path} (ids {instances})')
-        _set_masks(results, masks[:, None], np.zeros(len(masks)), instances.index(results['ref_instance_id']))
+        _set_masks(results, masks[:, None], np.zeros(len(masks)), instances.index(results['ref_instance_id']),
+                   mask_path=path)
         return results
 
 
@@ -216,7 +232,7 @@ class LoadJHMDBPuppetMask(BaseTransform):
         if part_mask.ndim != 3 or t >= part_mask.shape[2]:
             raise ValueError(f'video {video_id!r} frame {t + 1:05d}: {path} part_mask has shape '
                              f'{part_mask.shape}, expected [H, W, T] with T > {t}')
-        _set_masks(results, (part_mask[:, :, t] > 0)[None, None], [0], 0)
+        _set_masks(results, (part_mask[:, :, t] > 0)[None, None], [0], 0, mask_path=path)
         return results
 
 

@@ -1,8 +1,10 @@
 """RoBERTa text encoder with SOC's projection to the model width."""
+import logging
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -39,6 +41,9 @@ class RoBERTaTextEncoder(BaseModule):
         freeze (bool): no gradients for the RoBERTa weights (SOC: True). Like
             SOC, the frozen model keeps the train/eval mode of its parent.
         proj_dropout (float): dropout of the projection (SOC: 0.1).
+
+    Expressions longer than the encoder accepts (``max_tokens`` tokens, ``<s>`` and ``</s>`` included) are
+    truncated to their first ``max_tokens`` tokens, with a warning logged once per expression text.
     """
 
     def __init__(self,
@@ -69,6 +74,15 @@ class RoBERTaTextEncoder(BaseModule):
         if freeze:
             self.model.requires_grad_(False)
         self.proj = TextProjection(self.model.config.hidden_size, embed_dims, proj_dropout)
+        config = self.model.config
+        # RobertaModel numbers the positions of tokens padding_idx + 1 .. padding_idx + S and looks them up
+        # in max_position_embeddings rows: S <= max_position_embeddings - padding_idx - 1 (512 for roberta-base).
+        self.max_tokens = config.max_position_embeddings - config.pad_token_id - 1
+        if self.max_tokens < 3:
+            raise ValueError(f'RoBERTaTextEncoder: the model in {model_path!r} accepts {self.max_tokens} tokens '
+                             f'(max_position_embeddings {config.max_position_embeddings} - pad_token_id '
+                             f'{config.pad_token_id} - 1); expected at least 3 (<s>, one token, </s>)')
+        self._warned_truncated: Set[str] = set()
 
     def init_weights(self) -> None:
         """Keep the pretrained RoBERTa weights; the projection keeps torch's init."""
@@ -84,8 +98,23 @@ class RoBERTaTextEncoder(BaseModule):
         return list(texts)
 
     def tokenize(self, texts: Sequence[str]) -> dict:
-        """Tokenise as a batch padded to the longest expression -> dict of [B, S] tensors."""
-        tokens = self.tokenizer(self._check_texts(texts), padding='longest', return_tensors='pt')
+        """Tokenise as a batch padded to the longest expression -> dict of [B, S] tensors
+        (``input_ids``, ``attention_mask``), S <= ``max_tokens``.
+
+        An expression longer than ``max_tokens`` tokens keeps its first ``max_tokens - 1`` tokens
+        (``<s>`` included) and ends with ``</s>``; a warning naming it is logged the first time.
+        """
+        texts = self._check_texts(texts)
+        tokens = self.tokenizer(texts, padding='longest', truncation=True, max_length=self.max_tokens,
+                                return_tensors='pt')
+        for text, encoding in zip(texts, tokens.encodings):
+            if encoding.overflowing and text not in self._warned_truncated:
+                self._warned_truncated.add(text)
+                num_tokens = len(self.tokenizer(text, verbose=False)['input_ids'])
+                print_log(f'RoBERTaTextEncoder: the expression {text!r} has {num_tokens} tokens, more than the '
+                          f'{self.max_tokens} the text encoder accepts (<s> and </s> included): it is truncated '
+                          f'to <s>, its first {self.max_tokens - 2} tokens, </s>', logger='current',
+                          level=logging.WARNING)
         device = self.proj.fc.weight.device
         return dict(input_ids=tokens['input_ids'].to(device),
                     attention_mask=tokens['attention_mask'].to(device))

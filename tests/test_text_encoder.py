@@ -1,0 +1,121 @@
+"""RoBERTaTextEncoder: expressions longer than the encoder's positions are truncated, with one warning."""
+import logging
+import os.path as osp
+from contextlib import contextmanager
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+
+from conftest import FIXTURE_ROOT, REPO_ROOT
+
+TEXT_ENCODER = osp.join(FIXTURE_ROOT, 'common', 'text_encoder')  # max_position_embeddings 64, pad id 1
+
+
+@contextmanager
+def logged_warnings():
+    """Messages (str) of the WARNING records the current MMLogger receives inside the block."""
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope='module')
+def encoder():
+    from soc_mm.models.text_encoders import RoBERTaTextEncoder
+    torch.manual_seed(0)
+    return RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, freeze=True, proj_dropout=0.0).eval()
+
+
+def long_expression(encoder, factor=3):
+    """An expression of more than ``factor`` times ``max_tokens`` tokens, and its explicitly truncated text
+    (the words of its first ``max_tokens - 2`` tokens, which tokenise to exactly those tokens)."""
+    tok = encoder.tokenizer
+    text = 'the red circle on the left'
+    while len(tok(text, verbose=False)['input_ids']) <= factor * encoder.max_tokens:
+        text = f'{text} and the red circle on the left'
+    ids = tok(text, verbose=False)['input_ids']
+    truncated = tok.decode(ids[1:encoder.max_tokens - 1])
+    assert tok(truncated)['input_ids'] == ids[:encoder.max_tokens - 1] + [tok.eos_token_id]
+    return text, truncated
+
+
+def test_max_tokens_is_what_roberta_accepts(encoder):
+    """The limit is exactly the longest sequence transformers' RobertaModel embeds (one more fails)."""
+    config = encoder.model.config
+    assert (config.max_position_embeddings, config.pad_token_id) == (64, 1)
+    assert encoder.max_tokens == 64 - 1 - 1
+    ids = torch.full((1, encoder.max_tokens), 5, dtype=torch.long)
+    with torch.no_grad():
+        out = encoder.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        assert out.last_hidden_state.shape == (1, encoder.max_tokens, config.hidden_size)
+        longer = torch.full((1, encoder.max_tokens + 1), 5, dtype=torch.long)
+        with pytest.raises((IndexError, RuntimeError)):
+            encoder.model(input_ids=longer, attention_mask=torch.ones_like(longer))
+
+
+def test_long_expression_is_truncated_with_one_warning(encoder):
+    text, truncated = long_expression(encoder)
+    short = 'a blue square'
+    with logged_warnings() as warnings:
+        tokens = encoder.tokenize([short, text])
+        with torch.no_grad():
+            words, pad_mask, sentence = encoder([text, short])
+            words_again, _, sentence_again = encoder([text])
+            ref_words, ref_pad_mask, ref_sentence = encoder([truncated, short])
+    assert tokens['input_ids'].shape == (2, encoder.max_tokens)
+    assert tokens['input_ids'][1, -1].item() == encoder.tokenizer.eos_token_id
+    # one warning for the text (three calls), naming it, its length and the limit
+    assert len(warnings) == 1, warnings
+    num_tokens = len(encoder.tokenizer(text, verbose=False)['input_ids'])
+    assert num_tokens > 3 * encoder.max_tokens
+    assert warnings[0] == (
+        f'RoBERTaTextEncoder: the expression {text!r} has {num_tokens} tokens, more than the 62 the text '
+        'encoder accepts (<s> and </s> included): it is truncated to <s>, its first 60 tokens, </s>')
+    # the encoding equals that of the explicitly truncated text (and the short expression is untouched)
+    assert words.shape == (2, encoder.max_tokens, 16)
+    assert torch.equal(pad_mask, ref_pad_mask)
+    assert torch.allclose(words, ref_words, atol=1e-6) and torch.allclose(sentence, ref_sentence, atol=1e-6)
+    assert torch.allclose(words_again[0], ref_words[0], atol=1e-6)
+    assert torch.allclose(sentence_again[0], ref_sentence[0], atol=1e-6)
+    # another long text warns once more
+    with logged_warnings() as warnings:
+        encoder([text + ' again', text])
+    assert len(warnings) == 1 and repr(text + ' again') in warnings[0]
+
+
+def test_expression_at_the_limit_is_not_truncated(encoder):
+    tok = encoder.tokenizer
+    text = 'the red circle'
+    while len(tok(text + ' red')['input_ids']) <= encoder.max_tokens:
+        text += ' red'
+    ids = tok(text)['input_ids']
+    assert len(ids) in (encoder.max_tokens - 1, encoder.max_tokens)
+    with logged_warnings() as warnings:
+        tokens = encoder.tokenize([text])
+    assert warnings == [] and tokens['input_ids'][0].tolist() == ids
+
+
+def test_long_expression_through_the_tiny_model(encoder, tmp_path):
+    """The whole tiny SOC predicts for an expression of 3x the limit, as for its truncated text."""
+    from soc_mm.apis import inference_rvos, init_model
+    config = tmp_path / 'tiny_soc.py'
+    base = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
+    config.write_text(f"_base_ = [{base!r}]\nmodel = dict(text_encoder=dict(model_path={TEXT_ENCODER!r}))\n")
+    torch.manual_seed(0)
+    model = init_model(str(config), device='cpu')
+    text, truncated = long_expression(encoder)
+    video = torch.arange(3 * 32 * 40 * 3, dtype=torch.int64).reshape(3, 32, 40, 3).remainder(251).to(torch.uint8)
+    with logged_warnings() as warnings:
+        results = inference_rvos(model, video.numpy(), [text, truncated])
+    assert len(warnings) == 1 and repr(text) in warnings[0]
+    long_result, truncated_result = results
+    assert long_result.pred_masks.shape == (3, 32, 40)
+    assert torch.equal(long_result.pred_masks, truncated_result.pred_masks)
+    assert torch.allclose(long_result.pred_scores, truncated_result.pred_scores, atol=1e-6)
