@@ -281,6 +281,16 @@ def test_ytvos_valid_split_checked_too(ytvos):
         build(ytvos_cfg(root, split='valid'))
 
 
+def test_ytvos_presence_cache_not_a_dict(ytvos, tmp_path):
+    root = ytvos[0]
+    cache = str(tmp_path / 'presence.json')
+    with open(cache, 'w') as f:
+        json.dump([1, 2], f)
+    with raises(ValueError, f'{cache}: field <top level> must be a dict {{<video_id>: {{<frame>: [object ids]}}}} '
+                            '(delete the file to rebuild it), got list [1, 2]'):
+        build(ytvos_cfg(root, presence_cache=cache))
+
+
 # ------------------------------------------------------------------------------------------ mask sizes
 def test_ytvos_mask_of_another_size(ytvos):
     root, manifest, vid, _ = ytvos

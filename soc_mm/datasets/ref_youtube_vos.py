@@ -227,7 +227,9 @@ class RefYouTubeVOSDataset(BaseDataset):
         exp_path = osp.join(self.data_root, 'meta_expressions', self.split, 'meta_expressions.json')
         self._cache, self._cache_dirty = {}, False
         if self.presence_cache and osp.isfile(self.presence_cache):
-            self._cache = load_json(self.presence_cache, f'{name} presence_cache', self.LAYOUT)
+            self._cache = check_dict(load_json(self.presence_cache, f'{name} presence_cache', self.LAYOUT),
+                                     self.presence_cache, '<top level>',
+                                     'a dict {<video_id>: {<frame>: [object ids]}} (delete the file to rebuild it)')
         categories = self._categories() if self.with_category else {}
         data_list, missing_obj, skipped_windows, no_gt = [], [], [], []
         num_windows = num_exps = 0
