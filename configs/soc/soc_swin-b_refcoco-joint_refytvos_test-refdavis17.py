@@ -6,7 +6,5 @@ _base_ = [
     '../_base_/models/soc_swin-b.py', '../_base_/datasets/ref_davis17.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(
-    bbox_head=dict(num_classes=1),
-    # as infer_davis.py: whole videos in consecutive 36-frame clips, each picking its own query
-    test_cfg=dict(clip_len=36))
+# as infer_davis.py: whole videos in consecutive 36-frame clips, each picking its own query
+model = dict(test_cfg=dict(clip_len=36))

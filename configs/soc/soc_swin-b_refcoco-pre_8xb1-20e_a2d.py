@@ -4,6 +4,6 @@ _base_ = ['./soc_swin-t_refcoco-pre_8xb1-20e_a2d.py']
 backbone_checkpoint = 'pretrained/swin_base_patch244_window877_kinetics400_22k.pth'
 load_from = 'pretrained/soc_swin-b_8xb8-30e_refcoco.pth'
 model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.2, init_cfg=dict(checkpoint=backbone_checkpoint)),
+    backbone=dict(arch='base', init_cfg=dict(checkpoint=backbone_checkpoint)),
     neck=dict(in_channels=[256, 512, 1024]),
     spatial_decoder=dict(skip_channels=[256, 256, 128]))

@@ -1,25 +1,21 @@
 # SOC, Video-Swin-T, A2D-Sentences from scratch (SOC README "a2d_from_scratch"):
-# lr 5e-5, backbone_lr 5e-6, frozen RoBERTa, 2 GPUs x 2 clips of 8 frames, 40 epochs,
-# lr x0.2 at epoch 15. Validation on the test split (IoU, P@K, mAP) after every epoch.
+# lr 5e-5, backbone_lr 5e-6, frozen RoBERTa, 2 GPUs x 2 clips of 8 frames (the dataset base's batch),
+# 40 epochs, lr x0.2 at epoch 15. Validation on the test split (IoU, P@K, mAP) after every epoch.
 _base_ = [
     '../_base_/models/soc_swin-t.py', '../_base_/datasets/a2d_sentences.py',
     '../_base_/schedules/soc_adamw_30e.py', '../_base_/default_runtime.py'
 ]
 lr, backbone_lr, text_encoder_lr = 5e-5, 5e-6, 5e-6  # text_encoder_lr unused: RoBERTa is frozen
 max_epochs, lr_drop_epochs, lr_gamma = 40, [15], 0.2
-enable_amp = False
 
 model = dict(
-    text_encoder=dict(freeze=True),
-    bbox_head=dict(num_classes=1),
     train_cfg=dict(referred_only=False),     # A2D: every instance of the annotated frame is a target
     test_cfg=dict(return_all_queries=True))  # every query's mask for the mAP
 # keep the best checkpoint by mAP too (SOC keeps its best-mAP model)
 default_hooks = dict(checkpoint=dict(save_best='a2d/mAP', rule='greater'))
-train_dataloader = dict(batch_size=2)
 
+# the base schedule's entries computed from the values changed above
 optim_wrapper = dict(
-    type='AmpOptimWrapper' if enable_amp else 'OptimWrapper',
     optimizer=dict(lr=lr),
     paramwise_cfg=dict(custom_keys={
         'backbone': dict(lr_mult=backbone_lr / lr),

@@ -1,31 +1,10 @@
 # SOC, Video-Swin-T, joint training on RefCOCO/+/g pseudo-clips + Refer-YouTube-VOS (SOC README
 # "ytb_joint_train"): lr 1e-4, backbone_lr 1e-5, frozen RoBERTa, 8 GPUs x 1 clip of 8 frames,
-# 30 epochs, lr x0.1 at epoch 20, one class. Test on Ref-YouTube-VOS valid (submission zip).
+# 30 epochs, lr x0.1 at epoch 20, one class: the base model and schedule as they are. Test on
+# Ref-YouTube-VOS valid (submission zip).
 # Note: the README table freezes RoBERTa; SOC's configs/joint.yaml trains it (text_encoder_lr
-# 5e-6): set model.text_encoder.freeze=False to follow the yaml.
+# 5e-6, the base schedule's): set model.text_encoder.freeze=False to follow the yaml.
 _base_ = [
     '../_base_/models/soc_swin-t.py', '../_base_/datasets/refcoco_refytvos_joint.py',
     '../_base_/schedules/soc_adamw_30e.py', '../_base_/default_runtime.py'
 ]
-lr, backbone_lr, text_encoder_lr = 1e-4, 1e-5, 5e-6
-max_epochs, lr_drop_epochs, lr_gamma = 30, [20], 0.1
-enable_amp = False
-
-model = dict(
-    text_encoder=dict(freeze=True),
-    bbox_head=dict(num_classes=1),
-    train_cfg=dict(referred_only=True))
-train_dataloader = dict(batch_size=1)
-
-optim_wrapper = dict(
-    type='AmpOptimWrapper' if enable_amp else 'OptimWrapper',
-    optimizer=dict(lr=lr),
-    paramwise_cfg=dict(custom_keys={
-        'backbone': dict(lr_mult=backbone_lr / lr),
-        'text_encoder.model': dict(lr_mult=text_encoder_lr / lr)}))
-param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, milestones=lr_drop_epochs,
-         gamma=lr_gamma)
-]
-train_cfg = dict(max_epochs=max_epochs)
-auto_scale_lr = dict(base_batch_size=8)  # 8 GPUs x 1 clip

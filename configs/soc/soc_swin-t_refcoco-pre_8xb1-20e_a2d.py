@@ -10,24 +10,21 @@ _base_ = [
 load_from = 'pretrained/soc_swin-t_8xb8-30e_refcoco.pth'
 lr, backbone_lr, text_encoder_lr = 3e-5, 3e-6, 1e-6  # text_encoder_lr unused: RoBERTa is frozen
 max_epochs = 20
-enable_amp = False
 
 model = dict(
-    text_encoder=dict(freeze=True),
-    bbox_head=dict(num_classes=1),
     train_cfg=dict(referred_only=False),     # A2D: every instance of the annotated frame is a target
     test_cfg=dict(return_all_queries=True))  # every query's mask for the mAP
 # keep the best checkpoint by mAP too (SOC keeps its best-mAP model)
 default_hooks = dict(checkpoint=dict(save_best='a2d/mAP', rule='greater'))
 train_dataloader = dict(batch_size=1)
 
+# the base schedule's entries computed from the values changed above
 optim_wrapper = dict(
-    type='AmpOptimWrapper' if enable_amp else 'OptimWrapper',
     optimizer=dict(lr=lr),
     paramwise_cfg=dict(custom_keys={
         'backbone': dict(lr_mult=backbone_lr / lr),
         'text_encoder.model': dict(lr_mult=text_encoder_lr / lr)}))
 # README: lr_drop "-" (scripts/finetune_a2d.sh: --lr_drop 20 with 20 epochs): constant lr.
+lr_drop_epochs = []
 param_scheduler = []
 train_cfg = dict(max_epochs=max_epochs)
-auto_scale_lr = dict(base_batch_size=8)  # 8 GPUs x 1 clip

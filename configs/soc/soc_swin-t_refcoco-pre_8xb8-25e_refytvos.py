@@ -10,25 +10,15 @@ _base_ = [
 # The RefCOCO-pretrained weights (soc_swin-t_8xb8-30e_refcoco.py, or an official checkpoint
 # converted with tools/model_converters/soc_official_to_mm.py).
 load_from = 'pretrained/soc_swin-t_8xb8-30e_refcoco.pth'
-lr, backbone_lr, text_encoder_lr = 1e-4, 1e-5, 5e-6
-max_epochs, lr_drop_epochs, lr_gamma = 25, [10], 0.1
-enable_amp = False
+max_epochs, lr_drop_epochs = 25, [10]
 
-model = dict(
-    text_encoder=dict(freeze=False),
-    bbox_head=dict(num_classes=1),
-    train_cfg=dict(referred_only=True))  # targets = the referred object only (as SOC)
+model = dict(text_encoder=dict(freeze=False))
 train_dataloader = dict(batch_size=8)
 
-optim_wrapper = dict(
-    type='AmpOptimWrapper' if enable_amp else 'OptimWrapper',
-    optimizer=dict(lr=lr),
-    paramwise_cfg=dict(custom_keys={
-        'backbone': dict(lr_mult=backbone_lr / lr),
-        'text_encoder.model': dict(lr_mult=text_encoder_lr / lr)}))
+# the base schedule's entries computed from the values changed above
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, milestones=lr_drop_epochs,
-         gamma=lr_gamma)
+         gamma={{_base_.lr_gamma}})
 ]
 train_cfg = dict(max_epochs=max_epochs)
 auto_scale_lr = dict(base_batch_size=64)  # 8 GPUs x 8 clips

@@ -6,6 +6,4 @@ _base_ = [
     '../_base_/models/soc_swin-t.py', '../_base_/datasets/jhmdb_sentences.py',
     '../_base_/default_runtime.py'
 ]
-model = dict(
-    bbox_head=dict(num_classes=1),
-    test_cfg=dict(return_all_queries=True))  # every query's mask for the mAP
+model = dict(test_cfg=dict(return_all_queries=True))  # every query's mask for the mAP

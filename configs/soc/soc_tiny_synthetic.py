@@ -4,12 +4,15 @@
 #   python tools/dataset_converters/generate_synthetic_rvos.py ref_youtube_vos data/synthetic_refytvos \
 #       --num-train 300 --num-valid 30 --num-frames 8 --size 96 96
 #   python tools/misc/make_tiny_text_encoder.py data/synthetic_refytvos --out data/synthetic_refytvos/tiny_roberta
-# Model as the calibrated official tiny SOC: d_model 128, 16-channel Video-Swin, 5 queries, 2+2 deformable
-# layers, 2+2 VOC layers, trainable tiny RoBERTa.
-_base_ = ['../_base_/default_runtime.py']
+# Model: the base SOC (../_base_/models/soc_swin-t.py: losses, matcher, heads, pre-processing) at the
+# sizes of the calibrated official tiny SOC: d_model 128, 16-channel Video-Swin (random init), 5 queries,
+# 2+2 deformable layers, 2+2 VOC layers, FFNs of 128, trainable tiny RoBERTa. Only those sizes are
+# overridden below (tests/test_configs.py lists them).
+_base_ = ['../_base_/models/soc_swin-t.py', '../_base_/default_runtime.py']
 
 data_root = 'data/synthetic_refytvos/'
 text_encoder_path = data_root + 'tiny_roberta'  # made by tools/misc/make_tiny_text_encoder.py
+backbone_checkpoint = None  # no Kinetics weights: the 16-channel Video-Swin starts from random ones
 num_frames = 4
 # `make demo` trains in 2 data-parallel processes of batch 1 (tools/dist_train.sh ... 2; gloo, 1 thread
 # each): 2 clips per iteration, 4000 iterations in 13-14.4 min on 2 cores. One process (1 clip per
@@ -19,48 +22,30 @@ base_lr = 3e-4            # best lr of the official-model calibration; one lr fo
 
 embed_dims = 128
 num_queries = 5
-num_levels = 4
-mask_dims = 8
-dropout = 0.1
-_msda = dict(embed_dims=embed_dims, num_heads=8, num_levels=num_levels, num_points=4, dropout=dropout,
-             batch_first=True)
-_ffn = dict(embed_dims=embed_dims, feedforward_channels=128, ffn_drop=dropout)
+num_decoder_layers = 2
+# merged into the base model's attention / FFN settings (heads, levels, points, dropout)
+_msda = dict(embed_dims=embed_dims)
+_ffn = dict(embed_dims=embed_dims, feedforward_channels=128)
 
 model = dict(
-    type='SOC',
     num_queries=num_queries,
-    num_feature_levels=num_levels,
-    with_box_refine=True,
-    data_preprocessor=dict(type='RVOSDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=1),
-    backbone=dict(type='VideoSwinTransformer', arch=dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8]),
-                  patch_size=(1, 4, 4), window_size=(8, 7, 7), drop_path_rate=0.0),
-    text_encoder=dict(type='RoBERTaTextEncoder', model_path=text_encoder_path, embed_dims=embed_dims,
-                      freeze=False, proj_dropout=0.1),
-    neck=dict(type='mmdet.ChannelMapper', in_channels=[32, 64, 128], kernel_size=1, out_channels=embed_dims,
-              act_cfg=None, bias=True, norm_cfg=dict(type='GN', num_groups=32), num_outs=num_levels),
+    backbone=dict(
+        # a custom width/depth instead of the base's named 'tiny' architecture
+        arch=dict(_delete_=True, embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8]),
+        drop_path_rate=0.0, init_cfg=None),
+    text_encoder=dict(model_path=text_encoder_path, embed_dims=embed_dims, freeze=False),
+    neck=dict(in_channels=[32, 64, 128], out_channels=embed_dims),  # the 16-channel Swin's stages 2-4
+    positional_encoding=dict(num_feats=embed_dims // 2),
+    text_positional_encoding=dict(num_feats=embed_dims),
+    fusion=dict(embed_dims=embed_dims),
     encoder=dict(num_layers=2, layer_cfg=dict(self_attn_cfg=_msda, ffn_cfg=_ffn)),
-    decoder=dict(num_layers=2, return_intermediate=True, post_norm_cfg=None,
-                 layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims, num_heads=8, dropout=dropout,
-                                                   batch_first=True),
-                                cross_attn_cfg=_msda, ffn_cfg=_ffn)),
-    voc=dict(type='VOC', embed_dims=embed_dims, num_heads=8, num_queries=num_queries,
-             num_frame_queries=num_queries, num_encoder_layers=2, num_decoder_layers=2,
-             feedforward_channels=128, window_size=0),
-    spatial_decoder=dict(type='SOCSpatialDecoder', in_channels=embed_dims,
-                         skip_channels=[embed_dims, embed_dims, 16], out_channels=mask_dims),
-    bbox_head=dict(
-        type='SOCHead', num_classes=1, embed_dims=embed_dims, num_pred_layer=2,
-        mask_head=dict(type='DynamicMaskHead', in_channels=mask_dims, channels=8, num_layers=3, rel_coord=True),
-        loss_cls=dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0, loss_weight=2.0),
-        loss_mask=dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0, loss_weight=2.0),
-        loss_dice=dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True, naive_dice=True, eps=1.0,
-                       loss_weight=5.0),
-        loss_bbox=dict(type='mmdet.L1Loss', loss_weight=2.0),
-        loss_iou=dict(type='SOCGIoULoss', loss_weight=2.0),
-        loss_con=dict(type='QuerySentenceContrastiveLoss', loss_weight=1.0)),
-    train_cfg=dict(referred_only=True),
-    test_cfg=dict(output_level='first', return_all_queries=False))
+    decoder=dict(
+        num_layers=num_decoder_layers,
+        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims), cross_attn_cfg=_msda, ffn_cfg=_ffn)),
+    voc=dict(embed_dims=embed_dims, num_queries=num_queries, num_frame_queries=num_queries,
+             num_encoder_layers=2, num_decoder_layers=2, feedforward_channels=128),
+    spatial_decoder=dict(in_channels=embed_dims, skip_channels=[embed_dims, embed_dims, 16]),
+    bbox_head=dict(embed_dims=embed_dims, num_pred_layer=num_decoder_layers))
 
 # ------------------------------------------------------------------ data
 train_pipeline = [
@@ -101,6 +86,8 @@ val_evaluator = None
 val_cfg = None
 
 # ------------------------------------------------------------------ schedule
+# its own (not ../_base_/schedules/soc_adamw_30e.py, whose AdamW / weight decay / clipping it shares):
+# iterations instead of epochs, one lr for every part, warm-up + cosine decay, one seed for all ranks
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -116,9 +103,9 @@ param_scheduler = [
          begin=200, end=max_iters),
 ]
 
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1, save_last=True))
-log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='gloo'))
+# iteration-based loop: checkpoints and log windows count iterations (the runtime's count epochs);
+# the checkpoint hook's type is the runtime's
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=1000, max_keep_ckpts=1, save_last=True))
+log_processor = dict(by_epoch=False)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))  # CPU data parallelism (the runtime's nccl needs GPUs)
 randomness = dict(seed=0)
