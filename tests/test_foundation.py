@@ -91,26 +91,6 @@ def test_mmdet_scope_custom_imports_builds_soc_mm_module(tmp_path):
     assert 'soc_mm.' in proc.stdout and ' VOC' in proc.stdout
 
 
-def test_checkpoint_with_unlisted_object_is_refused(tmp_path):
-    import soc_mm  # noqa: F401
-    from mmengine.runner import load_checkpoint
-    from soc_mm.utils import UnsafeCheckpointError
-
-    model = torch.nn.Linear(2, 2)
-    bad = tmp_path / 'bad.pth'
-    # fractions.Fraction is a harmless class, but not on the allow-list: must be refused.
-    import fractions
-    torch.save(dict(state_dict=model.state_dict(), meta=dict(x=fractions.Fraction(1, 3))), bad)
-    with pytest.raises(UnsafeCheckpointError, match='bad.pth'):
-        load_checkpoint(model, str(bad))
-
-    good = tmp_path / 'good.pth'
-    torch.save(dict(state_dict={k: v + 1 for k, v in model.state_dict().items()}), good)
-    before = model.weight.clone()
-    load_checkpoint(model, str(good))
-    assert torch.allclose(model.weight, before + 1)
-
-
 def test_dist_train_two_processes_on_cpu_then_resume(tmp_path):
     """2-process gloo run of tools/dist_train.sh, then resume from its checkpoint."""
     config = osp.join(TESTS_DIR, 'data', 'configs', 'toy_train.py')

@@ -213,6 +213,16 @@ def test_jf_metric_ref_davis_protocol():
                                                                         samples[0]['ori_gt_masks'])])
 
 
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+def test_ref_davis_protocol_rejects_non_finite_scores(bad):
+    """A NaN score used to win every contested pixel (J&F 1.000 -> 0.125, no error)."""
+    samples = ref_davis_samples()
+    samples[5]['pred_scores'] = torch.tensor([0.7, bad])
+    metric = RVOSJFMetric(ref_davis_protocol=True)
+    with pytest.raises(ValueError, match=r"video_id='v0'.*exp_id='5'.*'pred_scores' has non-finite values.*\[1\]"):
+        metric.process({}, samples)
+
+
 def test_merge_object_masks_resolves_overlaps_by_score():
     masks = np.zeros((3, 2, 4, 4), bool)
     masks[0, :, :2] = True  # rows 0-1

@@ -16,7 +16,7 @@ from soc_mm.datasets import synthetic
 from soc_mm.engine.hooks import RVOSVisualizationHook
 from soc_mm.registry import HOOKS, VISUALIZERS
 from soc_mm.structures import RVOSDataSample
-from soc_mm.visualization import PALETTE, RVOSVisualizer, write_video
+from soc_mm.visualization import PALETTE, RVOSVisualizer, check_video_output_path, write_video
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEXT_ENCODER = osp.join(REPO, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
@@ -178,3 +178,27 @@ def test_video_demo(ytvos, tmp_path, monkeypatch):
                                       str(cfg_file), '--checkpoint', ckpt])
     with pytest.raises(FileNotFoundError, match='missing.mp4'):
         tool.main()
+
+
+def test_video_demo_checks_the_output_format_before_inference(tmp_path, monkeypatch):
+    """``--out out.txt`` used to fail only after the whole inference."""
+    tool = load_tool('tools/demo/video_demo.py')
+    video = tmp_path / 'in.mp4'
+    write_video(str(video), [np.zeros((8, 8, 3), np.uint8)] * 2)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError('the model was loaded before the output path was checked')
+
+    monkeypatch.setattr(tool, 'init_model', no_model)
+    for out, message in ((tmp_path / 'out.txt', r"unsupported extension '\.txt'.*\.mp4"),
+                         (tmp_path / 'noext', r"unsupported extension '\(none\)'"),
+                         (tmp_path, 'unsupported extension')):
+        monkeypatch.setattr(sys, 'argv', ['video_demo.py', str(video), 'x', '--config', 'c.py',
+                                          '--checkpoint', 'c.pth', '--out', str(out)])
+        with pytest.raises(ValueError, match=message):
+            tool.main()
+    dir_like = tmp_path / 'folder.mp4'
+    dir_like.mkdir()
+    with pytest.raises(ValueError, match='is a directory'):
+        check_video_output_path(str(dir_like))
+    check_video_output_path(str(tmp_path / 'new' / 'deeper' / 'ok.MP4'))  # created on write

@@ -1,13 +1,26 @@
-"""Test (evaluate) a checkpoint with an soc_mm config (``--launcher pytorch`` for DDP)."""
+"""Test (evaluate) a checkpoint with an soc_mm config (``--launcher pytorch`` for DDP).
+
+The checkpoint is loaded safely (no pickled code runs, ``soc_mm.utils.checkpoint``) and
+strictly: a missing, unexpected or shape-mismatched key is an error listing them
+(``--non-strict`` loads it anyway, with the mismatches as warnings).
+"""
 import argparse
 import os
 import os.path as osp
+import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from soc_mm.utils import init_cpu_distributed, register_all_modules, shutdown_distributed
+from soc_mm.utils import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
+                          init_cpu_distributed, install_safe_checkpoint_loading, load_checkpoint_to_model,
+                          register_all_modules, safe_load_local, shutdown_distributed)
+from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
+
+#: errors whose message says everything (printed without a traceback)
+USER_ERRORS = (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError, ConfigOptionError,
+               FileNotFoundError)
 
 
 def parse_args():
@@ -18,8 +31,10 @@ def parse_args():
     parser.add_argument('--out', type=str, help='dump predictions to a pickle file')
     parser.add_argument('--show-dir', help='directory where painted clips are saved '
                         '(enables the VisualizationHook when the config has one)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (xxx=[a,b] for lists)')
+    parser.add_argument('--non-strict', action='store_true',
+                        help='load a checkpoint that does not fit the model (missing, unexpected or '
+                        'mismatched keys become warnings instead of an error)')
+    add_cfg_options_argument(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -29,18 +44,22 @@ def parse_args():
     return args
 
 
-def main():
-    args = parse_args()
+def main(args=None):
+    args = args or parse_args()
     register_all_modules(init_default_scope=False)
+    install_safe_checkpoint_loading()
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
+    # before building anything: a bad file fails in seconds, naming itself
+    checkpoint = safe_load_local(args.checkpoint, map_location='cpu')
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded below, strictly, from the checkpoint read above
     cfg.setdefault('model_wrapper_cfg', dict(type='soc_mm.RVOSDistributedDataParallel'))
     if args.show_dir:
         hooks = cfg.get('default_hooks', {})
@@ -49,16 +68,20 @@ def main():
         hooks.visualization.draw = True
         hooks.visualization.test_out_dir = args.show_dir
     if args.out is not None:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict) \
             else list(cfg.test_evaluator)
         cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
     init_cpu_distributed(args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    load_checkpoint_to_model(runner.model, checkpoint, args.checkpoint, strict=not args.non_strict,
+                             logger=runner.logger)
+    del checkpoint
     runner.test()
     shutdown_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except USER_ERRORS as error:
+        sys.exit(f'tools/test.py: error: {error}')

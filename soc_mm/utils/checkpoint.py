@@ -1,20 +1,54 @@
-"""Safe loading of MMEngine checkpoints with torch >= 2.6 (``weights_only=True``).
+"""Safe loading of checkpoints: no file a user gives us can run code.
 
-MMEngine 0.10.7 calls ``torch.load`` without ``weights_only``; torch >= 2.6 then
-refuses checkpoints that hold MMEngine's ``HistoryBuffer`` or numpy scalars (its
-runner stores both in ``message_hub``). Instead of ``weights_only=False`` (which
-runs arbitrary pickled code), we allow-list exactly those types and keep the safe
-unpickler; anything else is refused with :class:`UnsafeCheckpointError`.
+MMEngine checkpoints hold, besides tensors, MMEngine's ``HistoryBuffer`` and numpy
+arrays/scalars (the runner's ``message_hub``), which torch's ``weights_only``
+unpickler refuses by default. ``HistoryBuffer`` pickles its statistics methods as
+``getattr(HistoryBuffer, 'mean')`` (pickle protocol 2 has no nested names), so a
+loader needs *some* ``builtins.getattr`` — but allow-listing the real ``getattr`` lets
+a crafted pickle walk from any allowed object to ``eval`` (``getattr(getattr,
+'__self__')`` is the ``builtins`` module) and call it through an allowed rebuild
+function. We therefore never allow the generic ``getattr``:
+
+* :func:`history_buffer_getattr` is registered under the name ``builtins.getattr``
+  and only returns ``HistoryBuffer``'s registered statistics methods; any other use
+  raises and names what was asked for.
+* :func:`register_safe_globals` adds exactly :func:`mmengine_checkpoint_safe_globals`
+  to torch's allow-list (additive, torch's own mechanism; ``import soc_mm`` does this
+  so that other OpenMMLab tools can load our checkpoints with torch's default
+  ``weights_only=True``). MMEngine's checkpoint loaders are left as they are.
+* :func:`safe_load_local` is what our tools and APIs load with: it checks the file
+  is a torch checkpoint, lists every global its pickles reference (zip and legacy
+  formats, every pickle protocol) and refuses, naming them, any outside the
+  allow-list before anything is unpickled, then loads with ``weights_only=True`` and
+  exactly our allow-list in force (whatever else the process has allow-listed).
 """
+import contextlib
+import io
+import os
+import os.path as osp
 import pickle
+import pickletools
+import zipfile
+from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+from typing import Iterator, List, Set
 
 import numpy as np
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader
+from torch import _weights_only_unpickler
+
+#: what a file must start with: the zip archive of ``torch.save`` (torch >= 1.6) or a pickle
+#: (protocol 2) of the legacy format's magic number.
+_ZIP_MAGIC = b'PK\x03\x04'
+_LEGACY_MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
+_LEGACY_PICKLES = 5  # magic number, protocol version, sys info, the object, storage keys
 
 
-class UnsafeCheckpointError(RuntimeError):
-    """A checkpoint holds objects outside the allow-list."""
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint references objects outside the allow-list (loading could run code)."""
+
+
+class CheckpointFormatError(ValueError):
+    """A file is not a (complete) PyTorch checkpoint."""
 
 
 def _numpy_types() -> list:
@@ -26,43 +60,288 @@ def _numpy_types() -> list:
     return types_
 
 
-def mmengine_checkpoint_safe_globals() -> list:
-    """Types that MMEngine's runner stores in checkpoints (and nothing else).
+def history_buffer_getattr(obj, name):
+    """``getattr`` restricted to ``HistoryBuffer``'s statistics methods.
 
-    ``getattr`` is needed because ``HistoryBuffer`` pickles its statistics methods
-    as ``getattr(HistoryBuffer, 'mean')``; the safe unpickler still refuses to
-    call any function that is not on this list, so no fetched attribute runs.
+    Registered as ``builtins.getattr`` for the safe unpickler: MMEngine checkpoints
+    pickle ``HistoryBuffer._statistics_methods`` values as ``getattr(HistoryBuffer,
+    'mean')``. Anything else (another object, a dunder, an unregistered name) raises.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer, getattr] + _numpy_types()
+    if obj is HistoryBuffer and isinstance(name, str) and not name.startswith('_'):
+        method = HistoryBuffer._statistics_methods.get(name)
+        if method is not None and method is HistoryBuffer.__dict__.get(name):
+            return method
+    raise UnsafeCheckpointError(
+        f'Refusing builtins.getattr({_describe(obj)}, {name!r}) in a checkpoint: only '
+        f'getattr(HistoryBuffer, <statistics method>) is allowed '
+        f'(statistics methods: {sorted(HistoryBuffer._statistics_methods)})')
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, type) or callable(obj):
+        return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", type(obj).__name__)}'
+    return f'<{type(obj).__name__} object>'
+
+
+def mmengine_checkpoint_safe_globals() -> list:
+    """What MMEngine's runner stores in checkpoints beyond torch's defaults, and nothing else."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')] + _numpy_types()
+
+
+def _global_name(entry) -> str:
+    if isinstance(entry, tuple):
+        return entry[1]
+    return f'{entry.__module__}.{entry.__qualname__}'
+
+
+def allowed_global_names() -> Set[str]:
+    """Full names (``module.qualname``) a checkpoint may reference."""
+    torch_defaults = set(_weights_only_unpickler._get_allowed_globals())
+    return torch_defaults | {_global_name(g) for g in mmengine_checkpoint_safe_globals()}
 
 
 def register_safe_globals() -> None:
-    """Allow-list MMEngine's checkpoint types for ``torch.load(weights_only=True)``."""
+    """Add MMEngine's checkpoint types to torch's ``weights_only`` allow-list (additive)."""
     torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
 
 
-def safe_load_local(filename: str, map_location=None):
-    """Load a local checkpoint with the safe unpickler; clear error when refused."""
+@contextlib.contextmanager
+def exact_safe_globals(entries: list) -> Iterator[None]:
+    """Make ``entries`` torch's whole user allow-list inside the block, restoring it after.
+
+    So that what :func:`safe_load_local` accepts does not depend on what other code in
+    the process allow-listed (e.g. someone's ``add_safe_globals([getattr])``).
+    """
+    previous = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(entries)
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(previous)
+
+
+# ------------------------------------------------------------------------ static scan of pickles
+def _map_name(module: str, name: str) -> str:
+    """Python-2 names as the unpickler maps them (``__builtin__.getattr`` -> ``builtins.getattr``)."""
+    if (module, name) in NAME_MAPPING:
+        module, name = NAME_MAPPING[(module, name)]
+    elif module in IMPORT_MAPPING:
+        module = IMPORT_MAPPING[module]
+    return f'{module}.{name}'
+
+
+def pickle_globals(stream: io.BufferedIOBase) -> List[str]:
+    """Every global one pickle in ``stream`` references (read up to its STOP opcode).
+
+    Covers ``GLOBAL`` and ``INST`` (``module name`` argument) and ``STACK_GLOBAL`` (its
+    two strings, also when they come from the memo). A string that cannot be resolved
+    statically is reported as ``<dynamic>`` (and refused).
+    """
+    found, strings, memo = [], [], {}
+    last_was_string = False
+    for opcode, arg, _pos in pickletools.genops(stream):
+        name = opcode.name
+        pushed_string = False
+        if name in ('GLOBAL', 'INST'):
+            module, _, qualname = arg.partition(' ')
+            found.append(_map_name(module, qualname))
+        elif name in ('SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE', 'STRING',
+                      'BINSTRING', 'SHORT_BINSTRING'):
+            strings.append(arg)
+            pushed_string = True
+        elif name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):
+            memo[len(memo) if name == 'MEMOIZE' else arg] = strings[-1] if last_was_string else None
+            pushed_string = last_was_string  # PUT leaves the stack as it is
+        elif name in ('GET', 'BINGET', 'LONG_BINGET'):
+            strings.append(memo.get(arg))
+            pushed_string = True
+        elif name == 'STACK_GLOBAL':
+            module, qualname = (strings[-2], strings[-1]) if len(strings) >= 2 else (None, None)
+            found.append(_map_name(module, qualname) if isinstance(module, str) and isinstance(qualname, str)
+                         else '<dynamic STACK_GLOBAL>')
+        last_was_string = pushed_string
+    return found
+
+
+def _checkpoint_pickles(filename: str) -> Iterator[io.BufferedIOBase]:
+    """The pickle streams of a checkpoint file (zip: every ``*.pkl`` member; legacy: the first five)."""
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    if head == _ZIP_MAGIC:
         try:
-            allowed = {f'{g.__module__}.{g.__qualname__}' for g in mmengine_checkpoint_safe_globals()}
-            found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-            offending = [g for g in found if g not in allowed and g.replace('__builtin__', 'builtins')
-                         not in allowed]
-        except Exception:  # not a zip checkpoint: report torch's message only
-            offending = []
+            with zipfile.ZipFile(filename) as archive:
+                for member in archive.namelist():
+                    if member.endswith('.pkl'):
+                        yield io.BytesIO(archive.read(member))
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise CheckpointFormatError(
+                f'{filename}: damaged checkpoint (not a complete zip archive: {err}); '
+                'was the save interrupted?') from err
+        return
+    with open(filename, 'rb') as f:
+        for _ in range(_LEGACY_PICKLES):
+            start = f.tell()
+            if not f.read(1):
+                break  # fewer pickles than a real legacy checkpoint: torch.load reports it
+            f.seek(start)
+            yield f
+
+
+def unsafe_globals_in_checkpoint(filename: str) -> List[str]:
+    """Globals referenced by ``filename``'s pickles that are not on the allow-list."""
+    allowed = allowed_global_names()
+    offending = []
+    for stream in _checkpoint_pickles(filename):
+        try:
+            names = pickle_globals(stream)
+        except (ValueError, EOFError) as err:  # pickletools: truncated or not a pickle
+            raise CheckpointFormatError(
+                f'{filename}: damaged checkpoint (unreadable pickle: {err}); was the save interrupted?') from err
+        offending += [n for n in names if n not in allowed and n not in offending]
+    return offending
+
+
+def check_checkpoint_file(filename: str) -> None:
+    """Clear errors for what is not a torch checkpoint file: missing, empty, text, other formats."""
+    if not osp.exists(filename):
+        raise FileNotFoundError(f'checkpoint not found: {filename}')
+    if not osp.isfile(filename):
+        raise CheckpointFormatError(f'{filename}: not a file (expected a checkpoint written by torch.save)')
+    size = osp.getsize(filename)
+    if size == 0:
+        raise CheckpointFormatError(f'{filename}: empty file (0 bytes), not a checkpoint; was the save interrupted?')
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        return
+    legacy = head[:2] == b'\x80\x02' and head[2:3] == b'\x8a'  # PROTO 2, LONG1 (the magic number)
+    if legacy:
+        try:
+            with open(filename, 'rb') as f:
+                magic = pickle.Unpickler(f).load() if _only_long(f) else None
+        except Exception:  # noqa: BLE001  (reported below)
+            magic = None
+        if magic == _LEGACY_MAGIC_NUMBER:
+            return
+    raise CheckpointFormatError(
+        f'{filename}: not a PyTorch checkpoint (expected the zip archive written by torch.save or '
+        f'the legacy torch format; the file starts with {head[:16]!r})')
+
+
+def _only_long(f) -> bool:
+    """Whether the first pickle of ``f`` is a bare integer (checked statically, ``f`` rewound)."""
+    start = f.tell()
+    try:
+        ops = [op.name for op, _arg, _pos in pickletools.genops(f)]
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        f.seek(start)
+    return ops == ['PROTO', 'LONG1', 'STOP']
+
+
+def safe_load_local(filename: str, map_location=None):
+    """Load a local checkpoint without ever running pickled code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointFormatError: not a (complete) torch checkpoint (empty, text, truncated).
+        UnsafeCheckpointError: it references globals outside the allow-list (named in
+            the message) or misuses an allowed one.
+    """
+    filename = os.fspath(filename)
+    check_checkpoint_file(filename)
+    offending = unsafe_globals_in_checkpoint(filename)
+    if offending:
         raise UnsafeCheckpointError(
-            f'Refusing to load checkpoint {filename!r}: it contains objects that are not '
-            'on the allow-list of safe types (tensors, containers, numbers, strings, numpy '
-            'arrays/scalars, mmengine HistoryBuffer). Loading it would run arbitrary pickled '
-            f'code. Objects not allowed: {offending or "see below"}. '
-            f'Details from torch: {str(err).splitlines()[0]}') from err
+            f'Refusing to load checkpoint {filename!r}: it references {offending}, which are not '
+            'on the allow-list (tensors, containers, numbers, strings, numpy arrays/scalars, '
+            "MMEngine's HistoryBuffer). Loading it could run arbitrary code.")
+    try:
+        with exact_safe_globals(mmengine_checkpoint_safe_globals()):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except UnsafeCheckpointError as err:
+        raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: {err}') from None
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f'Refusing to load checkpoint {filename!r}: the safe unpickler rejected it: '
+            f'{_unpickler_reason(err)}') from None
+    except (EOFError, RuntimeError) as err:
+        raise CheckpointFormatError(
+            f'{filename}: damaged checkpoint ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}); '
+            'was the save interrupted?') from err
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's (long) weights-only message that says what was refused."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for marker in ('Refusing builtins.getattr', 'Unsupported global', 'WeightsUnpickler error'):
+        for line in lines:
+            if marker in line:
+                return line
+    return lines[0] if lines else type(err).__name__
+
+
+def load_state_dict_file(filename: str, map_location='cpu') -> dict:
+    """The model weights of a checkpoint file (``state_dict`` of an MMEngine checkpoint, or the dict itself)."""
+    checkpoint = safe_load_local(filename, map_location=map_location)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointFormatError(f'{filename}: expected a dict of weights, got {type(checkpoint).__name__}')
+    return checkpoint.get('state_dict', checkpoint)
+
+
+def load_checkpoint_to_model(model: torch.nn.Module, checkpoint: dict, filename: str, strict: bool = True,
+                             logger=None) -> None:
+    """Put an already (safely) loaded checkpoint's weights into ``model`` (wrapped or not).
+
+    With ``strict`` (default) a missing, unexpected or shape-mismatched key is a
+    :class:`CheckpointMismatchError` listing all of them (MMEngine's ``load_state_dict``
+    messages); otherwise they are logged as warnings.
+    """
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    if not isinstance(checkpoint, dict):
+        raise CheckpointFormatError(f'{filename}: expected a dict (state_dict or MMEngine checkpoint), '
+                                    f'got {type(checkpoint).__name__}')
+    if is_model_wrapper(model):
+        model = model.module
+    try:
+        _load_checkpoint_to_model(model, checkpoint, strict=strict, logger=logger)
+    except RuntimeError as err:
+        raise CheckpointMismatchError(
+            f'checkpoint {filename} does not fit the model (pass --non-strict / strict=False to load '
+            f'it anyway):\n{err}') from None
+
+
+def load_model_checkpoint(model: torch.nn.Module, filename: str, strict: bool = True,
+                          map_location='cpu', logger=None) -> dict:
+    """:func:`safe_load_local` + :func:`load_checkpoint_to_model`; returns the checkpoint."""
+    checkpoint = safe_load_local(filename, map_location=map_location)
+    load_checkpoint_to_model(model, checkpoint, filename, strict=strict, logger=logger)
+    return checkpoint
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's keys or shapes do not fit the model (strict loading)."""
 
 
 def install_safe_checkpoint_loading() -> None:
-    """Make MMEngine load local checkpoints through :func:`safe_load_local`."""
+    """Make MMEngine load local checkpoints through :func:`safe_load_local` in this process.
+
+    For our entry points (``tools/train.py``, ``tools/test.py``); ``import soc_mm`` does
+    not call it (it only allow-lists MMEngine's checkpoint types, see
+    :func:`register_safe_globals`).
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
     register_safe_globals()
     CheckpointLoader.register_scheme(prefixes='', force=True)(safe_load_local)
+
+
+__all__ = ['UnsafeCheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError', 'safe_load_local',
+           'load_state_dict_file', 'load_model_checkpoint', 'load_checkpoint_to_model', 'register_safe_globals',
+           'install_safe_checkpoint_loading', 'mmengine_checkpoint_safe_globals', 'history_buffer_getattr',
+           'unsafe_globals_in_checkpoint', 'check_checkpoint_file', 'exact_safe_globals']

@@ -1,4 +1,6 @@
 """Visualisation of referring video segmentation (registered in ``soc_mm.registry.VISUALIZERS``)."""
-from .rvos_visualizer import PALETTE, RVOSVisualizer, resize_masks_nearest, write_video
+from .rvos_visualizer import (PALETTE, VIDEO_EXTENSIONS, RVOSVisualizer, check_video_output_path,
+                              resize_masks_nearest, write_video)
 
-__all__ = ['RVOSVisualizer', 'PALETTE', 'resize_masks_nearest', 'write_video']
+__all__ = ['RVOSVisualizer', 'PALETTE', 'VIDEO_EXTENSIONS', 'check_video_output_path', 'resize_masks_nearest',
+           'write_video']

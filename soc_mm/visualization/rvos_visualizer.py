@@ -1,4 +1,5 @@
 """Drawing referring-segmentation results: masks over the frames of a clip, the expression on top."""
+import os
 import os.path as osp
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -38,10 +39,31 @@ def resize_masks_nearest(masks: np.ndarray, size: Tuple[int, int]) -> np.ndarray
     return F.interpolate(t, size=tuple(size), mode='nearest')[0].numpy() > 0.5
 
 
+#: containers ``write_video`` writes (H.264 / MPEG-4 streams)
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov')
+
+
+def check_video_output_path(path: str) -> None:
+    """Fail before any work when ``path`` cannot receive a video: wrong extension or not a writable place."""
+    ext = osp.splitext(path)[1].lower()
+    if ext not in VIDEO_EXTENSIONS:
+        raise ValueError(f'output video {path!r}: unsupported extension {ext or "(none)"!r}; '
+                         f'expected one of {", ".join(VIDEO_EXTENSIONS)}')
+    if osp.isdir(path):
+        raise ValueError(f'output video {path!r} is a directory; expected a file path')
+    parent = osp.dirname(osp.abspath(path))
+    existing = parent
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing) or not os.access(existing, os.W_OK):
+        raise PermissionError(f'output video {path!r}: cannot create files under {existing!r}')
+
+
 def write_video(path: str, frames: Iterable[np.ndarray], fps: float = 10.0) -> int:
     """Write RGB uint8 frames [H, W, 3] (any iterable, consumed lazily) to a video file with PyAV
     (H.264 when available, else MPEG-4). Returns the number of frames written."""
     import av
+    check_video_output_path(path)
     mkdir_or_exist(osp.dirname(osp.abspath(path)))
     count = 0
     with av.open(path, mode='w') as container:

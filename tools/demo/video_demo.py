@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from soc_mm.apis import inference_rvos, init_model, iter_video_frames
-from soc_mm.visualization import RVOSVisualizer, write_video
+from soc_mm.visualization import RVOSVisualizer, check_video_output_path, write_video
 
 
 def parse_args():
@@ -47,6 +47,7 @@ def main():
     args = parse_args()
     if not osp.exists(args.video):
         raise FileNotFoundError(f'video not found: {args.video}')
+    check_video_output_path(args.out)  # before the (long) inference, not after it
     start = time.time()
     model = init_model(args.config, args.checkpoint, device=args.device)
     results = inference_rvos(model, args.video, args.expressions, clip_len=args.clip_len)

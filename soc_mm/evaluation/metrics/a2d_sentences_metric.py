@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from soc_mm.registry import METRICS
 from ..functional import (build_coco_gt, coco_segm_eval, decode_mask, encode_mask, iou_from_counts,
                           referring_iou, referring_iou_summary)
-from .sample_utils import (check_frame_size, evaluated_frame_ids, get_field, get_masks,
+from .sample_utils import (check_finite_scores, check_frame_size, evaluated_frame_ids, get_field, get_masks,
                            sample_as_dict, sample_name)
 
 
@@ -22,9 +22,7 @@ def _last_argmax(scores: np.ndarray) -> int:
 def _scores_array(sample: dict, scores) -> np.ndarray:
     """Scores as a float numpy array, with a clear error for non-finite values."""
     scores = scores.detach().cpu().float().numpy() if hasattr(scores, 'detach') else np.asarray(scores)
-    if not np.all(np.isfinite(scores)):
-        raise ValueError(f'{sample_name(sample)}: scores contain NaN/inf')
-    return scores
+    return check_finite_scores(sample, scores)
 
 
 @METRICS.register_module()

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 
 from soc_mm.registry import METRICS
 from ..functional import decode_mask, encode_mask, jf_per_frame, jf_statistics
-from .sample_utils import (check_expected_expressions, evaluated_frame_ids, get_field,
+from .sample_utils import (check_expected_expressions, check_finite_scores, evaluated_frame_ids, get_field,
                            pred_and_gt_masks, sample_as_dict, sample_name, to_numpy, unique_by_key)
 
 def _exp_order(exp_id: str):
@@ -140,6 +140,7 @@ class RVOSJFMetric(BaseMetric):
                 raise ValueError(f'{sample_name(sample)}: annotator {annotator} not in '
                                  f'[0, {self.num_annotators})')
             scores = to_numpy(get_field(sample, 'pred_scores')).astype(np.float64).reshape(-1)
+            check_finite_scores(sample, scores)
             if scores.shape[0] != pred.shape[0]:
                 raise ValueError(f'{sample_name(sample)}: {scores.shape[0]} pred_scores for '
                                  f'{pred.shape[0]} frames')

@@ -35,6 +35,19 @@ def get_field(sample: dict, key: str) -> Any:
     return sample[key]
 
 
+def check_finite_scores(sample: dict, scores: np.ndarray, key: str = 'pred_scores') -> np.ndarray:
+    """``scores`` unchanged, or a ValueError naming the sample and the non-finite entries.
+
+    A NaN score would otherwise win (or lose) every comparison silently, e.g. every contested
+    pixel of Ref-DAVIS's per-object merge.
+    """
+    bad = np.flatnonzero(~np.isfinite(np.asarray(scores, dtype=np.float64)))
+    if bad.size:
+        raise ValueError(f"{sample_name(sample)}: '{key}' has non-finite values (NaN/inf) at index "
+                         f'{bad[:10].tolist()}; expected finite scores')
+    return scores
+
+
 def get_masks(sample: dict, key: str, ndim: int = 3, value: Any = None) -> np.ndarray:
     """Binary masks ``sample[key]`` (or ``value``) as a bool array with ``ndim`` dims.
 

@@ -1,0 +1,179 @@
+"""A corpus of malicious checkpoints: pickles that run code or patch globals when unpickled unsafely.
+
+Every payload tries to create its own marker file (and some to change a global), so a test can
+check that loading it ran nothing. Each is written in both checkpoint containers torch reads:
+the zip archive of ``torch.save`` (payload as ``archive/data.pkl``) and the legacy format (magic
+number, protocol, sys-info pickles, then the payload). The payloads are built opcode by opcode so
+that they cover what an attacker who reads our loader would try:
+
+* classic ``REDUCE`` of ``os.system`` / ``posix.system`` / ``subprocess.Popen``, ``builtins.eval``
+  called through an allowed torch rebuild function, a custom class with ``__setstate__``;
+* ``builtins.getattr`` chains from allowed objects to ``eval`` / ``exec`` / ``__import__`` /
+  ``os.system`` (``getattr(getattr, '__self__')`` is the ``builtins`` module) called through
+  ``torch._tensor._rebuild_from_type_v2``; ``__globals__`` / ``__builtins__`` dicts reached through
+  ``HistoryBuffer`` and written with ``SETITEM``; dunder and non-statistics names on HistoryBuffer;
+* other pickle protocols: protocol 0 ``INST``, protocol 4/5 ``STACK_GLOBAL`` (also with the names
+  taken from the memo) inside ``FRAME``s;
+* a payload hidden deep inside an otherwise ordinary MMEngine checkpoint.
+"""
+import os
+import pickle
+import struct
+import zipfile
+from typing import Callable, Dict, List, Tuple
+
+PWNED_ATTR = 'SOC_MM_PWNED'  # the name payloads try to plant in patched namespaces
+
+
+class Evil:
+    """A custom class whose ``__setstate__`` touches a file (pickled by reference to this module)."""
+
+    def __setstate__(self, state):
+        open(state['marker'], 'w').close()
+
+
+# ----------------------------------------------------------------------------- opcode helpers
+def _s(text: str) -> bytes:
+    data = text.encode('utf-8')
+    return b'X' + struct.pack('<I', len(data)) + data
+
+
+def _g(module: str, name: str) -> bytes:
+    return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
+
+
+def _call(func: bytes, *args: bytes) -> bytes:
+    return func + b'(' + b''.join(args) + b'tR'
+
+
+def _getattr(obj: bytes, name: str) -> bytes:
+    return _call(_g('builtins', 'getattr'), obj, _s(name))
+
+
+def _via_rebuild(func: bytes, result_type: bytes, *args: bytes) -> bytes:
+    """``torch._tensor._rebuild_from_type_v2(func, result_type, args, {})`` returns ``func(*args)``.
+
+    (It converts the result with ``as_subclass`` unless its type is ``result_type``.)
+    """
+    return _call(_g('torch._tensor', '_rebuild_from_type_v2'), func, result_type,
+                 b'(' + b''.join(args) + b't', b'}')
+
+
+def _type_of(obj: bytes) -> bytes:
+    return _getattr(obj, '__class__')
+
+
+def _wrap(obj: bytes) -> bytes:
+    """A protocol-2 pickle of ``{'state_dict': {}, 'meta': obj}``."""
+    return b'\x80\x02}(' + _s('state_dict') + b'}' + _s('meta') + obj + b'u.'
+
+
+def _shell(marker: str) -> str:
+    return f'touch {marker}'
+
+
+def _py(marker: str) -> str:
+    return f"open({marker!r}, 'w').close()"
+
+
+_BUILTINS = _getattr(_g('builtins', 'getattr'), '__self__')
+_HB = _g('mmengine.logging.history_buffer', 'HistoryBuffer')
+_NONE_TYPE = _type_of(b'N')
+
+
+def _payloads() -> Dict[str, Callable[[str], bytes]]:
+    p: Dict[str, Callable[[str], bytes]] = {}
+    p['os_system_reduce'] = lambda m: _wrap(_call(_g('os', 'system'), _s(_shell(m))))
+    p['posix_system_reduce'] = lambda m: _wrap(_call(_g('posix', 'system'), _s(_shell(m))))
+    p['subprocess_popen'] = lambda m: _wrap(
+        _call(_g('subprocess', 'check_call'), b'(' + _s('touch') + _s(m) + b'l'))
+    p['eval_through_rebuild'] = lambda m: _wrap(
+        _call(_g('torch._tensor', '_rebuild_from_type_v2'), _g('builtins', 'eval'), _g('torch', 'Tensor'),
+              b'(' + _s(_py(m)) + b't', b'}'))
+    p['custom_class_setstate'] = lambda m: _wrap(
+        _g(__name__, 'Evil') + b')\x81}' + _s('marker') + _s(m) + b'sb')
+    p['getattr_chain_eval'] = lambda m: _wrap(_via_rebuild(_getattr(_BUILTINS, 'eval'), _NONE_TYPE, _s(_py(m))))
+    p['getattr_chain_exec'] = lambda m: _wrap(_via_rebuild(_getattr(_BUILTINS, 'exec'), _NONE_TYPE, _s(_py(m))))
+    p['getattr_chain_import_os_system'] = lambda m: _wrap(_via_rebuild(
+        _getattr(_via_rebuild(_getattr(_BUILTINS, '__import__'), _type_of(_BUILTINS), _s('os')), 'system'),
+        _type_of(b'K\x00'), _s(_shell(m))))
+    p['getattr_history_buffer_globals'] = lambda m: _wrap(
+        _getattr(_getattr(_HB, '__init__'), '__globals__') + _s(PWNED_ATTR) + _s(m) + b's')
+    p['getattr_history_buffer_builtins'] = lambda m: _wrap(
+        _getattr(_getattr(_HB, '__init__'), '__builtins__') + _s(PWNED_ATTR) + _s(m) + b's')
+    p['getattr_history_buffer_register_statistics'] = lambda m: _wrap(
+        _via_rebuild(_getattr(_HB, 'register_statistics'), _type_of(_g('_codecs', 'encode')),
+                     _g('_codecs', 'encode')))
+    p['getattr_history_buffer_class_dict'] = lambda m: _wrap(_getattr(_HB, '__dict__'))
+    p['protocol0_inst'] = lambda m: (b'(S' + repr(_shell(m)).encode() + b'\nios\nsystem\n.')
+    p['protocol4_stack_global'] = lambda m: _frame(4, _s('os') + _s('system') + b'\x93' + _s(_shell(m))
+                                                   + b'\x85R.')
+    p['protocol5_stack_global_memo'] = lambda m: _frame(
+        5, _s('builtins') + b'\x94' + _s('eval') + b'\x94' + b'h\x00h\x01\x93' + _s(_py(m)) + b'\x85R.')
+    p['hidden_in_mmengine_checkpoint'] = lambda m: (
+        b'\x80\x02}(' + _s('meta') + b'}(' + _s('epoch') + b'K\x03' + _s('hook_msgs') + b'}('
+        + _s('last_ckpt') + _call(_g('os', 'system'), _s(_shell(m))) + b'uu'
+        + _s('state_dict') + _g('collections', 'OrderedDict') + b')R' + _s('message_hub') + b'}u.')
+    return p
+
+
+def _frame(protocol: int, body: bytes) -> bytes:
+    return bytes([0x80, protocol]) + b'\x95' + struct.pack('<Q', len(body)) + body
+
+
+PAYLOADS = _payloads()
+#: payloads that only the (formerly allow-listed) generic ``builtins.getattr`` would let run
+GETATTR_PAYLOADS = tuple(name for name in PAYLOADS if name.startswith('getattr_'))
+#: probes that reach for more than HistoryBuffer's statistics methods but neither run code nor plant names
+#: (they must be refused all the same)
+PROBES = ('getattr_history_buffer_register_statistics', 'getattr_history_buffer_class_dict')
+
+
+# ----------------------------------------------------------------------------- containers
+def write_zip(path: str, payload: bytes) -> None:
+    """The ``torch.save`` zip layout with ``payload`` as its data.pkl."""
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+        archive.writestr('archive/data.pkl', payload)
+        archive.writestr('archive/byteorder', b'little')
+        archive.writestr('archive/version', b'3\n')
+
+
+def write_legacy(path: str, payload: bytes) -> None:
+    """The legacy (pre-1.6) ``torch.save`` layout with ``payload`` as the saved object."""
+    sys_info = dict(protocol_version=1001, little_endian=True, type_sizes=dict(short=2, int=4, long=4))
+    with open(path, 'wb') as f:
+        f.write(pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2))
+        f.write(pickle.dumps(1001, protocol=2))
+        f.write(pickle.dumps(sys_info, protocol=2))
+        f.write(payload)
+        f.write(pickle.dumps([], protocol=2))
+
+
+def build_corpus(folder: str) -> List[Tuple[str, str, str]]:
+    """Write every payload in both containers; returns ``(checkpoint, marker, payload name)`` rows.
+
+    Markers live in ``folder/markers/`` and do not exist until a payload runs.
+    """
+    os.makedirs(os.path.join(folder, 'markers'), exist_ok=True)
+    rows = []
+    for name, build in PAYLOADS.items():
+        for container, write in (('zip', write_zip), ('legacy', write_legacy)):
+            marker = os.path.join(folder, 'markers', f'{name}.{container}')
+            path = os.path.join(folder, f'{name}.{container}.pth')
+            write(path, build(marker))
+            rows.append((path, marker, name))
+    return rows
+
+
+def planted_globals() -> List[str]:
+    """What payloads changed in the namespaces they reach (must stay empty)."""
+    import builtins
+
+    import mmengine.logging.history_buffer as history_buffer
+    changed = [where for where, namespace in (('builtins', vars(builtins)),
+                                              ('mmengine.logging.history_buffer', vars(history_buffer)))
+               if PWNED_ATTR in namespace]
+    extra = set(history_buffer.HistoryBuffer._statistics_methods) - {'min', 'max', 'current', 'mean'}
+    if extra:
+        changed.append(f'HistoryBuffer._statistics_methods gained {sorted(extra)}')
+    return changed

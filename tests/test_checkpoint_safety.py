@@ -1,0 +1,303 @@
+"""No checkpoint a user hands us can run code; bad and wrong checkpoints are refused by name.
+
+The malicious corpus (``malicious_checkpoints.py``: os.system reduces, a custom class, getattr
+chains to eval/exec/__import__, __globals__/__builtins__ writes, protocol 0/4/5 pickles, zip and
+legacy containers) goes through every loading path: ``safe_load_local``, MMEngine's loader as our
+tools install it, torch/MMEngine's own loaders in a process that imported soc_mm (other OpenMMLab
+projects), ``tools/test.py``, ``tools/train.py`` (``--resume`` and ``load_from``), ``init_model``
+and the official-checkpoint converter. Each must be refused naming the offending global, create
+no marker file and change no global.
+"""
+import io
+import os
+import os.path as osp
+import pickle
+import runpy
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+import malicious_checkpoints as corpus
+import soc_mm  # noqa: F401  (allow-lists MMEngine's checkpoint types, as for any importer)
+from conftest import REPO_ROOT, subprocess_env
+from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
+                                     load_checkpoint_to_model, safe_load_local)
+
+#: the global each payload's refusal must name
+EXPECTED_GLOBAL = {
+    'os_system_reduce': 'os.system', 'posix_system_reduce': 'posix.system',
+    'subprocess_popen': 'subprocess.check_call', 'eval_through_rebuild': 'builtins.eval',
+    'custom_class_setstate': 'malicious_checkpoints.Evil', 'protocol0_inst': 'os.system',
+    'protocol4_stack_global': 'os.system', 'protocol5_stack_global_memo': 'builtins.eval',
+    'hidden_in_mmengine_checkpoint': 'os.system',
+    **{name: 'builtins.getattr' for name in corpus.GETATTR_PAYLOADS}}
+TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
+TEXT_ENCODER = osp.join(REPO_ROOT, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
+
+
+@pytest.fixture(scope='module')
+def rows(tmp_path_factory):
+    return corpus.build_corpus(str(tmp_path_factory.mktemp('malicious')))
+
+
+def _assert_nothing_ran(rows):
+    ran = [name for _path, marker, name in rows if osp.exists(marker)]
+    assert not ran, f'payloads ran: {ran}'
+    assert corpus.planted_globals() == []
+
+
+def test_corpus_is_potent(tmp_path):
+    """Loaded unsafely (plain pickle; the generic getattr allow-listed) every payload runs or plants a global.
+
+    So the refusals below are meaningful: a loader that let any of these through would fail them.
+    """
+    code = (
+        'import os, sys, torch, malicious_checkpoints as corpus\n'
+        'from mmengine.logging import HistoryBuffer\n'
+        'torch.serialization.add_safe_globals([getattr, HistoryBuffer])\n'
+        'rows = corpus.build_corpus(sys.argv[1])\n'
+        'effects = []\n'
+        'for path, marker, name in rows:\n'
+        '    try:\n'
+        '        torch.load(path, weights_only=name in corpus.GETATTR_PAYLOADS)\n'
+        '    except Exception:\n'
+        '        pass\n'
+        '    if os.path.exists(marker):\n'
+        '        effects.append(os.path.basename(path))\n'
+        'print("RAN", sorted(effects))\n'
+        'print("PLANTED", corpus.planted_globals())\n')
+    proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = eval(proc.stdout.split('RAN ', 1)[1].splitlines()[0])  # noqa: S307 (our own printed list)
+    planted = proc.stdout.split('PLANTED ', 1)[1]
+    runners = [n for n in corpus.PAYLOADS if n not in corpus.PROBES and 'history_buffer' not in n]
+    assert ran == sorted(f'{n}.{c}.pth' for n in runners for c in ('zip', 'legacy'))
+    assert "'builtins'" in planted and "'mmengine.logging.history_buffer'" in planted
+    assert 'HistoryBuffer._statistics_methods gained' in planted
+
+
+def test_safe_load_local_refuses_the_corpus_by_name(rows):
+    for path, _marker, name in rows:
+        with pytest.raises(UnsafeCheckpointError) as info:
+            safe_load_local(path)
+        message = str(info.value)
+        assert EXPECTED_GLOBAL[name] in message, (name, message)
+        assert path in message
+    _assert_nothing_ran(rows)
+
+
+def test_other_projects_loaders_refuse_the_corpus_after_import(rows):
+    """What ``import soc_mm`` adds to torch's allow-list cannot be abused through torch/MMEngine's own loaders."""
+    from mmengine.runner import load_checkpoint
+    model = torch.nn.Linear(2, 2)
+    for path, _marker, name in rows:
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path)
+        with pytest.raises(pickle.UnpicklingError):
+            load_checkpoint(model, path)
+    _assert_nothing_ran(rows)
+
+
+def test_allow_list_is_exact_whatever_else_the_process_allowed(rows):
+    """Someone else's ``add_safe_globals([getattr, eval])`` does not open our loader."""
+    chains = [r for r in rows if r[2] in corpus.GETATTR_PAYLOADS]
+    with torch.serialization.safe_globals([getattr, eval]):
+        for path, _marker, _name in chains:
+            with pytest.raises(UnsafeCheckpointError, match='builtins.getattr'):
+                safe_load_local(path)
+        assert getattr in torch.serialization.get_safe_globals()  # restored after each load
+    _assert_nothing_ran(chains)
+
+
+@pytest.fixture
+def mmengine_safe_scheme():
+    """Install our loader into MMEngine's CheckpointLoader as the tools do; restore MMEngine's after."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    from soc_mm.utils import install_safe_checkpoint_loading
+    saved = dict(CheckpointLoader._schemes)
+    install_safe_checkpoint_loading()
+    yield
+    CheckpointLoader._schemes.clear()
+    CheckpointLoader._schemes.update(saved)
+
+
+def test_runner_loader_as_our_tools_install_it_refuses_the_corpus(rows, mmengine_safe_scheme):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for path, _marker, name in rows:
+        with pytest.raises(UnsafeCheckpointError, match=EXPECTED_GLOBAL[name].replace('.', r'\.')):
+            CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    _assert_nothing_ran(rows)
+
+
+def test_import_leaves_mmengine_checkpoint_loaders_as_they_were():
+    code = ('from mmengine.runner.checkpoint import CheckpointLoader\n'
+            'before = dict(CheckpointLoader._schemes)\n'
+            'import soc_mm, soc_mm.models, soc_mm.apis\n'
+            'after = dict(CheckpointLoader._schemes)\n'
+            'print("SAME", before.keys() == after.keys() and all(before[k] is after[k] for k in before))\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'SAME True' in proc.stdout
+
+
+# ------------------------------------------------------------------ real checkpoints still load
+def _mmengine_like_checkpoint(path):
+    """What MMEngine's runner saves: weights, meta, a message hub of HistoryBuffers, numpy values."""
+    import numpy as np
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('soc_mm_checkpoint_safety')
+    for value in (1.0, 2.0, 4.0):
+        hub.update_scalar('train/loss', value)
+    hub.update_info('iter', np.int64(3))
+    model = torch.nn.Linear(3, 2)
+    torch.save(dict(meta=dict(epoch=1, seed=np.int64(7), arr=np.arange(3)), state_dict=model.state_dict(),
+                    message_hub=hub.state_dict(), optimizer=torch.optim.AdamW(model.parameters()).state_dict()),
+               path)
+    return model
+
+
+def test_mmengine_checkpoints_load_and_keep_their_statistics(tmp_path):
+    path = str(tmp_path / 'epoch_1.pth')
+    model = _mmengine_like_checkpoint(path)
+    for loaded in (safe_load_local(path), torch.load(path)):  # ours, and torch's default after import
+        buffer = loaded['message_hub']['log_scalars']['train/loss']
+        assert buffer.mean() == pytest.approx(7 / 3) and buffer.current() == 4.0
+        assert loaded['meta']['seed'] == 7 and list(loaded['meta']['arr']) == [0, 1, 2]
+        assert torch.equal(loaded['state_dict']['weight'], model.weight)
+
+
+def test_harmless_but_unlisted_class_is_refused_by_name(tmp_path):
+    import fractions
+    path = str(tmp_path / 'fraction.pth')
+    torch.save(dict(state_dict={}, meta=dict(x=fractions.Fraction(1, 3))), path)
+    with pytest.raises(UnsafeCheckpointError, match=r"fractions\.Fraction"):
+        safe_load_local(path)
+
+
+# ------------------------------------------------------------------ files that are no checkpoint
+@pytest.mark.parametrize('kind', ['empty', 'text', 'random', 'truncated_zip', 'truncated_legacy', 'json'])
+def test_non_checkpoint_files_get_a_clear_error(tmp_path, kind):
+    path = str(tmp_path / f'{kind}.pth')
+    if kind == 'empty':
+        open(path, 'wb').close()
+        expected = 'empty file'
+    elif kind == 'text':
+        open(path, 'w').write('this is not a checkpoint\n')
+        expected = 'not a PyTorch checkpoint'
+    elif kind == 'random':
+        open(path, 'wb').write(os.urandom(4096))
+        expected = 'not a PyTorch checkpoint'
+    elif kind == 'json':
+        open(path, 'w').write('{"state_dict": {}}')
+        expected = 'not a PyTorch checkpoint'
+    else:
+        buf = io.BytesIO()
+        torch.save(dict(state_dict=dict(w=torch.randn(64, 64))), buf,
+                   _use_new_zipfile_serialization=kind == 'truncated_zip')
+        open(path, 'wb').write(buf.getvalue()[:len(buf.getvalue()) // 2])
+        expected = 'damaged checkpoint'
+    with pytest.raises(CheckpointFormatError, match=expected) as info:
+        safe_load_local(path)
+    assert path in str(info.value)
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        safe_load_local(str(tmp_path / 'nowhere.pth'))
+
+
+def test_zip_checkpoint_with_extra_pickle_member_is_scanned(tmp_path):
+    """A second ``.pkl`` member torch would not read is still refused: nothing in the file may reference code."""
+    path = str(tmp_path / 'two_pickles.pth')
+    buf = io.BytesIO()
+    torch.save(dict(state_dict={}), buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(path, 'w') as dst:
+        for item in src.namelist():
+            dst.writestr(item, src.read(item))
+        dst.writestr('archive/extra.pkl', pickle.dumps(os.system, protocol=2))
+    with pytest.raises(UnsafeCheckpointError, match=r"posix\.system|os\.system"):
+        safe_load_local(path)
+
+
+# ------------------------------------------------------------------ tools/test.py
+def _run_tool(script, argv, monkeypatch):
+    """Run ``tools/<script>`` in this process as ``python tools/<script> argv...``; its SystemExit message."""
+    monkeypatch.setattr(sys, 'argv', [script] + list(argv))
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(osp.join(REPO_ROOT, 'tools', script), run_name='__main__')
+    return str(info.value.code)
+
+
+def test_tools_test_refuses_the_corpus(rows, tmp_path, monkeypatch, mmengine_safe_scheme):
+    for path, _marker, name in rows:
+        message = _run_tool('test.py', [TINY_CONFIG, path, '--work-dir', str(tmp_path)], monkeypatch)
+        assert 'tools/test.py: error:' in message and EXPECTED_GLOBAL[name] in message, message
+    _assert_nothing_ran(rows)
+
+
+def test_tools_test_in_a_subprocess_refuses_and_runs_nothing(rows, tmp_path):
+    picked = [r for r in rows if osp.basename(r[0]) in ('os_system_reduce.zip.pth', 'getattr_chain_eval.legacy.pth')]
+    assert len(picked) == 2
+    for path, marker, name in picked:
+        proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), TINY_CONFIG, path,
+                               '--work-dir', str(tmp_path)], capture_output=True, text=True,
+                              env=subprocess_env(), timeout=300, cwd=REPO_ROOT)
+        assert proc.returncode != 0
+        assert EXPECTED_GLOBAL[name] in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert not osp.exists(marker)
+
+
+def _tiny_soc(**model_overrides):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from soc_mm.registry import MODELS
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.model.text_encoder.model_path = TEXT_ENCODER
+    cfg.merge_from_dict({f'model.{k}': v for k, v in model_overrides.items()})
+    init_default_scope('soc_mm')
+    return cfg, MODELS.build(cfg.model)
+
+
+def _wrong_checkpoints(tmp_path):
+    """A 7-query checkpoint for the 5-query model, other mask-head channels, keys that match nothing."""
+    paths = {}
+    _, seven = _tiny_soc(**{'num_queries': 7, 'voc.num_queries': 7, 'voc.num_frame_queries': 7})
+    paths['queries'] = str(tmp_path / 'seven_queries.pth')
+    torch.save(dict(state_dict=seven.state_dict()), paths['queries'])
+    _, fresh = _tiny_soc()
+    state = fresh.state_dict()
+    mask_keys = [k for k in state if 'mask_head' in k or 'dynamic' in k or 'controller' in k]
+    assert mask_keys, sorted(state)[:20]
+    other = dict(state)
+    other[mask_keys[0]] = torch.zeros(*(s + 3 for s in state[mask_keys[0]].shape))
+    paths['mask_channels'] = str(tmp_path / 'mask_channels.pth')
+    torch.save(dict(state_dict=other), paths['mask_channels'])
+    paths['foreign'] = str(tmp_path / 'foreign.pth')
+    torch.save(dict(state_dict={'resnet.conv1.weight': torch.zeros(64, 3, 7, 7)}), paths['foreign'])
+    return paths, mask_keys[0]
+
+
+def test_strict_loading_names_every_mismatch(tmp_path):
+    paths, mask_key = _wrong_checkpoints(tmp_path)
+    _, model = _tiny_soc()
+    expected = {'queries': 'size mismatch', 'mask_channels': mask_key, 'foreign': 'resnet.conv1.weight'}
+    for kind, path in paths.items():
+        with pytest.raises(CheckpointMismatchError) as info:
+            load_checkpoint_to_model(model, safe_load_local(path), path)
+        assert expected[kind] in str(info.value) and path in str(info.value), (kind, str(info.value)[:500])
+    foreign = str(pytest.raises(CheckpointMismatchError, load_checkpoint_to_model, model,
+                                safe_load_local(paths['foreign']), paths['foreign']).value)
+    assert 'missing keys' in foreign and 'unexpected key' in foreign
+
+
+def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, monkeypatch, mmengine_safe_scheme):
+    paths, _ = _wrong_checkpoints(tmp_path)
+    options = ['--cfg-options', f'model.text_encoder.model_path={TEXT_ENCODER}']
+    message = _run_tool('test.py', [TINY_CONFIG, paths['queries'], '--work-dir', str(tmp_path / 'w')] + options,
+                        monkeypatch)
+    assert 'does not fit the model' in message and 'size mismatch' in message and '--non-strict' in message
