@@ -13,9 +13,9 @@ from soc_mm.models.layers import VOC, DynamicMaskHead, SOCSpatialDecoder, aligne
 from soc_mm.models.task_modules import (QueryTextCost, VideoBoxL1Cost, VideoDiceCost,
                                         VideoFocalClassCost, VideoGIoUCost, VideoHungarianAssigner)
 from soc_mm.structures import RVOSDataSample
-from soc_mm.utils.official_reference import load_fixture_state_dict
-from soc_mm.utils.official_keys_back import (convert_official_back_key,
-                                             convert_official_back_state_dict, to_official_loss_name)
+from soc_mm.official.checkpoint import convert_official_key, convert_official_state_dict
+from soc_mm.official.loss_names import to_official_loss_name
+from soc_mm.official.reference import load_fixture_state_dict
 
 ROOT = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
 VARIANTS = ['ytvos_b2_t3_nc1_w0', 'ytvos_b2_t3_nc1_w2', 'ytvos_b2_t3_nc65_w0', 'a2d_b2_t3_nc1_w0',
@@ -40,7 +40,7 @@ def official_sd(variant):
 
 
 def back_sd(variant, prefix):
-    sd = convert_official_back_state_dict(official_sd(variant))
+    sd = convert_official_state_dict(official_sd(variant))
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
@@ -118,11 +118,11 @@ def data_samples(variant):
 # ---------------------------------------------------------------------- state dict
 def test_back_key_table_covers_official_and_modules():
     sd = official_sd(MAIN)
-    back = convert_official_back_state_dict(sd)
-    assert len(back) == 64 + 28 + 6 + 4 + 12
-    assert convert_official_back_key('transformer.decoder.bbox_embed.0.layers.2.bias') is None
+    back = convert_official_state_dict(sd)
+    assert sum(k.startswith(('voc.', 'spatial_decoder.', 'bbox_head.')) for k in back) == 64 + 28 + 6 + 4 + 12
+    assert convert_official_key('transformer.decoder.bbox_embed.0.layers.2.bias') is None
     with pytest.raises(KeyError):
-        convert_official_back_key('voc.unknown.weight')
+        convert_official_key('voc.unknown.weight')
     voc, head = build_voc(MAIN), build_head(MAIN)
     assert set(back_sd(MAIN, 'voc.')) == set(voc.state_dict())
     dec = SOCSpatialDecoder(128, (128, 128, 16), 8)
@@ -131,7 +131,7 @@ def test_back_key_table_covers_official_and_modules():
     bad = dict(sd)
     bad['transformer.decoder.bbox_embed.0.layers.0.bias'] = bad['bbox_embed.0.layers.0.bias'] + 1
     with pytest.raises(ValueError):
-        convert_official_back_state_dict(bad)
+        convert_official_state_dict(bad)
     assert to_official_loss_name('loss_iou') == 'loss_giou'
     assert to_official_loss_name('d0.loss_mask') == 'loss_sigmoid_focal_0'
 
@@ -476,7 +476,7 @@ def test_init_weights_match_official_init_statistics():
     for key, s in stats.items():
         if not key.startswith(('voc.', 'spatial_decoder.', 'controller.', 'class_embed.', 'bbox_embed.')):
             continue
-        x = ours[convert_official_back_key(key)].float()
+        x = ours[convert_official_key(key)].float()
         assert list(x.shape) == s['shape'], key
         assert bool((x == 0).all()) == s['all_zero'], key
         assert bool((x == x.flatten()[0]).all()) == s['constant'], key

@@ -11,8 +11,8 @@ import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.backbones import VideoSwinTransformer
 from soc_mm.models.layers import SinePositionalEncoding1D, VisionLanguageFusion
 from soc_mm.models.text_encoders import RoBERTaTextEncoder
-from soc_mm.utils.official_keys_front import (FRONT_KEY_RULES, convert_front_key, convert_front_state_dict,
-                                              is_front_key)
+from soc_mm.official.checkpoint import (KEY_RULES, OfficialCheckpointError, convert_official_key,
+                                        convert_official_state_dict)
 
 FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
 MAIN = osp.join(FIXTURES, 'ytvos_b2_t3_nc1_w0')
@@ -27,7 +27,7 @@ def official_sd():
 
 @pytest.fixture(scope='module')
 def front_sd(official_sd):
-    return convert_front_state_dict(official_sd)[0]
+    return convert_official_state_dict(official_sd)
 
 
 def sub_state_dict(state_dict, prefix):
@@ -36,27 +36,29 @@ def sub_state_dict(state_dict, prefix):
 
 # ---------------------------------------------------------------- key mapping
 def test_front_key_mapping_covers_every_official_front_key(official_sd):
-    front, others = convert_front_state_dict(official_sd)
-    n_front = sum(is_front_key(k) for k in official_sd)
+    front_prefixes = ('backbone.', 'transformer.', 'input_proj.', 'query_embed.', 'text_encoder.', 'txt_proj.',
+                      'vlf.', 'lvf.')
+    converted = convert_official_state_dict(official_sd)
+    front = {convert_official_key(k) for k in official_sd if k.startswith(front_prefixes)} - {None}
+    n_front = sum(k.startswith(front_prefixes) for k in official_sd)
     n_dup = sum(k.startswith('transformer.decoder.bbox_embed.') for k in official_sd)
-    assert n_dup == 12 and len(front) == n_front - n_dup
-    assert not any(is_front_key(k) for k in others)
-    assert {k.split('.')[0] for k in others} == {'bbox_embed', 'class_embed', 'voc', 'spatial_decoder',
-                                                 'controller'}
-    assert convert_front_key('backbone.0.body.downsamples.1.norm.bias') == 'backbone.layers.1.downsample.norm.bias'
-    assert convert_front_key('transformer.decoder.layers.1.norm2.weight') == 'decoder.layers.1.norms.0.weight'
-    assert convert_front_key('input_proj.3.1.weight') == 'neck.extra_convs.0.gn.weight'
-    assert convert_front_key('transformer.decoder.bbox_embed.0.layers.2.bias') is None
-    assert len(FRONT_KEY_RULES) > 20
+    assert n_dup == 12 and len(front) == n_front - n_dup and front <= set(converted)
+    assert {convert_official_key(k).split('.')[0] for k in official_sd if not k.startswith(front_prefixes)} == {
+        'bbox_head', 'voc', 'spatial_decoder'}
+    assert convert_official_key('backbone.0.body.downsamples.1.norm.bias') == 'backbone.layers.1.downsample.norm.bias'
+    assert convert_official_key('transformer.decoder.layers.1.norm2.weight') == 'decoder.layers.1.norms.0.weight'
+    assert convert_official_key('input_proj.3.1.weight') == 'neck.extra_convs.0.gn.weight'
+    assert convert_official_key('transformer.decoder.bbox_embed.0.layers.2.bias') is None
+    assert len(KEY_RULES) > 20
 
 
-@pytest.mark.parametrize('key', ['transformer.encoder.layers.0.norm9.weight', 'vlf.foo', 'input_proj.4.0.weight',
+@pytest.mark.parametrize('key', ['transformer.encoder.layers.0.norm9.weight', 'vlf.foo', 'input_proj.3.2.weight',
                                  'backbone.0.body.norm.weight'])
 def test_front_key_mapping_rejects_unknown_keys(key):
     with pytest.raises(KeyError, match='matches no rule'):
-        convert_front_key(key)
-    with pytest.raises(KeyError):
-        convert_front_state_dict({key: torch.zeros(1)})
+        convert_official_key(key)
+    with pytest.raises(OfficialCheckpointError, match='unknown key'):
+        convert_official_state_dict({key: torch.zeros(1)})
 
 
 # ---------------------------------------------------------------- backbone

@@ -11,9 +11,10 @@ import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.layers import DecoderSamplingRecorder
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
-from soc_mm.utils.official_keys_front import convert_front_state_dict
-from soc_mm.utils.official_reference import fixture_batch as official_fixture_batch
-from soc_mm.utils.official_reference import build_reference_model, official_model_cfg, zero_dropout
+from soc_mm.official.checkpoint import convert_official_key
+from soc_mm.official.config import official_model_cfg
+from soc_mm.official.reference import fixture_batch as official_fixture_batch
+from soc_mm.official.reference import build_reference_model, zero_dropout
 
 FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
 MAIN = 'ytvos_b2_t3_nc1_w0'
@@ -142,10 +143,10 @@ def test_init_weights_follows_official_init():
         if 'std' not in st or not key.startswith(('transformer.', 'input_proj.', 'query_embed.', 'vlf.', 'lvf.',
                                                   'txt_proj.')):
             continue
-        new_key = convert_front_state_dict({key: None})[0]
+        new_key = convert_official_key(key)
         if not new_key:
             continue
-        value = ours[next(iter(new_key))].float()
+        value = ours[new_key].float()
         assert bool((value == 0).all()) == st['all_zero'], key
         assert bool((value == value.flatten()[0]).all()) == st['constant'], key
         if st['constant']:

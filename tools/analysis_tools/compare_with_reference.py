@@ -6,8 +6,9 @@ Usage: python tools/analysis_tools/compare_with_reference.py FIXTURE_DIR [FIXTUR
 Builds our model from the fixture's config.json, converts its official state dict with
 our converter, runs eval and train forwards and the loss on inputs.pt, prints the max
 |diff| of every output and loss term, and exits non-zero if an output differs by more
-than 1e-4 * max(1, max|reference|), a loss term by more than 1e-4 relative, or the
-matched indices differ.
+than 1e-4 * max(1, max|reference|), a loss term by more than 1e-4 relative, a loss weight
+differs from the official coefficient, the matched indices differ, or the fixture's official
+configuration holds a setting that soc_mm.official.config cannot translate.
 """
 import argparse
 import os
@@ -42,14 +43,21 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import soc_mm  # noqa: F401  (registries)
-    from soc_mm.utils.official_reference import compare_fixture
+    from soc_mm.official import OfficialCheckpointError, OfficialConfigError
+    from soc_mm.official.reference import compare_fixture
 
     fixture_dirs = [d for path in args.fixture_dirs for d in expand_fixture_dir(path)]
     failed = []
     for fixture_dir in fixture_dirs:
         print(f'== {fixture_dir}')
         print(f'{"quantity":60s} {"max|diff|":>12s} {"tolerance":>12s}  ok')
-        for row in compare_fixture(fixture_dir):
+        try:
+            rows = compare_fixture(fixture_dir)
+        except (OfficialConfigError, OfficialCheckpointError) as err:
+            print(f'error: {err}')
+            failed.append(f'{fixture_dir}: {err}')
+            continue
+        for row in rows:
             print(f'{row.name:60s} {row.max_abs_diff:12.3e} {row.tolerance:12.3e}  '
                   f'{"yes" if row.ok else "NO"}')
             if not row.ok:

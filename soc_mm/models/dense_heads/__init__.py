@@ -1,3 +1,3 @@
-from .soc_head import OFFICIAL_LOSS_NAMES, SOCHead
+from .soc_head import SOCHead
 
-__all__ = ['SOCHead', 'OFFICIAL_LOSS_NAMES']
+__all__ = ['SOCHead']

@@ -14,12 +14,6 @@ from torch import Tensor, nn
 from soc_mm.registry import MODELS, TASK_UTILS
 from soc_mm.structures import RVOSDataSample
 
-# official loss name of each of our losses (aux level ``d{i}.x`` <-> official ``x_{i}``)
-OFFICIAL_LOSS_NAMES = {
-    'loss_cls': 'loss_cls', 'loss_bbox': 'loss_bbox', 'loss_iou': 'loss_giou',
-    'loss_mask': 'loss_sigmoid_focal', 'loss_dice': 'loss_dice', 'loss_con': 'loss_con',
-}
-
 
 @MODELS.register_module()
 class SOCHead(BaseModule):
@@ -41,7 +35,7 @@ class SOCHead(BaseModule):
     * ``loss(..., voc_embeds [L, B, nq, C], sentence_feat [B, C], batch_data_samples)`` -> weighted
       loss dict: ``loss_cls, loss_bbox, loss_iou, loss_mask`` (mask focal), ``loss_dice, loss_con``
       for the last level and ``d{l}.<name>`` for earlier levels (official names:
-      ``OFFICIAL_LOSS_NAMES``).
+      ``soc_mm.official.loss_names``).
     * ``match(...)`` -> per level, per video ``(query_idx, gt_idx)`` (the assignment the losses use).
     * ``predict(...)`` / ``predict_by_feat(cls [B, T, nq, K], masks [B, T, nq, h, w], samples)``.
 

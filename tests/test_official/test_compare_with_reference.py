@@ -32,7 +32,7 @@ def test_compare_detects_a_wrong_weight(tmp_path):
     import shutil
 
     import soc_mm  # noqa: F401
-    from soc_mm.utils.official_reference import compare_fixture
+    from soc_mm.official.reference import compare_fixture
     torch.set_num_threads(1)
     src = osp.join(FIXTURE_ROOT, 'ytvos_b1_t10_nc1_w2')
     dst = tmp_path / 'variant'
@@ -49,8 +49,7 @@ def test_compare_detects_a_wrong_weight(tmp_path):
 
 def test_converter_rejects_unknown_and_missing_keys_and_accepts_known_extras():
     import soc_mm  # noqa: F401
-    from soc_mm.utils.official_checkpoint import (CheckpointLayoutError,
-                                                  convert_official_state_dict)
+    from soc_mm.official.checkpoint import OfficialCheckpointError, convert_official_state_dict
     sd = torch.load(osp.join(FIXTURE_ROOT, 'common', 'official_state_dict.pt'))
     converted = convert_official_state_dict(sd)
     assert len(converted) == len(sd) - 12  # transformer.decoder.bbox_embed.* duplicates dropped
@@ -59,12 +58,12 @@ def test_converter_rejects_unknown_and_missing_keys_and_accepts_known_extras():
     extra = dict(sd, **{'text_encoder.embeddings.position_ids': torch.arange(64)[None]})
     assert convert_official_state_dict(extra).keys() == converted.keys()
 
-    with pytest.raises(CheckpointLayoutError, match='unknown key.*foo.bar'):
+    with pytest.raises(OfficialCheckpointError, match=r'1 unknown key\(s\) .*: foo\.bar'):
         convert_official_state_dict(dict(sd, **{'foo.bar': torch.zeros(1)}))
-    with pytest.raises(CheckpointLayoutError, match=r'voc\.layers\.0\.weight|no rule'):
+    with pytest.raises(OfficialCheckpointError, match=r'unknown key.*voc\.layers\.0\.weight'):
         convert_official_state_dict(dict(sd, **{'voc.layers.0.weight': torch.zeros(1)}))
     without_voc = {k: v for k, v in sd.items() if not k.startswith('voc.')}
-    with pytest.raises(CheckpointLayoutError, match="no keys under: \\['voc.'\\]"):
+    with pytest.raises(OfficialCheckpointError, match=r'missing key\(s\):.* voc\.enc_self_attn\.<i>\.\*'):
         convert_official_state_dict(without_voc)
 
 

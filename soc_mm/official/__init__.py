@@ -1,0 +1,26 @@
+"""Compatibility with the official SOC code (RobertLuo1/NeurIPS2023_SOC).
+
+This package sits above :mod:`soc_mm.models`: it imports the models, nothing in
+``soc_mm.models`` / ``utils`` / ``datasets`` imports it; tools and tests use it.
+
+* :mod:`.checkpoint` — the rule table and engine that convert official checkpoints
+  (complete or an error listing every offender), checkpoint file loading, the check of a
+  converted state dict against a model (keys, shapes, dtypes).
+* :mod:`.config` — official configuration -> our model config (:func:`official_model_cfg`;
+  every setting that changes the computation is translated, unknown keys are errors).
+* :mod:`.loss_names` — our loss keys <-> the official criterion's keys and coefficients.
+* :mod:`.reference` — the golden-fixture harness (build from an official configuration, load the
+  fixture's official weights, compare outputs, losses and matcher assignments).
+"""
+from .checkpoint import (KEY_RULES, KNOWN_EXTRA_KEYS, OfficialCheckpointError, check_state_dict_against_model,
+                         convert_official_key, convert_official_state_dict, extract_official_state_dict,
+                         load_official_checkpoint)
+from .config import NOT_AFFECTING_COMPUTATION, OfficialConfigError, load_official_config, official_model_cfg
+from .loss_names import OFFICIAL_LOSS_COEFS, OFFICIAL_LOSS_NAMES, to_official_loss_name
+
+__all__ = [
+    'KEY_RULES', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError', 'check_state_dict_against_model',
+    'convert_official_key', 'convert_official_state_dict', 'extract_official_state_dict',
+    'load_official_checkpoint', 'NOT_AFFECTING_COMPUTATION', 'OfficialConfigError', 'load_official_config',
+    'official_model_cfg', 'OFFICIAL_LOSS_COEFS', 'OFFICIAL_LOSS_NAMES', 'to_official_loss_name'
+]

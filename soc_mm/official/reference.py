@@ -1,0 +1,197 @@
+"""Compare ``soc_mm``'s SOC with golden tensors of the official model.
+
+A fixture folder (layout documented in ``tests/data/soc_reference/README.md``) holds the
+official configuration (``config.json``), inputs, eval/train outputs and losses of the
+official model with known weights. :func:`compare_fixture` builds our model from that
+configuration (:func:`~soc_mm.official.config.official_model_cfg`, which refuses settings it
+cannot reproduce), converts the official weights with our converter
+(:func:`~soc_mm.official.checkpoint.convert_official_state_dict`), runs the same forwards,
+the loss and the matcher, and reports the max |diff| of every tensor.
+"""
+import json
+import os.path as osp
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.structures import InstanceData
+from torch import nn
+
+from soc_mm.registry import MODELS
+from soc_mm.structures import RVOSDataSample
+from .checkpoint import convert_official_state_dict
+from .config import official_model_cfg
+from .loss_names import to_official_loss_name
+
+__all__ = ['Row', 'load_fixture_state_dict', 'fixture_batch', 'zero_dropout', 'build_reference_model',
+           'compare_fixture']
+
+
+@dataclass
+class Row:
+    """One compared quantity."""
+    name: str
+    max_abs_diff: float
+    tolerance: float
+    ok: bool
+
+
+def _load(path: str):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def load_fixture_state_dict(fixture_dir: str, config: Dict) -> Dict[str, torch.Tensor]:
+    """The variant's official weights (shared state dict + the variant's overrides)."""
+    weights = config['weights']
+    state_dict = _load(osp.join(fixture_dir, weights['state_dict']))
+    for extra in weights.get('state_dict_overrides', []):
+        state_dict.update(_load(osp.join(fixture_dir, extra)))
+    return state_dict
+
+
+def fixture_batch(inputs: Dict, with_targets: bool = False) -> Tuple[torch.Tensor, List[RVOSDataSample]]:
+    """Official inputs -> (clips [B, T, 3, H, W], data samples).
+
+    ``inputs`` is a fixture's ``inputs.pt``: ``samples`` [T, B, 3, H, W], ``targets`` (list over
+    time steps of lists over videos of dicts), ``valid_indices`` (None or [B]), ``text_queries``.
+    With ``with_targets`` every sample gets ``gt_instances`` (masks [N, T', h, w], boxes
+    [N, T', 4], labels [N], visible [N, T']).
+    """
+    T, B = inputs['samples'].shape[:2]
+    pad_hw = tuple(inputs['samples'].shape[-2:])
+    valid = inputs['valid_indices']
+    samples = []
+    for b in range(B):
+        target = inputs['targets'][0][b]
+        meta = dict(img_shape=tuple(target['size'].tolist()), ori_shape=tuple(target['orig_size']),
+                    expression=inputs['text_queries'][b], batch_input_shape=pad_hw, pad_shape=pad_hw,
+                    ref_inst_idx=int(target['referred_instance_idx']))
+        if valid is not None:
+            meta['valid_frame_idx'] = [int(valid[b]) - b * T]
+        sample = RVOSDataSample(metainfo=meta)
+        if with_targets:
+            steps = [inputs['targets'][t][b] for t in range(len(inputs['targets']))]
+            labels = steps[0]['labels'].reshape(-1)
+            num = steps[0]['masks'].shape[0]
+            masks = torch.stack([s['masks'] for s in steps], 1)
+            sample.gt_instances = InstanceData(
+                masks=masks, boxes=torch.stack([s['boxes'] for s in steps], 1),
+                labels=labels.expand(num) if labels.numel() == 1 else labels,
+                visible=masks.flatten(2).any(-1))
+        samples.append(sample)
+    return inputs['samples'].transpose(0, 1).contiguous(), samples
+
+
+def zero_dropout(model: nn.Module) -> nn.Module:
+    """Every dropout probability 0 (the official train-mode fixtures were made so)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, nn.MultiheadAttention):
+            m.dropout = 0.0
+    return model
+
+
+def build_reference_model(fixture_dir: str, voc_batch_regroup_compat: Optional[bool] = None,
+                          **cfg_overrides) -> Tuple[nn.Module, Dict]:
+    """Our model for a fixture folder, with the official weights converted by our converter.
+
+    ``voc_batch_regroup_compat`` None = on exactly when the official regrouping mixes videos
+    (B > 1 and T > 1); ``cfg_overrides`` update the model config (e.g. ``test_cfg``).
+    Returns ``(model, config.json contents)``.
+    """
+    with open(osp.join(fixture_dir, 'config.json'), encoding='utf-8') as f:
+        config = json.load(f)
+    official = config['official_config']
+    inputs = config['input']
+    T_out = 1 if inputs['valid_indices'] is not None else inputs['T']
+    cfg = official_model_cfg(
+        official, osp.normpath(osp.join(fixture_dir, official['text_encoder_type'])),
+        referred_only=inputs['mode'] != 'a2d',  # must agree with official dataset_name
+        # the official VOC mixes videos when B > 1 and T > 1: reproduce it only here
+        voc_batch_regroup_compat=(inputs['B'] > 1 and T_out > 1) if voc_batch_regroup_compat is None
+        else voc_batch_regroup_compat)
+    cfg.update(cfg_overrides)
+    model = MODELS.build(cfg)
+    state_dict = convert_official_state_dict(load_fixture_state_dict(fixture_dir, config))
+    model.load_state_dict(state_dict, strict=True)
+    return model, config
+
+
+def _row(name: str, ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> Row:
+    if ours.shape != ref.shape:
+        return Row(f'{name} (shape {tuple(ours.shape)} vs {tuple(ref.shape)})', float('inf'), 0.0, False)
+    ours, ref = ours.detach().double(), ref.detach().double()
+    diff = (ours - ref).abs().max().item() if ref.numel() else 0.0
+    tol = rel * max(1.0, ref.abs().max().item() if ref.numel() else 0.0)
+    return Row(name, diff, tol, diff <= tol)
+
+
+def _compare_outputs(prefix: str, ours: Dict, ref: Dict) -> List[Row]:
+    rows = [_row(f'{prefix}.{k}', ours[k], ref[k])
+            for k in ('pred_masks', 'pred_cls', 'pred_boxes', 'pred_logit', 'text_sentence_feature')]
+    if len(ours['aux_outputs']) != len(ref['aux_outputs']):
+        rows.append(Row(f'{prefix}.aux_outputs (count)', float('inf'), 0.0, False))
+    for i, (a, r) in enumerate(zip(ours['aux_outputs'], ref['aux_outputs'])):
+        rows += _compare_outputs(f'{prefix}.aux_outputs[{i}]', dict(a, aux_outputs=[]),
+                                 dict(r, aux_outputs=[]))
+    return rows
+
+
+def _loss_rows(model: nn.Module, losses: Dict[str, torch.Tensor], ref: Dict) -> List[Row]:
+    """Weighted losses and the loss weights against the official ``loss_dict``/``weight_dict``.
+
+    The official criterion skips a loss whose coefficient is 0: it is expected to be 0 here.
+    """
+    rows = []
+    for name, value in sorted(losses.items()):
+        official = to_official_loss_name(name)
+        weight = float(getattr(model.bbox_head, name.rpartition('.')[2]).loss_weight)
+        ref_weight = float(ref['weight_dict'].get(official, 0.0))
+        ok = weight == ref_weight
+        rows.append(Row(f'loss_weight.{name} ({official}: {ref_weight:g})', abs(weight - ref_weight), 0.0, ok))
+        if official in ref['loss_dict']:
+            expected = float(ref['loss_dict'][official]) * ref_weight
+        elif ref_weight == 0:
+            expected = 0.0
+        else:
+            rows.append(Row(f'loss.{name} ({official} missing from the reference)', float('inf'), 0.0, False))
+            continue
+        diff = abs(float(value.detach()) - expected)
+        tol = 1e-4 * abs(expected)
+        rows.append(Row(f'loss.{name} ({official})', diff, tol, diff <= tol))
+    missing = sorted(set(ref['loss_dict']) - {to_official_loss_name(n) for n in losses})
+    rows += [Row(f'loss {name} (official only, not computed here)', float('inf'), 0.0, False) for name in missing]
+    return rows
+
+
+def compare_fixture(fixture_dir: str) -> List[Row]:
+    """Run eval and train forwards, the loss and the matcher; one :class:`Row` per compared quantity."""
+    model, _ = build_reference_model(fixture_dir)
+    inputs = _load(osp.join(fixture_dir, 'inputs.pt'))
+    clips, samples = fixture_batch(inputs)
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        rows += _compare_outputs('eval', model.official_outputs(clips, samples),
+                                 _load(osp.join(fixture_dir, 'outputs_eval.pt')))
+    zero_dropout(model).train()
+    with torch.no_grad():
+        rows += _compare_outputs('train', model.official_outputs(clips, samples),
+                                 _load(osp.join(fixture_dir, 'outputs_train.pt')))
+
+    clips, samples = fixture_batch(inputs, with_targets=True)
+    ref = _load(osp.join(fixture_dir, 'losses_train.pt'))
+    rows += _loss_rows(model, model(clips, samples, mode='loss'), ref)
+    with torch.no_grad():
+        feats = model(clips, samples, mode='tensor')
+        levels = model.bbox_head.match(feats['cls'], feats['boxes'], feats['masks'], feats['voc_hs'],
+                                       feats['text_sentence_feature'], samples)
+    num_levels = len(levels)
+    for call, indices in zip(ref['matcher_call_order'], ref['matcher_indices']):
+        level = num_levels - 1 if call == 'final' else int(call.split('_')[1])
+        same = len(levels[level]) == len(indices) and all(
+            torch.equal(q.cpu(), rq) and torch.equal(g.cpu(), rg)
+            for (q, g), (rq, rg) in zip(levels[level], indices))
+        rows.append(Row(f'matcher_indices.{call}', 0.0 if same else float('inf'), 0.0, same))
+    return rows
