@@ -23,6 +23,7 @@ function. We therefore never allow the generic ``getattr``:
   exactly our allow-list in force (whatever else the process has allow-listed).
 """
 import contextlib
+import inspect
 import io
 import os
 import os.path as osp
@@ -60,6 +61,11 @@ def _numpy_types() -> list:
     return types_
 
 
+#: the statistics methods ``HistoryBuffer.__init__`` registers (``_statistics_methods`` is empty
+#: until the first buffer is made, e.g. in a fresh ``tools/test.py`` process)
+_HISTORY_BUFFER_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
 def history_buffer_getattr(obj, name):
     """``getattr`` restricted to ``HistoryBuffer``'s statistics methods.
 
@@ -68,14 +74,14 @@ def history_buffer_getattr(obj, name):
     'mean')``. Anything else (another object, a dunder, an unregistered name) raises.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if obj is HistoryBuffer and isinstance(name, str) and not name.startswith('_'):
-        method = HistoryBuffer._statistics_methods.get(name)
-        if method is not None and method is HistoryBuffer.__dict__.get(name):
+    names = _HISTORY_BUFFER_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and isinstance(name, str) and name in names and not name.startswith('_'):
+        method = HistoryBuffer.__dict__.get(name)
+        if inspect.isfunction(method):  # defined on the class itself (not a classmethod, not inherited)
             return method
     raise UnsafeCheckpointError(
         f'Refusing builtins.getattr({_describe(obj)}, {name!r}) in a checkpoint: only '
-        f'getattr(HistoryBuffer, <statistics method>) is allowed '
-        f'(statistics methods: {sorted(HistoryBuffer._statistics_methods)})')
+        f'getattr(HistoryBuffer, <statistics method>) is allowed (statistics methods: {sorted(names)})')
 
 
 def _describe(obj) -> str:
