@@ -151,7 +151,7 @@ def test_voc_eval_matches_official(variant):
 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_voc_train_matches_official(variant):
-    """Train mode: plain windows in every layer, VOC on all levels (hs is identical to eval)."""
+    """Train mode: plain windows in every layer, VOC on all decoder layers (hs is identical to eval)."""
     torch.set_num_threads(1)
     B, T = dims(variant)
     inter, ref = load(variant, 'intermediates_eval.pt'), load(variant, 'outputs_train.pt')
@@ -181,23 +181,25 @@ def test_spatial_decoder_matches_official():
 
 
 # ---------------------------------------------------------------------- heads
-def head_inputs(variant, voc_per_level):
+def head_inputs(variant, voc_per_layer):
+    """The head's inputs from the official intermediates: hidden states [L, B, T, nq, C] (frame
+    queries + the given video queries of each layer), references (L+1: initial, then refined by
+    each layer), mask features [B, T, D, h, w], image sizes [B, 2]."""
     B, T = dims(variant)
     inter = load(variant, 'intermediates_eval.pt')
     hs = inter['deformable_transformer']['hs']
     L = len(hs)
-    hidden = torch.stack([bt(hs[l], B, T) + voc_per_level[l][:, None] for l in range(L)])
+    hidden = torch.stack([bt(hs[l], B, T) + voc_per_layer[l][:, None] for l in range(L)])
     init_ref = bt(inter['deformable_transformer']['init_reference'], B, T)
     inter_ref = inter['deformable_transformer']['inter_references']
-    refs = [init_ref] + [bt(inter_ref[l], B, T) for l in range(L - 1)]
-    mask_refs = [bt(inter_ref[l][..., :2], B, T) for l in range(L)]
+    refs = [init_ref] + [bt(inter_ref[l], B, T) for l in range(L)]
     feats = inter['spatial_decoder']['decoded_frame_features']
     feats = feats.view(T, B, *feats.shape[1:]).transpose(0, 1)
     sizes = torch.stack([t['size'] for t in load(variant, 'inputs.pt')['eval_targets'][0]])
-    return hidden, refs, mask_refs, feats, sizes
+    return hidden, refs, feats, sizes
 
 
-def assert_level(ours, ref):
+def assert_layer(ours, ref):
     cls, boxes, masks = ours
     torch.testing.assert_close(cls, tb_to_bt(ref['pred_cls']), rtol=0, atol=1e-5)
     torch.testing.assert_close(boxes, tb_to_bt(ref['pred_boxes']), rtol=0, atol=1e-5)
@@ -206,28 +208,30 @@ def assert_level(ours, ref):
 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_head_eval_outputs_match_official(variant):
-    """Eval: last-level VOC added to every level, level-0 heads reported."""
+    """Eval: last-layer VOC added to every decoder layer, layer-0 heads reported."""
     torch.set_num_threads(1)
     voc = load(variant, 'intermediates_eval.pt')['voc']['voc_hs'][0]
-    hidden, refs, mask_refs, feats, sizes = head_inputs(variant, [voc, voc])
+    hidden, refs, feats, sizes = head_inputs(variant, [voc, voc])
     head = build_head(variant).eval()
     with torch.no_grad():
-        out = head.forward_single(hidden[0], refs[0], mask_refs[0], feats, sizes, 0)
-    assert_level(out, load(variant, 'outputs_eval.pt'))
+        out = head.forward_single(hidden[0], refs[0], refs[1][..., :2], feats, sizes, 0)
+    assert_layer(out, load(variant, 'outputs_eval.pt'))
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_head_train_outputs_match_official(variant):
     torch.set_num_threads(1)
     ref = load(variant, 'outputs_train.pt')
-    hidden, refs, mask_refs, feats, sizes = head_inputs(
+    hidden, refs, feats, sizes = head_inputs(
         variant, [ref['aux_outputs'][0]['pred_logit'], ref['pred_logit']])
     head = build_head(variant).train()
     with torch.no_grad():
-        all_cls, all_boxes, all_masks = head(hidden, refs, mask_refs, feats, sizes)
+        all_cls, all_boxes, all_masks = head(hidden, refs, feats, sizes)
     assert all_cls.shape[0] == 2
-    assert_level((all_cls[1], all_boxes[1], all_masks[1]), ref)
-    assert_level((all_cls[0], all_boxes[0], all_masks[0]), ref['aux_outputs'][0])
+    assert_layer((all_cls[1], all_boxes[1], all_masks[1]), ref)
+    assert_layer((all_cls[0], all_boxes[0], all_masks[0]), ref['aux_outputs'][0])
+    with pytest.raises(ValueError, match='references'):
+        head(hidden, refs[:-1], feats, sizes)
 
 
 # ---------------------------------------------------------------------- matcher + losses
@@ -406,27 +410,29 @@ def eval_samples(variant):
 def test_predict_matches_official_postprocess(variant):
     ref, golden = load(variant, 'outputs_eval.pt'), load(variant, 'postprocess.pt')
     head = build_head(variant, test_cfg=dict(return_all_queries=True))
-    samples = head.predict_by_feat(tb_to_bt(ref['pred_cls']), tb_to_bt(ref['pred_masks']),
-                                   eval_samples(variant))
+    metas = [s.metainfo for s in eval_samples(variant)]
+    results = head.predict_by_feat(tb_to_bt(ref['pred_cls']), tb_to_bt(ref['pred_masks']), metas)
     B, T = dims(variant)
+    assert all(len(r) == T for r in results)  # one item per frame
     if 'ref_youtube_vos' in golden:
-        for sample, video in zip(samples, golden['ref_youtube_vos']['outputs']):
-            assert tuple(sample.metainfo['ori_shape']) == tuple(video['original_frame_size'])
-            assert torch.equal(sample.pred_masks, video['pred_masks'][:, 0].bool())
-            assert sample.pred_scores.shape == (T,)
+        for meta, result, video in zip(metas, results, golden['ref_youtube_vos']['outputs']):
+            assert tuple(meta['ori_shape']) == tuple(video['original_frame_size'])
+            assert torch.equal(result.masks, video['pred_masks'][:, 0].bool())
+            assert result.scores.shape == (T,)
     frames = golden['a2d_sentences']['outputs']
     assert len(frames) == T * B
     for f, frame in enumerate(frames):
         t, b = divmod(f, B)
-        inst = samples[b].pred_instances
-        torch.testing.assert_close(inst.scores[:, t], frame['scores'], rtol=0, atol=1e-6)
+        result = results[b]
+        torch.testing.assert_close(result.query_scores[t], frame['scores'], rtol=0, atol=1e-6)
+        assert torch.equal(result.masks[t], result.query_masks[t, result.query_index[t]])
         if 'masks' in frame:
-            assert torch.equal(inst.masks[:, t], frame['masks'][:, 0].bool())
+            assert torch.equal(result.query_masks[t], frame['masks'][:, 0].bool())
         else:
             mask_util = pytest.importorskip('pycocotools.mask')
             for q, rle in enumerate(frame['rle_masks']):
                 decoded = torch.from_numpy(mask_util.decode(rle)).bool()
-                assert torch.equal(inst.masks[q, t], decoded)
+                assert torch.equal(result.query_masks[t, q], decoded)
 
 
 # ---------------------------------------------------------------------- small units
@@ -437,8 +443,11 @@ def test_aligned_bilinear_and_dynamic_head_shapes():
     assert up.shape == (2, 3, 10, 14)
     # CondInst alignment: odd output pixels (stride-2 centres) reproduce the input exactly
     torch.testing.assert_close(up[..., 1::2, 1::2], x, rtol=0, atol=1e-6)
-    with pytest.raises(ValueError):
-        aligned_bilinear(x, 1.5)
+    from mmdet.models.utils import aligned_bilinear as mmdet_aligned_bilinear
+    assert aligned_bilinear is mmdet_aligned_bilinear  # reused, not re-implemented
+    # the head only calls it with an integer factor feat_stride // out_stride
+    with pytest.raises(ValueError, match='feat_stride 6 must be a multiple of out_stride 4'):
+        DynamicMaskHead(feat_stride=6, out_stride=4)
     head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3, rel_coord=True, feat_stride=8, out_stride=4)
     assert head.num_gen_params == (10 * 8 + 8 * 8 + 8) + (8 + 8 + 1)
     out = head(torch.randn(2, 3, 8, 4, 6), torch.randn(2, 3, 5, head.num_gen_params), torch.rand(2, 3, 5, 2),
@@ -501,18 +510,18 @@ def test_head_loss_and_predict_entry_points(variant):
     torch.set_num_threads(1)
     ref, golden = load(variant, 'outputs_train.pt'), load(variant, 'losses_train.pt')
     voc = torch.stack([ref['aux_outputs'][0]['pred_logit'], ref['pred_logit']])
-    hidden, refs, mask_refs, feats, _ = head_inputs(variant, list(voc))
+    hidden, refs, feats, _ = head_inputs(variant, list(voc))
     head = build_head(variant)
-    losses = head.loss(hidden, refs, mask_refs, feats, voc, ref['text_sentence_feature'], data_samples(variant))
+    losses = head.loss(hidden, refs, feats, voc, ref['text_sentence_feature'], data_samples(variant))
     torch.testing.assert_close(sum(losses.values()), golden['total_weighted_loss'], rtol=1e-5, atol=1e-5)
 
     voc_eval = load(variant, 'intermediates_eval.pt')['voc']['voc_hs'][0]
-    hidden, refs, mask_refs, feats, _ = head_inputs(variant, [voc_eval, voc_eval])
+    hidden, refs, feats, _ = head_inputs(variant, [voc_eval, voc_eval])
     with torch.no_grad():
-        samples = head.eval().predict(hidden, refs, mask_refs, feats, eval_samples(variant))
+        results = head.eval().predict(hidden, refs, feats, eval_samples(variant))
     post = load(variant, 'postprocess.pt')
     if 'ref_youtube_vos' in post:
-        for sample, video in zip(samples, post['ref_youtube_vos']['outputs']):
-            assert torch.equal(sample.pred_masks, video['pred_masks'][:, 0].bool())
+        for result, video in zip(results, post['ref_youtube_vos']['outputs']):
+            assert torch.equal(result.masks, video['pred_masks'][:, 0].bool())
     else:
-        assert samples[0].pred_masks.shape == (1, 90, 135)
+        assert results[0].masks.shape == (1, 90, 135)

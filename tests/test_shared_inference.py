@@ -1,11 +1,13 @@
-"""Shared inference path of SOC: one backbone pass per clip for all expressions, long videos in clips,
-fused inference kernels, and the batch sampler that groups a video's expressions."""
+"""Video inference layer (``soc_mm.models.inference``): one backbone pass per clip for all expressions,
+long videos in clips, expression batches, identical clips known from the metainfo clip key, the batch
+sampler that groups a video's expressions, and the fused kernels as a build-time option."""
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
 
 from conftest import FIXTURE_ROOT, REPO_ROOT
 
@@ -21,26 +23,33 @@ def tiny_model_cfg():
     return cfg
 
 
-@pytest.fixture(scope='module')
-def model():
+def build_tiny(**test_cfg):
     import soc_mm  # noqa: F401
     from soc_mm.registry import MODELS
     init_default_scope('soc_mm')
+    cfg = tiny_model_cfg().model
+    cfg.test_cfg = dict(cfg.get('test_cfg') or {}, **test_cfg)
+    return MODELS.build(cfg)
+
+
+@pytest.fixture(scope='module')
+def model():
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    m = MODELS.build(tiny_model_cfg().model)
+    m = build_tiny()
     m.init_weights()
     return m.eval()
 
 
 def make_batch(model, num_frames=4, size=(64, 96), expressions=EXPRESSIONS, seed=0):
-    """One random clip through the data preprocessor -> inputs [1, T, 3, H, W], one sample per expression."""
+    """One random clip (video ``v{seed}``) through the data preprocessor -> inputs [1, T, 3, H, W],
+    one sample per expression."""
     from soc_mm.structures import RVOSDataSample
     g = torch.Generator().manual_seed(seed)
     h, w = size
     clip = torch.randint(0, 256, (num_frames, 3, h, w), dtype=torch.uint8, generator=g)
     samples = [RVOSDataSample(metainfo=dict(img_shape=(h, w - 6), ori_shape=(2 * h, 2 * w), expression=e,
-                                            frame_ids=[str(i) for i in range(num_frames)]))
+                                            video_id=f'v{seed}', frame_ids=[str(i) for i in range(num_frames)]))
                for e in expressions]
     data = model.data_preprocessor(dict(inputs=[clip], data_samples=[samples[0]]), False)
     meta = data['data_samples'][0].metainfo
@@ -49,87 +58,147 @@ def make_batch(model, num_frames=4, size=(64, 96), expressions=EXPRESSIONS, seed
     return data['inputs'], samples
 
 
-def head_logits(model, feats, b):
-    hidden, refs, mask_refs, mask_feats = model.head_inputs(feats)
-    lvl = model.output_level
-    cls, _, masks = model.bbox_head.forward_single(hidden[lvl, b:b + 1], refs[lvl][b:b + 1],
-                                                   mask_refs[lvl, b:b + 1], mask_feats[b:b + 1],
-                                                   feats['img_shapes'][b:b + 1], lvl)
-    return cls, masks
+def clones(samples):
+    return [s.clone() for s in samples]
 
 
+def assert_same_predictions(a, b):
+    assert torch.equal(a.pred_masks, b.pred_masks)
+    assert (a.pred_scores - b.pred_scores).abs().max() <= 1e-5
+
+
+def count_calls(module):
+    """Batch sizes of every forward of ``module``; remove the returned handle."""
+    calls = []
+
+    def hook(module, args, kwargs, output):
+        calls.append((args[0] if args else kwargs['query']).shape[0])
+
+    return calls, module.register_forward_hook(hook, with_kwargs=True)
+
+
+# ---------------------------------------------------------------------- sharing
 @pytest.mark.parametrize('num_expressions', [1, 4])
 def test_shared_path_equals_per_expression_path(model, num_expressions):
+    from soc_mm.models.detectors.batch_metainfo import get_texts
+    from soc_mm.models.inference import VideoInference, expand_clip_feats
     inputs, samples = make_batch(model, expressions=EXPRESSIONS[:num_expressions])
-    with torch.no_grad():
-        shared = model.forward_features_shared(inputs, samples, torch.zeros(num_expressions, dtype=torch.long))
-        shared_preds = model.predict_shared(inputs, [s.clone() for s in samples],
-                                            torch.zeros(num_expressions, dtype=torch.long))
-        for k, sample in enumerate(samples):
-            single = model.forward_features(inputs, [sample])
-            cls_s, masks_s = head_logits(model, shared, k)
-            cls_1, masks_1 = head_logits(model, single, 0)
-            assert (cls_s - cls_1).abs().max() <= 1e-5
-            # mask logits reach |x| ~ 1e2 with random weights: 1e-5 relative to their scale
-            assert (masks_s - masks_1).abs().max() <= 1e-5 * max(1.0, float(masks_1.abs().max()))
-            pred = model.predict(inputs, [sample.clone()])[0]
-            assert torch.equal(shared_preds[k].pred_masks, pred.pred_masks)
-            assert (shared_preds[k].pred_scores - pred.pred_scores).abs().max() <= 1e-5
-            assert pred.pred_masks.shape == (4, 128, 192) and pred.pred_masks.dtype == torch.bool
-
-
-def test_expressions_per_batch_chunks_the_text_stages(model):
-    inputs, samples = make_batch(model)
-    index = torch.zeros(len(samples), dtype=torch.long)
-    with torch.no_grad():
-        full = model.predict_shared(inputs, [s.clone() for s in samples], index)
-        model.test_cfg['expressions_per_batch'] = 3
-        try:
-            chunked = model.predict_shared(inputs, [s.clone() for s in samples], index)
-        finally:
-            del model.test_cfg['expressions_per_batch']
-    assert len(chunked) == len(samples)
-    for a, b, s in zip(full, chunked, samples):
-        assert a.expression == b.expression == s.expression
-        assert torch.equal(a.pred_masks, b.pred_masks)
-        assert (a.pred_scores - b.pred_scores).abs().max() <= 1e-5
-
-
-def test_predict_groups_identical_clips_of_a_batch(model):
-    """predict() shares the backbone between samples with identical clips (the test-loop batches)."""
-    inputs, samples = make_batch(model, expressions=EXPRESSIONS[:3])
-    other, other_samples = make_batch(model, expressions=EXPRESSIONS[3:], seed=1)
-    batch = torch.cat([inputs, other, inputs, inputs])  # clips a, b, a, a
-    batch_samples = [samples[0], other_samples[0], samples[1], samples[2]]
-    unique, clip_index = model.group_identical_clips(batch, batch_samples)
-    assert unique == [0, 1] and clip_index.tolist() == [0, 1, 0, 0]
-    calls = []
-    handle = model.backbone.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    index = torch.zeros(num_expressions, dtype=torch.long)
+    layer = model.output_layer
+    calls, handle = count_calls(model.backbone)
     try:
         with torch.no_grad():
-            grouped = model.predict(batch, [s.clone() for s in batch_samples])
-            assert calls == [2]  # one backbone pass over the 2 distinct clips
-            for b, sample in enumerate(batch_samples):
-                alone = model.predict(batch[b:b + 1], [sample.clone()])[0]
-                assert torch.equal(grouped[b].pred_masks, alone.pred_masks)
-                assert (grouped[b].pred_scores - alone.pred_scores).abs().max() <= 1e-5
+            shared_results = VideoInference(model).predict_clip(inputs, clones(samples), index)
+            assert calls == [1]  # one backbone pass over the one clip for every expression
+            # the head inputs of the shared path: clip features repeated for the expressions
+            clip_feats = model.extract_feat(inputs, samples[:1])
+            shared = model.forward_transformer(**expand_clip_feats(clip_feats, index, inputs.shape[1]),
+                                               **model.extract_text_feat(get_texts(samples)))
+            for k, sample in enumerate(samples):
+                single = model(inputs, [sample], mode='tensor')
+                cls, _, masks = model.bbox_head.forward_single(
+                    shared['hidden_states'][layer, k:k + 1], shared['references'][layer][k:k + 1],
+                    shared['references'][layer + 1][k:k + 1, ..., :2], shared['mask_feats'][k:k + 1],
+                    torch.tensor([sample.img_shape]), layer)
+                assert (cls - single['cls'][layer]).abs().max() <= 1e-5
+                # mask logits reach |x| ~ 1e2 with random weights: 1e-5 relative to their scale
+                scale = max(1.0, float(single['masks'][layer].abs().max()))
+                assert (masks - single['masks'][layer]).abs().max() <= 1e-5 * scale
+                pred = model.predict(inputs, [sample.clone()])[0]
+                assert torch.equal(shared_results[k].masks, pred.pred_masks)
+                assert (shared_results[k].scores - pred.pred_scores).abs().max() <= 1e-5
+                assert pred.pred_masks.shape == (4, 128, 192) and pred.pred_masks.dtype == torch.bool
     finally:
         handle.remove()
 
 
+def test_expressions_per_batch_chunks_the_text_stages(model):
+    from soc_mm.models.inference import VideoInference
+    inputs, samples = make_batch(model)
+    index = torch.zeros(len(samples), dtype=torch.long)
+    with torch.no_grad():
+        full = VideoInference(model).predict_clip(inputs, samples, index)
+        calls, handle = count_calls(model.encoder)
+        try:
+            chunked = VideoInference(model, expressions_per_batch=3).predict_clip(inputs, samples, index)
+        finally:
+            handle.remove()
+    assert calls == [3 * 4, 1 * 4]  # (pairs x frames) through the encoder: 3 expressions, then 1
+    assert len(chunked) == len(samples)
+    for a, b in zip(full, chunked):
+        assert torch.equal(a.masks, b.masks) and torch.equal(a.query_index, b.query_index)
+        assert (a.scores - b.scores).abs().max() <= 1e-5
+
+
+def test_predict_shares_clips_with_the_same_clip_key(model):
+    """predict() (the test loop) knows identical clips from the metainfo clip key, not from the tensors."""
+    from soc_mm.models.inference import group_clips
+    inputs, samples = make_batch(model, expressions=EXPRESSIONS[:3])
+    other, other_samples = make_batch(model, expressions=EXPRESSIONS[3:], seed=1)
+    batch = torch.cat([inputs, other, inputs, inputs])  # clips a, b, a, a
+    batch_samples = [samples[0], other_samples[0], samples[1], samples[2]]
+    first, clip_index = group_clips(batch_samples)
+    assert first == [0, 1] and clip_index.tolist() == [0, 1, 0, 0]
+    calls, handle = count_calls(model.backbone)
+    try:
+        with torch.no_grad():
+            grouped = model.predict(batch, clones(batch_samples))
+            assert calls == [2]  # one backbone pass over the 2 distinct clips
+            for b, sample in enumerate(batch_samples):
+                assert_same_predictions(grouped[b], model.predict(batch[b:b + 1], [sample.clone()])[0])
+            # equal tensors but no common key (another video id): not shared
+            calls.clear()
+            unkeyed = clones(batch_samples[:2])
+            unkeyed[1].set_metainfo(dict(video_id='v0-copy'))
+            model.predict(torch.cat([inputs, inputs]), unkeyed)
+            assert calls == [2]
+            # share_clips=False: every sample is its own clip
+            calls.clear()
+            model.test_cfg['share_clips'] = False
+            try:
+                model.predict(batch, clones(batch_samples))
+            finally:
+                del model.test_cfg['share_clips']
+            assert calls == [4]
+    finally:
+        handle.remove()
+    # a key shared by samples whose inputs cannot be the same clip is an error, not a silent share
+    mismatched = clones(samples[:2])
+    mismatched[1].set_metainfo(dict(img_shape=(10, 10)))
+    with pytest.raises(ValueError, match='share clip 0 but differ in img_shape'):
+        model.predict(torch.cat([inputs, inputs]), mismatched)
+
+
+def test_clip_key_from_data_info_and_metainfo():
+    from soc_mm.datasets.video_batch_sampler import clip_key
+    base = dict(video_id='v', frame_ids=['0', '1'], dataset='ref_youtube_vos')
+    assert clip_key(base) == clip_key(dict(base, exp_id='3', expression='another one'))
+    assert clip_key(base) != clip_key(dict(base, frame_ids=['1', '2']))
+    assert clip_key(base) != clip_key(dict(base, flip=True))
+    assert clip_key(base) != clip_key(dict(base, valid_frame_idx=[1]))
+    assert clip_key(base) != clip_key(dict(base, video_id='w'))
+    assert clip_key(dict(frame_ids=['0'])) is None and clip_key(dict(video_id='v')) is None
+    assert clip_key(dict(base, clip_key='c1')) == clip_key(dict(clip_key='c1')) != clip_key(dict(clip_key='c2'))
+
+
+# ---------------------------------------------------------------------- clips over time
 def test_long_video_equals_separate_clips(model):
+    """SOC.predict (tools/test.py) on a 3 x clip_len video = the three clips predicted on their own."""
     clip_len = 2
     inputs, samples = make_batch(model, num_frames=3 * clip_len, expressions=EXPRESSIONS[:2])
     inputs = inputs.expand(2, -1, -1, -1, -1)  # one clip per sample, as a test-loop batch
+    calls, handle = count_calls(model.backbone)
     model.test_cfg['clip_len'] = clip_len
     try:
         with torch.no_grad():
-            whole = model.predict(inputs, [s.clone() for s in samples])
+            whole = model.predict(inputs, clones(samples))
+            assert calls == [1, 1, 1]  # three clips, each shared by the two expressions
             del model.test_cfg['clip_len']
-            parts = [model.predict(inputs[:, t:t + clip_len], [s.clone() for s in samples])
+            parts = [model.predict(inputs[:, t:t + clip_len], clones(samples))
                      for t in range(0, 3 * clip_len, clip_len)]
     finally:
         model.test_cfg.pop('clip_len', None)
+        handle.remove()
     for k in range(len(samples)):
         assert whole[k].pred_masks.shape[0] == 3 * clip_len
         assert torch.equal(whole[k].pred_masks, torch.cat([p[k].pred_masks for p in parts]))
@@ -148,46 +217,35 @@ def test_clip_len_longer_than_video_is_the_single_forward_path(model):
     assert torch.equal(ref.pred_masks, out.pred_masks) and torch.equal(ref.pred_scores, out.pred_scores)
 
 
-def test_fast_kernels_match_reference_kernels(model):
-    from soc_mm.apis import disable_fast_kernels, enable_fast_kernels
-    # 64x96 -> stage-1 16x24 tokens: padded, shifted windows with masks are exercised
-    inputs, samples = make_batch(model, expressions=EXPRESSIONS[:1])
-    with torch.no_grad():
-        ref = model._forward(inputs, samples)
-        try:
-            # 5 Swin blocks, 2 + 2 deformable attentions, 1 dynamic mask head
-            assert enable_fast_kernels(model) == 5 + 4 + 1
-            fast = model._forward(inputs, samples)
-        finally:
-            assert disable_fast_kernels(model) == 10
-        again = model._forward(inputs, samples)
-    for key in ('cls', 'boxes', 'masks', 'hs'):
-        scale = max(1.0, float(ref[key].abs().max()))
-        assert (ref[key] - fast[key]).abs().max() <= 1e-5 * scale, key
-        assert torch.equal(ref[key], again[key])  # disabling restores the reference exactly
-    # test_cfg.fast_kernels switches them on inside predict (the test-loop path)
-    model.test_cfg['fast_kernels'] = True
-    try:
-        with torch.no_grad():
-            model.predict(inputs, [samples[0].clone()])
-        assert getattr(model.backbone.layers[0].blocks[0].attn, 'forward').__func__.__name__ == \
-            'window_attention_sdpa'
-    finally:
-        del model.test_cfg['fast_kernels']
-        disable_fast_kernels(model)
-        model._fast_kernels_enabled = False
+def test_iter_clips_and_merge():
+    from soc_mm.models.inference import iter_clips, merge_clip_results
+    video = torch.arange(2 * 7).view(2, 7)
+    assert [c.tolist() for c in iter_clips(video, 3)] == [[[0, 1, 2], [7, 8, 9]], [[3, 4, 5], [10, 11, 12]],
+                                                           [[6], [13]]]
+    assert [c.shape[1] for c in iter_clips(video, None)] == [7]
+    assert list(iter_clips(iter(range(5)), 2)) == [[0, 1], [2, 3], [4]]  # lazily read frames
+    with pytest.raises(ValueError, match='clip_len'):
+        list(iter_clips(video, 0))
+    per_clip = [[InstanceData(scores=torch.tensor([0.1, 0.2]))], [InstanceData(scores=torch.tensor([0.3]))]]
+    (merged, ) = merge_clip_results(per_clip)
+    assert merged.scores.tolist() == pytest.approx([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match='zero frames'):
+        merge_clip_results([])
 
 
-def test_shared_inputs_are_checked(model):
+def test_inference_inputs_are_checked(model):
+    from soc_mm.models.inference import VideoInference
     inputs, samples = make_batch(model, expressions=EXPRESSIONS[:2])
-    with pytest.raises(ValueError, match='clip_index'):
-        model.forward_features_shared(inputs, samples, torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match='clip_index must lie'):
-        model.forward_features_shared(inputs, samples, torch.tensor([0, 1]))
-    samples[1].set_metainfo(dict(img_shape=(10, 10)))
-    with pytest.raises(ValueError, match='differ in img_shape'):
-        model.forward_features_shared(inputs, samples, torch.zeros(2, dtype=torch.long))
-    model.test_cfg['clip_len'] = 0
+    inference = VideoInference(model)
+    with pytest.raises(ValueError, match='clip_index has 3 entries for 2 samples'):
+        inference.predict_clip(inputs, samples, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'clip_index must lie in \[0, 1\)'):
+        inference.predict_clip(inputs, samples, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match='clip_len must be None or an int >= 1, got 0'):
+        VideoInference(model, clip_len=0)
+    with pytest.raises(ValueError, match=r'test_cfg\.expressions_per_batch must be None or an int >= 1'):
+        build_tiny(expressions_per_batch=0)
+    model.test_cfg['clip_len'] = 0  # changed after the build: checked when predict reads it
     try:
         with pytest.raises(ValueError, match='clip_len'):
             model.predict(inputs, samples[:1])
@@ -195,6 +253,69 @@ def test_shared_inputs_are_checked(model):
         del model.test_cfg['clip_len']
 
 
+# ---------------------------------------------------------------------- fused kernels
+def test_fast_kernels_are_a_build_option_equal_to_the_reference(model):
+    from mmaction.models.backbones.swin import WindowAttention3D
+    from soc_mm.models.layers.fast_kernels import (FastWindowAttention3D, disable_fast_kernels,
+                                                   enable_fast_kernels, uses_fast_kernels)
+    fast = build_tiny(fast_kernels=True)
+    fast.load_state_dict(model.state_dict())
+    fast.eval()
+    assert uses_fast_kernels(fast) and not uses_fast_kernels(model)
+    assert type(fast.backbone.layers[0].blocks[0].attn) is FastWindowAttention3D
+    assert type(model.backbone.layers[0].blocks[0].attn) is WindowAttention3D
+    # 64x96 -> stage-1 16x24 tokens: padded, shifted windows with masks are exercised
+    inputs, samples = make_batch(model, expressions=EXPRESSIONS[:1])
+    with torch.no_grad():
+        ref = model(inputs, samples, mode='tensor')
+        out = fast(inputs, samples, mode='tensor')
+        # 5 Swin blocks, 2 + 2 deformable attentions, 1 dynamic mask head
+        assert disable_fast_kernels(fast) == 5 + 4 + 1
+        again = fast(inputs, samples, mode='tensor')
+        assert enable_fast_kernels(fast) == 10
+    for key in ('cls', 'boxes', 'masks', 'hidden_states'):
+        scale = max(1.0, float(ref[key].abs().max()))
+        assert (ref[key] - out[key]).abs().max() <= 1e-5 * scale, key
+        assert torch.equal(ref[key], again[key])  # switched back: the reference kernels exactly
+
+
+def test_two_models_one_with_fast_kernels_keep_their_own_kernels(model):
+    """No process-wide switch: while the fused model runs (inside its deformable attention), mmcv's
+    module-level CPU kernel is untouched and the reference model gives exactly its own results."""
+    import mmcv.ops.multi_scale_deform_attn as msda_module
+    reference_kernel = msda_module.multi_scale_deformable_attn_pytorch
+    fast = build_tiny(fast_kernels=True)
+    fast.load_state_dict(model.state_dict())
+    fast.eval()
+    inputs, samples = make_batch(model, expressions=EXPRESSIONS[:2])
+    with torch.no_grad():
+        ref_alone = model.predict(inputs.expand(2, -1, -1, -1, -1), clones(samples))
+        fast_alone = fast.predict(inputs.expand(2, -1, -1, -1, -1), clones(samples))
+        seen = {}
+
+        def inside_fast_attention(module, args):
+            if seen:
+                return
+            seen['kernel'] = msda_module.multi_scale_deformable_attn_pytorch
+            seen['reference'] = model.predict(inputs.expand(2, -1, -1, -1, -1), clones(samples))
+
+        # output_proj runs after the sampling kernel, inside the fused attention's forward
+        attn = fast.encoder.layers[0].self_attn
+        handle = attn.output_proj.register_forward_pre_hook(inside_fast_attention)
+        try:
+            fast_again = fast.predict(inputs.expand(2, -1, -1, -1, -1), clones(samples))
+        finally:
+            handle.remove()
+    assert seen['kernel'] is reference_kernel
+    for a, b in zip(seen['reference'], ref_alone):
+        assert torch.equal(a.pred_masks, b.pred_masks) and torch.equal(a.pred_scores, b.pred_scores)
+    for a, b in zip(fast_again, fast_alone):
+        assert torch.equal(a.pred_masks, b.pred_masks) and torch.equal(a.pred_scores, b.pred_scores)
+    for a, b in zip(fast_alone, ref_alone):
+        assert_same_predictions(a, b)
+
+
+# ---------------------------------------------------------------------- batch sampler and test loop
 class _Dataset:
     def __init__(self, infos):
         self.infos = infos
@@ -211,11 +332,12 @@ def test_video_batch_sampler_groups_expressions_of_a_clip():
     from soc_mm.datasets.video_batch_sampler import RVOSVideoBatchSampler
     frames = ['0', '1']
     infos = [dict(video_id='a', frame_ids=frames)] * 3 + [dict(video_id='b', frame_ids=frames)] + \
-        [dict(video_id='c', frame_ids=frames)] * 5 + [dict(video_id='c', frame_ids=['9'])]
+        [dict(video_id='c', frame_ids=frames)] * 5 + [dict(video_id='c', frame_ids=['9'])] + \
+        [dict(exp_id='no video id')] * 2
     sampler = DefaultSampler(_Dataset(infos), shuffle=False, round_up=False)
     batches = list(RVOSVideoBatchSampler(sampler, batch_size=1, max_expressions=3))
-    assert batches == [[0, 1, 2], [3], [4, 5, 6], [7, 8], [9]]
-    assert len(RVOSVideoBatchSampler(sampler, max_expressions=3)) == 5
+    assert batches == [[0, 1, 2], [3], [4, 5, 6], [7, 8], [9], [10], [11]]
+    assert len(RVOSVideoBatchSampler(sampler, max_expressions=3)) == 7
     with pytest.raises(ValueError, match='drop_last'):
         RVOSVideoBatchSampler(sampler, drop_last=True)
 
@@ -226,7 +348,7 @@ def test_test_loop_with_video_batch_sampler_shares_the_backbone(tmp_path):
     from mmengine.runner import Runner
     from soc_mm.datasets import synthetic
     data_root = str(tmp_path / 'syn')
-    synthetic.generate_ref_youtube_vos(data_root, num_train=1, num_valid=3, num_test=0, num_frames=3,
+    synthetic.generate_ref_youtube_vos(data_root, num_train=1, num_valid=3, num_test=1, num_frames=3,
                                        size=(48, 64), seed=0)
     results = {}
     for grouped in (False, True):
@@ -241,8 +363,7 @@ def test_test_loop_with_video_batch_sampler_shares_the_backbone(tmp_path):
         runner = Runner.from_cfg(cfg)
         torch.manual_seed(0)
         runner.model.init_weights()  # mask logits far from the threshold (default init: ~0)
-        calls = []
-        runner.model.backbone.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+        calls, _ = count_calls(runner.model.backbone)
         results[grouped] = (runner.test(), len(calls), len(runner.test_dataloader.dataset))
     (plain, plain_calls, num_samples), (grouped, grouped_calls, _) = results[False], results[True]
     assert plain_calls == num_samples > 3  # one backbone pass per expression

@@ -1,4 +1,4 @@
-"""The SOC detector with the official weights reproduces the official fixtures."""
+"""The SOC detector with the official weights reproduces the official fixtures; its stage contract."""
 import json
 import os.path as osp
 
@@ -8,12 +8,15 @@ from einops import rearrange
 from torch import nn
 
 import soc_mm  # noqa: F401  (shims + registries)
+from soc_mm.models.dense_heads import SOCHead
+from soc_mm.models.detectors.batch_metainfo import get_texts
 from soc_mm.models.layers import DecoderSamplingRecorder
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
 from soc_mm.official.checkpoint import convert_official_key
 from soc_mm.official.config import official_model_cfg
 from soc_mm.official.reference import fixture_batch as official_fixture_batch
+from soc_mm.official.outputs import official_outputs
 from soc_mm.official.reference import build_reference_model, zero_dropout
 
 FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
@@ -63,33 +66,67 @@ def assert_outputs_close(ours: dict, theirs: dict):
 
 
 # ---------------------------------------------------------------- intermediates
+def run_stages(model, inputs, samples):
+    """SOC's stages one by one (what ``forward_transformer`` chains), keeping every intermediate."""
+    text = model.extract_text_feat(get_texts(samples))
+    visual = model.extract_feat(inputs, samples)
+    fusion = model.fuse(visual['mlvl_feats'], visual['mlvl_masks'], visual['mlvl_pos_embeds'],
+                        text['word_feats'], text['word_padding_mask'])
+    encoder_inputs, decoder_inputs = model.pre_transformer(fusion['mlvl_feats'], visual['mlvl_masks'],
+                                                           visual['mlvl_pos_embeds'])
+    encoder_outputs = model.forward_encoder(**encoder_inputs)
+    decoder_inputs.update(model.pre_decoder(**encoder_outputs))
+    decoder_outputs = model.forward_decoder(**decoder_inputs)
+    head_inputs = model.forward_cluster(**decoder_outputs, sentence_feat=text['sentence_feat'])
+    head_inputs['mask_feats'] = model.forward_mask_feats(encoder_outputs['memory'], encoder_outputs['spatial_shapes'],
+                                                         visual['backbone_feats'][0], len(samples))
+    head_inputs['fused_sentence_feat'] = fusion['fused_sentence_feat']
+    return dict(text=text, visual=visual, encoder=encoder_outputs, decoder=decoder_outputs, head_inputs=head_inputs)
+
+
 @pytest.mark.parametrize('variant', ['ytvos_b2_t3_nc1_w0', 'a2d_b2_t3_nc1_w0', 'ytvos_b1_t10_nc1_w2'])
 def test_intermediates_match_official(variant):
     model = build_soc(variant)
     inputs, samples = fixture_batch(variant)
     ref = load(variant, 'intermediates_eval.pt')
     with torch.no_grad(), DecoderSamplingRecorder(model.decoder) as sampling:
-        feats = model.forward_features(inputs, samples)
+        stages = run_stages(model, inputs, samples)
+    with torch.no_grad():  # forward_transformer is exactly that chain, its dict feeds the head by keyword
+        head_inputs = model.forward_transformer(**stages['visual'], **stages['text'])
+    assert set(head_inputs) == {'hidden_states', 'references', 'mask_feats', 'video_queries', 'fused_sentence_feat'}
+    for key, value in stages['head_inputs'].items():
+        for ours, chained in zip(value if isinstance(value, list) else [value],
+                                 head_inputs[key] if isinstance(value, list) else [head_inputs[key]]):
+            assert torch.equal(ours, chained), key
     B = inputs.shape[0]
-    assert_close(feats['text_words'], ref['txt_proj_calls'][0].transpose(0, 1))
-    assert_close(feats['text_sentence'], ref['txt_proj_calls'][1])
+    assert_close(stages['text']['word_feats'], ref['txt_proj_calls'][0].transpose(0, 1))
+    assert_close(stages['text']['sentence_feat'], ref['txt_proj_calls'][1])
     dt = ref['deformable_transformer']
-    assert_close(rearrange(feats['hs'], 'l b t q c -> l (b t) q c'), dt['hs'])
-    assert_close(rearrange(feats['init_reference'], 'b t q n -> (b t) q n'), dt['init_reference'])
-    assert_close(rearrange(feats['inter_references'], 'l b t q n -> l (b t) q n'), dt['inter_references'])
-    assert_close(feats['voc_hs'], ref['voc']['voc_hs'])
-    assert_close(rearrange(feats['mask_features'], 'b t d h w -> (t b) d h w'),
+    frame_queries = stages['decoder']['hidden_states']  # [L, (b t), nq, C]
+    assert_close(frame_queries, dt['hs'])
+    references = stages['decoder']['references']
+    assert len(references) == frame_queries.shape[0] + 1
+    assert_close(references[0], dt['init_reference'])
+    assert_close(torch.stack(references[1:]), dt['inter_references'])
+    assert_close(head_inputs['video_queries'], ref['voc']['voc_hs'])
+    # head input: the frame queries of every layer plus the (eval: last layer's) video queries
+    assert_close(head_inputs['hidden_states'],
+                 rearrange(frame_queries, 'l (b t) q c -> l b t q c', b=B) + head_inputs['video_queries'][:, :, None])
+    assert_close(rearrange(head_inputs['mask_feats'], 'b t d h w -> (t b) d h w'),
                  ref['spatial_decoder']['decoded_frame_features'], rtol=1e-4, atol=1e-4)
-    assert_close(feats['text_sentence_feature'], load(variant, 'outputs_eval.pt')['text_sentence_feature'])
+    assert_close(head_inputs['fused_sentence_feat'], load(variant, 'outputs_eval.pt')['text_sentence_feature'])
     if 'memory' in dt:  # main variant only
-        for ours, theirs in zip(feats['memory'], dt['memory']):
+        memory, start = stages['encoder']['memory'], 0
+        for (h, w), theirs in zip(stages['encoder']['spatial_shapes'].tolist(), dt['memory']):
+            ours = rearrange(memory[:, start:start + h * w], 'n (h w) c -> n c h w', h=h, w=w)
+            start += h * w
             assert_close(ours, theirs, rtol=0, atol=1e-4)
         assert_close(sampling.samples, dt['inter_samples'], rtol=0, atol=1e-4)
         with torch.no_grad():
             full = model.backbone(inputs)  # features of all frames, before frame selection
         for ours, theirs in zip(full, ref['backbone']['features']):
             assert_close(ours, theirs)
-    assert feats['hs'].shape[:3] == (2, B, dt['hs'].shape[1] // B)
+    assert head_inputs['hidden_states'].shape[:3] == (2, B, dt['hs'].shape[1] // B)
 
 
 # ---------------------------------------------------------------- full outputs
@@ -98,7 +135,7 @@ def test_eval_outputs_match_official(variant):
     model = build_soc(variant)
     inputs, samples = fixture_batch(variant)
     with torch.no_grad():
-        outs = model.official_outputs(inputs, samples)
+        outs = official_outputs(model, inputs, samples)
     assert_outputs_close(outs, load(variant, 'outputs_eval.pt'))
 
 
@@ -107,7 +144,7 @@ def test_train_outputs_match_official(variant):
     model = zero_dropout(build_soc(variant)).train()
     inputs, samples = fixture_batch(variant)
     with torch.no_grad():
-        outs = model.official_outputs(inputs, samples)
+        outs = official_outputs(model, inputs, samples)
     assert len(outs['aux_outputs']) == 1
     assert_outputs_close(outs, load(variant, 'outputs_train.pt'))
 
@@ -164,28 +201,41 @@ def test_voc_batch_regroup_is_opt_in():
     ref = load(variant, 'intermediates_eval.pt')['voc']['voc_hs']
     model = build_soc(variant, voc_batch_regroup_compat=False)
     with torch.no_grad():
-        voc = model.forward_features(inputs, samples)['voc_hs']
-        alone = [model.forward_features(inputs[b:b + 1], samples[b:b + 1])['voc_hs'] for b in range(2)]
+        voc = model(inputs, samples, mode='tensor')['video_queries']
+        alone = [model(inputs[b:b + 1], samples[b:b + 1], mode='tensor')['video_queries'] for b in range(2)]
     # per video by default: each video's result equals running it alone
     assert_close(voc, torch.cat(alone, 1), rtol=0, atol=1e-4)
     # ... and therefore differs from the official regrouped batch (README: up to ~0.18)
     assert (voc - ref).abs().max() > 1e-2
 
 
-def test_output_level_last_uses_last_level_heads():
+def test_output_layer_last_uses_last_layer_heads():
     variant = MAIN
     inputs, samples = fixture_batch(variant)
-    model = build_soc(variant, test_cfg=dict(output_level='last'))
-    assert model.output_level == 1 and model.bbox_head.test_cfg['output_level'] == 1
+    model = build_soc(variant, test_cfg=dict(output_layer='last'))
+    assert model.output_layer == 1 and model.bbox_head.test_cfg['output_layer'] == 1
     with torch.no_grad():
-        outs = model.official_outputs(inputs, samples)
+        outs = official_outputs(model, inputs, samples)
         raw = model(inputs, samples, mode='tensor')
+        predicted = model.predict(inputs, [s.clone() for s in samples])
+        first = build_soc(variant).predict(inputs, [s.clone() for s in samples])
     assert_close(outs['pred_cls'], raw['cls'][1].transpose(0, 1))
     assert_close(outs['pred_boxes'], raw['boxes'][1].transpose(0, 1))
-    # level 0 (official eval output) differs
+    # layer 0 (official eval output) differs
     assert (raw['cls'][0] - raw['cls'][1]).abs().max() > 1e-3
-    with pytest.raises(ValueError, match='output_level'):
-        build_soc(variant, test_cfg=dict(output_level='middle'))
+    prob = raw['cls'][1].sigmoid()  # [B, T, nq, K]: the scores predict reports come from layer 1
+    for b, sample in enumerate(predicted):
+        q = int(prob[b].mean(0).max(-1)[0].argmax())
+        assert_close(sample.pred_scores, prob[b, :, q].max(-1)[0])
+    assert any(not torch.equal(a.pred_scores, b.pred_scores) for a, b in zip(predicted, first))
+    with pytest.raises(ValueError, match='output_layer'):
+        build_soc(variant, test_cfg=dict(output_layer='middle'))
+
+
+def test_old_output_level_name_is_an_error_naming_the_new_one():
+    for build in (lambda cfg: build_soc(MAIN, test_cfg=cfg), lambda cfg: SOCHead(num_pred_layer=2, test_cfg=cfg)):
+        with pytest.raises(ValueError, match=r'output_level was renamed test_cfg\.output_layer'):
+            build(dict(output_level='first'))
 
 
 def test_predict_fills_data_samples():

@@ -1,8 +1,10 @@
 """High-level inference: build a SOC model, segment the objects several expressions refer to in a video.
 
-``inference_rvos`` reads the video clip by clip (``clip_len`` frames), runs the video backbone and every
-text-independent stage once per clip for all expressions and the text-dependent stages batched over the
-expressions (``SOC.predict_shared``), so the peak memory does not grow with the video length.
+``inference_rvos`` reads the video lazily, clip by clip (``clip_len`` frames), and hands the clips to
+the model's video inference (``soc_mm.models.inference.VideoInference``, the same schedule as the test
+loop's ``SOC.predict``): the video backbone and every text-independent stage once per clip for all
+expressions, the text-dependent stages batched over the expressions, the clips merged; the peak memory
+does not grow with the video length.
 """
 import copy
 import os
@@ -16,6 +18,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from torch import nn
 
+from soc_mm.models.inference import VideoInference, iter_clips
 from soc_mm.registry import MODELS, TRANSFORMS
 from soc_mm.structures import RVOSDataSample
 
@@ -32,7 +35,7 @@ def init_model(config: Union[str, Config],
                checkpoint: Optional[str] = None,
                device: Union[str, torch.device] = 'cpu',
                cfg_options: Optional[dict] = None,
-               fast_kernels: bool = True) -> nn.Module:
+               fast_kernels: Optional[bool] = True) -> nn.Module:
     """Build a SOC model from a config, load a checkpoint and put it in eval mode.
 
     Args:
@@ -42,8 +45,9 @@ def init_model(config: Union[str, Config],
         device (str | torch.device): e.g. 'cpu', 'cuda:0'.
         cfg_options (dict, optional): overrides merged into the config
             (e.g. ``{'model.test_cfg.clip_len': 8}``).
-        fast_kernels (bool): use the fused inference kernels (``enable_fast_kernels``);
-            outputs equal the reference kernels to float rounding (~1e-6).
+        fast_kernels (bool, optional): build the model with the fused inference kernels
+            (sets ``model.test_cfg.fast_kernels``, read when the model is built; outputs equal the
+            reference kernels to float rounding, ~1e-6). None keeps the config's setting.
 
     Returns:
         nn.Module: the model in eval mode, its config in ``model.cfg``.
@@ -59,6 +63,8 @@ def init_model(config: Union[str, Config],
         config.merge_from_dict(cfg_options)
     if 'model' not in config:
         raise ValueError('init_model: the config has no "model" field')
+    if fast_kernels is not None:
+        config.model.test_cfg = dict(config.model.get('test_cfg') or {}, fast_kernels=bool(fast_kernels))
     import soc_mm  # noqa: F401  (registers every module)
     init_default_scope(config.get('default_scope', 'soc_mm'))
     model = MODELS.build(config.model)
@@ -71,9 +77,6 @@ def init_model(config: Union[str, Config],
     model.cfg = config
     model.to(device)
     model.eval()
-    if fast_kernels:
-        from soc_mm.models.layers.fast_kernels import enable_fast_kernels
-        enable_fast_kernels(model)
     return model
 
 
@@ -156,17 +159,6 @@ def iter_video_frames(video, channel_order: str = 'rgb') -> Iterator[np.ndarray]
         yield np.ascontiguousarray(frame[..., ::-1]) if channel_order == 'rgb' else frame
 
 
-def _iter_clips(frames: Iterator[np.ndarray], clip_len: int) -> Iterator[List[np.ndarray]]:
-    clip = []
-    for frame in frames:
-        clip.append(frame)
-        if len(clip) == clip_len:
-            yield clip
-            clip = []
-    if clip:
-        yield clip
-
-
 # ---------------------------------------------------------------------- inference
 def _test_transforms(model: nn.Module) -> list:
     """The non-loading transforms of the config's test pipeline (default: 360/640 resize + pack)."""
@@ -244,8 +236,8 @@ def inference_rvos(model: nn.Module,
         clip_len (int, optional): frames per clip; default ``model.test_cfg.clip_len`` or
             ``DEFAULT_CLIP_LEN`` (36).
         channel_order (str): channel order of array inputs: 'rgb' (default) or 'bgr'.
-        shared (bool): share the text-independent stages (default); False runs one full
-            forward per expression (the baseline the benchmark compares with).
+        shared (bool): share the text-independent stages (default); False gives every
+            expression its own copy of each clip (the per-expression baseline).
 
     Returns:
         list[RVOSDataSample]: one per expression, in order, with ``pred_masks`` bool Tensor
@@ -259,26 +251,26 @@ def inference_rvos(model: nn.Module,
     expressions = _check_expressions(expressions)
     clip_len = _resolve_clip_len(model, clip_len)
     transforms = _test_transforms(model)
-    per_expr = [dict(masks=[], scores=[]) for _ in expressions]
-    meta = None
-    num_frames = 0
-    for clip in _iter_clips(iter_video_frames(video, channel_order), clip_len):
-        inputs, samples = prepare_clip(model, clip, expressions, transforms)
-        if shared:
-            samples = model.predict_shared(inputs, samples, torch.zeros(len(samples), dtype=torch.long))
-        else:
-            samples = [model.predict_shared(inputs, [s], torch.zeros(1, dtype=torch.long))[0] for s in samples]
-        for k, sample in enumerate(samples):
-            per_expr[k]['masks'].append(sample.pred_masks.cpu())
-            per_expr[k]['scores'].append(sample.pred_scores.cpu())
-        meta = samples[0].metainfo
-        num_frames += len(clip)
+    num_frames, meta = 0, {}
+
+    def clip_stream():
+        nonlocal num_frames, meta
+        for frames in iter_clips(iter_video_frames(video, channel_order), clip_len):
+            inputs, samples = prepare_clip(model, frames, expressions, transforms)
+            meta = samples[0].metainfo
+            num_frames += len(frames)
+            if shared:  # one clip for every expression
+                yield inputs, samples, inputs.new_zeros(len(samples), dtype=torch.long)
+            else:  # every expression its own copy of the clip: no stage shared
+                yield (inputs.expand(len(samples), *inputs.shape[1:]), samples,
+                       torch.arange(len(samples), device=inputs.device))
+
+    inference = VideoInference.from_test_cfg(model, clip_len=clip_len)
+    merged = inference.predict_stream(clip_stream(), results_device='cpu')
     results = []
-    for k, expression in enumerate(expressions):
+    for k, (expression, result) in enumerate(zip(expressions, merged)):
         out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
                                            img_shape=meta['img_shape'], num_frames=num_frames,
                                            frame_ids=[str(i) for i in range(num_frames)]))
-        out.pred_masks = torch.cat(per_expr[k]['masks'])
-        out.pred_scores = torch.cat(per_expr[k]['scores'])
-        results.append(out)
+        results.append(model.add_pred_to_datasample([out], [result])[0])
     return results

@@ -1,18 +1,39 @@
-"""Batch sampler that puts the expressions of one video clip into one batch (shared inference)."""
-from typing import Iterator, List
+"""Which samples show the same clip (``clip_key``), and the batch sampler that puts them in one batch."""
+from typing import Hashable, Iterator, List, Mapping, Optional
 
 from torch.utils.data import BatchSampler, Sampler
 
 from soc_mm.registry import DATA_SAMPLERS
 
 
+def clip_key(info: Mapping) -> Optional[Hashable]:
+    """The identity of the clip a sample shows, from its data info or packed metainfo.
+
+    ``info['clip_key']`` when the dataset sets one; otherwise ``(video_id, frame_ids,
+    valid_frame_idx, flip)`` when the sample has a ``video_id`` and ``frame_ids`` (every RVOS
+    dataset of soc_mm: the expressions of one clip are separate samples with the same frames);
+    None (unknown: the sample is its own clip) otherwise. Samples with equal keys get equal model
+    inputs when the test pipeline is deterministic (no random transforms), which is what lets
+    ``RVOSVideoBatchSampler`` batch them and SOC's video inference run their text-independent
+    stages once.
+    """
+    if info.get('clip_key') is not None:
+        return ('clip_key', info['clip_key'])
+    if info.get('video_id') is None or info.get('frame_ids') is None:
+        return None
+    valid = info.get('valid_frame_idx')
+    return (info.get('dataset'), info['video_id'], tuple(info['frame_ids']),
+            None if valid is None else tuple(int(i) for i in valid), bool(info.get('flip', False)))
+
+
 @DATA_SAMPLERS.register_module()
 class RVOSVideoBatchSampler(BatchSampler):
-    """Group consecutive indices whose samples show the same clip (``video_id`` + ``frame_ids``).
+    """Group consecutive indices whose samples show the same clip (``clip_key``).
 
     Ref-YouTube-VOS / Ref-DAVIS test sets hold one sample per expression, the expressions of a
-    video next to each other. Batched together, ``SOC.predict`` finds the identical clips and
-    runs the video backbone once for all of them (``test_cfg.share_clips``). Use it as
+    video next to each other. Batched together, ``SOC.predict`` (``VideoInference.predict_batch``)
+    recognises the identical clips by the same ``clip_key`` of their metainfo and runs the video
+    backbone once for all of them (``test_cfg.share_clips``). Use it as
     ``test_dataloader.batch_sampler = dict(type='RVOSVideoBatchSampler')`` (mmengine passes the
     sampler and ``batch_size``).
 
@@ -42,11 +63,9 @@ class RVOSVideoBatchSampler(BatchSampler):
         self.max_expressions = max_expressions
         self.drop_last = False
 
-    def _key(self, index: int):
-        info = self.dataset.get_data_info(index)
-        if 'video_id' not in info:
-            return ('index', index)
-        return (info['video_id'], tuple(info.get('frame_ids') or ()), info.get('valid_frame_idx') is None)
+    def _key(self, index: int) -> Hashable:
+        key = clip_key(self.dataset.get_data_info(index))
+        return ('index', index) if key is None else key
 
     def __iter__(self) -> Iterator[List[int]]:
         batch, key = [], None

@@ -22,6 +22,7 @@ from soc_mm.structures import RVOSDataSample
 from .checkpoint import convert_official_state_dict
 from .config import official_model_cfg
 from .loss_names import to_official_loss_name
+from .outputs import official_outputs
 
 __all__ = ['Row', 'load_fixture_state_dict', 'fixture_batch', 'zero_dropout', 'build_reference_model',
            'compare_fixture']
@@ -173,11 +174,11 @@ def compare_fixture(fixture_dir: str) -> List[Row]:
     rows = []
     model.eval()
     with torch.no_grad():
-        rows += _compare_outputs('eval', model.official_outputs(clips, samples),
+        rows += _compare_outputs('eval', official_outputs(model, clips, samples),
                                  _load(osp.join(fixture_dir, 'outputs_eval.pt')))
     zero_dropout(model).train()
     with torch.no_grad():
-        rows += _compare_outputs('train', model.official_outputs(clips, samples),
+        rows += _compare_outputs('train', official_outputs(model, clips, samples),
                                  _load(osp.join(fixture_dir, 'outputs_train.pt')))
 
     clips, samples = fixture_batch(inputs, with_targets=True)
@@ -185,8 +186,8 @@ def compare_fixture(fixture_dir: str) -> List[Row]:
     rows += _loss_rows(model, model(clips, samples, mode='loss'), ref)
     with torch.no_grad():
         feats = model(clips, samples, mode='tensor')
-        levels = model.bbox_head.match(feats['cls'], feats['boxes'], feats['masks'], feats['voc_hs'],
-                                       feats['text_sentence_feature'], samples)
+        levels = model.bbox_head.match(feats['cls'], feats['boxes'], feats['masks'], feats['video_queries'],
+                                       feats['fused_sentence_feat'], samples)
     num_levels = len(levels)
     for call, indices in zip(ref['matcher_call_order'], ref['matcher_indices']):
         level = num_levels - 1 if call == 'final' else int(call.split('_')[1])

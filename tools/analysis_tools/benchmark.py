@@ -11,9 +11,10 @@ Examples (random weights, Swin-T, 8 frames at 360x640, 4 expressions, 2 CPU thre
 Rows of the timing table:
     reference per-expr : K full forwards, one per expression, reference kernels (the official
                          model's computation: mmaction window attention, mmcv's PyTorch MSDA)
-    per-expr           : K full forwards with the fused kernels (``soc_mm.apis.enable_fast_kernels``)
-    shared             : ``SOC.predict_shared``: backbone/neck once, text-dependent stages batched
-                         over the K expressions, fused kernels
+    per-expr           : K full forwards with the fused kernels (``test_cfg.fast_kernels``, ``init_model``'s default)
+    shared             : ``VideoInference.predict_clip`` (what ``SOC.predict`` and ``inference_rvos``
+                         run): backbone/neck once, text-dependent stages batched over the K
+                         expressions, fused kernels
 Stages: backbone, neck (+ masks, positions), text, fusion+encoder, decoder+VOC, heads (spatial
 decoder, class/box/mask heads), post-processing (trajectory choice, upsampling, thresholding).
 """
@@ -89,7 +90,7 @@ class StageTimer:
         self.times = OrderedDict((s, 0.0) for s in STAGES)
         self._wrapped = []
         m = model
-        self._wrap(m, 'extract_video_feat', 'backbone')
+        self._wrap(m, 'backbone', 'backbone')
         self._wrap(m, 'extract_text_feat', 'text')
         self._wrap(m, 'neck', 'neck')
         self._wrap(m, 'fuse', 'fusion+encoder')
@@ -169,15 +170,27 @@ def synthetic_batch(model, frames, size, num_expr, seed=0):
 
 
 def run_per_expression(model, inputs, samples):
+    from soc_mm.models.inference import VideoInference
+    inference = VideoInference(model)
     out = []
     for s in samples:
-        out += model.predict_shared(inputs, [s.clone()], torch.zeros(1, dtype=torch.long))
+        out += inference.predict_clip(inputs, [s], torch.zeros(1, dtype=torch.long, device=inputs.device))
     return out
 
 
 def run_shared(model, inputs, samples):
-    return model.predict_shared(inputs, [s.clone() for s in samples],
-                                torch.zeros(len(samples), dtype=torch.long))
+    from soc_mm.models.inference import VideoInference
+    return VideoInference(model).predict_clip(inputs, samples,
+                                              torch.zeros(len(samples), dtype=torch.long, device=inputs.device))
+
+
+def shared_head_inputs(model, inputs, samples):
+    """``head_inputs_dict`` of the shared path: one clip's features repeated for the K expressions."""
+    from soc_mm.models.detectors.batch_metainfo import get_texts
+    from soc_mm.models.inference import expand_clip_feats
+    index = torch.zeros(len(samples), dtype=torch.long, device=inputs.device)
+    clip_feats = expand_clip_feats(model.extract_feat(inputs, samples[:1]), index, inputs.shape[1])
+    return model.forward_transformer(**clip_feats, **model.extract_text_feat(get_texts(samples)))
 
 
 @contextmanager
@@ -220,11 +233,13 @@ def count_flops(model, inputs, samples):
             self.soc, self.k = soc, k
 
         def forward(self, x):
-            feats = self.soc.forward_features_shared(x, samples[:self.k], torch.zeros(self.k, dtype=torch.long))
-            hidden, refs, mask_refs, mask_feats = self.soc.head_inputs(feats)
-            lvl = self.soc.output_level
-            return self.soc.bbox_head.forward_single(hidden[lvl], refs[lvl], mask_refs[lvl], mask_feats,
-                                                     feats['img_shapes'], lvl)
+            from soc_mm.models.detectors.batch_metainfo import img_shapes_tensor
+            head_inputs = shared_head_inputs(self.soc, x, samples[:self.k])
+            layer = self.soc.output_layer
+            return self.soc.bbox_head.forward_single(
+                head_inputs['hidden_states'][layer], head_inputs['references'][layer],
+                head_inputs['references'][layer + 1][..., :2], head_inputs['mask_feats'],
+                img_shapes_tensor(samples[:self.k], x.device), layer)
 
     res = {}
     for k in sorted({1, len(samples)}):
@@ -333,12 +348,11 @@ def main(argv=None):
 
         # numerics: shared vs per-expression (same kernels)
         with torch.no_grad():
-            fs = model.forward_features_shared(inputs, samples, torch.zeros(K, dtype=torch.long))
+            shared = shared_head_inputs(model, inputs, samples)['hidden_states']
             diffs = []
             for k, s in enumerate(samples):
-                f1 = model.forward_features(inputs, [s])
-                lvl = model.output_level
-                diffs.append(float((fs['hs_voc'][lvl, k] - f1['hs_voc'][lvl, 0]).abs().max()))
+                single = model(inputs, [s], mode='tensor')['hidden_states']
+                diffs.append(float((shared[model.output_layer, k] - single[model.output_layer, 0]).abs().max()))
 
         print(f'\nSOC inference, {T} frames at {args.size[0]}x{args.size[1]}, K = {K} expressions, '
               f'repeat {args.repeat} (median)')

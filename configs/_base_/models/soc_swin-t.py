@@ -72,4 +72,4 @@ model = dict(
             dict(type='VideoGIoUCost', weight=2.0)])),
     # output_level 'first' = the official eval path (level-0 heads + last-level VOC);
     # 'last' uses the last decoder level's heads.
-    test_cfg=dict(output_level='first', return_all_queries=False))
+    test_cfg=dict(output_layer='first', return_all_queries=False))

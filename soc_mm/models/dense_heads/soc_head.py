@@ -17,27 +17,30 @@ from soc_mm.structures import RVOSDataSample
 
 @MODELS.register_module()
 class SOCHead(BaseModule):
-    """SOC's per-decoder-level heads and criterion.
+    """SOC's per-decoder-layer heads and criterion.
 
-    Per level ``l`` (``hs = frame queries + VOC video queries``, [B, T, nq, C]):
+    Per decoder layer ``l`` (``hs = frame queries + VOC video queries``, [B, T, nq, C]):
     ``cls = cls_branches[l](hs)`` [.., K]; ``boxes = sigmoid(reg_branches[l](hs) + inverse_sigmoid(ref))``
     (``ref`` 2-d: only cx, cy are shifted); ``masks = mask_head(mask_feats, controller(hs), mask_ref)``.
 
-    Interface used by the detector:
+    Interface used by the detector (the keys of ``SOC.forward_transformer``'s ``head_inputs_dict``):
 
-    * ``forward(hidden_states, references, mask_references, mask_feats, img_sizes)``
+    * ``forward(hidden_states, references, mask_feats, img_sizes)``
       - hidden_states: [L, B, T, nq, C] (or list of L [B, T, nq, C]);
-      - references: list of L [B, T, nq, 2|4], the reference each level's box head adds to
-        (init reference for l = 0, the reference refined by level l-1 otherwise);
-      - mask_references: [L, B, T, nq, 2] (or list), normalised cx, cy refined by level l itself;
+      - references: list of L+1 [B, T, nq, 2|4]: the initial reference, then the reference refined
+        by each layer. Layer l's boxes add to ``references[l]``, its masks are centred on
+        ``references[l + 1][..., :2]`` (the cx, cy it refined itself);
       - mask_feats: [B, T, D, h, w]; img_sizes: [B, 2] unpadded (h, w).
       Returns ``(all_cls [L, B, T, nq, K], all_boxes [L, B, T, nq, 4], all_masks [L, B, T, nq, h', w'])``.
-    * ``loss(..., voc_embeds [L, B, nq, C], sentence_feat [B, C], batch_data_samples)`` -> weighted
-      loss dict: ``loss_cls, loss_bbox, loss_iou, loss_mask`` (mask focal), ``loss_dice, loss_con``
-      for the last level and ``d{l}.<name>`` for earlier levels (official names:
+    * ``loss(..., video_queries [L, B, nq, C], fused_sentence_feat [B, C], batch_data_samples)`` ->
+      weighted loss dict: ``loss_cls, loss_bbox, loss_iou, loss_mask`` (mask focal), ``loss_dice,
+      loss_con`` for the last layer and ``d{l}.<name>`` for earlier layers (official names:
       ``soc_mm.official.loss_names``).
-    * ``match(...)`` -> per level, per video ``(query_idx, gt_idx)`` (the assignment the losses use).
-    * ``predict(...)`` / ``predict_by_feat(cls [B, T, nq, K], masks [B, T, nq, h, w], samples)``.
+    * ``match(...)`` -> per layer, per video ``(query_idx, gt_idx)`` (the assignment the losses use).
+    * ``predict(hidden_states, references, mask_feats, batch_data_samples)`` /
+      ``predict_by_feat(cls [B, T, nq, K], masks [B, T, nq, h, w], batch_img_metas)`` -> one
+      ``InstanceData`` per sample whose items are its T frames (``masks``, ``scores``, ...; see
+      ``predict_by_feat``); the detector adds them to the data samples.
 
     Targets: ``gt_instances`` (masks bool [N, T, h, w] at img_shape, boxes [N, T, 4] normalised
     cxcywh, labels [N], visible bool [N, T] (default: mask non-empty)) and metainfo ``ref_inst_idx``.
@@ -48,16 +51,16 @@ class SOCHead(BaseModule):
     Args:
         num_classes (int): K (1: "is referred" logit; 65: Ref-YouTube-VOS categories).
         embed_dims (int): C.
-        num_pred_layer (int): L, number of decoder levels with their own cls/reg branches.
+        num_pred_layer (int): L, number of decoder layers with their own cls/reg branches.
         mask_head (dict): ``DynamicMaskHead`` config.
         loss_* (dict): loss configs (mmdet FocalLoss/DiceLoss/L1Loss, SOCGIoULoss,
             QuerySentenceContrastiveLoss). Defaults = official coefficients.
         train_cfg (dict): ``assigner`` (``VideoHungarianAssigner`` config) and
             ``referred_only`` (bool, default False): keep only the referred instance of each
             sample as target (official Ref-YouTube-VOS mode; A2D uses all instances).
-        test_cfg (dict): ``output_level`` (default 0: official eval reports the first decoder
-            level's heads), ``return_all_queries`` (default False: also fill ``pred_instances``
-            with every query's masks/scores, as the official A2D post-process).
+        test_cfg (dict): ``output_layer`` (decoder layer index, default 0: official eval reports
+            the first decoder layer's heads), ``return_all_queries`` (default False: also return
+            every query's masks/scores, as the official A2D post-process).
     """
 
     def __init__(self,
@@ -86,6 +89,13 @@ class SOCHead(BaseModule):
         self.num_pred_layer = num_pred_layer
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(test_cfg or {})
+        if 'output_level' in self.test_cfg:
+            raise ValueError('SOCHead: test_cfg.output_level was renamed test_cfg.output_layer (a decoder '
+                             'layer index)')
+        layer = self.test_cfg.get('output_layer', 0)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -num_pred_layer <= layer < num_pred_layer:
+            raise ValueError(f'SOCHead: test_cfg.output_layer must be a decoder layer index in '
+                             f'[{-num_pred_layer}, {num_pred_layer}), got {layer!r}')
         assigner = self.train_cfg.get('assigner', dict(
             type='VideoHungarianAssigner',
             match_costs=[
@@ -113,7 +123,7 @@ class SOCHead(BaseModule):
         self.loss_con = MODELS.build(loss_con)
 
     def init_weights(self) -> None:
-        """Official init: class bias prior 0.01, zero last box layer (level 0 wh bias -2),
+        """Official init: class bias prior 0.01, zero last box layer (layer 0 wh bias -2),
         xavier-uniform controller with zero biases."""
         super().init_weights()
         bias = bias_init_with_prob(0.01)
@@ -130,7 +140,8 @@ class SOCHead(BaseModule):
     # ------------------------------------------------------------------ forward
     def forward_single(self, hidden_state: Tensor, reference: Tensor, mask_reference: Tensor,
                        mask_feats: Tensor, img_sizes: Tensor, layer_id: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """One level: hidden_state [B, T, nq, C] -> cls [B, T, nq, K], boxes [.., 4], masks [B, T, nq, h, w]."""
+        """One decoder layer: hidden_state [B, T, nq, C], reference [B, T, nq, 2|4], mask_reference
+        [B, T, nq, 2] -> cls [B, T, nq, K], boxes [B, T, nq, 4], masks [B, T, nq, h, w]."""
         cls = self.cls_branches[layer_id](hidden_state)
         delta = self.reg_branches[layer_id](hidden_state)
         ref = inverse_sigmoid(reference)
@@ -145,26 +156,25 @@ class SOCHead(BaseModule):
         return cls, delta.sigmoid(), masks
 
     def forward(self, hidden_states: Union[Tensor, Sequence[Tensor]], references: Sequence[Tensor],
-                mask_references: Union[Tensor, Sequence[Tensor]], mask_feats: Tensor,
-                img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """All levels (level index = branch index); see the class docstring for shapes."""
-        num_levels = len(hidden_states)
-        if not (len(references) == len(mask_references) == num_levels <= self.num_pred_layer):
-            raise ValueError(f'SOCHead: got {num_levels} hidden states, {len(references)} references, '
-                             f'{len(mask_references)} mask references for {self.num_pred_layer} levels')
-        outs = [self.forward_single(hidden_states[l], references[l], mask_references[l], mask_feats,
-                                    img_sizes, l) for l in range(num_levels)]
+                mask_feats: Tensor, img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """All decoder layers (layer index = branch index); see the class docstring for shapes."""
+        num_layers = len(hidden_states)
+        if not (len(references) == num_layers + 1 and num_layers <= self.num_pred_layer):
+            raise ValueError(f'SOCHead: got {num_layers} hidden states and {len(references)} references '
+                             f'(need {num_layers} + 1) for {self.num_pred_layer} decoder layers')
+        outs = [self.forward_single(hidden_states[l], references[l], references[l + 1][..., :2], mask_feats,
+                                    img_sizes, l) for l in range(num_layers)]
         return tuple(torch.stack(x) for x in zip(*outs))
 
     # ------------------------------------------------------------------ targets
     @staticmethod
-    def _canvas_size(batch_data_samples: Sequence[RVOSDataSample]) -> Tuple[int, int]:
-        meta = batch_data_samples[0].metainfo
+    def _canvas_size(batch_img_metas: Sequence[Union[RVOSDataSample, dict]]) -> Tuple[int, int]:
+        """Padded (H, W) of a batch: ``batch_input_shape`` / ``pad_shape``, else the largest ``img_shape``."""
+        metas = [m.metainfo if isinstance(m, RVOSDataSample) else m for m in batch_img_metas]
         for key in ('batch_input_shape', 'pad_shape'):
-            if key in meta:
-                return tuple(int(s) for s in meta[key][:2])
-        return (max(int(s.metainfo['img_shape'][0]) for s in batch_data_samples),
-                max(int(s.metainfo['img_shape'][1]) for s in batch_data_samples))
+            if key in metas[0]:
+                return tuple(int(s) for s in metas[0][key][:2])
+        return (max(int(m['img_shape'][0]) for m in metas), max(int(m['img_shape'][1]) for m in metas))
 
     def get_targets(self, batch_data_samples: Sequence[RVOSDataSample], canvas: Tuple[int, int],
                     device=None) -> Tuple[List[InstanceData], List[int]]:
@@ -205,72 +215,75 @@ class SOCHead(BaseModule):
 
     # ------------------------------------------------------------------ matching
     @torch.no_grad()
-    def _match_level(self, cls: Tensor, boxes: Tensor, masks: Tensor, voc_embeds: Optional[Tensor],
-                     sentence_feat: Optional[Tensor], targets: List[InstanceData],
+    def _match_layer(self, cls: Tensor, boxes: Tensor, masks: Tensor, video_queries: Optional[Tensor],
+                     fused_sentence_feat: Optional[Tensor], targets: List[InstanceData],
                      batch_data_samples) -> List[Tuple[Tensor, Tensor]]:
         result = []
         for b, target in enumerate(targets):
             pred = InstanceData(scores=cls[b].transpose(0, 1), boxes=boxes[b].transpose(0, 1),
                                 masks=masks[b].transpose(0, 1))
-            if voc_embeds is not None and sentence_feat is not None:
-                pred.query_embeds = voc_embeds[b]
-                pred.sentence_feat = sentence_feat[b][None].expand_as(voc_embeds[b])
+            if video_queries is not None and fused_sentence_feat is not None:
+                pred.query_embeds = video_queries[b]
+                pred.sentence_feat = fused_sentence_feat[b][None].expand_as(video_queries[b])
             result.append(self.assigner.match(pred, target, batch_data_samples[b].metainfo))
         return result
 
-    def match(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, voc_embeds: Optional[Tensor],
-              sentence_feat: Optional[Tensor], batch_data_samples: Sequence[RVOSDataSample]
+    def match(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, video_queries: Optional[Tensor],
+              fused_sentence_feat: Optional[Tensor], batch_data_samples: Sequence[RVOSDataSample]
               ) -> List[List[Tuple[Tensor, Tensor]]]:
-        """Assignment per level and video: list[L] of list[B] of (query_idx, gt_idx) long tensors.
+        """Assignment per decoder layer and video: list[L] of list[B] of (query_idx, gt_idx) long tensors.
 
         ``gt_idx`` indexes ``gt_instances`` (or the referred-only target list when
         ``train_cfg.referred_only``)."""
         targets, _ = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
                                       all_cls.device)
-        return [self._match_level(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
-                                  None if voc_embeds is None else voc_embeds[l].detach(),
-                                  None if sentence_feat is None else sentence_feat.detach(),
+        return [self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                  None if video_queries is None else video_queries[l].detach(),
+                                  None if fused_sentence_feat is None else fused_sentence_feat.detach(),
                                   targets, batch_data_samples)
                 for l in range(len(all_cls))]
 
     # ------------------------------------------------------------------ losses
-    def loss(self, hidden_states, references, mask_references, mask_feats: Tensor, voc_embeds: Tensor,
-             sentence_feat: Tensor, batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
-        """forward + ``loss_by_feat``."""
+    def loss(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
+             video_queries: Tensor, fused_sentence_feat: Tensor,
+             batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
+        """forward + ``loss_by_feat`` (arguments: the detector's ``head_inputs_dict``)."""
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
-        all_cls, all_boxes, all_masks = self(hidden_states, references, mask_references, mask_feats, img_sizes)
-        return self.loss_by_feat(all_cls, all_boxes, all_masks, voc_embeds, sentence_feat, batch_data_samples)
+        all_cls, all_boxes, all_masks = self(hidden_states, references, mask_feats, img_sizes)
+        return self.loss_by_feat(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
+                                 batch_data_samples)
 
-    def loss_by_feat(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, voc_embeds: Tensor,
-                     sentence_feat: Tensor, batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
-        """Weighted losses of every level.
+    def loss_by_feat(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, video_queries: Tensor,
+                     fused_sentence_feat: Tensor,
+                     batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
+        """Weighted losses of every decoder layer.
 
         Args:
             all_cls (Tensor): [L, B, T, nq, K] logits.
             all_boxes (Tensor): [L, B, T, nq, 4] normalised cxcywh.
             all_masks (Tensor): [L, B, T, nq, h, w] logits on the padded canvas at the mask stride.
-            voc_embeds (Tensor): [L, B, nq, C] VOC outputs of each level.
-            sentence_feat (Tensor): [B, C] sentence feature of the contrastive loss.
+            video_queries (Tensor): [L, B, nq, C] VOC outputs of each decoder layer.
+            fused_sentence_feat (Tensor): [B, C] sentence feature of the contrastive loss.
         """
         canvas = self._canvas_size(batch_data_samples)
         targets, ref_indices = self.get_targets(batch_data_samples, canvas, all_cls.device)
         num_masks = self._num_masks(targets)
-        num_levels = len(all_cls)
+        num_layers = len(all_cls)
         losses = {}
-        for l in range(num_levels):
-            indices = self._match_level(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
-                                        voc_embeds[l].detach(), sentence_feat.detach(), targets,
+        for l in range(num_layers):
+            indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                        video_queries[l].detach(), fused_sentence_feat.detach(), targets,
                                         batch_data_samples)
-            level = self.loss_by_feat_single(all_cls[l], all_boxes[l], all_masks[l], voc_embeds[l],
-                                             sentence_feat, targets, ref_indices, indices, num_masks)
-            prefix = '' if l == num_levels - 1 else f'd{l}.'
-            losses.update({prefix + k: v for k, v in level.items()})
+            layer_losses = self.loss_by_feat_single(all_cls[l], all_boxes[l], all_masks[l], video_queries[l],
+                                                    fused_sentence_feat, targets, ref_indices, indices, num_masks)
+            prefix = '' if l == num_layers - 1 else f'd{l}.'
+            losses.update({prefix + k: v for k, v in layer_losses.items()})
         return losses
 
-    def loss_by_feat_single(self, cls: Tensor, boxes: Tensor, masks: Tensor, voc_embeds: Tensor,
-                            sentence_feat: Tensor, targets: List[InstanceData], ref_indices: List[int],
+    def loss_by_feat_single(self, cls: Tensor, boxes: Tensor, masks: Tensor, video_queries: Tensor,
+                            fused_sentence_feat: Tensor, targets: List[InstanceData], ref_indices: List[int],
                             indices: List[Tuple[Tensor, Tensor]], num_masks: float) -> Dict[str, Tensor]:
-        """Losses of one level given the assignment (same for every frame of a video)."""
+        """Losses of one decoder layer given the assignment (same for every frame of a video)."""
         B, T, nq, K = cls.shape
         # class: positives = the query matched to the referred object, on frames where it is visible
         cls_target = torch.zeros_like(cls)
@@ -286,7 +299,7 @@ class SOCHead(BaseModule):
                 raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
             cls_target[b, target.visible[ref], q, label] = 1
         loss_cls = self.loss_cls(cls.reshape(-1, K), cls_target.reshape(-1, K), avg_factor=num_masks)
-        loss_con = self.loss_con(voc_embeds, sentence_feat, target_query)
+        loss_con = self.loss_con(video_queries, fused_sentence_feat, target_query)
 
         # masks / boxes of every matched pair on every frame (absent frames included)
         pred_masks, gt_masks, pred_boxes, gt_boxes = [], [], [], []
@@ -319,51 +332,62 @@ class SOCHead(BaseModule):
         return torch.tensor([list(s.metainfo['img_shape'][:2]) for s in batch_data_samples],
                             dtype=torch.long, device=device)
 
-    def predict(self, hidden_states, references, mask_references, mask_feats: Tensor,
-                batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True) -> List[RVOSDataSample]:
-        """Run the heads of level ``test_cfg.output_level`` (default 0) and post-process."""
-        level = int(self.test_cfg.get('output_level', 0))
+    def predict(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
+                batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True) -> List[InstanceData]:
+        """Heads of decoder layer ``test_cfg.output_layer`` (default 0), then ``predict_by_feat``."""
+        layer = int(self.test_cfg.get('output_layer', 0)) % len(hidden_states)
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
-        cls, _, masks = self.forward_single(hidden_states[level], references[level], mask_references[level],
-                                            mask_feats, img_sizes, level)
-        return self.predict_by_feat(cls, masks, batch_data_samples, rescale=rescale)
+        cls, _, masks = self.forward_single(hidden_states[layer], references[layer],
+                                            references[layer + 1][..., :2], mask_feats, img_sizes, layer)
+        return self.predict_by_feat(cls, masks, [s.metainfo for s in batch_data_samples], rescale=rescale)
 
     @torch.no_grad()
-    def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_data_samples: Sequence[RVOSDataSample],
-                        rescale: bool = True) -> List[RVOSDataSample]:
-        """Fill ``pred_masks`` bool [T, H0, W0] / ``pred_scores`` [T] (and ``pred_instances``).
+    def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_img_metas: Sequence[dict],
+                        rescale: bool = True) -> List[InstanceData]:
+        """Post-process: one ``InstanceData`` per sample whose items are its T frames.
 
         The referred trajectory is the query with the highest time-averaged max class
         probability (official Ref-YouTube-VOS rule). Mask logits are upsampled bilinearly to the
         padded input size, thresholded at 0.5 after sigmoid, cropped to ``img_shape`` and
-        (``rescale``) resized to ``ori_shape`` with nearest interpolation. ``pred_scores`` are the
-        per-frame max class probabilities of that query.
+        (``rescale``) resized to ``ori_shape`` with nearest interpolation.
 
         Args:
             cls (Tensor): [B, T, nq, K] class logits.
             masks (Tensor): [B, T, nq, h, w] mask logits.
+            batch_img_metas (list[dict]): ``img_shape``, ``ori_shape`` (``rescale``) and the padded
+                size (``batch_input_shape`` / ``pad_shape``, else the largest ``img_shape``).
+
+        Returns:
+            list[InstanceData]: per sample, fields over its T frames: ``masks`` bool [T, H0, W0]
+            (the referred query's), ``scores`` [T] (its per-frame max class probability),
+            ``query_index`` int64 [T] (the referred query); with ``test_cfg.return_all_queries``
+            also ``query_masks`` bool [T, nq, H0, W0] and ``query_scores`` [T, nq] (first-class
+            probability of every query). The results of consecutive clips concatenate with
+            ``InstanceData.cat``.
         """
-        canvas = self._canvas_size(batch_data_samples)
+        canvas = self._canvas_size(batch_img_metas)
         prob = cls.sigmoid()
         traj = prob.mean(1).max(-1)[0].argmax(-1)  # [B]
         return_all = bool(self.test_cfg.get('return_all_queries', False))
-        for b, sample in enumerate(batch_data_samples):
+        results = []
+        for b, meta in enumerate(batch_img_metas):
             q = traj[b]
-            sample.pred_masks = self._binarize(masks[b, :, q][:, None], sample, canvas, rescale)[:, 0]
-            sample.pred_scores = prob[b, :, q].max(-1)[0]
+            result = InstanceData()
+            result.masks = self._binarize(masks[b, :, q][:, None], meta, canvas, rescale)[:, 0]
+            result.scores = prob[b, :, q].max(-1)[0]
+            result.query_index = q.expand(prob.shape[1]).clone()
             if return_all:
-                all_masks = self._binarize(masks[b], sample, canvas, rescale)  # [T, nq, H0, W0]
-                sample.pred_instances = InstanceData(masks=all_masks.transpose(0, 1),
-                                                     scores=prob[b, :, :, 0].transpose(0, 1))
-        return list(batch_data_samples)
+                result.query_masks = self._binarize(masks[b], meta, canvas, rescale)  # [T, nq, H0, W0]
+                result.query_scores = prob[b, :, :, 0]
+            results.append(result)
+        return results
 
     @staticmethod
-    def _binarize(logits: Tensor, sample: RVOSDataSample, canvas: Tuple[int, int], rescale: bool) -> Tensor:
+    def _binarize(logits: Tensor, meta: dict, canvas: Tuple[int, int], rescale: bool) -> Tensor:
         """logits [T, n, h, w] -> bool [T, n, H0, W0] (or [T, n, h_img, w_img] without rescale)."""
         up = F.interpolate(logits, size=canvas, mode='bilinear', align_corners=False)
-        h, w = sample.metainfo['img_shape'][:2]
+        h, w = meta['img_shape'][:2]
         binary = (up.sigmoid() > 0.5)[:, :, :h, :w]
         if rescale:
-            binary = F.interpolate(binary.float(), size=tuple(sample.metainfo['ori_shape'][:2]),
-                                   mode='nearest') > 0.5
+            binary = F.interpolate(binary.float(), size=tuple(meta['ori_shape'][:2]), mode='nearest') > 0.5
         return binary

@@ -1,7 +1,27 @@
-"""SOC detector: Semantic-assisted Object Cluster for referring video object segmentation.
+"""SOC detector (NeurIPS 2023): the model's maths, stage by stage.
 
-Split like mmdet's ``DeformableDETR``; frames of all clips are batched
-batch-major ``(b t)`` through backbone, neck and the deformable transformer.
+The stages chain like mmdet's ``DeformableDETR.forward_transformer``: each returns a dict whose
+keys are the keyword arguments of the next one.
+
+=====================  ==============================================================================
+``extract_feat``       clips -> backbone and neck features, padding masks, positions (text-independent)
+``extract_text_feat``  expressions -> word features, sentence feature
+``forward_transformer`` (text-dependent) chains:
+  ``fuse``             vision <-> language fusion -> fused levels, fused sentence feature
+  ``pre_transformer``  levels flattened -> encoder / decoder inputs
+  ``forward_encoder``  -> memory
+  ``pre_decoder``      learned queries shared by all frames, initial reference points
+  ``forward_decoder``  -> frame queries of every decoder layer, references
+  ``forward_cluster``  VOC: frame queries + sentence -> video queries; head hidden states
+  ``forward_mask_feats`` spatial decoder -> mask features
+``bbox_head``          ``**head_inputs_dict`` -> losses, or per-sample ``InstanceData`` results
+=====================  ==============================================================================
+
+Words: a *level* is a feature-pyramid level (``num_feature_levels``), a *layer* a decoder layer
+(``test_cfg.output_layer``). A batch is B (clip, expression) pairs of T frames; frames run
+batch-major ``(b t)``. Video-level inference (clips of ``clip_len`` frames, one backbone pass for
+the expressions of a clip, merging) is ``soc_mm.models.inference.VideoInference``, which
+``predict`` calls; the metainfo SOC reads is parsed in ``batch_metainfo``.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -18,52 +38,66 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
-from soc_mm.structures import RVOSDataSample
+from ..inference.video_inference import VideoInference
+from ..layers.fast_kernels import enable_fast_kernels
 from ..layers.positional_encoding import SinePositionalEncoding1D
 from ..layers.vision_language_fusion import VisionLanguageFusion
+from .batch_metainfo import (check_batch, get_frame_index, get_img_shapes, get_texts, img_shapes_tensor,
+                             padding_masks)
 
 ForwardResults = Union[Dict[str, Tensor], list]
+
+
+def resolve_output_layer(test_cfg: dict, num_layers: int) -> int:
+    """``test_cfg.output_layer`` ('first' | 'last' | decoder layer index) -> index in [0, num_layers)."""
+    if 'output_level' in test_cfg:
+        raise ValueError("test_cfg.output_level was renamed test_cfg.output_layer (a decoder layer: 'first', "
+                         f"'last' or an index); replace output_level={test_cfg['output_level']!r} by "
+                         f"output_layer={test_cfg['output_level']!r} in the config")
+    layer = test_cfg.get('output_layer', 'first')
+    if layer in ('first', 'last'):
+        return 0 if layer == 'first' else num_layers - 1
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -num_layers <= layer < num_layers:
+        raise ValueError(f"test_cfg.output_layer must be 'first', 'last' or a decoder layer index in "
+                         f'[{-num_layers}, {num_layers}), got {layer!r}')
+    return layer % num_layers
 
 
 @MODELS.register_module()
 class SOC(BaseModel):
     """SOC (NeurIPS 2023) referring video object segmentation model.
 
-    Pipeline: Video-Swin backbone (per-frame features of 4 stages) ->
-    ChannelMapper neck (stages 2-4 + one stride-64 level) -> vision/language
-    fusion (``vlf`` on every level, ``lvf`` gives the fused sentence feature)
-    -> deformable encoder/decoder with learned queries shared by all frames
-    -> VOC (frame queries of a video -> video queries, from the sentence
-    feature) -> head on ``hs[l] + voc`` (classes, boxes, dynamic masks on the
-    spatial decoder's mask features).
+    Video-Swin backbone (4 stages) -> ChannelMapper neck (stages 2-4 + one stride-64 level) ->
+    vision/language fusion (``vlf`` on every level; ``lvf`` gives the fused sentence feature) ->
+    deformable encoder/decoder with learned queries shared by all frames -> VOC (frame queries of a
+    video + sentence -> video queries) -> head on ``frame queries + video queries`` (classes, boxes,
+    dynamic masks on the spatial decoder's mask features).
 
     Args:
-        backbone, text_encoder, neck, voc, spatial_decoder, bbox_head (dict):
-            configs of the sub-modules (``VideoSwinTransformer``,
-            ``RoBERTaTextEncoder``, ``mmdet.ChannelMapper``, ``VOC``,
-            ``SOCSpatialDecoder``, ``SOCHead``).
-        encoder, decoder (dict): configs of mmdet's
-            ``DeformableDetrTransformerEncoder`` / ``Decoder``
+        backbone, text_encoder, neck, voc, spatial_decoder, bbox_head (dict): configs of the
+            sub-modules (``VideoSwinTransformer``, ``RoBERTaTextEncoder``, ``mmdet.ChannelMapper``,
+            ``VOC``, ``SOCSpatialDecoder``, ``SOCHead``).
+        encoder, decoder (dict): configs of mmdet's ``DeformableDetrTransformerEncoder`` / ``Decoder``
             (``num_layers``, ``layer_cfg``; decoder ``return_intermediate=True``).
-        positional_encoding (dict): mmdet ``SinePositionalEncoding`` args for
-            visual levels (SOC: ``num_feats=C/2, normalize=True, offset=-0.5``).
-        text_positional_encoding (dict): ``SinePositionalEncoding1D`` args
-            (SOC: ``num_feats=C``).
+        positional_encoding (dict): mmdet ``SinePositionalEncoding`` args for the feature levels
+            (SOC: ``num_feats=C/2, normalize=True, offset=-0.5``).
+        text_positional_encoding (dict): ``SinePositionalEncoding1D`` args (SOC: ``num_feats=C``).
         fusion (dict): ``VisionLanguageFusion`` args for ``vlf`` and ``lvf``.
         num_queries (int): object queries per frame.
-        num_feature_levels (int): levels of the deformable transformer.
-        with_box_refine (bool): iterative box refinement in the decoder with
-            the head's regression branches.
-        voc_batch_regroup_compat (bool): reproduce the official VOC batch
-            regrouping (frame queries ``[L, T, B]`` reshaped, not transposed,
-            to ``[L*B, T]``), which mixes videos when B > 1 and T > 1. Only
-            for comparing with the official code; default False (per video).
+        num_feature_levels (int): feature levels of the deformable transformer.
+        with_box_refine (bool): iterative box refinement in the decoder with the head's
+            regression branches.
+        voc_batch_regroup_compat (bool): reproduce the official VOC batch regrouping (frame queries
+            ``[L, T, B]`` reshaped, not transposed, to ``[L*B, T]``), which mixes videos when B > 1
+            and T > 1. Only for comparing with the official code; default False (per video).
         train_cfg (dict): passed to the head.
-        test_cfg (dict): passed to the head; ``output_level`` ('first' |
-            'last' | level index, default 'first') picks the decoder level whose
-            heads give the eval outputs (the head receives the index). The
-            official eval returns level 0 (with the VOC output of the last
-            level added); 'last' uses the last level's heads.
+        test_cfg (dict): passed to the head, and
+            ``output_layer`` ('first' | 'last' | index, default 'first'): the decoder layer whose
+            heads give the eval outputs (official eval: layer 0, with the last layer's VOC output);
+            ``fast_kernels`` (bool, default False): build the model with the fused inference
+            kernels (``soc_mm.models.layers.fast_kernels``; read here, at build time);
+            ``clip_len``, ``expressions_per_batch``, ``share_clips``: video inference options
+            (``VideoInference``).
         data_preprocessor (dict): ``RVOSDataPreprocessor`` config.
     """
 
@@ -90,15 +124,9 @@ class SOC(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_cfg = train_cfg
         self.test_cfg = dict(test_cfg or {})
-        num_levels = decoder['num_layers']
-        output_level = self.test_cfg.get('output_level', 'first')
-        if output_level in ('first', 'last'):
-            output_level = 0 if output_level == 'first' else num_levels - 1
-        if not isinstance(output_level, int) or not -num_levels <= output_level < num_levels:
-            raise ValueError("test_cfg.output_level must be 'first', 'last' or a decoder level index, "
-                             f'got {self.test_cfg["output_level"]!r}')
-        self.output_level = output_level
-        self.test_cfg['output_level'] = output_level  # the head takes the level index
+        self.output_layer = resolve_output_layer(self.test_cfg, decoder['num_layers'])
+        self.test_cfg['output_layer'] = self.output_layer  # the head takes the layer index
+        VideoInference.check_options(self.test_cfg)
         self.num_queries = num_queries
         self.num_feature_levels = num_feature_levels
         self.with_box_refine = with_box_refine
@@ -113,14 +141,12 @@ class SOC(BaseModel):
         decoder = copy.deepcopy(decoder)
         decoder.setdefault('post_norm_cfg', None)  # mmdet's Deformable decoder has no final norm
         self.decoder = DeformableDetrTransformerDecoder(**decoder)
-        self.embed_dims = self.encoder.embed_dims
-        C = self.embed_dims
+        self.embed_dims = C = self.encoder.embed_dims
         self.positional_encoding = SinePositionalEncoding(
             **(positional_encoding or dict(num_feats=C // 2, normalize=True, offset=-0.5)))
         if self.positional_encoding.num_feats * 2 != C:
             raise ValueError(f'positional_encoding.num_feats must be embed_dims/2 = {C // 2}')
-        self.text_positional_encoding = SinePositionalEncoding1D(
-            **(text_positional_encoding or dict(num_feats=C)))
+        self.text_positional_encoding = SinePositionalEncoding1D(**(text_positional_encoding or dict(num_feats=C)))
         fusion = fusion or dict(embed_dims=C, num_heads=8)
         self.vlf = VisionLanguageFusion(**fusion)
         self.lvf = VisionLanguageFusion(**fusion)
@@ -138,6 +164,8 @@ class SOC(BaseModel):
         if self.text_encoder.embed_dims != C:
             raise ValueError(f'text_encoder.embed_dims ({self.text_encoder.embed_dims}) must equal '
                              f'the transformer embed_dims ({C})')
+        if self.test_cfg.get('fast_kernels', False):
+            enable_fast_kernels(self)
 
     def init_weights(self) -> None:
         """Sub-modules' own init, then Deformable-DETR's transformer init (as SOC)."""
@@ -152,113 +180,111 @@ class SOC(BaseModel):
         xavier_init(self.reference_points_fc, distribution='uniform', bias=0.)
         nn.init.normal_(self.level_embed)
 
-    # ------------------------------------------------------------------ inputs
-    @staticmethod
-    def get_frame_index(batch_data_samples: Sequence, num_frames: int,
-                        device: Union[str, torch.device] = 'cpu') -> Optional[Tensor]:
-        """Indices into the ``(b t)`` frame batch of the frames kept after the
-        backbone (``valid_frame_idx`` metainfo, A2D: the annotated frame).
+    # ------------------------------------------------------------------ text-independent
+    def extract_feat(self, inputs: Tensor, batch_data_samples: Sequence) -> Dict[str, List[Tensor]]:
+        """Backbone (frames kept by ``valid_frame_idx``), neck, padding masks, positional encodings.
 
-        Returns None when every sample keeps all frames; otherwise int64
-        ``[B * T_out]`` with ``b * T + t`` (official ``valid_indices``).
+        Args:
+            inputs (Tensor): normalised, padded clips [B, T_in, 3, Hp, Wp].
+            batch_data_samples (list[RVOSDataSample]): metainfo ``img_shape``, optional
+                ``valid_frame_idx``.
+
+        Returns:
+            dict (T = frames kept): ``backbone_feats`` list of 4 [(B*T), C_i, h_i, w_i] (strides 4-32),
+            ``mlvl_feats`` / ``mlvl_pos_embeds`` lists of ``num_feature_levels`` [(B*T), C, h_l, w_l]
+            (strides 8-64), ``mlvl_masks`` list [(B*T), h_l, w_l] bool (True on padding).
         """
-        per_sample = [s.metainfo.get('valid_frame_idx', None) for s in batch_data_samples]
-        if all(idx is None for idx in per_sample):
-            return None
-        index = []
-        for b, idx in enumerate(per_sample):
-            idx = list(range(num_frames)) if idx is None else [int(i) for i in idx]
-            if not idx or any(i < 0 or i >= num_frames for i in idx):
-                raise ValueError(f'sample {b}: valid_frame_idx {per_sample[b]} must be non-empty '
-                                 f'clip indices in [0, {num_frames})')
-            index.append([b * num_frames + i for i in idx])
-        if len({len(i) for i in index}) != 1:
-            raise ValueError('all samples of a batch need the same number of valid_frame_idx, '
-                             f'got {[len(i) for i in index]}')
-        return torch.tensor(index, dtype=torch.long, device=device).flatten()
-
-    @staticmethod
-    def get_img_shapes(batch_data_samples: Sequence, pad_hw: Sequence[int]) -> List[Tuple[int, int]]:
-        """Unpadded (h, w) of every sample (metainfo ``img_shape``)."""
-        shapes = []
-        for b, sample in enumerate(batch_data_samples):
-            if 'img_shape' not in sample:
-                raise ValueError(f'sample {b}: metainfo img_shape (unpadded h, w) is missing')
-            h, w = (int(v) for v in sample.img_shape[:2])
-            if h > pad_hw[0] or w > pad_hw[1]:
-                raise ValueError(f'sample {b}: img_shape {(h, w)} exceeds the padded input {tuple(pad_hw)}')
-            shapes.append((h, w))
-        return shapes
-
-    @staticmethod
-    def get_texts(batch_data_samples: Sequence) -> List[str]:
-        """Referring expressions (metainfo ``expression``)."""
-        texts = []
-        for b, sample in enumerate(batch_data_samples):
-            if 'expression' not in sample:
-                raise ValueError(f'sample {b}: metainfo expression (referring text) is missing')
-            texts.append(sample.expression)
-        return texts
-
-    @staticmethod
-    def padding_masks(img_shapes: Sequence[Tuple[int, int]], pad_hw: Sequence[int], frames_per_video: int,
-                      device: Union[str, torch.device]) -> Tensor:
-        """bool ``[(B*T), Hp, Wp]``, True on padded pixels (bottom/right)."""
-        masks = torch.ones(len(img_shapes), *pad_hw, dtype=torch.bool, device=device)
-        for b, (h, w) in enumerate(img_shapes):
-            masks[b, :h, :w] = False
-        return masks.repeat_interleave(frames_per_video, dim=0)
-
-    # ------------------------------------------------------------------ features
-    def extract_video_feat(self, inputs: Tensor, frame_index: Optional[Tensor] = None) -> List[Tensor]:
-        """inputs [B, T, 3, H, W] -> backbone maps [(B*T_out), C_i, h_i, w_i]."""
-        feats = self.backbone(inputs)
+        check_batch(inputs, batch_data_samples)
+        B, T_in = inputs.shape[:2]
+        pad_hw = tuple(inputs.shape[-2:])
+        frame_index = get_frame_index(batch_data_samples, T_in, inputs.device)
+        T = T_in if frame_index is None else frame_index.numel() // B
+        img_shapes = get_img_shapes(batch_data_samples, pad_hw)
+        backbone_feats = self.backbone(inputs)
         if frame_index is not None:
-            feats = [f.index_select(0, frame_index) for f in feats]
-        return feats
+            backbone_feats = [f.index_select(0, frame_index) for f in backbone_feats]
+        masks = padding_masks(img_shapes, pad_hw, T, inputs.device)
+        mlvl_feats = self.neck(tuple(backbone_feats[-self.num_backbone_levels:]))
+        if len(mlvl_feats) != self.num_feature_levels:
+            raise ValueError(f'the neck gives {len(mlvl_feats)} levels, num_feature_levels is '
+                             f'{self.num_feature_levels}')
+        mlvl_masks = [F.interpolate(masks[None].float(), size=f.shape[-2:]).to(torch.bool)[0] for f in mlvl_feats]
+        return dict(backbone_feats=list(backbone_feats), mlvl_feats=list(mlvl_feats), mlvl_masks=mlvl_masks,
+                    mlvl_pos_embeds=[self.positional_encoding(m) for m in mlvl_masks])
 
-    def extract_text_feat(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
-        """-> word features [B, S, C], word padding mask [B, S], sentence feature [B, C]."""
-        return self.text_encoder(texts)
+    def extract_text_feat(self, texts: Sequence[str]) -> Dict[str, Tensor]:
+        """-> ``word_feats`` [B, S, C], ``word_padding_mask`` [B, S] (True on padding),
+        ``sentence_feat`` [B, C] (projected pooler output; drives VOC)."""
+        word_feats, word_padding_mask, sentence_feat = self.text_encoder(texts)
+        return dict(word_feats=word_feats, word_padding_mask=word_padding_mask, sentence_feat=sentence_feat)
 
-    def fuse(self, mlvl_feats: Sequence[Tensor], mlvl_masks: Sequence[Tensor], mlvl_pos: Sequence[Tensor],
-             words: Tensor, word_mask: Tensor, num_videos: int) -> Tuple[List[Tensor], Tensor]:
-        """Vision-language fusion of the neck levels.
+    # ------------------------------------------------------------------ text-dependent
+    def forward_transformer(self, backbone_feats: List[Tensor], mlvl_feats: List[Tensor],
+                            mlvl_masks: List[Tensor], mlvl_pos_embeds: List[Tensor], word_feats: Tensor,
+                            word_padding_mask: Tensor, sentence_feat: Tensor) -> Dict:
+        """Everything between the features (``extract_feat`` / ``extract_text_feat``, one pair per
+        batch entry) and the head.
 
-        Every level: the visual tokens of a video (``t h w``) attend to the
-        words (``vlf``). The words attend to the visual tokens (``lvf``, keys
-        with the level's 2-D position) of the last backbone-derived level
-        (stride 32); SOC computes ``lvf`` on the strides 8/16 too but never
+        Returns ``head_inputs_dict`` (L decoder layers, L' = layers clustered by VOC: L in
+        training, the last one in eval): ``hidden_states`` [L, B, T, nq, C] (frame queries + video
+        queries), ``references`` list of L+1 [B, T, nq, 2|4] (initial, then refined by each layer),
+        ``mask_feats`` [B, T, D, h4, w4], ``video_queries`` [L', B, nq, C],
+        ``fused_sentence_feat`` [B, C] (mean of the fused words; contrastive loss).
+        """
+        fusion_outputs_dict = self.fuse(mlvl_feats, mlvl_masks, mlvl_pos_embeds, word_feats, word_padding_mask)
+        encoder_inputs_dict, decoder_inputs_dict = self.pre_transformer(
+            fusion_outputs_dict['mlvl_feats'], mlvl_masks, mlvl_pos_embeds)
+        encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)
+        decoder_inputs_dict.update(self.pre_decoder(**encoder_outputs_dict))
+        decoder_outputs_dict = self.forward_decoder(**decoder_inputs_dict)
+        head_inputs_dict = self.forward_cluster(**decoder_outputs_dict, sentence_feat=sentence_feat)
+        head_inputs_dict['mask_feats'] = self.forward_mask_feats(
+            encoder_outputs_dict['memory'], encoder_outputs_dict['spatial_shapes'], backbone_feats[0],
+            num_videos=word_feats.shape[0])
+        head_inputs_dict['fused_sentence_feat'] = fusion_outputs_dict['fused_sentence_feat']
+        return head_inputs_dict
+
+    def fuse(self, mlvl_feats: Sequence[Tensor], mlvl_masks: Sequence[Tensor], mlvl_pos_embeds: Sequence[Tensor],
+             word_feats: Tensor, word_padding_mask: Tensor) -> Dict[str, Union[List[Tensor], Tensor]]:
+        """Vision-language fusion of the feature levels.
+
+        Every level: the visual tokens of a video (``t h w``) attend to the words (``vlf``). The
+        words attend to the visual tokens (``lvf``, keys with the level's 2-D position) of the last
+        backbone-derived level (stride 32); SOC computes ``lvf`` on the strides 8/16 too but never
         uses those results, so they are skipped.
 
-        Returns: fused levels [(B*T), C, h, w] and fused words [B, S, C].
+        Returns ``mlvl_feats`` (fused) list [(B*T), C, h, w] and ``fused_sentence_feat`` [B, C]
+        (mean of the ``lvf``-fused words over non-pad tokens).
         """
-        text_pos = self.text_positional_encoding(word_mask)
+        B = word_feats.shape[0]
+        text_pos = self.text_positional_encoding(word_padding_mask)
         lvf_level = self.num_backbone_levels - 1
         fused, fused_words = [], None
         for lvl, feat in enumerate(mlvl_feats):
             h, w = feat.shape[-2:]
-            tokens = rearrange(feat, '(b t) c h w -> b (t h w) c', b=num_videos)
+            tokens = rearrange(feat, '(b t) c h w -> b (t h w) c', b=B)
             if lvl == lvf_level:
                 fused_words = self.lvf(
-                    words, tokens,
-                    key_pos=rearrange(mlvl_pos[lvl], '(b t) c h w -> b (t h w) c', b=num_videos),
-                    key_padding_mask=rearrange(mlvl_masks[lvl], '(b t) h w -> b (t h w)', b=num_videos))
-            tokens = self.vlf(tokens, words, key_pos=text_pos, key_padding_mask=word_mask)
+                    word_feats, tokens,
+                    key_pos=rearrange(mlvl_pos_embeds[lvl], '(b t) c h w -> b (t h w) c', b=B),
+                    key_padding_mask=rearrange(mlvl_masks[lvl], '(b t) h w -> b (t h w)', b=B))
+            tokens = self.vlf(tokens, word_feats, key_pos=text_pos, key_padding_mask=word_padding_mask)
             fused.append(rearrange(tokens, 'b (t h w) c -> (b t) c h w', h=h, w=w))
-        return fused, fused_words
-
-    @staticmethod
-    def sentence_from_words(words: Tensor, word_mask: Tensor) -> Tensor:
-        """Mean over non-pad tokens: [B, S, C], [B, S] -> [B, C]."""
-        valid = (~word_mask).to(words.dtype)[..., None]
-        return (words * valid).sum(1) / valid.sum(1).clamp(min=1)
+        valid = (~word_padding_mask).to(fused_words.dtype)[..., None]
+        fused_sentence_feat = (fused_words * valid).sum(1) / valid.sum(1).clamp(min=1)
+        return dict(mlvl_feats=fused, fused_sentence_feat=fused_sentence_feat)
 
     def pre_transformer(self, mlvl_feats: Sequence[Tensor], mlvl_masks: Sequence[Tensor],
-                        mlvl_pos: Sequence[Tensor]) -> Tuple[Dict, Dict]:
-        """Flatten the levels (as mmdet's ``DeformableDETR.pre_transformer``, masks given)."""
+                        mlvl_pos_embeds: Sequence[Tensor]) -> Tuple[Dict, Dict]:
+        """Flatten the levels (as mmdet's ``DeformableDETR.pre_transformer``, masks given).
+
+        Returns ``encoder_inputs_dict`` (``feat``, ``feat_mask``, ``feat_pos`` [(B*T), S, C|-],
+        ``spatial_shapes`` [levels, 2], ``level_start_index``, ``valid_ratios`` [(B*T), levels, 2])
+        and ``decoder_inputs_dict`` (``memory_mask``, ``spatial_shapes``, ``level_start_index``,
+        ``valid_ratios``).
+        """
         feat_flatten, pos_flatten, mask_flatten, spatial_shapes = [], [], [], []
-        for lvl, (feat, mask, pos) in enumerate(zip(mlvl_feats, mlvl_masks, mlvl_pos)):
+        for lvl, (feat, mask, pos) in enumerate(zip(mlvl_feats, mlvl_masks, mlvl_pos_embeds)):
             spatial_shapes.append(feat.shape[-2:])
             feat_flatten.append(feat.flatten(2).transpose(1, 2))
             pos_flatten.append(pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1))
@@ -268,356 +294,118 @@ class SOC(BaseModel):
         level_start_index = torch.cat((spatial_shapes.new_zeros((1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
         valid_ratios = torch.stack([DeformableDETR.get_valid_ratio(m) for m in mlvl_masks], 1)
         mask_flatten = torch.cat(mask_flatten, 1)
-        encoder_inputs = dict(feat=feat_flatten, feat_mask=mask_flatten, feat_pos=torch.cat(pos_flatten, 1),
-                              spatial_shapes=spatial_shapes, level_start_index=level_start_index,
-                              valid_ratios=valid_ratios)
-        decoder_inputs = dict(memory_mask=mask_flatten, spatial_shapes=spatial_shapes,
-                              level_start_index=level_start_index, valid_ratios=valid_ratios)
-        return encoder_inputs, decoder_inputs
+        encoder_inputs_dict = dict(feat=feat_flatten, feat_mask=mask_flatten, feat_pos=torch.cat(pos_flatten, 1),
+                                   spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+                                   valid_ratios=valid_ratios)
+        decoder_inputs_dict = dict(memory_mask=mask_flatten, spatial_shapes=spatial_shapes,
+                                   level_start_index=level_start_index, valid_ratios=valid_ratios)
+        return encoder_inputs_dict, decoder_inputs_dict
 
     def forward_encoder(self, feat: Tensor, feat_mask: Tensor, feat_pos: Tensor, spatial_shapes: Tensor,
-                        level_start_index: Tensor, valid_ratios: Tensor) -> Tensor:
-        """-> memory [(B*T), sum(h*w), C]."""
-        return self.encoder(query=feat, query_pos=feat_pos, key_padding_mask=feat_mask,
-                            spatial_shapes=spatial_shapes, level_start_index=level_start_index,
-                            valid_ratios=valid_ratios)
+                        level_start_index: Tensor, valid_ratios: Tensor) -> Dict[str, Tensor]:
+        """-> ``memory`` [(B*T), S, C], ``memory_mask`` [(B*T), S], ``spatial_shapes``."""
+        memory = self.encoder(query=feat, query_pos=feat_pos, key_padding_mask=feat_mask,
+                              spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+                              valid_ratios=valid_ratios)
+        return dict(memory=memory, memory_mask=feat_mask, spatial_shapes=spatial_shapes)
 
-    def pre_decoder(self, num_frames: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """Learned queries shared by every frame: zero content, ``query_embedding``
-        as position, initial reference points from a Linear.
+    def pre_decoder(self, memory: Tensor, memory_mask: Tensor, spatial_shapes: Tensor) -> Dict[str, Tensor]:
+        """Learned queries shared by every frame: zero content, ``query_embedding`` as position,
+        initial reference points from a Linear.
 
-        Returns query, query_pos [(B*T), nq, C] and reference points [(B*T), nq, 2].
+        Returns ``query``, ``query_pos`` [(B*T), nq, C], ``memory`` and ``reference_points``
+        [(B*T), nq, 2].
         """
-        query_pos = self.query_embedding.weight[None].expand(num_frames, -1, -1)
-        query = torch.zeros_like(query_pos)
-        reference_points = self.reference_points_fc(query_pos).sigmoid()
-        return query, query_pos, reference_points
+        query_pos = self.query_embedding.weight[None].expand(memory.shape[0], -1, -1)
+        return dict(query=torch.zeros_like(query_pos), query_pos=query_pos, memory=memory,
+                    reference_points=self.reference_points_fc(query_pos).sigmoid())
 
     def forward_decoder(self, query: Tensor, query_pos: Tensor, memory: Tensor, memory_mask: Tensor,
                         reference_points: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
-                        valid_ratios: Tensor) -> Tuple[Tensor, Tensor]:
-        """-> hs [L, (B*T), nq, C], inter_references [L, (B*T), nq, 4] (refined by each level)."""
+                        valid_ratios: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
+        """-> ``hidden_states`` [L, (B*T), nq, C] (frame queries of every decoder layer) and
+        ``references`` list of L+1 [(B*T), nq, 2|4] (initial, then refined by each layer)."""
         reg_branches = self.bbox_head.reg_branches if self.with_box_refine else None
-        hs, inter_references = self.decoder(
+        hidden_states, inter_references = self.decoder(
             query=query, query_pos=query_pos, value=memory, key_padding_mask=memory_mask,
             reference_points=reference_points, spatial_shapes=spatial_shapes,
             level_start_index=level_start_index, valid_ratios=valid_ratios, reg_branches=reg_branches)
-        return hs, inter_references
+        return dict(hidden_states=hidden_states, references=[reference_points, *inter_references])
 
-    def forward_cluster(self, hs: Tensor, sentence_feat: Tensor) -> Tensor:
-        """VOC on frame queries hs [L, B, T, nq, C] with the sentence feature [B, C].
+    def forward_cluster(self, hidden_states: Tensor, references: List[Tensor],
+                        sentence_feat: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
+        """VOC: the frame queries of each video and its sentence feature [B, C] -> video queries.
 
-        Training: every level; eval: the last level only (as SOC).
-        Returns video queries [L', B, nq, C].
+        Clusters every decoder layer in training, the last one in eval (as SOC), and adds the video
+        queries to the frame queries of every layer (eval: the last layer's to all).
+
+        Returns ``hidden_states`` [L, B, T, nq, C], ``references`` list of L+1 [B, T, nq, 2|4],
+        ``video_queries`` [L', B, nq, C].
         """
-        if not self.training:
-            hs = hs[-1:]
-        L, B, T, nq, C = hs.shape
+        B = sentence_feat.shape[0]
+        frame_queries = rearrange(hidden_states, 'l (b t) q c -> l b t q c', b=B)
+        clustered = frame_queries if self.training else frame_queries[-1:]
+        L, _, T, nq, C = clustered.shape
         if self.voc_batch_regroup_compat:
             # official quirk: [L, T, B, ...] reshaped (not transposed) into per-video sequences
-            hs = hs.transpose(1, 2).reshape(L, B, T, nq, C)
-        video_queries = self.voc(hs.reshape(L * B, T, nq, C), sentence_feat.repeat(L, 1))
-        return video_queries.view(L, B, -1, C)
+            clustered = clustered.transpose(1, 2).reshape(L, B, T, nq, C)
+        video_queries = self.voc(clustered.reshape(L * B, T, nq, C), sentence_feat.repeat(L, 1)).view(L, B, -1, C)
+        return dict(hidden_states=frame_queries + video_queries[:, :, None],
+                    references=[rearrange(r, '(b t) q n -> b t q n', b=B) for r in references],
+                    video_queries=video_queries)
 
-    def memory_to_maps(self, memory: Tensor, spatial_shapes: Tensor) -> List[Tensor]:
-        """Encoder memory -> maps [(B*T), C, h, w] of all levels but the last (strides 8-32)."""
+    def forward_mask_feats(self, memory: Tensor, spatial_shapes: Tensor, stride4_feats: Tensor,
+                           num_videos: int) -> Tensor:
+        """Spatial decoder (FPN) on the encoder memory of the levels of strides 8-32 and the
+        stride-4 backbone features [(B*T), C_0, h4, w4] -> mask features [B, T, D, h4, w4]."""
         maps, start = [], 0
         for h, w in spatial_shapes[:-1].tolist():
             maps.append(rearrange(memory[:, start:start + h * w], 'n (h w) c -> n c h w', h=h, w=w))
             start += h * w
-        return maps
+        mask_feats = self.spatial_decoder(maps[-1], maps[-2::-1] + [stride4_feats])
+        return rearrange(mask_feats, '(b t) d h w -> b t d h w', b=num_videos)
 
-    def forward_features(self, inputs: Tensor, batch_data_samples: Sequence) -> Dict[str, Tensor]:
-        """Everything up to (not including) the head.
-
-        Args:
-            inputs (Tensor): normalised, padded clips [B, T, 3, Hp, Wp].
-            batch_data_samples (list[RVOSDataSample]): metainfo ``img_shape``,
-                ``expression`` and optional ``valid_frame_idx``.
-
-        Returns:
-            dict with (T = frames kept after ``valid_frame_idx``, L = decoder levels,
-            L' = levels clustered by VOC: L in training, 1 in eval):
-            ``text_words`` [B, S, C], ``text_mask`` [B, S], ``text_sentence`` [B, C]
-            (projected pooler output), ``text_sentence_feature`` [B, C] (mean of lvf-fused
-            words), ``backbone_feats`` list [(B*T), C_i, h, w], ``memory`` list of 3
-            [(B*T), C, h, w], ``hs`` [L, B, T, nq, C], ``init_reference`` [B, T, nq, 2],
-            ``inter_references`` [L, B, T, nq, 4], ``voc_hs`` [L', B, nq, C],
-            ``hs_voc`` [L, B, T, nq, C] (= hs + voc_hs), ``mask_features`` [B, T, D, h4, w4],
-            ``img_shapes`` int64 [B, 2] (unpadded h, w).
-        """
-        self._check_batch(inputs, batch_data_samples)
-        words, word_mask, sentence = self.extract_text_feat(self.get_texts(batch_data_samples))
-        visual = self.forward_visual(inputs, batch_data_samples)
-        return self.forward_text_stages(visual, words, word_mask, sentence)
-
-    def forward_features_shared(self, inputs: Tensor, batch_data_samples: Sequence,
-                                clip_index: Tensor) -> Dict[str, Tensor]:
-        """``forward_features`` for N (clip, expression) pairs over G distinct clips.
-
-        The text-independent stages (backbone, neck, masks, positions) run once per
-        clip; the text encoder and every text-dependent stage run batched over the N
-        pairs (visual features expanded along the batch).
-
-        Args:
-            inputs (Tensor): the G distinct clips [G, T, 3, Hp, Wp].
-            batch_data_samples (list[RVOSDataSample]): N samples (``expression`` each).
-            clip_index (Tensor): int64 [N], the clip of every sample (samples sharing a
-                clip must share its ``img_shape`` and ``valid_frame_idx``).
-
-        Returns:
-            the ``forward_features`` dict for the N pairs (B = N).
-        """
-        text, visual, clip_index = self._shared_stages(inputs, batch_data_samples, clip_index)
-        return self.forward_text_stages(visual, *text, clip_index)
-
-    def _shared_stages(self, inputs: Tensor, batch_data_samples: Sequence, clip_index: Tensor) -> Tuple:
-        """Check a shared batch; run the text encoder (all N) and the visual stages (G clips)."""
-        clip_index = torch.as_tensor(clip_index, dtype=torch.long, device=inputs.device).flatten()
-        if clip_index.numel() != len(batch_data_samples):
-            raise ValueError(f'clip_index has {clip_index.numel()} entries for {len(batch_data_samples)} samples')
-        if inputs.dim() != 5:
-            raise ValueError(f'SOC expects inputs [G, T, 3, H, W], got {tuple(inputs.shape)}')
-        G = inputs.shape[0]
-        if clip_index.numel() and (clip_index.min() < 0 or clip_index.max() >= G):
-            raise ValueError(f'clip_index must lie in [0, {G}), got {clip_index.tolist()}')
-        representative = {}
-        for n, g in enumerate(clip_index.tolist()):
-            first = representative.setdefault(g, n)
-            for key in ('img_shape', 'valid_frame_idx'):
-                a = batch_data_samples[first].metainfo.get(key)
-                b = batch_data_samples[n].metainfo.get(key)
-                if (None if a is None else list(a)) != (None if b is None else list(b)):
-                    raise ValueError(f'samples {first} and {n} share clip {g} but differ in {key}: {a} vs {b}')
-        if sorted(representative) != list(range(G)):
-            raise ValueError(f'every clip needs at least one sample: clip_index {clip_index.tolist()}, {G} clips')
-        clip_samples = [batch_data_samples[representative[g]] for g in range(G)]
-        text = self.extract_text_feat(self.get_texts(batch_data_samples))
-        return text, self.forward_visual(inputs, clip_samples), clip_index
-
-    @staticmethod
-    def _check_batch(inputs: Tensor, batch_data_samples: Sequence) -> None:
-        if inputs.dim() != 5:
-            raise ValueError(f'SOC expects inputs [B, T, 3, H, W], got {tuple(inputs.shape)}')
-        if len(batch_data_samples) != inputs.shape[0]:
-            raise ValueError(f'{len(batch_data_samples)} data samples for a batch of {inputs.shape[0]} clips')
-
-    def forward_visual(self, inputs: Tensor, batch_data_samples: Sequence) -> Dict:
-        """Text-independent stages: backbone, neck, padding masks, positional encodings.
-
-        Returns dict: ``backbone_feats`` list of 4 [(B*T), C_i, h, w], ``mlvl_feats`` /
-        ``mlvl_pos`` lists [(B*T), C, h, w], ``mlvl_masks`` list [(B*T), h, w],
-        ``img_shapes`` list of B (h, w), ``num_videos`` B, ``num_frames`` T (after
-        ``valid_frame_idx``).
-        """
-        self._check_batch(inputs, batch_data_samples)
-        B, T_in = inputs.shape[:2]
-        pad_hw = tuple(inputs.shape[-2:])
-        frame_index = self.get_frame_index(batch_data_samples, T_in, inputs.device)
-        T = T_in if frame_index is None else frame_index.numel() // B
-        img_shapes = self.get_img_shapes(batch_data_samples, pad_hw)
-        backbone_feats = self.extract_video_feat(inputs, frame_index)
-        masks = self.padding_masks(img_shapes, pad_hw, T, inputs.device)
-        mlvl_feats = self.neck(tuple(backbone_feats[-self.num_backbone_levels:]))
-        if len(mlvl_feats) != self.num_feature_levels:
-            raise ValueError(f'the neck gives {len(mlvl_feats)} levels, num_feature_levels is '
-                             f'{self.num_feature_levels}')
-        mlvl_masks = [F.interpolate(masks[None].float(), size=f.shape[-2:]).to(torch.bool)[0] for f in mlvl_feats]
-        mlvl_pos = [self.positional_encoding(m) for m in mlvl_masks]
-        return dict(backbone_feats=list(backbone_feats), mlvl_feats=list(mlvl_feats), mlvl_masks=mlvl_masks,
-                    mlvl_pos=mlvl_pos, img_shapes=img_shapes, num_videos=B, num_frames=T)
-
-    @staticmethod
-    def expand_visual(visual: Dict, clip_index: Tensor) -> Dict:
-        """Repeat the per-clip visual features of ``forward_visual`` for N pairs:
-        clip ``clip_index[n]`` becomes batch entry n (frames stay batch-major ``(n t)``)."""
-        G, T = visual['num_videos'], visual['num_frames']
-        if clip_index.numel() == G and torch.equal(clip_index.cpu(), torch.arange(G)):
-            return visual
-        frame_index = (clip_index[:, None] * T + torch.arange(T, device=clip_index.device)).flatten()
-        frame_index = frame_index.to(visual['mlvl_feats'][0].device)
-        out = dict(visual, num_videos=clip_index.numel(),
-                   img_shapes=[visual['img_shapes'][g] for g in clip_index.tolist()])
-        for key in ('backbone_feats', 'mlvl_feats', 'mlvl_masks', 'mlvl_pos'):
-            out[key] = [x.index_select(0, frame_index) for x in visual[key]]
-        return out
-
-    def forward_text_stages(self, visual: Dict, words: Tensor, word_mask: Tensor, sentence: Tensor,
-                            clip_index: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Text-dependent stages (fusion, deformable encoder/decoder, VOC, spatial decoder)
-        on ``forward_visual``'s output; with ``clip_index`` [N] the clips are first expanded
-        to the N (clip, expression) pairs of ``words`` [N, S, C]. Returns the
-        ``forward_features`` dict."""
-        if clip_index is not None:
-            visual = self.expand_visual(visual, clip_index)
-        B, T = visual['num_videos'], visual['num_frames']
-        if words.shape[0] != B:
-            raise ValueError(f'{words.shape[0]} expressions for {B} clips (pass clip_index to share clips)')
-        backbone_feats, mlvl_masks, mlvl_pos = visual['backbone_feats'], visual['mlvl_masks'], visual['mlvl_pos']
-        device = visual['mlvl_feats'][0].device
-        fused, fused_words = self.fuse(visual['mlvl_feats'], mlvl_masks, mlvl_pos, words, word_mask, B)
-
-        encoder_inputs, decoder_inputs = self.pre_transformer(fused, mlvl_masks, mlvl_pos)
-        memory = self.forward_encoder(**encoder_inputs)
-        query, query_pos, init_reference = self.pre_decoder(memory.shape[0])
-        hs, inter_references = self.forward_decoder(query, query_pos, memory,
-                                                    reference_points=init_reference, **decoder_inputs)
-        memory_maps = self.memory_to_maps(memory, decoder_inputs['spatial_shapes'])
-
-        split = dict(b=B, t=T)
-        hs = rearrange(hs, 'l (b t) q c -> l b t q c', **split)
-        voc_hs = self.forward_cluster(hs, sentence)
-        mask_features = self.spatial_decoder(memory_maps[-1], memory_maps[-2::-1] + [backbone_feats[0]])
-        return dict(
-            text_words=words, text_mask=word_mask, text_sentence=sentence,
-            text_sentence_feature=self.sentence_from_words(fused_words, word_mask),
-            backbone_feats=backbone_feats, memory=memory_maps, hs=hs,
-            init_reference=rearrange(init_reference, '(b t) q n -> b t q n', **split),
-            inter_references=rearrange(inter_references, 'l (b t) q n -> l b t q n', **split),
-            voc_hs=voc_hs, hs_voc=hs + voc_hs[:, :, None],
-            mask_features=rearrange(mask_features, '(b t) d h w -> b t d h w', **split),
-            img_shapes=torch.tensor(visual['img_shapes'], dtype=torch.long, device=device))
-
-    # ------------------------------------------------------------------ heads
-    @staticmethod
-    def head_inputs(feats: Dict[str, Tensor]) -> Tuple[Tensor, List[Tensor], Tensor, Tensor]:
-        """Per-level head inputs: hidden states ``hs + voc`` [L, B, T, nq, C]; box
-        references (initial reference for level 0, the reference refined by level
-        l-1 otherwise; list of L [B, T, nq, 2|4]); mask references (cx, cy refined
-        by level l itself) [L, B, T, nq, 2]; mask features [B, T, D, h, w]."""
-        inter = feats['inter_references']
-        references = [feats['init_reference']] + [inter[l] for l in range(inter.shape[0] - 1)]
-        return feats['hs_voc'], references, inter[..., :2], feats['mask_features']
-
+    # ------------------------------------------------------------------ modes
     def loss(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
-        """Losses of every decoder level (VOC on every level)."""
-        feats = self.forward_features(inputs, data_samples)
-        return self.bbox_head.loss(*self.head_inputs(feats), voc_embeds=feats['voc_hs'],
-                                   sentence_feat=feats['text_sentence_feature'],
-                                   batch_data_samples=data_samples)
+        """Losses of every decoder layer (VOC on every layer)."""
+        check_batch(inputs, data_samples)
+        text_feats = self.extract_text_feat(get_texts(data_samples))
+        head_inputs_dict = self.forward_transformer(**self.extract_feat(inputs, data_samples), **text_feats)
+        return self.bbox_head.loss(**head_inputs_dict, batch_data_samples=data_samples)
 
     def predict(self, inputs: Tensor, data_samples: Sequence, rescale: bool = True) -> list:
-        """Masks/scores of the ``test_cfg.output_level`` level, written into the data samples.
+        """Masks and scores of the ``test_cfg.output_layer`` heads, added to the data samples.
 
-        Inference options (``test_cfg``):
-            share_clips (bool, default True): samples whose clips are identical (same
-                inputs, ``img_shape`` and ``valid_frame_idx``; e.g. the expressions of one
-                video batched together) run the text-independent stages once
-                (``forward_features_shared``).
-            clip_len (int, default None = whole clip): clips longer than this are
-                processed as consecutive clips of ``clip_len`` frames, one after another
-                (each clip picks its own referred query, as separate clips would); only
-                when every sample keeps all frames (no ``valid_frame_idx``).
-            fast_kernels (bool, default False): switch the model to the fused inference
-                kernels (``soc_mm.models.layers.fast_kernels``: SDPA window attention, per-level
-                deformable-attention accumulation, bmm dynamic mask head; equal to float
-                rounding) on the first call.
-            expressions_per_batch (int, default None = all): shared batches run their
-                text-dependent stages over at most this many expressions at a time (bounds
-                the memory for videos with many expressions).
+        Video-level inference (``VideoInference.from_test_cfg``): samples showing the same clip
+        (metainfo clip key) run the text-independent stages once; clips longer than
+        ``test_cfg.clip_len`` are processed as consecutive clips and merged.
         """
-        self._check_batch(inputs, data_samples)
-        if self.test_cfg.get('fast_kernels', False) and not getattr(self, '_fast_kernels_enabled', False):
-            from soc_mm.models.layers.fast_kernels import enable_fast_kernels  # inference-only kernels
-            enable_fast_kernels(self)
-            self._fast_kernels_enabled = True
-        clip_index, unique = None, None
-        if self.test_cfg.get('share_clips', True) and len(data_samples) > 1:
-            unique, clip_index = self.group_identical_clips(inputs, data_samples)
-            if len(unique) == len(data_samples):
-                clip_index = None  # nothing to share: the plain path
-        clip_len = self.test_cfg.get('clip_len', None)
-        T = inputs.shape[1]
-        all_frames = all(s.metainfo.get('valid_frame_idx', None) is None for s in data_samples)
-        if clip_len is not None and int(clip_len) < 1:
-            raise ValueError(f'test_cfg.clip_len must be a positive number of frames, got {clip_len!r}')
-        if clip_len is None or T <= int(clip_len) or not all_frames:
-            return self._predict_clip(inputs, data_samples, unique, clip_index, rescale)
-        clip_len = int(clip_len)
-        results = []
-        for start in range(0, T, clip_len):
-            chunk = [RVOSDataSample(metainfo=s.metainfo) for s in data_samples]
-            results.append(self._predict_clip(inputs[:, start:start + clip_len], chunk, unique, clip_index,
-                                              rescale))
-        return self.merge_clip_predictions(data_samples, results)
-
-    def predict_shared(self, inputs: Tensor, data_samples: Sequence, clip_index: Tensor,
-                       rescale: bool = True) -> list:
-        """Predict N (clip, expression) pairs over G distinct clips with one backbone pass
-        per clip (``forward_features_shared``).
-
-        Args:
-            inputs (Tensor): normalised, padded clips [G, T, 3, Hp, Wp].
-            data_samples (list[RVOSDataSample]): N samples (``expression``, ``img_shape``).
-            clip_index (Tensor): int64 [N], the clip of every sample.
-        Returns the N data samples with ``pred_masks`` / ``pred_scores`` (as ``predict``).
-        """
-        return self._predict_clip(inputs, data_samples, list(range(inputs.shape[0])), clip_index, rescale)
-
-    def _predict_clip(self, inputs: Tensor, data_samples: Sequence, unique: Optional[List[int]],
-                      clip_index: Optional[Tensor], rescale: bool) -> list:
-        if clip_index is None:
-            feats = self.forward_features(inputs, data_samples)
-            return self.bbox_head.predict(*self.head_inputs(feats), batch_data_samples=data_samples,
-                                          rescale=rescale)
-        (words, word_mask, sentence), visual, clip_index = self._shared_stages(inputs[unique], data_samples,
-                                                                               clip_index)
-        chunk = self.test_cfg.get('expressions_per_batch', None)
-        if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
-            raise ValueError(f'test_cfg.expressions_per_batch must be None or an int >= 1, got {chunk!r}')
-        chunk = chunk or len(data_samples)
-        results = []
-        for start in range(0, len(data_samples), chunk):
-            part = slice(start, start + chunk)
-            feats = self.forward_text_stages(visual, words[part], word_mask[part], sentence[part],
-                                             clip_index[part])
-            results += self.bbox_head.predict(*self.head_inputs(feats), batch_data_samples=data_samples[part],
-                                              rescale=rescale)
-        return results
+        results = VideoInference.from_test_cfg(self).predict_batch(inputs, data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(data_samples, results)
 
     @staticmethod
-    def group_identical_clips(inputs: Tensor, data_samples: Sequence) -> Tuple[List[int], Tensor]:
-        """Find samples with identical clips (inputs, ``img_shape``, ``valid_frame_idx``).
-
-        Returns the batch index of each distinct clip (first occurrence) and int64
-        ``clip_index`` [B] (index into those distinct clips)."""
-        def key(sample):
-            idx = sample.metainfo.get('valid_frame_idx', None)
-            return (tuple(sample.metainfo.get('img_shape', ())[:2]), None if idx is None else tuple(idx))
-
-        unique, clip_index = [], []
-        for b, sample in enumerate(data_samples):
-            for g, r in enumerate(unique):
-                if key(sample) == key(data_samples[r]) and torch.equal(inputs[b], inputs[r]):
-                    clip_index.append(g)
-                    break
-            else:
-                unique.append(b)
-                clip_index.append(len(unique) - 1)
-        return unique, torch.tensor(clip_index, dtype=torch.long, device=inputs.device)
-
-    @staticmethod
-    def merge_clip_predictions(data_samples: Sequence, clip_results: Sequence[Sequence]) -> list:
-        """Concatenate the per-clip predictions (``pred_masks`` [t, H0, W0], ``pred_scores``
-        [t], optional ``pred_instances`` [nq, t, ...]) of consecutive clips over time."""
-        for b, sample in enumerate(data_samples):
-            parts = [clip[b] for clip in clip_results]
-            sample.pred_masks = torch.cat([p.pred_masks for p in parts])
-            sample.pred_scores = torch.cat([p.pred_scores for p in parts])
-            if all('pred_instances' in p for p in parts):
-                sample.pred_instances = InstanceData(
-                    masks=torch.cat([p.pred_instances.masks for p in parts], dim=1),
-                    scores=torch.cat([p.pred_instances.scores for p in parts], dim=1))
+    def add_pred_to_datasample(data_samples: Sequence, results: Sequence[InstanceData]) -> list:
+        """Head results (one ``InstanceData`` over the T frames per sample) -> ``pred_masks`` bool
+        [T, H0, W0], ``pred_scores`` [T] and, when the head kept every query, ``pred_instances``
+        (``masks`` [nq, T, H0, W0], ``scores`` [nq, T])."""
+        for sample, result in zip(data_samples, results):
+            sample.pred_masks = result.masks
+            sample.pred_scores = result.scores
+            if 'query_masks' in result:
+                sample.pred_instances = InstanceData(masks=result.query_masks.transpose(0, 1),
+                                                     scores=result.query_scores.transpose(0, 1))
         return list(data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
-        """Raw outputs: ``forward_features`` plus head outputs of all levels
-        (``cls`` [L, B, T, nq, K], ``boxes`` [L, B, T, nq, 4], ``masks`` [L, B, T, nq, h, w])."""
-        feats = self.forward_features(inputs, data_samples)
-        hidden, references, mask_references, mask_features = self.head_inputs(feats)
-        feats['cls'], feats['boxes'], feats['masks'] = self.bbox_head(
-            hidden, references, mask_references, mask_features, feats['img_shapes'])
-        return feats
+        """Raw outputs: ``head_inputs_dict`` plus the heads of every decoder layer (``cls``
+        [L, B, T, nq, K], ``boxes`` [L, B, T, nq, 4], ``masks`` [L, B, T, nq, h, w])."""
+        check_batch(inputs, data_samples)
+        text_feats = self.extract_text_feat(get_texts(data_samples))
+        head_inputs_dict = self.forward_transformer(**self.extract_feat(inputs, data_samples), **text_feats)
+        cls, boxes, masks = self.bbox_head(head_inputs_dict['hidden_states'], head_inputs_dict['references'],
+                                           head_inputs_dict['mask_feats'], img_shapes_tensor(data_samples,
+                                                                                             inputs.device))
+        return dict(head_inputs_dict, cls=cls, boxes=boxes, masks=masks)
 
     def forward(self, inputs: Tensor, data_samples: Optional[Sequence] = None,
                 mode: str = 'tensor') -> ForwardResults:
@@ -630,29 +418,3 @@ class SOC(BaseModel):
         if mode == 'tensor':
             return self._forward(inputs, data_samples)
         raise ValueError(f"Invalid mode {mode!r}: use 'loss', 'predict' or 'tensor'")
-
-    # ------------------------------------------------------------------ official layout
-    def official_outputs(self, inputs: Tensor, data_samples: Sequence) -> Dict:
-        """The official model's output dict (for comparison with its fixtures).
-
-        Keys ``pred_masks`` [T, B, nq, h, w], ``pred_cls`` [T, B, nq, K],
-        ``pred_boxes`` [T, B, nq, 4], ``pred_logit`` [B, nq, C],
-        ``text_sentence_feature`` [B, C], ``aux_outputs`` (list of dicts).
-        Training mode: last level main, earlier levels in ``aux_outputs``; eval:
-        the ``test_cfg.output_level`` level only and ``aux_outputs`` empty (as SOC).
-        """
-        feats = self.forward_features(inputs, data_samples)
-        hidden, references, mask_references, mask_features = self.head_inputs(feats)
-        num_levels = hidden.shape[0]
-        levels = list(range(num_levels)) if self.training else [self.output_level % num_levels]
-        outs = []
-        for lvl in levels:
-            cls, boxes, masks = self.bbox_head.forward_single(
-                hidden[lvl], references[lvl], mask_references[lvl], mask_features, feats['img_shapes'], lvl)
-            outs.append(dict(
-                pred_masks=masks.transpose(0, 1), pred_cls=cls.transpose(0, 1), pred_boxes=boxes.transpose(0, 1),
-                pred_logit=feats['voc_hs'][lvl if self.training else -1],
-                text_sentence_feature=feats['text_sentence_feature']))
-        out = outs[-1]
-        out['aux_outputs'] = outs[:-1]
-        return out

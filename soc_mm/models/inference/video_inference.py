@@ -1,0 +1,221 @@
+"""Video-level inference on top of SOC's stages: the one schedule used by ``SOC.predict`` (the test
+loop) and by ``soc_mm.apis.inference_rvos``.
+
+The model (``soc_mm.models.detectors.soc``) holds the maths; this module decides what runs on what:
+
+1. **split**: a video longer than ``clip_len`` frames is processed as consecutive clips of
+   ``clip_len`` frames (``iter_clips``: along the time axis of a tensor, or over frames read lazily
+   from a file by the API, so the memory does not grow with the video length);
+2. **share**: per clip, the text-independent stages (``SOC.extract_feat``: backbone, neck, padding
+   masks, positions) run once for every distinct clip, the text encoder once for all expressions,
+   and the text-dependent stages (``SOC.forward_transformer``) and the head run batched over the
+   (clip, expression) pairs, at most ``expressions_per_batch`` at a time, with the clip features
+   repeated for the pairs;
+3. **merge**: per sample, the clips' results (``InstanceData`` over frames) are concatenated over
+   time; each clip picks its own referred query, as separate clips would.
+
+Which samples of a test-loop batch show the same clip is known from the data side: equal
+``clip_key`` of their metainfo (``soc_mm.datasets.video_batch_sampler.clip_key``: dataset, video,
+frames, kept frames, flip); ``RVOSVideoBatchSampler`` puts them in one batch.
+"""
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from soc_mm.datasets.video_batch_sampler import clip_key
+from ..detectors.batch_metainfo import check_batch, get_texts
+
+# (clips [G, T, 3, Hp, Wp], data samples [N], clip_index int64 [N]): one clip of G videos, N pairs
+ClipBatch = Tuple[Tensor, Sequence, Tensor]
+
+
+def iter_clips(frames: Union[Tensor, Iterable], clip_len: Optional[int]) -> Iterator:
+    """Consecutive clips of at most ``clip_len`` frames.
+
+    ``frames``: a tensor [G, T, ...] (split along T into views) or an iterable of frames (lists of
+    at most ``clip_len`` frames, read lazily). ``clip_len`` None: everything in one clip.
+    """
+    if clip_len is not None and (isinstance(clip_len, bool) or not isinstance(clip_len, int) or clip_len < 1):
+        raise ValueError(f'clip_len must be a positive number of frames or None, got {clip_len!r}')
+    if isinstance(frames, Tensor):
+        yield from ([frames] if clip_len is None else frames.split(clip_len, dim=1))
+        return
+    clip = []
+    for frame in frames:
+        clip.append(frame)
+        if clip_len is not None and len(clip) == clip_len:
+            yield clip
+            clip = []
+    if clip:
+        yield clip
+
+
+def group_clips(data_samples: Sequence) -> Tuple[List[int], Tensor]:
+    """Samples with the same ``clip_key`` show the same clip.
+
+    Returns the index of the first sample of each distinct clip and int64 ``clip_index`` [N] (the
+    distinct clip of every sample). A sample without a key is its own clip.
+    """
+    first, clip_index, seen = [], [], {}
+    for n, sample in enumerate(data_samples):
+        key = clip_key(sample.metainfo)
+        if key is None or key not in seen:
+            first.append(n)
+            if key is not None:
+                seen[key] = len(first) - 1
+            clip_index.append(len(first) - 1)
+        else:
+            clip_index.append(seen[key])
+    return first, torch.tensor(clip_index, dtype=torch.long)
+
+
+def expand_clip_feats(feats: Dict[str, List[Tensor]], clip_index: Tensor, num_frames: int) -> Dict:
+    """``SOC.extract_feat`` output of G clips -> the same for N pairs: clip ``clip_index[n]``
+    becomes batch entry n (frames stay batch-major ``(n t)``). Identity when ``clip_index`` is
+    ``arange(G)``."""
+    num_clips = feats['mlvl_feats'][0].shape[0] // num_frames
+    if clip_index.numel() == num_clips and torch.equal(clip_index.cpu(), torch.arange(num_clips)):
+        return feats
+    device = feats['mlvl_feats'][0].device
+    frame_index = (clip_index[:, None] * num_frames + torch.arange(num_frames)).flatten().to(device)
+    return {key: [x.index_select(0, frame_index) for x in value] for key, value in feats.items()}
+
+
+def merge_clip_results(clip_results: Sequence[Sequence[InstanceData]]) -> List[InstanceData]:
+    """Per-clip results (list over clips of N ``InstanceData`` over frames) -> N results over all
+    frames (``InstanceData.cat`` in time order)."""
+    if not clip_results:
+        raise ValueError('no clip to merge: the video has zero frames')
+    if len({len(results) for results in clip_results}) != 1:
+        raise ValueError(f'clips disagree on the number of samples: {[len(r) for r in clip_results]}')
+    return [InstanceData.cat([results[n] for results in clip_results]) for n in range(len(clip_results[0]))]
+
+
+class VideoInference:
+    """Run a SOC model on videos: split into clips, share the text-independent stages, merge.
+
+    Args:
+        model (nn.Module): a ``SOC`` (``extract_feat``, ``extract_text_feat``,
+            ``forward_transformer``, ``bbox_head.predict``).
+        clip_len (int, optional): frames per clip; longer videos are processed as consecutive
+            clips (only when every sample keeps all frames: no ``valid_frame_idx``). None: whole
+            videos.
+        expressions_per_batch (int, optional): at most this many (clip, expression) pairs through
+            the text-dependent stages at a time (bounds the memory for many expressions). None: all.
+        share_clips (bool): samples of a test-loop batch with the same ``clip_key`` run the
+            text-independent stages once (``predict_batch``). False: every sample is its own clip.
+    """
+
+    def __init__(self, model: nn.Module, clip_len: Optional[int] = None,
+                 expressions_per_batch: Optional[int] = None, share_clips: bool = True) -> None:
+        self.check_options(dict(clip_len=clip_len, expressions_per_batch=expressions_per_batch,
+                                share_clips=share_clips), prefix='')
+        self.model = model
+        self.clip_len = clip_len
+        self.expressions_per_batch = expressions_per_batch
+        self.share_clips = share_clips
+
+    @staticmethod
+    def check_options(options: dict, prefix: str = 'test_cfg.') -> None:
+        """Raise a ValueError naming the option when ``clip_len``, ``expressions_per_batch`` or
+        ``share_clips`` of ``options`` has a wrong value."""
+        for key in ('clip_len', 'expressions_per_batch'):
+            value = options.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f'{prefix}{key} must be None or an int >= 1, got {value!r}')
+        if not isinstance(options.get('share_clips', True), bool):
+            raise ValueError(f'{prefix}share_clips must be True or False, got {options["share_clips"]!r}')
+
+    @classmethod
+    def from_test_cfg(cls, model: nn.Module, **overrides) -> 'VideoInference':
+        """Options from ``model.test_cfg`` (``clip_len``, ``expressions_per_batch``, ``share_clips``),
+        then ``overrides``."""
+        cfg = getattr(model, 'test_cfg', None) or {}
+        options = dict(clip_len=cfg.get('clip_len'), expressions_per_batch=cfg.get('expressions_per_batch'),
+                       share_clips=cfg.get('share_clips', True))
+        options.update(overrides)
+        return cls(model, **options)
+
+    # ------------------------------------------------------------------ entry points
+    def predict_batch(self, inputs: Tensor, data_samples: Sequence, rescale: bool = True) -> List[InstanceData]:
+        """A test-loop batch: inputs [B, T, 3, Hp, Wp], one clip per sample. Samples showing the
+        same clip (``group_clips``) share its text-independent stages. Returns B results."""
+        check_batch(inputs, data_samples)
+        if self.share_clips:
+            first, clip_index = group_clips(data_samples)
+        else:
+            first, clip_index = list(range(len(data_samples))), torch.arange(len(data_samples))
+        clips = inputs if len(first) == len(data_samples) else inputs[first]
+        return self.predict_clips(clips, data_samples, clip_index.to(inputs.device), rescale=rescale)
+
+    def predict_clips(self, clips: Tensor, data_samples: Sequence, clip_index: Tensor,
+                      rescale: bool = True) -> List[InstanceData]:
+        """G whole videos [G, T, 3, Hp, Wp] and N samples (``clip_index`` [N]): split along time
+        into clips of ``clip_len`` frames (none when a sample keeps only some frames), predict,
+        merge. Returns N results over the T frames."""
+        keeps_all = all(s.metainfo.get('valid_frame_idx') is None for s in data_samples)
+        chunks = iter_clips(clips, self.clip_len if keeps_all else None)
+        return self.predict_stream(((chunk, data_samples, clip_index) for chunk in chunks), rescale=rescale)
+
+    def predict_stream(self, stream: Iterable[ClipBatch], rescale: bool = True,
+                       results_device: Optional[Union[str, torch.device]] = None) -> List[InstanceData]:
+        """Consecutive clips of the same videos and samples (e.g. read lazily from a video file) ->
+        N results over all frames. ``results_device``: where each clip's results go before
+        merging (e.g. 'cpu', so that GPU memory does not grow with the video length)."""
+        per_clip = []
+        for clips, data_samples, clip_index in stream:
+            results = self.predict_clip(clips, data_samples, clip_index, rescale=rescale)
+            per_clip.append(results if results_device is None else [r.to(results_device) for r in results])
+        return merge_clip_results(per_clip)
+
+    # ------------------------------------------------------------------ one clip
+    @torch.no_grad()
+    def predict_clip(self, clips: Tensor, data_samples: Sequence, clip_index: Tensor,
+                     rescale: bool = True) -> List[InstanceData]:
+        """One clip of G videos [G, T, 3, Hp, Wp] (all its frames at once) for N samples
+        (``expression``, ``img_shape``, ...; ``clip_index`` int64 [N]: the clip of each sample).
+
+        Text-independent stages once per clip, text encoder once for the N expressions,
+        text-dependent stages and head over at most ``expressions_per_batch`` pairs at a time.
+        Returns N ``InstanceData`` over the clip's frames (``SOCHead.predict_by_feat``).
+        """
+        clip_samples = self._clip_samples(clips, data_samples, clip_index)
+        model = self.model
+        text_feats = model.extract_text_feat(get_texts(data_samples))
+        clip_feats = model.extract_feat(clips, clip_samples)
+        num_frames = clip_feats['mlvl_feats'][0].shape[0] // clips.shape[0]
+        step = self.expressions_per_batch or len(data_samples)
+        results = []
+        for start in range(0, len(data_samples), step):
+            part = slice(start, start + step)
+            head_inputs_dict = model.forward_transformer(
+                **expand_clip_feats(clip_feats, clip_index[part], num_frames),
+                **{key: value[part] for key, value in text_feats.items()})
+            results += model.bbox_head.predict(
+                hidden_states=head_inputs_dict['hidden_states'], references=head_inputs_dict['references'],
+                mask_feats=head_inputs_dict['mask_feats'], batch_data_samples=data_samples[part], rescale=rescale)
+        return results
+
+    @staticmethod
+    def _clip_samples(clips: Tensor, data_samples: Sequence, clip_index: Tensor) -> list:
+        """Check a (clips, samples, clip_index) batch; one representative sample per clip."""
+        if clips.dim() != 5:
+            raise ValueError(f'SOC expects clips [G, T, 3, H, W], got {tuple(clips.shape)}')
+        if clip_index.dim() != 1 or clip_index.numel() != len(data_samples):
+            raise ValueError(f'clip_index has {clip_index.numel()} entries for {len(data_samples)} samples')
+        G = clips.shape[0]
+        if clip_index.numel() and (int(clip_index.min()) < 0 or int(clip_index.max()) >= G):
+            raise ValueError(f'clip_index must lie in [0, {G}), got {clip_index.tolist()}')
+        representative = {}
+        for n, g in enumerate(clip_index.tolist()):
+            first = representative.setdefault(g, n)
+            for key in ('img_shape', 'valid_frame_idx'):
+                a, b = data_samples[first].metainfo.get(key), data_samples[n].metainfo.get(key)
+                if (None if a is None else list(a)) != (None if b is None else list(b)):
+                    raise ValueError(f'samples {first} and {n} share clip {g} but differ in {key}: {a} vs {b} '
+                                     '(a random test pipeline cannot share clips: set test_cfg.share_clips=False)')
+        if sorted(representative) != list(range(G)):
+            raise ValueError(f'every clip needs at least one sample: clip_index {clip_index.tolist()}, {G} clips')
+        return [data_samples[representative[g]] for g in range(G)]
