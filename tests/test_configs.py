@@ -180,8 +180,109 @@ def test_every_setting_has_a_config():
         'soc_swin-t_8xb1-30e_refytvos', 'soc_swin-t_refcoco-pre_8xb8-25e_refytvos',
         'soc_swin-b_refcoco-pre_8xb8-25e_refytvos', 'soc_swin-t_refcoco-joint_8xb1-30e_refytvos',
         'soc_swin-b_refcoco-joint_8xb1-30e_refytvos', 'soc_swin-t_8xb8-30e_refcoco', 'soc_swin-b_8xb8-30e_refcoco',
-        'soc_swin-t_refcoco-pre_a2d_test-jhmdb', 'soc_swin-b_refcoco-joint_refytvos_test-refdavis17'}
+        'soc_swin-t_refcoco-pre_a2d_test-jhmdb', 'soc_swin-b_refcoco-joint_refytvos_test-refdavis17',
+        'soc_swin-t_refytvos'}  # the default Ref-YTVOS setting's short name
     assert expected <= names, expected - names
+
+
+def test_short_name_is_the_default_refytvos_setting():
+    short = Config.fromfile(osp.join(REPO, 'configs', 'soc', 'soc_swin-t_refytvos.py'))
+    full = Config.fromfile(osp.join(REPO, 'configs', 'soc', 'soc_swin-t_8xb1-30e_refytvos.py'))
+    assert short.to_dict() == full.to_dict()
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
+def test_losses_and_matching_costs_come_from_the_base_model(path):
+    """One place for SOC's loss terms and matching costs: no config restates or changes them."""
+    base = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'models', 'soc_swin-t.py')).model
+    model = Config.fromfile(path).model
+    loss_keys = sorted(k for k in base.bbox_head if k.startswith('loss_'))
+    assert loss_keys == ['loss_bbox', 'loss_cls', 'loss_con', 'loss_dice', 'loss_iou', 'loss_mask']
+    for key in loss_keys:
+        assert model.bbox_head[key] == base.bbox_head[key], key
+    assert model.train_cfg.assigner == base.train_cfg.assigner
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if 'test-' not in config_id(p)], ids=config_id)
+def test_schedule_entries_follow_the_config_variables(path):
+    """The base schedule computes its entries from its own variables; a config that changes a variable
+    must restate the entries computed from it (mmengine evaluates the base file first)."""
+    cfg = Config.fromfile(path)
+    lr = cfg.optim_wrapper.optimizer.lr
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    assert lr == cfg.lr
+    assert keys['backbone'].lr_mult * lr == pytest.approx(cfg.backbone_lr)
+    assert keys['text_encoder.model'].lr_mult * lr == pytest.approx(cfg.text_encoder_lr)
+    assert cfg.train_cfg.max_epochs == cfg.max_epochs
+    if cfg.lr_drop_epochs:
+        (sched, ) = cfg.param_scheduler
+        assert (sched.type, sched.end, sched.milestones, sched.gamma) == \
+            ('MultiStepLR', cfg.max_epochs, cfg.lr_drop_epochs, cfg.lr_gamma)
+    else:
+        assert cfg.param_scheduler == []
+
+
+def config_diff(base, other, prefix='') -> set:
+    """Dotted keys where two config trees differ (lists of dicts compared item by item)."""
+    if isinstance(base, dict) and isinstance(other, dict):
+        keys = set(base) | set(other)
+        return set().union(*(config_diff(base.get(k), other.get(k), f'{prefix}{k}.') for k in keys))
+    if isinstance(base, list) and isinstance(other, list) and len(base) == len(other) and \
+            any(isinstance(v, dict) for v in base):
+        return set().union(*(config_diff(a, b, f'{prefix}{i}.') for i, (a, b) in enumerate(zip(base, other))))
+    return set() if base == other else {prefix[:-1]}
+
+
+# What configs/soc/soc_tiny_synthetic.py (make demo) changes in the base model: sizes, the random-init
+# 16-channel Video-Swin, the tiny RoBERTa (trained). Everything else (losses, matching costs, heads,
+# pre-processing, test settings) is the base model's.
+TINY_MODEL_OVERRIDES = {
+    'num_queries', 'backbone.arch', 'backbone.drop_path_rate', 'backbone.init_cfg',
+    'text_encoder.model_path', 'text_encoder.embed_dims', 'text_encoder.freeze',
+    'neck.in_channels', 'neck.out_channels', 'positional_encoding.num_feats',
+    'text_positional_encoding.num_feats', 'fusion.embed_dims',
+    'encoder.num_layers', 'encoder.layer_cfg.self_attn_cfg.embed_dims', 'encoder.layer_cfg.ffn_cfg.embed_dims',
+    'encoder.layer_cfg.ffn_cfg.feedforward_channels',
+    'decoder.num_layers', 'decoder.layer_cfg.self_attn_cfg.embed_dims', 'decoder.layer_cfg.cross_attn_cfg.embed_dims',
+    'decoder.layer_cfg.ffn_cfg.embed_dims', 'decoder.layer_cfg.ffn_cfg.feedforward_channels',
+    'voc.embed_dims', 'voc.num_queries', 'voc.num_frame_queries', 'voc.num_encoder_layers',
+    'voc.num_decoder_layers', 'voc.feedforward_channels',
+    'spatial_decoder.in_channels', 'spatial_decoder.skip_channels',
+    'bbox_head.embed_dims', 'bbox_head.num_pred_layer'}
+
+
+def test_tiny_config_is_the_base_model_at_the_official_tiny_sizes():
+    """The demo model = the base model with only the listed overrides, and it equals the official tiny SOC
+    of the golden fixtures (built from the fixtures' own official configuration, which holds the official
+    loss / matching coefficients): an edit of the base model that changes the demo fails here."""
+    from soc_mm.official.config import official_model_cfg
+    base = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'models', 'soc_swin-t.py')).model.to_dict()
+    tiny = Config.fromfile(osp.join(REPO, 'configs', 'soc', 'soc_tiny_synthetic.py')).model.to_dict()
+    assert config_diff(base, tiny) == TINY_MODEL_OVERRIDES
+    assert tiny['backbone']['init_cfg'] is None and tiny['text_encoder']['freeze'] is False
+
+    fixture = osp.join(REPO, 'tests', 'data', 'soc_reference', 'ytvos_b2_t3_nc1_w0', 'config.json')
+    with open(fixture) as f:
+        official = json.load(f)['official_config']
+    reference_cfg = official_model_cfg(official, TEXT_ENCODER, referred_only=True)
+    reference_cfg['data_preprocessor'] = tiny['data_preprocessor']  # not part of the official model
+    tiny['text_encoder']['model_path'] = TEXT_ENCODER
+    with DefaultScope.overwrite_default_scope('soc_mm'):
+        ours, reference = MODELS.build(tiny), MODELS.build(reference_cfg)
+    # same modules, sizes, dropouts and norms; the fixtures freeze RoBERTa, the demo trains it
+    assert repr(ours) == repr(reference)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {k: v.shape for k, v in reference.state_dict().items()}
+    for name in ('loss_cls', 'loss_mask', 'loss_dice', 'loss_bbox', 'loss_iou', 'loss_con'):
+        mine, theirs = getattr(ours.bbox_head, name), getattr(reference.bbox_head, name)
+        assert type(mine) is type(theirs), name
+        assert {k: v for k, v in vars(mine).items() if not k.startswith('_')} == \
+            {k: v for k, v in vars(theirs).items() if not k.startswith('_')}, name
+
+    def match_costs(model):
+        return [(type(c).__name__, c.weight) for c in model.bbox_head.assigner.match_costs]
+    assert match_costs(ours) == match_costs(reference) == [
+        ('VideoFocalClassCost', 2), ('VideoDiceCost', 5), ('VideoBoxL1Cost', 2), ('VideoGIoUCost', 2)]
 
 
 # SOC README tables: (lr, backbone_lr, text_encoder_lr or None when frozen, epochs, drops, gamma,
@@ -194,6 +295,7 @@ TABLE = {
     'soc_swin-t_refcoco-joint_8xb1-30e_refytvos': (1e-4, 1e-5, None, 30, [20], 0.1, 1, 1),
     'soc_swin-t_8xb8-30e_refcoco': (1e-4, 1e-5, 5e-6, 30, [15, 20], 0.1, 8, 1),
 }
+TABLE['soc_swin-t_refytvos'] = TABLE['soc_swin-t_8xb1-30e_refytvos']
 for _name in list(TABLE):
     if 'swin-t' in _name and _name.replace('swin-t', 'swin-b') in {config_id(p) for p in CONFIGS}:
         TABLE[_name.replace('swin-t', 'swin-b')] = TABLE[_name]
