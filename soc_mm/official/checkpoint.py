@@ -25,8 +25,6 @@ every shape and dtype, against the model built from ``--config``
 one rule claims them, checks the equality and drops them.
 """
 import os
-import os.path as osp
-import pickle
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,6 +32,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import torch
 from torch import nn
+
+from soc_mm.utils.checkpoint import CheckpointFormatError, UnsafeCheckpointError, safe_load_local
 
 __all__ = [
     'KeyRule', 'KEY_RULES', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError', 'convert_official_key',
@@ -430,41 +430,18 @@ def extract_official_state_dict(checkpoint, filename: str = '<checkpoint>') -> D
 def load_official_checkpoint(filename: str) -> Dict[str, torch.Tensor]:
     """Read an official checkpoint file and return its model state dict.
 
-    The file is loaded with ``torch.load(weights_only=True)``: a checkpoint that needs arbitrary
-    unpickling (code) is refused.
+    Loaded with :func:`soc_mm.utils.checkpoint.safe_load_local`: nothing in the file can run code.
 
     Raises:
-        OfficialCheckpointError: missing, empty, not a torch checkpoint (text, truncated,
-            unsafe), or without the model state dict; the message names the file.
+        OfficialCheckpointError: missing, empty, not a torch checkpoint (text, truncated),
+            referencing objects outside the allow-list (named), or without the model state
+            dict; the message names the file.
     """
     filename = os.fspath(filename)
-    if not osp.exists(filename):
-        raise OfficialCheckpointError(f'{filename}: no such file')
-    if not osp.isfile(filename):
-        raise OfficialCheckpointError(f'{filename}: not a file (expected an official SOC checkpoint)')
-    if osp.getsize(filename) == 0:
-        raise OfficialCheckpointError(f'{filename}: empty file (0 bytes), not a checkpoint')
-    with open(filename, 'rb') as f:
-        head = f.read(4)
-    # torch.save writes a zip archive (torch >= 1.6) or, legacy, pickles (PROTO opcode 0x80 first)
-    if not (head.startswith(b'PK\x03\x04') or head.startswith(b'\x80')):
-        raise OfficialCheckpointError(f'{filename}: not a PyTorch checkpoint (starts with {head!r}; expected the '
-                                      'zip archive or pickle that torch.save writes)')
     try:
-        checkpoint = torch.load(filename, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        refused = next((ln for ln in lines if 'Unsupported global' in ln), None)
-        if refused is not None:
-            raise OfficialCheckpointError(
-                f'{filename}: refused: loading it needs objects outside torch\'s weights-only allow-list '
-                f'(could run code): {refused[refused.index("Unsupported global"):].split(". ")[0]}') from None
-        reason = next((ln for ln in lines if ln.startswith('Unsupported')), lines[-1] if lines else type(err).__name__)
-        raise OfficialCheckpointError(f'{filename}: not a readable PyTorch checkpoint (torch.load: {reason})') from None
-    except (EOFError, RuntimeError, ValueError, UnicodeDecodeError, OSError) as err:
-        first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-        raise OfficialCheckpointError(f'{filename}: not a readable PyTorch checkpoint '
-                                      f'({type(err).__name__}: {first})') from None
+        checkpoint = safe_load_local(filename, map_location='cpu')
+    except (FileNotFoundError, CheckpointFormatError, UnsafeCheckpointError) as err:
+        raise OfficialCheckpointError(str(err)) from None
     return extract_official_state_dict(checkpoint, filename)
 
 
