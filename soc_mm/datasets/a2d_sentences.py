@@ -2,12 +2,14 @@
 import glob
 import json
 import os.path as osp
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
+import mmengine
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from soc_mm.registry import DATASETS
+from soc_mm.structures import coco_gt_dict, encode_mask
 from .utils import (check_expression, check_not_empty, clean_expression, log_skips, parse_int, read_csv_dicts,
                     read_csv_rows, require_path)
 
@@ -63,14 +65,36 @@ def read_a2d_text_annotations(data_root: str, split: str) -> List[tuple]:
     return kept
 
 
-def read_h5_instances(path: str) -> List[int]:
+def read_a2d_h5(path: str, with_masks: bool = False) -> Tuple[List[int], Optional[np.ndarray], Optional[np.ndarray]]:
+    """Read one A2D-Sentences frame annotation ``<video>/<frame:05d>.h5``.
+
+    Args:
+        path (str): the h5 file (``instance`` [N]; ``reMask`` stored transposed, [N, W, H] or [W, H]
+            for one instance; ``reBBox`` [4, N] x1, y1, x2, y2).
+        with_masks (bool): also read the masks and boxes (else only the instance ids).
+
+    Returns:
+        (instance ids [N], masks bool [N, H, W] or None, boxes float [N, 4] x1y1x2y2 or None).
+        A file that cannot be read, or whose masks/boxes do not match its ids, is a ValueError
+        naming the video, the frame and the file.
+    """
     import h5py
+    video, frame = osp.basename(osp.dirname(path)), osp.splitext(osp.basename(path))[0]
     try:
         with h5py.File(path, 'r') as f:
-            return [int(i) for i in np.asarray(f['instance']).reshape(-1)]
+            instances = [int(i) for i in np.asarray(f['instance']).reshape(-1)]
+            if not with_masks:
+                return instances, None, None
+            masks = np.asarray(f['reMask'])
+            boxes = np.asarray(f['reBBox'], dtype=np.float64).reshape(4, -1).T
     except Exception as e:  # noqa: BLE001
-        video, frame = osp.basename(osp.dirname(path)), osp.splitext(osp.basename(path))[0]
         raise ValueError(f'A2D-Sentences: corrupt annotation of video {video!r} frame {frame!r}: {path} ({e})') from e
+    masks = (masks[None] if masks.ndim == 2 else masks).transpose(0, 2, 1) > 0
+    if len(masks) != len(instances) or len(boxes) != len(instances):
+        raise ValueError(f'A2D-Sentences: annotation of video {video!r} frame {frame!r}: {path} has '
+                         f'{len(instances)} instance ids but {len(masks)} masks (reMask) and {len(boxes)} boxes '
+                         '(reBBox)')
+    return instances, masks, boxes
 
 
 @DATASETS.register_module()
@@ -113,7 +137,7 @@ class A2DSentencesDataset(BaseDataset):
             found = False
             for p in paths:
                 if p not in instances_by_path:
-                    instances_by_path[p] = read_h5_instances(p)
+                    instances_by_path[p] = read_a2d_h5(p)[0]
                 if int(instance_id) in instances_by_path[p]:
                     found = True
                     samples.append((clean_expression(query), video_id, int(osp.splitext(osp.basename(p))[0]),
@@ -152,37 +176,21 @@ def create_a2d_coco_gt(data_root: str, out_file: str, split: str = 'test') -> di
     """Write the COCO-format ground truth of A2D-Sentences ``split`` for the mAP metric (as SOC's tool).
 
     One image per (video, annotated frame, referred instance) with id ``a2d_image_id(...)``, one
-    annotation with its RLE mask (``counts`` as str), area, bbox (x, y, w, h from the h5 ``reBBox``)
-    and the dummy category 1. Returns the written dict.
+    annotation with its RLE mask, area and bbox (x, y, w, h from the h5 ``reBBox``); layout and
+    category of ``soc_mm.structures.coco_gt_dict``. Returns the written dict.
     """
-    import h5py
-    from pycocotools.mask import area, encode
     ann_root = require_path(osp.join(data_root, 'text_annotations', 'a2d_annotation_with_instances'),
                             'A2D-Sentences instance masks', A2D_LAYOUT, is_dir=True)
-    images, annotations, seen = [], [], set()
+    frames = []
     for video_id, instance_id, _ in read_a2d_text_annotations(data_root, split):
         for p in sorted(glob.glob(osp.join(ann_root, video_id, '*.h5'))):
-            with h5py.File(p, 'r') as f:
-                instances = [int(i) for i in np.asarray(f['instance']).reshape(-1)]
-                if int(instance_id) not in instances:
-                    continue  # no mask of this instance in this frame: not evaluated (as SOC)
-                k = instances.index(int(instance_id))
-                masks = np.asarray(f['reMask'])
-                boxes = np.asarray(f['reBBox']).reshape(4, -1)
-            mask = (masks[k] if masks.ndim == 3 else masks).transpose() > 0
-            frame_idx = int(osp.splitext(osp.basename(p))[0])
-            image_id = a2d_image_id(video_id, frame_idx, instance_id)
-            if image_id in seen:
-                raise ValueError(f'A2D-Sentences: image id {image_id} appears twice in a2d_annotation.txt')
-            seen.add(image_id)
-            images.append({'id': image_id, 'height': int(mask.shape[0]), 'width': int(mask.shape[1])})
-            rle = encode(np.asfortranarray(mask.astype(np.uint8)))
-            rle['counts'] = rle['counts'].decode('ascii')
-            x1, y1, x2, y2 = [float(v) for v in boxes[:, k]]
-            annotations.append({'id': len(annotations) + 1, 'image_id': image_id, 'category_id': 1,
-                                'segmentation': rle, 'area': float(area(rle)), 'bbox': [x1, y1, x2 - x1, y2 - y1],
-                                'iscrowd': 0})
-    gt = {'categories': [{'id': 1, 'name': 'dummy_class'}], 'images': images, 'annotations': annotations}
-    with open(out_file, 'w') as f:
-        json.dump(gt, f)
+            instances, masks, boxes = read_a2d_h5(p, with_masks=True)
+            if int(instance_id) not in instances:
+                continue  # no mask of this instance in this frame: not evaluated (as SOC)
+            k = instances.index(int(instance_id))
+            x1, y1, x2, y2 = boxes[k]
+            frames.append((a2d_image_id(video_id, int(osp.splitext(osp.basename(p))[0]), instance_id),
+                           encode_mask(masks[k]), [x1, y1, x2 - x1, y2 - y1]))
+    gt = coco_gt_dict(frames, source='A2D-Sentences text_annotations/a2d_annotation.txt')
+    mmengine.dump(gt, out_file, file_format='json')
     return gt

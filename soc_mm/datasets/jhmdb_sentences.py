@@ -5,9 +5,12 @@ import os.path as osp
 import random
 from typing import List, Optional
 
+import mmengine
+import numpy as np
 from mmengine.dataset import BaseDataset
 
 from soc_mm.registry import DATASETS
+from soc_mm.structures import coco_gt_dict, encode_mask
 from .utils import check_expression, check_not_empty, read_csv_dicts, require_path
 
 JHMDB_LAYOUT = """<data_root>/
@@ -19,6 +22,20 @@ JHMDB_LAYOUT = """<data_root>/
 def jhmdb_image_id(video_id: str, frame_idx: int) -> str:
     """The COCO image id of one evaluated frame, as SOC names it."""
     return f'v_{video_id}_f_{frame_idx}'
+
+
+def read_puppet_masks(path: str, video_id: str) -> np.ndarray:
+    """``part_mask`` [H, W, T] of a JHMDB ``puppet_mask.mat`` (one mask per frame); a file that cannot be
+    read or holds no 3-d ``part_mask`` is a ValueError naming the video and the file."""
+    import scipy.io
+    try:
+        masks = np.asarray(scipy.io.loadmat(path)['part_mask'])
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f'JHMDB-Sentences: corrupt puppet mask of video {video_id!r}: {path} ({e})') from e
+    if masks.ndim != 3:
+        raise ValueError(f'JHMDB-Sentences: puppet mask of video {video_id!r}: {path} part_mask has shape '
+                         f'{masks.shape}, expected [H, W, T]')
+    return masks
 
 
 @DATASETS.register_module()
@@ -54,7 +71,6 @@ class JHMDBSentencesDataset(BaseDataset):
                 for p in sorted(glob.glob(osp.join(root, *pattern.split('/'))))}
 
     def load_data_list(self) -> List[dict]:
-        import scipy.io
         require_path(self.data_root, 'JHMDB-Sentences data_root', self.LAYOUT, is_dir=True)
         texts_path = osp.join(self.data_root, 'jhmdb_annotation.txt')
         texts = read_csv_dicts(texts_path, 'JHMDB-Sentences text annotations', self.LAYOUT, ['video_id', 'query'])
@@ -89,11 +105,7 @@ class JHMDBSentencesDataset(BaseDataset):
                         raise FileNotFoundError(f'JHMDB-Sentences: video {video_id!r} of jhmdb_annotation.txt has no '
                                                 f'{what} under {self.data_root}\nExpected layout:\n{self.LAYOUT}')
                 frames = sorted(glob.glob(osp.join(frame_dirs[video_id], '*.png')))
-                try:
-                    num_masks = scipy.io.loadmat(mask_paths[video_id])['part_mask'].shape[2]
-                except Exception as e:  # noqa: BLE001
-                    raise ValueError(f'JHMDB-Sentences: corrupt puppet mask of video {video_id!r}: '
-                                     f'{mask_paths[video_id]} ({e})') from e
+                num_masks = read_puppet_masks(mask_paths[video_id], video_id).shape[2]
                 frames = frames[:num_masks]  # last frames may lack a mask: not evaluated (as SOC)
                 if len(frames) < self.frames_per_video:
                     raise ValueError(f'JHMDB-Sentences: video {video_id!r} has {len(frames)} frames with masks, '
@@ -117,23 +129,18 @@ class JHMDBSentencesDataset(BaseDataset):
 
 def create_jhmdb_coco_gt(dataset: JHMDBSentencesDataset, out_file: str) -> dict:
     """Write the COCO-format ground truth of the frames a ``JHMDBSentencesDataset`` evaluates (as SOC's tool):
-    one image ``v_<video>_f_<frame>`` per sample with the puppet mask as RLE and the dummy category 1."""
-    import numpy as np
-    import scipy.io
-    from pycocotools.mask import area, encode
-    images, annotations, seen = [], [], set()
+    one image ``v_<video>_f_<frame>`` per sample with the puppet mask as RLE, no bbox (as SOC); layout and
+    category of ``soc_mm.structures.coco_gt_dict``. Returns the written dict."""
+    frames, masks_path, masks = [], None, None
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
-        mask = scipy.io.loadmat(info['mask_path'])['part_mask'][:, :, info['ann_frame_index']] > 0
-        if info['img_id'] in seen:
-            raise ValueError(f"JHMDB-Sentences: image id {info['img_id']} appears twice")
-        seen.add(info['img_id'])
-        images.append({'id': info['img_id'], 'height': int(mask.shape[0]), 'width': int(mask.shape[1])})
-        rle = encode(np.asfortranarray(mask.astype(np.uint8)))
-        rle['counts'] = rle['counts'].decode('ascii')
-        annotations.append({'id': len(annotations) + 1, 'image_id': info['img_id'], 'category_id': 1,
-                            'segmentation': rle, 'area': float(area(rle)), 'iscrowd': 0})
-    gt = {'categories': [{'id': 1, 'name': 'dummy_class'}], 'images': images, 'annotations': annotations}
-    with open(out_file, 'w') as f:
-        json.dump(gt, f)
+        if info['mask_path'] != masks_path:  # a video's samples are consecutive: read its masks once
+            masks_path, masks = info['mask_path'], read_puppet_masks(info['mask_path'], info['video_id'])
+        t = info['ann_frame_index']
+        if t >= masks.shape[2]:
+            raise ValueError(f"JHMDB-Sentences: video {info['video_id']!r} frame {t + 1:05d} is evaluated but "
+                             f'{masks_path} has masks for {masks.shape[2]} frames')
+        frames.append((info['img_id'], encode_mask(masks[:, :, t] > 0), None))
+    gt = coco_gt_dict(frames, source=f'JHMDB-Sentences samples of {dataset.data_root}')
+    mmengine.dump(gt, out_file, file_format='json')
     return gt

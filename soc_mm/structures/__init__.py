@@ -1,3 +1,6 @@
+from .bbox import soc_generalized_box_iou
+from .mask import COCO_GT_CATEGORY, coco_gt_dict, decode_mask, encode_mask
 from .rvos_data_sample import RVOSDataSample
 
-__all__ = ["RVOSDataSample"]
+__all__ = ['RVOSDataSample', 'soc_generalized_box_iou', 'encode_mask', 'decode_mask', 'coco_gt_dict',
+           'COCO_GT_CATEGORY']

@@ -1,5 +1,10 @@
 """Compatibility shims for the pinned stack, applied once on ``import soc_mm``.
 
+``soc_mm/__init__.py`` is the only caller of :func:`apply_all` and calls it before importing any
+submodule; Python runs the package ``__init__`` first whichever ``soc_mm.*`` module is imported
+(e.g. ``import soc_mm.models.backbones.video_swin``), so modules that import ``mmaction.models``
+rely on it instead of applying the shims again.
+
 All work-arounds for third-party packages live here, each with its reason:
 
 * mmaction2 1.2.0 (PyPI wheel) ships without ``mmaction/models/localizers/drn/``

@@ -6,9 +6,10 @@
     python tools/dataset_converters/create_coco_gt.py jhmdb_sentences data/jhmdb_sentences \
         data/jhmdb_sentences/jhmdb_sentences_gt_annotations_in_coco_format.json --seed 0
 
-Image ids: ``v_<video>_f_<frame>_i_<instance>`` (A2D) and ``v_<video>_f_<frame>`` (JHMDB), the ``image_id``
-metainfo of the packed samples. JHMDB uses the same frame draw as ``JHMDBSentencesDataset`` (``--seed`` /
-``--samples-file`` must match the test config).
+Image ids: ``v_<video>_f_<frame>_i_<instance>`` (A2D) and ``v_<video>_f_<frame>`` (JHMDB), the ``img_id``
+metainfo of the packed samples. One annotation per image, category 1 ``'dummy_class'``
+(``soc_mm.structures.coco_gt_dict``, the layout of the metrics' in-memory ground truth too). JHMDB uses
+the same frame draw as ``JHMDBSentencesDataset`` (``--seed`` / ``--samples-file`` must match the test config).
 """
 import argparse
 

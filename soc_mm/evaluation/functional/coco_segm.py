@@ -1,49 +1,24 @@
 """COCO segmentation mAP as SOC computes it: pycocotools ``COCOeval(iouType='segm')``
-with ``useCats=0`` (one category) over the masks of all queries with their scores."""
+with ``useCats=0`` (one category) over the masks of all queries with their scores.
+
+Masks, RLE and the ground-truth layout are ``soc_mm.structures.mask``'s (shared with the datasets)."""
 import contextlib
 import io
 import warnings
-from typing import Dict, Hashable, List, Sequence, Tuple
-
-import numpy as np
+from typing import Dict, List, Tuple, Union
 
 COCO_SEGM_KEYS = ('mAP', 'AP50', 'AP75', 'AP_s', 'AP_m', 'AP_l')
 
 
-def encode_mask(mask: np.ndarray) -> dict:
-    """Binary mask ``[H, W]`` -> COCO RLE with ``counts`` as str."""
-    from pycocotools import mask as mask_utils
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    rle['counts'] = rle['counts'].decode('ascii')
-    return rle
-
-
-def decode_mask(rle: dict) -> np.ndarray:
-    """COCO RLE -> bool mask ``[H, W]``."""
-    from pycocotools import mask as mask_utils
-    rle = dict(rle)
-    if isinstance(rle['counts'], str):
-        rle['counts'] = rle['counts'].encode('ascii')
-    with warnings.catch_warnings():  # pycocotools' numpy-2 copy-keyword DeprecationWarning
-        warnings.simplefilter('ignore', DeprecationWarning)
-        return mask_utils.decode(rle).astype(bool)
-
-
-def build_coco_gt(images: Sequence[Tuple[Hashable, int, int, dict]]):
-    """In-memory COCO ground truth: one image per ``(img_id, height, width, rle)``
-    with one annotation (category 1), laid out like SOC's ``create_gt_in_coco_format``."""
-    from pycocotools import mask as mask_utils
+def load_coco_gt(gt: Union[str, dict]):
+    """pycocotools ``COCO`` of a ground-truth json file or of a dict from
+    ``soc_mm.structures.coco_gt_dict``, indexed without COCO's prints."""
     from pycocotools.coco import COCO
-    annotations = []
-    for ann_id, (img_id, height, width, rle) in enumerate(images, start=1):  # ids from 1, as COCOeval expects
-        annotations.append(dict(id=ann_id, image_id=img_id, category_id=1, segmentation=rle,
-                                area=float(mask_utils.area(rle)),
-                                bbox=mask_utils.toBbox(rle).tolist(), iscrowd=0))
-    dataset = dict(images=[dict(id=i, height=int(h), width=int(w)) for i, h, w, _ in images],
-                   annotations=annotations, categories=[dict(id=1, name='referred_object')])
-    coco = COCO()
-    coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(gt, str):
+            return COCO(gt)
+        coco = COCO()
+        coco.dataset = gt
         coco.createIndex()
     return coco
 

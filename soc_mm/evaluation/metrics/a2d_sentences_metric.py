@@ -8,10 +8,10 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from soc_mm.registry import METRICS
-from ..functional import (build_coco_gt, coco_segm_eval, decode_mask, encode_mask, iou_from_counts,
-                          referring_iou, referring_iou_summary)
+from soc_mm.structures import COCO_GT_CATEGORY, coco_gt_dict, decode_mask, encode_mask
+from ..functional import coco_segm_eval, iou_from_counts, load_coco_gt, referring_iou, referring_iou_summary
 from .sample_utils import (check_finite_scores, check_frame_size, evaluated_frame_ids, get_field, get_masks,
-                           sample_as_dict, sample_name)
+                           sample_as_dict, sample_name, unique_by_key)
 
 
 def _last_argmax(scores: np.ndarray) -> int:
@@ -123,7 +123,7 @@ class A2DSentencesMetric(BaseMetric):
             for t, (frame, img_id) in enumerate(zip(frames, img_ids)):
                 top = _last_argmax(scores[:, t])
                 entry = dict(key=(str(sample.get('video_id')), str(sample.get('exp_id')), frame),
-                             img_id=img_id, size=tuple(pred_top.shape[-2:]), name=sample_name(sample),
+                             img_id=img_id, name=sample_name(sample),
                              top_rle=encode_mask(masks[top, t]),
                              dets=[(encode_mask(masks[q, t]), float(scores[q, t]))
                                    for q in range(masks.shape[0])] if 'map' in self.metrics else [])
@@ -136,22 +136,13 @@ class A2DSentencesMetric(BaseMetric):
     # ---------------------------------------------------------------- compute
     def _load_gt(self, frames: List[dict]):
         if self.ann_file is None:
-            return build_coco_gt([(e['img_id'], *e['size'], e['gt_rle']) for e in frames])
-        import contextlib
-        import io
-
-        from pycocotools.coco import COCO
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco_gt = COCO(self.ann_file)
-        return coco_gt
+            return load_coco_gt(coco_gt_dict([(e['img_id'], e['gt_rle'], None) for e in frames],
+                                             source=type(self).__name__))
+        return load_coco_gt(self.ann_file)
 
     def compute_metrics(self, results: List[List[dict]]) -> Dict[str, float]:
-        frames, seen = [], set()
-        for entries in results:
-            for entry in entries:
-                if entry['key'] not in seen:  # duplicates from padded samplers count once
-                    seen.add(entry['key'])
-                    frames.append(entry)
+        # duplicates from padded samplers count once
+        frames = unique_by_key([entry for entries in results for entry in entries])
         name = type(self).__name__
         if not frames:
             raise ValueError(f'{name}: no samples were evaluated')
@@ -174,7 +165,8 @@ class A2DSentencesMetric(BaseMetric):
 
         metrics = {}
         if 'map' in self.metrics:
-            predictions = [dict(image_id=e['img_id'], category_id=1, segmentation=rle, score=score)
+            predictions = [dict(image_id=e['img_id'], category_id=COCO_GT_CATEGORY['id'], segmentation=rle,
+                                score=score)
                            for e in frames for rle, score in e['dets']]
             coco_metrics, summary = coco_segm_eval(coco_gt, predictions)
             print_log(f'{name} COCO segm evaluation:\n{summary}', logger='current')

@@ -7,9 +7,11 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from soc_mm.registry import METRICS
-from ..functional import decode_mask, encode_mask, jf_per_frame, jf_statistics
+from soc_mm.structures import decode_mask, encode_mask
+from ..functional import jf_per_frame, jf_statistics
 from .sample_utils import (check_expected_expressions, check_finite_scores, evaluated_frame_ids, get_field,
                            pred_and_gt_masks, sample_as_dict, sample_name, to_numpy, unique_by_key)
+
 
 def _exp_order(exp_id: str):
     """Expressions in numeric order when ids are numbers (Ref-DAVIS: '0', '1', ..., '10')."""

@@ -4,15 +4,14 @@ import re
 from typing import Dict, List, Optional, Sequence, Union
 
 from einops import rearrange
+# ``mmaction.models`` of the mmaction2 1.2.0 wheel needs ``soc_mm.utils.compat``'s shim: ``soc_mm/__init__.py``
+# applies it before importing any submodule, and Python runs it first whichever ``soc_mm.*`` is imported.
+from mmaction.models.backbones.swin import SwinTransformer3D
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
 from soc_mm.utils.checkpoint import safe_load_local
-from soc_mm.utils.compat import apply_all as _apply_compat
-
-_apply_compat()  # mmaction2 1.2.0 wheel needs the shim before ``mmaction.models``
-from mmaction.models.backbones.swin import SwinTransformer3D  # noqa: E402
 
 
 @MODELS.register_module()

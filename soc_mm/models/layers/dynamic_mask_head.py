@@ -3,26 +3,11 @@ from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.utils import aligned_bilinear
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from soc_mm.registry import MODELS
-
-
-def aligned_bilinear(tensor: Tensor, factor: int) -> Tensor:
-    """CondInst's corner-aligned bilinear upsampling of [N, C, h, w] by an integer factor."""
-    if tensor.dim() != 4:
-        raise ValueError(f'aligned_bilinear: expects [N, C, h, w], got {tuple(tensor.shape)}')
-    if factor < 1 or int(factor) != factor:
-        raise ValueError(f'aligned_bilinear: factor must be a positive integer, got {factor}')
-    if factor == 1:
-        return tensor
-    h, w = tensor.shape[-2:]
-    tensor = F.pad(tensor, pad=(0, 1, 0, 1), mode='replicate')
-    oh, ow = factor * h + 1, factor * w + 1
-    tensor = F.interpolate(tensor, size=(oh, ow), mode='bilinear', align_corners=True)
-    tensor = F.pad(tensor, pad=(factor // 2, 0, factor // 2, 0), mode='replicate')
-    return tensor[:, :, :oh - 1, :ow - 1]
 
 
 def compute_locations(h: int, w: int, stride: int, device=None) -> Tensor:

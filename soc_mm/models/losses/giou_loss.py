@@ -1,40 +1,11 @@
-"""GIoU with the epsilon placement of SOC/DETR-style code (box cost and loss)."""
+"""GIoU loss with the epsilon placement of SOC/DETR-style code (``soc_mm.structures.soc_generalized_box_iou``)."""
 from typing import Optional
 
-import torch
 from mmdet.models.losses.utils import weighted_loss
 from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
-
-
-def soc_generalized_box_iou(boxes1: Tensor, boxes2: Tensor, is_aligned: bool = False) -> Tensor:
-    """GIoU of xyxy boxes: ``(I + 1e-6) / (U + 1e-6) - (E - U + 1e-6) / (E + 1e-6)``.
-
-    mmdet's ``bbox_overlaps`` clamps ``U`` and ``E`` at eps instead of adding eps to numerator
-    and denominator; for the all-zero boxes of absent objects that differs by ~1e-6 / area, so
-    the official formula is kept.
-
-    Args:
-        boxes1 (Tensor): [N, 4] xyxy.
-        boxes2 (Tensor): [M, 4] xyxy ([N, 4] when ``is_aligned``).
-        is_aligned (bool): element-wise (-> [N]) instead of pairwise (-> [N, M]).
-    """
-    if not is_aligned:
-        boxes1 = boxes1[:, None]
-    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])
-    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])
-    lt = torch.max(boxes1[..., :2], boxes2[..., :2])
-    rb = torch.min(boxes1[..., 2:], boxes2[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1 + area2 - inter
-    iou = (inter + 1e-6) / (union + 1e-6)
-    lt = torch.min(boxes1[..., :2], boxes2[..., :2])
-    rb = torch.max(boxes1[..., 2:], boxes2[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    enclose = wh[..., 0] * wh[..., 1]
-    return iou - ((enclose - union) + 1e-6) / (enclose + 1e-6)
+from soc_mm.structures import soc_generalized_box_iou
 
 
 @weighted_loss

@@ -20,8 +20,8 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from soc_mm.models.losses.giou_loss import soc_generalized_box_iou
 from soc_mm.registry import TASK_UTILS
+from soc_mm.structures import soc_generalized_box_iou
 
 
 def _check_frames(pred: Tensor, gt: Tensor, name: str) -> None:
