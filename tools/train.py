@@ -12,6 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from soc_mm.engine import resolve_resume_checkpoint
 from soc_mm.utils import init_cpu_distributed, register_all_modules, shutdown_distributed
 
 
@@ -74,6 +75,8 @@ def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
     cfg = setup_cfg(args)
+    # --resume: the newest complete checkpoint (damaged ones are skipped and reported)
+    resolve_resume_checkpoint(cfg)
     init_cpu_distributed(args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()

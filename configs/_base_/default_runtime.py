@@ -6,7 +6,8 @@ default_hooks = dict(
     # rank 0 alone writes the test metrics json (MMEngine's LoggerHook lets every rank write it)
     logger=dict(type='RVOSLoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # atomic saves: a kill never leaves a truncated checkpoint or a dangling last_checkpoint
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # draws masks + expression on test clips when enabled (tools/test.py --show-dir)
     visualization=dict(type='RVOSVisualizationHook', draw=False),

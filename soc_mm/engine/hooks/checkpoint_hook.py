@@ -1,0 +1,120 @@
+"""A ``CheckpointHook`` whose work dir always holds a complete checkpoint to resume from."""
+import glob
+import os
+import os.path as osp
+from typing import List
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+
+from soc_mm.registry import HOOKS
+from ..atomic_io import ATOMIC_LOCAL_BACKEND, TMP_PREFIX, TMP_SUFFIX, atomic_write
+
+# message-hub key: steps whose checkpoint files were outdated by the checkpoint that holds this list
+# (a run resumed from it removes them if a kill came before their removal)
+OUTDATED_CKPT_IDS = 'outdated_ckpt_ids'
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """MMEngine's ``CheckpointHook`` that survives a kill at any moment of a save.
+
+    MMEngine 0.10's hook first removes the oldest checkpoint (``max_keep_ckpts``), then writes the new
+    one in place and finally ``last_checkpoint``: a kill during the write leaves a truncated newest
+    file and, with ``max_keep_ckpts=1``, nothing to resume from. This hook, for a local ``out_dir``:
+
+    1. writes each checkpoint (periodic, last and ``save_best`` ones) to a temporary file in the same
+       folder, flushes and fsyncs it, ``os.replace``-s it onto ``iter_<n>.pth`` and fsyncs the folder
+       (:class:`~soc_mm.engine.atomic_io.AtomicLocalBackend`, given to MMEngine as ``backend_args``);
+    2. then writes ``<work_dir>/last_checkpoint`` the same atomic way;
+    3. only then removes the checkpoints that ``max_keep_ckpts`` drops.
+
+    A kill therefore leaves ``last_checkpoint`` pointing to a complete checkpoint, which is on disk.
+    ``max_keep_ckpts`` / ``keep_ckpt_ids`` behave as in MMEngine; the steps dropped by a save are also
+    recorded in the message hub (``outdated_ckpt_ids``), so a run resumed from a checkpoint whose
+    clean-up was interrupted removes them. Stale temporary files of a killed save are removed when
+    training starts. Only the main process writes (as in MMEngine).
+
+    Takes the arguments of MMEngine's ``CheckpointHook``. With ``backend_args`` / ``file_client_args``
+    or a remote ``out_dir``, writes go through that backend as in MMEngine (not atomic; a warning
+    says so), still in the order above.
+    """
+
+    def _atomic_backend_args(self) -> dict:
+        """``backend_args`` that make MMEngine write the checkpoints atomically."""
+        return dict(backend=ATOMIC_LOCAL_BACKEND)
+
+    def before_train(self, runner) -> None:
+        if not getattr(self, '_backend_chosen', False):
+            out_dir = runner.work_dir if self.out_dir is None else str(self.out_dir)
+            if self.backend_args is None and self.file_client_args is None and '://' not in out_dir:
+                self.backend_args = self._atomic_backend_args()
+            else:
+                runner.logger.warning(
+                    f'{type(self).__name__}: checkpoints go to {out_dir!r} through the configured file '
+                    'backend, which may not replace files atomically (only a local out_dir without '
+                    'backend_args/file_client_args is written atomically).')
+            self._backend_chosen = True
+        super().before_train(runner)
+        if is_main_process():
+            self._remove_stale_files(runner)
+
+    def _remove_stale_files(self, runner) -> None:
+        """Remove temporaries left by a killed save, and the checkpoints that the save of the resumed
+        checkpoint had dropped but not yet removed."""
+        stale = []
+        for folder in {str(self.out_dir), runner.work_dir}:
+            if '://' in folder:
+                continue
+            for path in glob.glob(osp.join(glob.escape(folder), f'{TMP_PREFIX}*{TMP_SUFFIX}')):
+                target = osp.basename(path)[len(TMP_PREFIX):-len(TMP_SUFFIX)]
+                if target.endswith('.pth') or target == 'last_checkpoint':
+                    stale.append(path)
+        for path in sorted(stale):
+            os.remove(path)
+            runner.logger.info(f'Removed {path}, the unfinished write of a previous run.')
+        if self.max_keep_ckpts > 0:
+            keep = set(self.keep_ckpt_ids)
+            outdated = runner.message_hub.runtime_info.get(OUTDATED_CKPT_IDS, [])
+            self._remove_checkpoints(runner, [step for step in outdated if step not in keep])
+
+    def _remove_checkpoints(self, runner, steps: List[int]) -> None:
+        """Remove the checkpoint files (or deepspeed folders) of ``steps`` that exist."""
+        for step in steps:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):
+                self.file_backend.rmtree(path)
+            else:
+                continue
+            runner.logger.info(f'Removed the outdated checkpoint {path} (max_keep_ckpts='
+                               f'{self.max_keep_ckpts}).')
+
+    def _write_last_checkpoint(self, runner) -> None:
+        """Point ``<work_dir>/last_checkpoint`` to the checkpoint just saved (atomic write)."""
+        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        """Save ``<out_dir>/filename_tmpl.format(step)``, then ``last_checkpoint``, then remove what
+        ``max_keep_ckpts`` drops (MMEngine removes first and writes ``last_checkpoint`` in place)."""
+        outdated = []
+        # `_save_best_checkpoint` saves the step of the periodic checkpoint again: no new id then
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+            runner.message_hub.update_info(OUTDATED_CKPT_IDS, outdated)
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(  # main process only; complete on disk when it returns
+            self.out_dir, ckpt_filename, self.file_client_args, save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+            backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        self._write_last_checkpoint(runner)
+        self._remove_checkpoints(runner, outdated)
