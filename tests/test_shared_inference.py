@@ -220,8 +220,8 @@ def test_clip_len_longer_than_video_is_the_single_forward_path(model):
 def test_iter_clips_and_merge():
     from soc_mm.models.inference import iter_clips, merge_clip_results
     video = torch.arange(2 * 7).view(2, 7)
-    assert [c.tolist() for c in iter_clips(video, 3)] == [[[0, 1, 2], [7, 8, 9]], [[3, 4, 5], [10, 11, 12]],
-                                                           [[6], [13]]]
+    expected = [[[0, 1, 2], [7, 8, 9]], [[3, 4, 5], [10, 11, 12]], [[6], [13]]]  # [G=2, t] per clip
+    assert [c.tolist() for c in iter_clips(video, 3)] == expected
     assert [c.shape[1] for c in iter_clips(video, None)] == [7]
     assert list(iter_clips(iter(range(5)), 2)) == [[0, 1], [2, 3], [4]]  # lazily read frames
     with pytest.raises(ValueError, match='clip_len'):

@@ -3,7 +3,7 @@ from typing import Dict, Sequence
 
 from torch import Tensor, nn
 
-from soc_mm.models.detectors.batch_metainfo import check_batch, get_texts, img_shapes_tensor
+from soc_mm.models.detectors.batch_metainfo import img_shapes_tensor
 
 
 def official_outputs(model: nn.Module, inputs: Tensor, data_samples: Sequence) -> Dict:
@@ -24,9 +24,7 @@ def official_outputs(model: nn.Module, inputs: Tensor, data_samples: Sequence) -
         ``test_cfg.output_layer`` layer only, with the last layer's video queries, and
         ``aux_outputs`` empty (as SOC).
     """
-    check_batch(inputs, data_samples)
-    text_feats = model.extract_text_feat(get_texts(data_samples))
-    head_inputs_dict = model.forward_transformer(**model.extract_feat(inputs, data_samples), **text_feats)
+    head_inputs_dict = model.forward_head_inputs(inputs, data_samples)
     hidden_states, references = head_inputs_dict['hidden_states'], head_inputs_dict['references']
     video_queries = head_inputs_dict['video_queries']
     img_sizes = img_shapes_tensor(data_samples, inputs.device)

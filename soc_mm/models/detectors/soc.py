@@ -1,27 +1,21 @@
 """SOC detector (NeurIPS 2023): the model's maths, stage by stage.
 
-The stages chain like mmdet's ``DeformableDETR.forward_transformer``: each returns a dict whose
-keys are the keyword arguments of the next one.
+Like mmdet's ``DeformableDETR.forward_transformer``, each stage returns a dict whose keys are the
+keyword arguments of the next one:
 
-=====================  ==============================================================================
-``extract_feat``       clips -> backbone and neck features, padding masks, positions (text-independent)
-``extract_text_feat``  expressions -> word features, sentence feature
-``forward_transformer`` (text-dependent) chains:
-  ``fuse``             vision <-> language fusion -> fused levels, fused sentence feature
-  ``pre_transformer``  levels flattened -> encoder / decoder inputs
-  ``forward_encoder``  -> memory
-  ``pre_decoder``      learned queries shared by all frames, initial reference points
-  ``forward_decoder``  -> frame queries of every decoder layer, references
-  ``forward_cluster``  VOC: frame queries + sentence -> video queries; head hidden states
-  ``forward_mask_feats`` spatial decoder -> mask features
-``bbox_head``          ``**head_inputs_dict`` -> losses, or per-sample ``InstanceData`` results
-=====================  ==============================================================================
+* ``extract_feat``: clips -> backbone and neck features, padding masks, positions (text-independent);
+  ``extract_text_feat``: expressions -> word features, sentence feature;
+* ``forward_transformer`` (text-dependent) chains ``fuse`` (vision <-> language) -> ``pre_transformer``
+  (flattened levels) -> ``forward_encoder`` (memory) -> ``pre_decoder`` (learned queries, reference
+  points) -> ``forward_decoder`` (frame queries of every decoder layer) -> ``forward_cluster`` (VOC:
+  video queries) and ``forward_mask_feats`` (spatial decoder), and returns ``head_inputs_dict``;
+* ``bbox_head.loss(**head_inputs_dict, ...)`` / ``bbox_head.predict(...)`` (per-sample ``InstanceData``).
 
 Words: a *level* is a feature-pyramid level (``num_feature_levels``), a *layer* a decoder layer
-(``test_cfg.output_layer``). A batch is B (clip, expression) pairs of T frames; frames run
-batch-major ``(b t)``. Video-level inference (clips of ``clip_len`` frames, one backbone pass for
-the expressions of a clip, merging) is ``soc_mm.models.inference.VideoInference``, which
-``predict`` calls; the metainfo SOC reads is parsed in ``batch_metainfo``.
+(``test_cfg.output_layer``). A batch is B (clip, expression) pairs of T frames, run batch-major
+``(b t)``. Video-level inference (clips of ``clip_len`` frames, one backbone pass for the expressions
+of a clip, merging) is ``soc_mm.models.inference.VideoInference``, which ``predict`` calls; the
+metainfo SOC reads is parsed in ``batch_metainfo``.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -101,25 +95,12 @@ class SOC(BaseModel):
         data_preprocessor (dict): ``RVOSDataPreprocessor`` config.
     """
 
-    def __init__(self,
-                 backbone: dict,
-                 text_encoder: dict,
-                 neck: dict,
-                 encoder: dict,
-                 decoder: dict,
-                 voc: dict,
-                 spatial_decoder: dict,
-                 bbox_head: dict,
-                 positional_encoding: Optional[dict] = None,
-                 text_positional_encoding: Optional[dict] = None,
-                 fusion: Optional[dict] = None,
-                 num_queries: int = 5,
-                 num_feature_levels: int = 4,
-                 with_box_refine: bool = True,
-                 voc_batch_regroup_compat: bool = False,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
+    def __init__(self, backbone: dict, text_encoder: dict, neck: dict, encoder: dict, decoder: dict, voc: dict,
+                 spatial_decoder: dict, bbox_head: dict, positional_encoding: Optional[dict] = None,
+                 text_positional_encoding: Optional[dict] = None, fusion: Optional[dict] = None,
+                 num_queries: int = 5, num_feature_levels: int = 4, with_box_refine: bool = True,
+                 voc_batch_regroup_compat: bool = False, train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_cfg = train_cfg
@@ -366,12 +347,15 @@ class SOC(BaseModel):
         return rearrange(mask_feats, '(b t) d h w -> b t d h w', b=num_videos)
 
     # ------------------------------------------------------------------ modes
-    def loss(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
-        """Losses of every decoder layer (VOC on every layer)."""
+    def forward_head_inputs(self, inputs: Tensor, data_samples: Sequence) -> Dict:
+        """``head_inputs_dict`` of B clips [B, T, 3, Hp, Wp], one expression each (all stages)."""
         check_batch(inputs, data_samples)
         text_feats = self.extract_text_feat(get_texts(data_samples))
-        head_inputs_dict = self.forward_transformer(**self.extract_feat(inputs, data_samples), **text_feats)
-        return self.bbox_head.loss(**head_inputs_dict, batch_data_samples=data_samples)
+        return self.forward_transformer(**self.extract_feat(inputs, data_samples), **text_feats)
+
+    def loss(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
+        """Losses of every decoder layer (VOC on every layer)."""
+        return self.bbox_head.loss(**self.forward_head_inputs(inputs, data_samples), batch_data_samples=data_samples)
 
     def predict(self, inputs: Tensor, data_samples: Sequence, rescale: bool = True) -> list:
         """Masks and scores of the ``test_cfg.output_layer`` heads, added to the data samples.
@@ -399,12 +383,10 @@ class SOC(BaseModel):
     def _forward(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
         """Raw outputs: ``head_inputs_dict`` plus the heads of every decoder layer (``cls``
         [L, B, T, nq, K], ``boxes`` [L, B, T, nq, 4], ``masks`` [L, B, T, nq, h, w])."""
-        check_batch(inputs, data_samples)
-        text_feats = self.extract_text_feat(get_texts(data_samples))
-        head_inputs_dict = self.forward_transformer(**self.extract_feat(inputs, data_samples), **text_feats)
+        head_inputs_dict = self.forward_head_inputs(inputs, data_samples)
+        img_sizes = img_shapes_tensor(data_samples, inputs.device)
         cls, boxes, masks = self.bbox_head(head_inputs_dict['hidden_states'], head_inputs_dict['references'],
-                                           head_inputs_dict['mask_feats'], img_shapes_tensor(data_samples,
-                                                                                             inputs.device))
+                                           head_inputs_dict['mask_feats'], img_sizes)
         return dict(head_inputs_dict, cls=cls, boxes=boxes, masks=masks)
 
     def forward(self, inputs: Tensor, data_samples: Optional[Sequence] = None,

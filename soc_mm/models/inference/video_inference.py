@@ -79,7 +79,8 @@ def expand_clip_feats(feats: Dict[str, List[Tensor]], clip_index: Tensor, num_fr
     if clip_index.numel() == num_clips and torch.equal(clip_index.cpu(), torch.arange(num_clips)):
         return feats
     device = feats['mlvl_feats'][0].device
-    frame_index = (clip_index[:, None] * num_frames + torch.arange(num_frames)).flatten().to(device)
+    frame_index = (clip_index[:, None] * num_frames + torch.arange(num_frames, device=clip_index.device)).flatten()
+    frame_index = frame_index.to(device)
     return {key: [x.index_select(0, frame_index) for x in value] for key, value in feats.items()}
 
 
