@@ -301,3 +301,72 @@ def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, monkeypatch
     message = _run_tool('test.py', [TINY_CONFIG, paths['queries'], '--work-dir', str(tmp_path / 'w')] + options,
                         monkeypatch)
     assert 'does not fit the model' in message and 'size mismatch' in message and '--non-strict' in message
+
+
+# ------------------------------------------------------------------ tools/train.py
+def test_tools_train_refuses_the_corpus_as_resume_and_load_from(rows, tmp_path, monkeypatch, mmengine_safe_scheme):
+    work = str(tmp_path / 'work')
+    for path, _marker, name in rows:
+        for extra in (['--resume', path], ['--cfg-options', f'load_from={path}']):
+            message = _run_tool('train.py', [TINY_CONFIG, '--work-dir', work] + extra, monkeypatch)
+            assert 'tools/train.py: error:' in message and EXPECTED_GLOBAL[name] in message, (extra, message)
+    _assert_nothing_ran(rows)
+
+
+def test_tools_train_auto_resume_skips_a_malicious_latest_checkpoint(rows, tmp_path, monkeypatch,
+                                                                     mmengine_safe_scheme):
+    import shutil
+    work = tmp_path / 'work'
+    work.mkdir()
+    path, marker, name = next(r for r in rows if r[2] == 'getattr_chain_exec')
+    shutil.copy(path, work / 'iter_10.pth')
+    (work / 'last_checkpoint').write_text(str(work / 'iter_10.pth'))
+    message = _run_tool('train.py', [TINY_CONFIG, '--work-dir', str(work), '--resume'], monkeypatch)
+    assert 'no complete checkpoint to resume from' in message and 'builtins.getattr' in message
+    assert not osp.exists(marker) and corpus.planted_globals() == []
+
+
+def test_mmengine_checkpoint_loads_in_a_fresh_process(tmp_path):
+    """No HistoryBuffer exists yet in a fresh tools process (its statistics registry is still empty)."""
+    path = str(tmp_path / 'epoch_1.pth')
+    _mmengine_like_checkpoint(path)
+    code = ('import sys\nfrom soc_mm.utils.checkpoint import safe_load_local\n'
+            'ckpt = safe_load_local(sys.argv[1])\n'
+            'print("MEAN", ckpt["message_hub"]["log_scalars"]["train/loss"].mean())\n')
+    proc = subprocess.run([sys.executable, '-c', code, path], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'MEAN 2.333' in proc.stdout
+
+
+# ------------------------------------------------------------------ the official-checkpoint converter
+def test_converter_refuses_the_corpus(rows, tmp_path, monkeypatch, capsys):
+    dst = tmp_path / 'converted.pth'
+    for path, _marker, name in rows:
+        monkeypatch.setattr(sys, 'argv', ['soc_official_to_mm.py', path, str(dst)])
+        with pytest.raises(SystemExit) as info:
+            runpy.run_path(osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py'),
+                           run_name='__main__')
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and EXPECTED_GLOBAL[name] in err and path in err, err
+        assert not dst.exists()
+    _assert_nothing_ran(rows)
+
+
+# ------------------------------------------------------------------ soc_mm.apis.init_model
+def test_init_model_refuses_the_corpus_and_wrong_checkpoints(rows, tmp_path):
+    from mmengine.config import Config
+    from soc_mm.apis import init_model
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.model.text_encoder.model_path = TEXT_ENCODER
+    for path, _marker, name in rows:
+        with pytest.raises(UnsafeCheckpointError, match=EXPECTED_GLOBAL[name].replace('.', r'\.')):
+            init_model(cfg, path)
+    _assert_nothing_ran(rows)
+    paths, _ = _wrong_checkpoints(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match='size mismatch'):
+        init_model(cfg, paths['queries'])
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(CheckpointFormatError, match='empty file'):
+        init_model(cfg, str(empty))

@@ -7,13 +7,21 @@ Works on GPUs (NCCL) and on CPU-only machines (gloo): see
 import argparse
 import os
 import os.path as osp
+import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from soc_mm.engine import resolve_resume_checkpoint
-from soc_mm.utils import init_cpu_distributed, register_all_modules, shutdown_distributed
+from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
+from soc_mm.utils import (CheckpointFormatError, UnsafeCheckpointError, init_cpu_distributed,
+                          install_safe_checkpoint_loading, register_all_modules, safe_load_local,
+                          shutdown_distributed)
+from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
+
+#: errors whose message says everything (printed without a traceback)
+USER_ERRORS = (CheckpointFormatError, UnsafeCheckpointError, ConfigOptionError, ResumeCheckpointError,
+               FileNotFoundError)
 
 
 def parse_args():
@@ -27,8 +35,7 @@ def parse_args():
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or from the latest '
                         'checkpoint in the work dir when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (xxx=[a,b] for lists)')
+    add_cfg_options_argument(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -42,8 +49,7 @@ def setup_cfg(args) -> Config:
     """Load the config and apply the command-line overrides."""
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -74,7 +80,10 @@ def setup_cfg(args) -> Config:
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
+    install_safe_checkpoint_loading()  # every checkpoint MMEngine loads here goes through safe_load_local
     cfg = setup_cfg(args)
+    if cfg.get('load_from') and not cfg.get('resume'):
+        safe_load_local(cfg.load_from, map_location='cpu')  # a bad file fails now, naming itself
     # --resume: the newest complete checkpoint (damaged ones are skipped and reported)
     resolve_resume_checkpoint(cfg)
     init_cpu_distributed(args.launcher)
@@ -84,4 +93,7 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except USER_ERRORS as error:
+        sys.exit(f'tools/train.py: error: {error}')

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from torch import nn
 
 from soc_mm.models.inference import VideoInference, iter_clips
+from soc_mm.utils.checkpoint import load_checkpoint_to_model, safe_load_local
 from soc_mm.registry import MODELS, TRANSFORMS
 from soc_mm.structures import RVOSDataSample
 
@@ -66,14 +66,14 @@ def init_model(config: Union[str, Config],
     if fast_kernels is not None:
         config.model.test_cfg = dict(config.model.get('test_cfg') or {}, fast_kernels=bool(fast_kernels))
     import soc_mm  # noqa: F401  (registers every module)
+    # read (safely) before building: a bad file fails at once, naming itself
+    state = None if checkpoint is None else safe_load_local(checkpoint, map_location='cpu')
     init_default_scope(config.get('default_scope', 'soc_mm'))
     model = MODELS.build(config.model)
-    if checkpoint is None:
+    if state is None:
         model.init_weights()
     else:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'init_model: checkpoint not found: {checkpoint}')
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        load_checkpoint_to_model(model, state, checkpoint, strict=True)
     model.cfg = config
     model.to(device)
     model.eval()
