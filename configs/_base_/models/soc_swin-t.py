@@ -21,7 +21,6 @@ model = dict(
     num_queries=num_queries,
     num_feature_levels=num_levels,
     with_box_refine=True,
-    voc_batch_regroup_compat=False,  # True only reproduces an official bug (B > 1 and T > 1)
     data_preprocessor=dict(
         type='RVOSDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True, pad_size_divisor=1),
@@ -70,6 +69,6 @@ model = dict(
             dict(type='VideoDiceCost', weight=5.0),
             dict(type='VideoBoxL1Cost', weight=2.0),
             dict(type='VideoGIoUCost', weight=2.0)])),
-    # output_level 'first' = the official eval path (level-0 heads + last-level VOC);
-    # 'last' uses the last decoder level's heads.
+    # output_layer 'first' = the official eval path (first decoder layer's heads + the last layer's VOC);
+    # 'last' uses the last decoder layer's heads.
     test_cfg=dict(output_layer='first', return_all_queries=False))

@@ -30,12 +30,10 @@ import torch.nn.functional as F
 from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
-from soc_mm.utils.compat import apply_all as _apply_compat
+from mmaction.models.backbones.swin import WindowAttention3D  # importable: ``import soc_mm`` applied the shims
+
 from .deformable_transformer import deformable_sampling
 from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear
-
-_apply_compat()
-from mmaction.models.backbones.swin import WindowAttention3D  # noqa: E402
 
 
 class FastWindowAttention3D(WindowAttention3D):
