@@ -1,7 +1,8 @@
 from .a2d_sentences_metric import A2DSentencesMetric
+from .mevis_metric import MeViSMetric, MeViSSubmissionMetric
 from .ref_ytvos_submission_metric import RefYTVOSSubmissionMetric
 from .refcoco_metric import RefCOCOSegMetric
 from .rvos_jf_metric import RVOSJFMetric, davis_unsupervised_jf, merge_object_masks, summarize_jf
 
 __all__ = ['RVOSJFMetric', 'A2DSentencesMetric', 'RefCOCOSegMetric', 'RefYTVOSSubmissionMetric',
-           'summarize_jf', 'merge_object_masks', 'davis_unsupervised_jf']
+           'MeViSMetric', 'MeViSSubmissionMetric', 'summarize_jf', 'merge_object_masks', 'davis_unsupervised_jf']

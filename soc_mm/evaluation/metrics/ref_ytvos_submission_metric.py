@@ -48,6 +48,8 @@ class RefYTVOSSubmissionMetric(BaseMetric):
         collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
     """
     default_prefix = 'ref_ytvos'
+    #: folder of the zip that holds ``<video_id>/<exp_id>/<frame>.png`` ('' = the zip's top level).
+    zip_root: str = ANNOTATIONS_DIR
 
     def __init__(self,
                  output_dir: str,
@@ -92,16 +94,19 @@ class RefYTVOSSubmissionMetric(BaseMetric):
         files = sorted({p for r in results for p in r['paths']})
         zip_path = osp.join(self.output_dir, self.zip_name)
         root = osp.join(self.output_dir, ANNOTATIONS_DIR)
-        # Same member layout as shutil.make_archive(..., root_dir=output_dir, base_dir='Annotations'):
-        # folder entries, then files, all under 'Annotations/'.
-        dirs = sorted({ANNOTATIONS_DIR} | {f'{ANNOTATIONS_DIR}/{p.split("/")[0]}' for p in files}
-                      | {f'{ANNOTATIONS_DIR}/{osp.dirname(p)}' for p in files})
+        # Same member layout as shutil.make_archive(..., root_dir=output_dir, base_dir='Annotations')
+        # (zip_root 'Annotations'), or as `cd Annotations && zip -r ../x.zip *` (zip_root ''):
+        # folder entries, then files, all under '<zip_root>/'.
+        prefix = f'{self.zip_root}/' if self.zip_root else ''
+        dirs = sorted({p.split('/')[0] for p in files} | {osp.dirname(p) for p in files})
         tmp_path = zip_path + '.tmp'
         with zipfile.ZipFile(tmp_path, 'w', compression=zipfile.ZIP_DEFLATED) as zf:
+            if self.zip_root:
+                zf.write(root, prefix)
             for d in dirs:
-                zf.write(osp.join(self.output_dir, d), d + '/')
+                zf.write(osp.join(root, d), f'{prefix}{d}/')
             for p in files:
-                zf.write(osp.join(root, p), f'{ANNOTATIONS_DIR}/{p}')
+                zf.write(osp.join(root, p), f'{prefix}{p}')
         os.replace(tmp_path, zip_path)
         if not self.keep_pngs:
             shutil.rmtree(root, ignore_errors=True)

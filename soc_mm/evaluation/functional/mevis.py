@@ -1,0 +1,324 @@
+"""MeViS (ICCV 2023) J&F, as its official ``tools/eval_mevis.py`` + ``tools/metrics.py`` compute it.
+
+Definition (``valid_u``, or any split whose ``meta_expressions.json`` has ``anno_id``):
+
+* the ground truth of an expression in frame ``t`` is the union of the masks
+  ``mask_dict[str(anno_id)][t]`` of its ``anno_id`` list (a ``null`` entry is no mask; an expression
+  without ``anno_id`` has an empty ground truth in every frame);
+* the prediction of frame ``t`` is ``<pred_dir>/<video>/<exp_id>/<frame>.png`` read as 8-bit
+  grayscale (``cv2.IMREAD_GRAYSCALE``, as the official code reads it); every non-zero pixel is
+  foreground;
+* per frame, J is the Jaccard index (1 when prediction and truth are both empty) and F the DAVIS
+  boundary F-measure (``db_eval_boundary``: one-pixel boundary maps of ``seg2bmap``, matched within
+  a disk of radius ``ceil(0.008 * image diagonal)`` pixels); both are
+  :func:`soc_mm.evaluation.functional.jf_per_frame`, which computes exactly these numbers;
+* an expression's J (F) is the mean over all frames of its video; the reported J (F) is the mean
+  over all expressions of the meta file, ``J&F = (J + F) / 2``;
+* every expression of a video whose folder is missing from ``pred_dir`` scores ``J = F = 0``
+  (the official rule).
+
+Where the official script would crash inside a worker and then silently average over fewer
+expressions (a missing or unreadable PNG, a frame of another size, an unknown ``anno_id``) we raise
+an error that names the file, video, expression and field instead.
+"""
+import json
+import multiprocessing
+import os
+import os.path as osp
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from soc_mm.structures.mask import decode_mask
+from .jf import jf_per_frame
+
+#: the official F boundary tolerance (fraction of the image diagonal).
+MEVIS_BOUND_TH = 0.008
+
+
+def _load_json(path: str, what: str):
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'MeViS {what} {path} not found')
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f'MeViS {what} {path} is not valid JSON: {error}') from None
+
+
+def load_mevis_meta(meta_file: str) -> Dict[str, dict]:
+    """Read and check a MeViS ``meta_expressions.json``.
+
+    Args:
+        meta_file (str): ``{"videos": {video: {"frames": [str, ...], "expressions":
+            {exp_id: {"exp": str, "anno_id": [int, ...], ...}}}}}``.
+
+    Returns:
+        dict: ``{video: {"frames": [str], "expressions": {exp_id: {"anno_id": [str], ...}}}}`` in
+        file order, ``anno_id`` entries as the ``str`` keys of ``mask_dict.json``.
+
+    Raises:
+        ValueError: naming the file, video, expression and field that is missing or malformed.
+    """
+    data = _load_json(meta_file, 'meta_expressions file')
+    videos = data.get('videos') if isinstance(data, dict) else None
+    if not isinstance(videos, dict):
+        raise ValueError(f"{meta_file}: expected {{'videos': {{video_id: {{...}}}}}} at the top level")
+    checked = OrderedDict()
+    for video_id, video in videos.items():
+        where = f'{meta_file}: video {video_id!r}'
+        if not isinstance(video, dict):
+            raise ValueError(f'{where} is a {type(video).__name__}, expected a dict')
+        frames = video.get('frames')
+        if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
+            raise ValueError(f"{where}: 'frames' must be a non-empty list of frame names, got {frames!r:.80}")
+        expressions = video.get('expressions')
+        if not isinstance(expressions, dict) or not expressions:
+            raise ValueError(f"{where}: 'expressions' must be a non-empty dict {{exp_id: {{...}}}}")
+        checked_exps = OrderedDict()
+        for exp_id, expression in expressions.items():
+            exp_where = f'{where}, expression {exp_id!r}'
+            if not isinstance(expression, dict):
+                raise ValueError(f'{exp_where} is a {type(expression).__name__}, expected a dict')
+            anno_ids = expression.get('anno_id')
+            if not isinstance(anno_ids, list) or not all(
+                    isinstance(a, (int, str)) and not isinstance(a, bool) for a in anno_ids):
+                raise ValueError(f"{exp_where}: 'anno_id' must be a list of annotation ids (the keys of "
+                                 f'mask_dict.json), got {anno_ids!r:.80}')
+            checked_exps[str(exp_id)] = dict(expression, anno_id=[str(a) for a in anno_ids])
+        checked[str(video_id)] = dict(video, frames=list(frames), expressions=checked_exps)
+    return checked
+
+
+def load_mevis_mask_dict(mask_dict_file: str) -> Dict[str, list]:
+    """Read a MeViS ``mask_dict.json``: ``{str(anno_id): [COCO RLE or null per frame]}``.
+
+    Entries are checked where they are used (:func:`mevis_gt_masks`).
+    """
+    mask_dict = _load_json(mask_dict_file, 'mask_dict file')
+    if not isinstance(mask_dict, dict):
+        raise ValueError(f'{mask_dict_file}: expected {{anno_id: [RLE or null per frame]}}, '
+                         f'got a {type(mask_dict).__name__}')
+    return mask_dict
+
+
+def mevis_gt_masks(mask_dict: Dict[str, list], anno_ids: Sequence[str], num_frames: int,
+                   frame_size: Tuple[int, int], where: str = 'expression') -> np.ndarray:
+    """Ground truth of one expression: the union of its annotations' masks in every frame.
+
+    Args:
+        mask_dict (dict): ``{str(anno_id): [RLE or None] * num_frames}`` (``mask_dict.json``).
+        anno_ids (Sequence[str]): the expression's ``anno_id`` list (may be empty).
+        num_frames (int): T, the number of frames of the video.
+        frame_size (tuple): (H, W) of the video (every RLE must have this ``size``).
+        where (str): names the expression in errors.
+
+    Returns:
+        np.ndarray: bool ``[T, H, W]``.
+    """
+    height, width = frame_size
+    gt = np.zeros((num_frames, height, width), dtype=bool)
+    for anno_id in anno_ids:
+        rles = mask_dict.get(str(anno_id))
+        if rles is None:
+            raise ValueError(f'{where}: anno_id {anno_id} is not in mask_dict.json')
+        if not isinstance(rles, list) or len(rles) != num_frames:
+            got = f'{len(rles)} entries' if isinstance(rles, list) else f'a {type(rles).__name__}'
+            raise ValueError(f'{where}: mask_dict.json[{str(anno_id)!r}] must be a list of {num_frames} '
+                             f'RLE-or-null entries (one per frame of the video), got {got}')
+        for t, rle in enumerate(rles):
+            if rle is None:
+                continue
+            if (not isinstance(rle, dict) or not isinstance(rle.get('counts'), (str, bytes))
+                    or not isinstance(rle.get('size'), (list, tuple)) or len(rle['size']) != 2):
+                raise ValueError(f'{where}: mask_dict.json[{str(anno_id)!r}][{t}] is not a compressed COCO RLE '
+                                 "{'size': [H, W], 'counts': str} or null")
+            if tuple(int(s) for s in rle['size']) != (height, width):
+                raise ValueError(f'{where}: mask_dict.json[{str(anno_id)!r}][{t}] has size {list(rle["size"])}, '
+                                 f'but the predicted frames are {height}x{width} (H x W)')
+            gt[t] |= decode_mask(rle)
+    return gt
+
+
+def mevis_expression_jf(pred: np.ndarray, gt: np.ndarray,
+                        bound_th: float = MEVIS_BOUND_TH) -> Tuple[float, float]:
+    """J and F of one expression: the means over its frames of the per-frame J and F.
+
+    Args:
+        pred, gt: bool ``[T, H, W]`` (prediction and union ground truth of every frame).
+
+    Returns:
+        (J, F) as floats.
+    """
+    j_per_frame, f_per_frame = jf_per_frame(pred, gt, bound_th=bound_th)
+    # np.ndarray.mean, as the official code averages db_eval_iou / db_eval_boundary's output
+    return float(j_per_frame.mean()), float(f_per_frame.mean())
+
+
+def mevis_summary(scores: Iterable[Tuple[float, float]]) -> Dict[str, float]:
+    """MeViS table from per-expression (J, F): means over expressions, ``J&F = (J + F) / 2``."""
+    scores = list(scores)
+    if not scores:
+        raise ValueError('MeViS J&F: no expressions to average')
+    j_mean = np.mean([s[0] for s in scores])
+    f_mean = np.mean([s[1] for s in scores])
+    return {'J': float(j_mean), 'F': float(f_mean), 'J&F': float((j_mean + f_mean) / 2)}
+
+
+def read_mask_png(path: str) -> np.ndarray:
+    """One predicted mask PNG -> bool ``[H, W]`` (non-zero pixels of the 8-bit grayscale image).
+
+    Raises:
+        FileNotFoundError: the file does not exist; ValueError: it cannot be decoded.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'missing prediction {path} (every frame of a predicted video needs a PNG)')
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f'unreadable prediction {path}: not an image file OpenCV can decode')
+    return image != 0
+
+
+def read_mevis_prediction(exp_dir: str, frames: Sequence[str]) -> np.ndarray:
+    """Predicted masks ``<exp_dir>/<frame>.png`` of every frame -> bool ``[T, H, W]``; all frames must
+    have the size of the first one."""
+    masks = []
+    for frame in frames:
+        path = osp.join(exp_dir, f'{frame}.png')
+        mask = read_mask_png(path)
+        if masks and mask.shape != masks[0].shape:
+            raise ValueError(f'prediction {path} is {mask.shape[0]}x{mask.shape[1]} (H x W) but '
+                             f'{osp.join(exp_dir, frames[0] + ".png")} is {masks[0].shape[0]}x{masks[0].shape[1]}')
+        masks.append(mask)
+    return np.stack(masks)
+
+
+@dataclass
+class MeViSResult:
+    """Outcome of :func:`evaluate_mevis_predictions`.
+
+    Attributes:
+        metrics: ``{'J', 'F', 'J&F'}``.
+        per_expression: ``{(video, exp_id): (J, F)}`` for every expression of the meta file, in its order.
+        num_videos: number of videos of the meta file.
+        missing_videos: videos of the meta file without a prediction folder (their expressions score 0).
+        num_missing_expressions: number of expressions in those videos.
+        extra_entries: names in the prediction folder that are not videos of the meta file (not read).
+    """
+    metrics: Dict[str, float]
+    per_expression: 'OrderedDict[Tuple[str, str], Tuple[float, float]]'
+    num_videos: int = 0
+    missing_videos: List[str] = field(default_factory=list)
+    num_missing_expressions: int = 0
+    extra_entries: List[str] = field(default_factory=list)
+
+
+# State of a worker process (set by _init_worker; the parent's own state when workers == 1).
+_WORKER_STATE: dict = {}
+
+
+def _init_worker(videos: dict, mask_dict: dict, pred_dir: str, bound_th: float) -> None:
+    _WORKER_STATE.update(videos=videos, mask_dict=mask_dict, pred_dir=pred_dir, bound_th=bound_th)
+
+
+def _evaluate_expression(key: Tuple[str, str]) -> Tuple[float, float]:
+    """(J, F) of one expression of a video that has a prediction folder."""
+    video_id, exp_id = key
+    video = _WORKER_STATE['videos'][video_id]
+    frames = video['frames']
+    pred = read_mevis_prediction(osp.join(_WORKER_STATE['pred_dir'], video_id, exp_id), frames)
+    gt = mevis_gt_masks(_WORKER_STATE['mask_dict'], video['expressions'][exp_id]['anno_id'], len(frames),
+                        pred.shape[1:], where=f'video {video_id!r}, expression {exp_id!r}')
+    return mevis_expression_jf(pred, gt, bound_th=_WORKER_STATE['bound_th'])
+
+
+def evaluate_mevis_predictions(pred_dir: str,
+                               meta_file: str,
+                               mask_dict_file: str,
+                               workers: int = 1,
+                               bound_th: float = MEVIS_BOUND_TH) -> MeViSResult:
+    """Score a folder of MeViS predictions ``<pred_dir>/<video>/<exp_id>/<frame>.png`` (the server's
+    layout) as the official ``eval_mevis.py`` does.
+
+    Args:
+        pred_dir (str): prediction folder.
+        meta_file (str): the split's ``meta_expressions.json`` (with ``anno_id``).
+        mask_dict_file (str): the split's ``mask_dict.json``.
+        workers (int): processes over expressions; results do not depend on it.
+        bound_th (float): F boundary tolerance. Defaults to the official 0.008.
+
+    Returns:
+        MeViSResult
+
+    Raises:
+        FileNotFoundError / ValueError: a missing or unreadable PNG in a predicted video, a frame
+        of another size, a malformed meta or mask file; the message names the file or field.
+    """
+    if not osp.isdir(pred_dir):
+        raise FileNotFoundError(f'prediction folder {pred_dir} not found')
+    if workers < 1:
+        raise ValueError(f'workers must be >= 1, got {workers}')
+    videos = load_mevis_meta(meta_file)
+    mask_dict = load_mevis_mask_dict(mask_dict_file)
+
+    missing_videos, tasks = [], []
+    for video_id, video in videos.items():
+        video_dir = osp.join(pred_dir, video_id)
+        if not osp.exists(video_dir):
+            missing_videos.append(video_id)
+        elif not osp.isdir(video_dir):
+            raise ValueError(f'prediction {video_dir} is a file; expected a folder <exp_id>/<frame>.png')
+        else:
+            tasks.extend((video_id, exp_id) for exp_id in video['expressions'])
+    extra = sorted(set(os.listdir(pred_dir)) - set(videos))
+
+    if workers == 1 or len(tasks) <= 1:
+        _init_worker(videos, mask_dict, pred_dir, bound_th)
+        try:
+            scores = [_evaluate_expression(task) for task in tasks]
+        finally:
+            _WORKER_STATE.clear()
+    else:
+        with multiprocessing.get_context().Pool(
+                min(workers, len(tasks)), initializer=_init_worker,
+                initargs=(videos, mask_dict, pred_dir, bound_th)) as pool:
+            scores = list(pool.imap(_evaluate_expression, tasks, chunksize=1))
+    scored = dict(zip(tasks, scores))
+
+    per_expression = OrderedDict()
+    for video_id, video in videos.items():
+        for exp_id in video['expressions']:
+            per_expression[(video_id, exp_id)] = scored.get((video_id, exp_id), (0.0, 0.0))
+    return MeViSResult(
+        metrics=mevis_summary(per_expression.values()),
+        per_expression=per_expression,
+        num_videos=len(videos),
+        missing_videos=missing_videos,
+        num_missing_expressions=sum(len(videos[v]['expressions']) for v in missing_videos),
+        extra_entries=extra)
+
+
+def per_expression_json(per_expression: Dict[Tuple[str, str], Tuple[float, float]]) -> Dict[str, List[float]]:
+    """``{(video, exp_id): (J, F)}`` -> the official ``save_name`` layout ``{"<video>_<exp_id>": [J, F]}``."""
+    return {f'{video_id}_{exp_id}': [float(j), float(f)] for (video_id, exp_id), (j, f) in per_expression.items()}
+
+
+def check_mevis_frames(frames: Sequence[str], video: dict, where: str) -> None:
+    """Predicted frame names must be all frames of the video, in order (MeViS scores every frame)."""
+    expected = video['frames']
+    if list(frames) != list(expected):
+        raise ValueError(f'{where}: predicted frames {list(frames)[:3]}... ({len(frames)}) are not the '
+                         f"video's {len(expected)} frames {list(expected)[:3]}... of meta_expressions.json; "
+                         'MeViS scores every frame')
+
+
+def mevis_missing_summary(missing_videos: Sequence[str], num_videos: int, num_missing_expressions: int,
+                          limit: int = 10) -> str:
+    """One line naming the videos without predictions (their expressions score J = F = 0)."""
+    names = ', '.join(list(missing_videos)[:limit])
+    more = f', ... ({len(missing_videos) - limit} more)' if len(missing_videos) > limit else ''
+    return (f'missing videos: {len(missing_videos)} of {num_videos} ({num_missing_expressions} expressions '
+            'scored J = F = 0)' + (f': {names}{more}' if missing_videos else ''))
