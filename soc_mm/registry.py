@@ -49,3 +49,15 @@ VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, locations=['so
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, locations=['soc_mm.visualization'])
 # no log processor of our own: the child only lets `log_processor` configs build without a scope warning
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, locations=['soc_mm.engine'])
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Fill the registries (``import soc_mm`` imports every module) and, optionally, make ``soc_mm``
+    the default scope."""
+    from mmengine.registry import DefaultScope
+
+    import soc_mm  # noqa: F401  (the package import registers every module)
+    if init_default_scope:
+        if DefaultScope.get_current_instance() is None or \
+                not DefaultScope.check_instance_created('soc_mm'):
+            DefaultScope.get_instance('soc_mm', scope_name='soc_mm')

@@ -1,15 +1,48 @@
+"""Shared test helpers. Test files live in folders that mirror the package (tests/test_models/ for
+soc_mm/models, ...); pytest puts this folder on the import path (it holds the root conftest.py and no
+__init__.py), so tests import these helpers and the helper modules beside it (toy_rvos_modules,
+malicious_checkpoints, checkpoint_fault_injection) by name."""
+import json
 import os
 import os.path as osp
-import sys
 
 import pytest
+import torch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
 FIXTURE_ROOT = osp.join(TESTS_DIR, 'data', 'soc_reference')
+#: the tiny random RoBERTa (and its tokenizer) of the golden fixtures
+TEXT_ENCODER_DIR = osp.join(FIXTURE_ROOT, 'common', 'text_encoder')
+#: the golden-fixture variants (tests/data/soc_reference/README.md) and the one most tests use
+FIXTURE_VARIANTS = ['ytvos_b2_t3_nc1_w0', 'ytvos_b2_t3_nc1_w2', 'ytvos_b2_t3_nc65_w0', 'a2d_b2_t3_nc1_w0',
+                    'ytvos_b1_t10_nc1_w2']
+MAIN_VARIANT = 'ytvos_b2_t3_nc1_w0'
 
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
+_FIXTURE_CACHE = {}
+
+
+def load_fixture(variant, name):
+    """A file of a golden-fixture variant (``variant=None``: of the fixture root), loaded once per session."""
+    key = (variant, name)
+    if key not in _FIXTURE_CACHE:
+        path = osp.join(FIXTURE_ROOT, variant, name) if variant else osp.join(FIXTURE_ROOT, name)
+        if name.endswith('.json'):
+            with open(path) as f:
+                _FIXTURE_CACHE[key] = json.load(f)
+        else:
+            _FIXTURE_CACHE[key] = torch.load(path, weights_only=True)
+    return _FIXTURE_CACHE[key]
+
+
+def load_script(rel_path):
+    """A script of the repository (e.g. ``tools/demo/run_demo.py``) as a module (loaded from its path: the import path stays as it is)."""
+    import importlib.util
+    name = osp.splitext(osp.basename(rel_path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 
 from soc_mm.utils import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
                           init_cpu_distributed, install_safe_checkpoint_loading, load_checkpoint_to_model,
-                          register_all_modules, safe_load_local, shutdown_distributed)
+                          safe_load_local, shutdown_distributed)
+from soc_mm.registry import register_all_modules
 from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
 
 #: errors whose message says everything (printed without a traceback)

@@ -1,23 +1,9 @@
-"""Environment set-up helpers used by ``tools/`` and by ``import soc_mm``."""
+"""Environment set-up helpers used by ``tools/`` (distributed process groups on CPU)."""
 import datetime
 import os
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.registry import DefaultScope
-
-
-def register_all_modules(init_default_scope: bool = True) -> None:
-    """Import every ``soc_mm`` module so that the registries are filled."""
-    import soc_mm.datasets  # noqa: F401
-    import soc_mm.engine  # noqa: F401
-    import soc_mm.evaluation  # noqa: F401
-    import soc_mm.models  # noqa: F401
-    import soc_mm.visualization  # noqa: F401
-    if init_default_scope:
-        if DefaultScope.get_current_instance() is None or \
-                not DefaultScope.check_instance_created('soc_mm'):
-            DefaultScope.get_instance('soc_mm', scope_name='soc_mm')
 
 
 def init_cpu_distributed(launcher: str, timeout_s: int = 1800) -> bool:

@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
 from soc_mm.registry import DATASETS, VISUALIZERS
-from soc_mm.utils import register_all_modules
+from soc_mm.registry import register_all_modules
 from soc_mm.visualization import RVOSVisualizer, write_video
 
 

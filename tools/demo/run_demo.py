@@ -216,7 +216,7 @@ def predict_clips(cfg_path: str, overrides: Sequence[str], checkpoint: str, num_
     from mmengine.runner import load_checkpoint
 
     from soc_mm.registry import DATASETS, MODELS
-    from soc_mm.utils import register_all_modules
+    from soc_mm.registry import register_all_modules
 
     register_all_modules()
     cfg = Config.fromfile(cfg_path)

@@ -19,12 +19,13 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
+from conftest import REPO_ROOT, TEXT_ENCODER_DIR
 import soc_mm  # noqa: F401  (registries, compat shims)
 from soc_mm.datasets import synthetic
 from soc_mm.registry import DATASETS, MODELS
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TEXT_ENCODER = osp.join(REPO, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
+REPO = REPO_ROOT
+TEXT_ENCODER = TEXT_ENCODER_DIR
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', 'soc', '*.py'))
                  if osp.basename(p) != 'soc_tiny_synthetic.py')  # owned and tested by the demo
 T = 4                      # frames per clip

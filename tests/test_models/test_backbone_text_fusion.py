@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import FIXTURE_ROOT
 import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.backbones import VideoSwinTransformer
 from soc_mm.models.layers import SinePositionalEncoding1D, VisionLanguageFusion
@@ -14,7 +15,7 @@ from soc_mm.models.text_encoders import RoBERTaTextEncoder
 from soc_mm.official.checkpoint import (KEY_RULES, OfficialCheckpointError, convert_official_key,
                                         convert_official_state_dict)
 
-FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
+FIXTURES = FIXTURE_ROOT
 MAIN = osp.join(FIXTURES, 'ytvos_b2_t3_nc1_w0')
 TEXT_ENCODER_DIR = osp.join(FIXTURES, 'common', 'text_encoder')
 TINY_SWIN = dict(arch=dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8]), drop_path_rate=0.)

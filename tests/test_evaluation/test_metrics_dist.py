@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
+from dist_metric_runner import NUM_SAMPLES, build_samples, run  # beside this file (pytest's import path)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_two_process_equals_one_process(tmp_path):
-    sys.path.insert(0, HERE)
-    from dist_metric_runner import NUM_SAMPLES, build_samples, run
     single = run(build_samples(), list(range(NUM_SAMPLES)), NUM_SAMPLES, str(tmp_path / 'single'))
 
     out = tmp_path / 'dist.json'

@@ -1,6 +1,5 @@
 """RVOSVisualizer, RVOSVisualizationHook, tools/analysis_tools/browse_dataset.py and tools/demo/video_demo.py."""
 import glob
-import importlib.util
 import os.path as osp
 import sys
 from types import SimpleNamespace
@@ -11,6 +10,7 @@ import pytest
 import torch
 from mmengine.visualization import Visualizer
 
+from conftest import REPO_ROOT, TEXT_ENCODER_DIR, load_script
 import soc_mm  # noqa: F401
 from soc_mm.datasets import synthetic
 from soc_mm.engine.hooks import RVOSVisualizationHook
@@ -18,15 +18,11 @@ from soc_mm.registry import HOOKS, VISUALIZERS
 from soc_mm.structures import RVOSDataSample
 from soc_mm.visualization import PALETTE, RVOSVisualizer, check_video_output_path, write_video
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TEXT_ENCODER = osp.join(REPO, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
+REPO = REPO_ROOT
+TEXT_ENCODER = TEXT_ENCODER_DIR
 
 
-def load_tool(rel_path):
-    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(rel_path))[0], osp.join(REPO, rel_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load_tool = load_script
 
 
 def read_video(path):

@@ -9,9 +9,9 @@ import sys
 
 import cv2
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'tools', 'demo'))
-import run_demo  # noqa: E402
+from conftest import REPO_ROOT as REPO, load_script
+
+run_demo = load_script('tools/demo/run_demo.py')
 
 
 def test_make_shuffled_root_takes_texts_from_other_videos(tmp_path):

@@ -22,7 +22,7 @@ import torch
 
 import malicious_checkpoints as corpus
 import soc_mm  # noqa: F401  (allow-lists MMEngine's checkpoint types, as for any importer)
-from conftest import REPO_ROOT, subprocess_env
+from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env
 from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
                                      load_checkpoint_to_model, safe_load_local)
 
@@ -35,7 +35,7 @@ EXPECTED_GLOBAL = {
     'hidden_in_mmengine_checkpoint': 'os.system',
     **{name: 'builtins.getattr' for name in corpus.GETATTR_PAYLOADS}}
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
-TEXT_ENCODER = osp.join(REPO_ROOT, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
+TEXT_ENCODER = TEXT_ENCODER_DIR
 
 
 @pytest.fixture(scope='module')

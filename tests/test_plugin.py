@@ -1,11 +1,9 @@
-"""The installable stack: imports, registries, checkpoints, CPU distributed launch."""
+"""The plugin in the OpenMMLab stack: imports, registries and scopes, custom_imports from mmdet, CPU distributed launch."""
 import glob
-import os
 import os.path as osp
 import subprocess
 import sys
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -122,3 +120,36 @@ def test_dist_train_two_processes_on_cpu_then_resume(tmp_path):
     assert osp.exists(work_dir / 'epoch_3.pth')
     ckpt = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
     assert ckpt['meta']['epoch'] == 3
+
+
+def _imported_modules(path):
+    """Absolute names of the soc_mm modules a source file imports (relative imports resolved)."""
+    import ast
+    rel = osp.relpath(path, REPO_ROOT)[:-3].replace(osp.sep, '.')
+    package = rel.rsplit('.', 1)[0] if not rel.endswith('__init__') else rel[:-len('.__init__')]
+    names = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')[:len(package.split('.')) - node.level + 1]
+                module = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ''
+            names.add(module)
+            names.update(f'{module}.{alias.name}' for alias in node.names)
+    return {n for n in names if n == 'soc_mm' or n.startswith('soc_mm.')}
+
+
+def test_layering_utils_never_import_models_and_tests_never_touch_sys_path():
+    offenders = []
+    for path in glob.glob(osp.join(REPO_ROOT, 'soc_mm', 'utils', '*.py')):
+        bad = [m for m in _imported_modules(path) if m.startswith(('soc_mm.models', 'soc_mm.official'))
+               or m in ('soc_mm', 'soc_mm.models')]
+        if bad:
+            offenders.append((osp.relpath(path, REPO_ROOT), bad))
+    assert offenders == []
+    touching = [osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(TESTS_DIR, '**', '*.py'), recursive=True)
+                if 'sys.path.' in open(p).read() and not p.endswith('test_plugin.py')]
+    assert touching == []

@@ -7,6 +7,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from conftest import FIXTURE_ROOT, FIXTURE_VARIANTS, MAIN_VARIANT, load_fixture
 import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.dense_heads import SOCHead
 from soc_mm.models.detectors.batch_metainfo import get_texts
@@ -19,16 +20,14 @@ from soc_mm.official.reference import fixture_batch as official_fixture_batch
 from soc_mm.official.outputs import official_outputs
 from soc_mm.official.reference import build_reference_model, zero_dropout
 
-FIXTURES = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
-MAIN = 'ytvos_b2_t3_nc1_w0'
-VARIANTS = ['ytvos_b2_t3_nc1_w0', 'ytvos_b2_t3_nc1_w2', 'ytvos_b2_t3_nc65_w0', 'a2d_b2_t3_nc1_w0',
-            'ytvos_b1_t10_nc1_w2']
+FIXTURES = FIXTURE_ROOT
+MAIN = MAIN_VARIANT
+VARIANTS = FIXTURE_VARIANTS
 ATOL = 1e-5  # boxes / class logits / embeddings (fixture README)
 MASK_TOL = dict(rtol=1e-4, atol=1e-3)  # mask logits
 
 
-def load(variant, name):
-    return torch.load(osp.join(FIXTURES, variant, name))
+load = load_fixture
 
 
 def soc_config(variant: str, voc_batch_regroup_compat: bool = True) -> dict:

@@ -1,11 +1,11 @@
 """SOC "back" modules (VOC, spatial decoder, heads, matcher, losses, post-processing) vs the
 official golden fixtures (tests/data/soc_reference, see its README)."""
-import json
 import os.path as osp
 
 import pytest
 import torch
 
+from conftest import FIXTURE_ROOT, FIXTURE_VARIANTS, MAIN_VARIANT, load_fixture
 import soc_mm  # noqa: F401  (shims + registration)
 from mmengine.structures import InstanceData
 from soc_mm.models.dense_heads import SOCHead
@@ -17,22 +17,13 @@ from soc_mm.official.checkpoint import convert_official_key, convert_official_st
 from soc_mm.official.loss_names import to_official_loss_name
 from soc_mm.official.reference import load_fixture_state_dict
 
-ROOT = osp.join(osp.dirname(osp.abspath(__file__)), 'data', 'soc_reference')
-VARIANTS = ['ytvos_b2_t3_nc1_w0', 'ytvos_b2_t3_nc1_w2', 'ytvos_b2_t3_nc65_w0', 'a2d_b2_t3_nc1_w0',
-            'ytvos_b1_t10_nc1_w2']
-MAIN = 'ytvos_b2_t3_nc1_w0'
+ROOT = FIXTURE_ROOT
+VARIANTS = FIXTURE_VARIANTS
+MAIN = MAIN_VARIANT
 
 pytestmark = pytest.mark.skipif(not osp.isdir(ROOT), reason='SOC reference fixtures missing')
 
-_CACHE = {}
-
-
-def load(variant, name):
-    key = (variant, name)
-    if key not in _CACHE:
-        path = osp.join(ROOT, variant, name) if variant else osp.join(ROOT, name)
-        _CACHE[key] = json.load(open(path)) if name.endswith('.json') else torch.load(path)
-    return _CACHE[key]
+load = load_fixture
 
 
 def official_sd(variant):
