@@ -3,7 +3,7 @@
 Each video shows 2-3 shapes with distinct (colour, shape) pairs moving with constant velocity and
 bouncing off the borders; each object gets an expression such as "the red circle on the left"
 (position word from the object's mean x among the objects). Writers produce the exact layouts of
-Ref-YouTube-VOS, Ref-DAVIS17, A2D-Sentences, JHMDB-Sentences and RefCOCO (MDETR-style), so the
+Ref-YouTube-VOS, Ref-DAVIS17, A2D-Sentences, JHMDB-Sentences, RefCOCO (MDETR-style) and MeViS, so the
 real loading code is what reads them. Used by ``tools/dataset_converters/generate_synthetic_*.py``,
 the tests and the demo. Every writer returns a manifest (also saved as ``synthetic_manifest.json``).
 """
@@ -419,3 +419,197 @@ def generate_refcoco(out_dir: str, num_images: Dict[str, int] = None, size: Tupl
             _write_json(osp.join(out_dir, dataset, f'instances_{dataset}_{split}.json'),
                         dict(images=images, annotations=anns, categories=[dict(id=1, name='object')]))
     return _save_manifest(out_dir, manifest)
+
+
+# ---------------------------------------------------------------------------------------- MeViS
+#: MeViS motions: (singular relative clause, plural phrase); left/right swap under a horizontal flip.
+MEVIS_MOTIONS = {
+    'left': ('that moves left', 'moving left'), 'right': ('that moves right', 'moving right'),
+    'up': ('that moves up', 'moving up'), 'down': ('that moves down', 'moving down'),
+    'still': ('that stays still', 'staying still'), 'stop': ('that stops moving', 'that stop moving')}
+MEVIS_DIRECTIONS = {'left': (-1, 0), 'right': (1, 0), 'up': (0, -1), 'down': (0, 1)}
+SHAPE_PLURALS = {'circle': 'circles', 'square': 'squares', 'triangle': 'triangles'}
+
+
+def mevis_trajectory(rng: np.random.Generator, motion: str, num_frames: int, height: int, width: int,
+                     radius: float) -> np.ndarray:
+    """Centres [T, 2] (x, y) of an object performing ``motion`` (a key of ``MEVIS_MOTIONS``), inside the frame.
+
+    'left'/'right'/'up'/'down': constant velocity over the whole video, travelling 45% of the free extent;
+    'still': no motion; 'stop': moves in a random direction during the first half, then stays.
+    """
+    if motion not in MEVIS_MOTIONS:
+        raise ValueError(f'unknown MeViS motion {motion!r}, expected one of {sorted(MEVIS_MOTIONS)}')
+    extent = np.array([width, height], np.float64)
+    if motion == 'still':
+        pos = rng.uniform(radius, extent - radius)
+        return np.repeat(pos[None], num_frames, axis=0)
+    direction = MEVIS_DIRECTIONS[motion] if motion in MEVIS_DIRECTIONS else \
+        list(MEVIS_DIRECTIONS.values())[rng.integers(len(MEVIS_DIRECTIONS))]
+    direction = np.array(direction, np.float64)
+    travel = 0.45 * (extent - 2 * radius) * np.abs(direction)  # along the moving axis only
+    moving_steps = max(num_frames - 1, 1) if motion != 'stop' else max(num_frames // 2, 1)
+    # start so that the whole path stays inside the frame
+    lo = radius + np.where(direction < 0, travel, 0)
+    hi = extent - radius - np.where(direction > 0, travel, 0)
+    start = rng.uniform(lo, hi)
+    steps = np.minimum(np.arange(num_frames), moving_steps) / moving_steps
+    return start[None] + steps[:, None] * (travel * direction)[None]
+
+
+def _mevis_objects(rng: np.random.Generator, num_frames: int, height: int, width: int,
+                   exit_prob: float) -> List[dict]:
+    """2-3 "twins" (same colour and shape, told apart only by their motion) and 0-1 object of another
+    colour and shape. Twin motions: all different, or two (three) of them sharing one motion."""
+    num_twins = int(rng.integers(2, 4))
+    twin_color = str(rng.choice(list(COLORS_BGR)))
+    twin_shape = str(rng.choice(SHAPES))
+    motions = list(rng.permutation(list(MEVIS_MOTIONS)))
+    pattern = rng.integers(3) if num_twins == 3 else rng.integers(2)
+    if pattern == 0:  # all different
+        twin_motions = motions[:num_twins]
+    elif pattern == 1:  # two share a motion
+        twin_motions = [motions[0], motions[0]] + motions[1:num_twins - 1]
+    else:  # three share a motion
+        twin_motions = [motions[0]] * 3
+    specs = [(twin_color, twin_shape, str(m)) for m in twin_motions]
+    if rng.random() < 0.6:
+        color = str(rng.choice([c for c in COLORS_BGR if c != twin_color]))
+        shape = str(rng.choice([s for s in SHAPES if s != twin_shape]))
+        specs.append((color, shape, str(rng.choice(list(MEVIS_MOTIONS)))))
+    objects = []
+    for k, (color, shape, motion) in enumerate(specs):
+        radius = float(rng.uniform(0.08, 0.11) * min(height, width))
+        for _ in range(50):  # avoid overlaps with the objects placed so far (keep the last try otherwise)
+            centers = mevis_trajectory(rng, motion, num_frames, height, width, radius)
+            if all(np.linalg.norm(centers - o['centers'], axis=1).min() > radius + o['radius'] + 1
+                   for o in objects):
+                break
+        present = np.ones(num_frames, bool)
+        if motion in MEVIS_DIRECTIONS and num_frames > 2 and rng.random() < exit_prob:
+            present[rng.integers(num_frames // 2, num_frames):] = False  # leaves before the end
+        # 'obj_id' is the id drawn in the id maps (1-based: 0 is the background); MeViS obj_id = k
+        objects.append(dict(obj_id=k + 1, color=color, shape=shape, motion=motion, radius=radius,
+                            centers=centers, present=present))
+    return objects
+
+
+def _mevis_expressions(rng: np.random.Generator, objects: List[dict]) -> List[dict]:
+    """Expressions of one video: ``{'exp', 'targets' (list of 0-based object indices), 'kind'}``.
+
+    kinds: 'motion' (one object of its shape by its motion), 'motion_plural' (2-3 objects of one shape,
+    or of any shape: "the shapes moving down"), 'appearance' (by colour and shape), 'no_target' (a motion
+    or an appearance that no object of the video has; MeViS v2)."""
+    exps = []
+    twin_shape = objects[0]['shape']
+    by_shape = [i for i, o in enumerate(objects) if o['shape'] == twin_shape]
+    for motion, (singular, plural) in MEVIS_MOTIONS.items():
+        same = [i for i in by_shape if objects[i]['motion'] == motion]
+        if len(same) == 1:
+            exps.append(dict(exp=f'the {twin_shape} {singular}', targets=same, kind='motion'))
+        elif len(same) > 1:
+            exps.append(dict(exp=f'the {SHAPE_PLURALS[twin_shape]} {plural}', targets=same, kind='motion_plural'))
+        every = [i for i, o in enumerate(objects) if o['motion'] == motion]
+        if len(every) > 1 and every != same:
+            exps.append(dict(exp=f'the shapes {plural}', targets=every, kind='motion_plural'))
+    twins = [i for i in by_shape if objects[i]['color'] == objects[0]['color']]
+    exps.append(dict(exp=f"the {objects[0]['color']} {SHAPE_PLURALS[twin_shape]}", targets=twins,
+                     kind='appearance'))
+    for i, obj in enumerate(objects):
+        if obj['shape'] != twin_shape:
+            exps.append(dict(exp=f"the {obj['color']} {obj['shape']}", targets=[i], kind='appearance'))
+    unused = [m for m in MEVIS_MOTIONS if all(objects[i]['motion'] != m for i in by_shape)]
+    if unused:
+        motion = unused[rng.integers(len(unused))]
+        exps.append(dict(exp=f'the {twin_shape} {MEVIS_MOTIONS[motion][0]}', targets=[], kind='no_target'))
+    shown = {(o['color'], o['shape']) for o in objects}
+    absent = [(c, s) for c in COLORS_BGR for s in SHAPES if (c, s) not in shown]
+    color, shape = absent[rng.integers(len(absent))]
+    exps.append(dict(exp=f'the {color} {shape}', targets=[], kind='no_target'))
+    return exps
+
+
+def write_mevis_split(out_dir: str, split: str, video_ids: List[str], rng: np.random.Generator, num_frames: int,
+                      size: Tuple[int, int], with_masks: bool, exit_prob: float = 0.2,
+                      jpeg_quality: int = 95) -> Dict[str, dict]:
+    """Write one MeViS split: ``<split>/JPEGImages/<video>/<frame>.jpg``, ``<split>/meta_expressions.json`` and,
+    when ``with_masks``, ``<split>/mask_dict.json`` (one COCO RLE per frame, ``null`` where the object is not
+    visible). Without masks (the ``valid`` split) the expressions hold only ``exp``.
+
+    Returns the manifest of the split: ``{video: {'frames', 'objects': {obj_id: {anno_id, color, shape,
+    motion, frames (where visible)}}, 'expressions': {exp_id: {exp (as written), clean, obj_id, anno_id, kind,
+    multi_object, motion_only, no_target}}}}``.
+    """
+    from soc_mm.structures.mask import encode_mask
+    h, w = size
+    meta, mask_dict, manifest = {}, {}, {}
+    next_anno = 0
+    for vid in video_ids:
+        objects = _mevis_objects(rng, num_frames, h, w, exit_prob)
+        background = make_background(rng, h, w)
+        rendered = [draw_objects(objects, t, h, w, background) for t in range(num_frames)]
+        frames = [f'{t:05d}' for t in range(num_frames)]
+        img_dir = osp.join(out_dir, split, 'JPEGImages', vid)
+        os.makedirs(img_dir, exist_ok=True)
+        for fid, (frame, _) in zip(frames, rendered):
+            cv2.imwrite(osp.join(img_dir, f'{fid}.jpg'), frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        anno_ids = list(range(next_anno, next_anno + len(objects)))
+        next_anno += len(objects)
+        objects_meta = {}
+        for k, obj in enumerate(objects):
+            visible = [id_map == obj['obj_id'] for _, id_map in rendered]  # occluded parts excluded
+            mask_dict[str(anno_ids[k])] = [encode_mask(m) if m.any() else None for m in visible]
+            objects_meta[str(k)] = dict(anno_id=anno_ids[k], color=obj['color'], shape=obj['shape'],
+                                        motion=obj['motion'], frames=[f for f, m in zip(frames, visible) if m.any()])
+        expressions, exp_manifest = {}, {}
+        for n, exp in enumerate(_mevis_expressions(rng, objects)):
+            exp_id = str(n)
+            text = exp['exp'][0].upper() + exp['exp'][1:] if n % 3 == 1 else exp['exp']  # some capitalised
+            obj_ids = list(exp['targets'])
+            refs = [anno_ids[i] for i in obj_ids]
+            expressions[exp_id] = dict(exp=text, obj_id=obj_ids, anno_id=refs) if with_masks else dict(exp=text)
+            others = [o for i, o in enumerate(objects) if i not in obj_ids]
+            look_alike = any((o['color'], o['shape']) == (objects[i]['color'], objects[i]['shape'])
+                             for i in obj_ids for o in others)
+            exp_manifest[exp_id] = dict(exp=text, clean=exp['exp'], obj_id=obj_ids, anno_id=refs, kind=exp['kind'],
+                                        multi_object=len(obj_ids) > 1, no_target=not obj_ids,
+                                        motion_only=exp['kind'].startswith('motion') and look_alike)
+        meta[vid] = dict(frames=frames, expressions=expressions)
+        manifest[vid] = dict(frames=frames, objects=objects_meta, expressions=exp_manifest)
+    _write_json(osp.join(out_dir, split, 'meta_expressions.json'), dict(videos=meta))
+    if with_masks:
+        _write_json(osp.join(out_dir, split, 'mask_dict.json'), mask_dict)
+    return manifest
+
+
+def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_valid: int = 2,
+                   num_frames: int = 12, size: Tuple[int, int] = (64, 96), exit_prob: float = 0.2,
+                   seed: int = 0) -> dict:
+    """Synthetic MeViS (motion expressions, several or no referred objects) in the real layout.
+
+    Each video shows 2-3 "twins" (same colour and shape; only their motion tells them apart: moving
+    left/right/up/down, staying still, stopping half-way) and, in 60% of the videos, one object of another
+    colour and shape. Expressions: "the square that moves left" (one twin, by its motion), "the squares
+    moving down" / "the shapes staying still" (2-3 objects), "the red squares" (every twin) and "the blue
+    circle" (appearance), and MeViS-v2-style expressions that refer to no object (``obj_id`` and
+    ``anno_id`` empty lists): an unused motion of the twins' shape and an absent colour/shape pair. Every
+    third expression starts with a capital letter (the loaders lower-case them). With ``exit_prob`` an object
+    moving left/right/up/down leaves the video before its end (its RLE is ``null`` from then on).
+
+    Writes ``train`` and ``valid_u`` (frames, ``meta_expressions.json``, ``mask_dict.json``) and ``valid``
+    (frames and ``meta_expressions.json`` with only ``exp`` per expression), exactly as the real release;
+    ``anno_id`` numbers the objects of a split from 0, ``obj_id`` those of a video. Per split the videos
+    come from their own random stream of ``seed``. Nothing else is written into the splits: the kinds of
+    the expressions (``kind``, ``multi_object``, ``motion_only``: a look-alike non-referred object exists,
+    ``no_target``) and the objects' motions are in ``<out_root>/synthetic_manifest.json``.
+    """
+    if num_frames < 2:
+        raise ValueError(f'generate_mevis: num_frames must be >= 2 (motion needs two frames), got {num_frames}')
+    splits = (('train', num_train, True), ('valid_u', num_valid_u, True), ('valid', num_valid, False))
+    manifest = dict(format='mevis', seed=seed, size=list(size), num_frames=num_frames)
+    for index, (split, count, with_masks) in enumerate(splits):
+        ids = [f'{split}_{i:04d}' for i in range(count)]
+        manifest[split] = write_mevis_split(out_root, split, ids, np.random.default_rng([seed, index]), num_frames,
+                                            size, with_masks, exit_prob=exit_prob)
+    os.makedirs(out_root, exist_ok=True)
+    return _save_manifest(out_root, manifest)

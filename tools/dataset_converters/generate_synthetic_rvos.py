@@ -6,6 +6,8 @@
     python tools/dataset_converters/generate_synthetic_rvos.py jhmdb_sentences data/synthetic_jhmdb
     python tools/dataset_converters/generate_synthetic_rvos.py ref_davis17 data/synthetic_refdavis
     python tools/dataset_converters/generate_synthetic_rvos.py refcoco data/synthetic_coco
+    python tools/dataset_converters/generate_synthetic_rvos.py mevis data/synthetic_mevis \
+        --num-train 6 --num-valid-u 2 --num-valid 2 --num-frames 12 --size 64 96
 
 Each writes ``synthetic_manifest.json`` (objects, expressions) next to the data. See
 ``soc_mm.datasets.synthetic`` for the formats.
@@ -19,17 +21,19 @@ from soc_mm.datasets import synthetic
 def parse_args():
     parser = argparse.ArgumentParser(description='Generate a synthetic RVOS dataset in a real format')
     parser.add_argument('format', choices=['ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences',
-                                           'refcoco'])
+                                           'refcoco', 'mevis'])
     parser.add_argument('out_dir', help='dataset root to write')
     parser.add_argument('--num-train', type=int, default=None, help='train videos / images')
     parser.add_argument('--num-valid', type=int, default=None, help='valid (test for A2D/JHMDB) videos / images')
+    parser.add_argument('--num-valid-u', type=int, default=None, help='MeViS: valid_u videos (with masks)')
     parser.add_argument('--num-test', type=int, default=1, help='Ref-YTVOS competition test videos (removed '
                         'from the valid split by the dataset)')
     parser.add_argument('--num-frames', type=int, default=None, help='frames per video')
     parser.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'), help='frame size')
     parser.add_argument('--num-objects', type=int, nargs=2, default=[2, 3], metavar=('MIN', 'MAX'))
-    parser.add_argument('--exit-prob', type=float, default=0.0,
-                        help='Ref-YTVOS: probability that an object leaves the video half-way')
+    parser.add_argument('--exit-prob', type=float, default=None,
+                        help='Ref-YTVOS (default 0) / MeViS (default 0.2): probability that an object leaves the '
+                        'video half-way')
     parser.add_argument('--train-same-color-prob', type=float, default=None,
                         help='Ref-YTVOS: probability that two objects of a train video share a colour (only '
                         'the shape tells them apart); default: uniform draw, as the held-out videos')
@@ -47,8 +51,8 @@ def main():
     if args.format == 'ref_youtube_vos':
         manifest = synthetic.generate_ref_youtube_vos(
             args.out_dir, num_train=args.num_train or 8, num_valid=args.num_valid or 3, num_test=args.num_test,
-            num_objects=tuple(args.num_objects), valid_with_gt=not args.no_valid_gt, exit_prob=args.exit_prob,
-            train_same_color_prob=args.train_same_color_prob, seed=args.seed, **opt)
+            num_objects=tuple(args.num_objects), valid_with_gt=not args.no_valid_gt,
+            exit_prob=args.exit_prob or 0.0, train_same_color_prob=args.train_same_color_prob, seed=args.seed, **opt)
         counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
     elif args.format == 'ref_davis17':
         manifest = synthetic.generate_ref_davis(args.out_dir, num_valid=args.num_valid or 2,
@@ -63,6 +67,13 @@ def main():
         manifest = synthetic.generate_jhmdb_sentences(args.out_dir, num_videos=args.num_valid or 3, seed=args.seed,
                                                       **opt)
         counts = {'videos': len(manifest['videos'])}
+    elif args.format == 'mevis':
+        if args.exit_prob is not None:
+            opt['exit_prob'] = args.exit_prob
+        counts = dict(num_train=args.num_train, num_valid_u=args.num_valid_u, num_valid=args.num_valid)
+        opt.update({k: v for k, v in counts.items() if v is not None})  # 0 is allowed (an empty split)
+        manifest = synthetic.generate_mevis(args.out_dir, seed=args.seed, **opt)
+        counts = {s: len(manifest[s]) for s in ('train', 'valid_u', 'valid')}
     else:
         opt.pop('num_frames', None)
         manifest = synthetic.generate_refcoco(

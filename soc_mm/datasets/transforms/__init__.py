@@ -3,10 +3,11 @@ from .clip_transforms import (ClipPhotometricDistortion, ImageToPseudoClip, RVOS
                               RVOSRandomResize, resize_masks, soc_resize_shape, swap_left_right)
 from .formatting import PackRVOSInputs, masks_to_boxes
 from .loading import (LoadA2DInstanceMasks, LoadJHMDBPuppetMask, LoadPaletteMasks, LoadRefCocoMasks,
-                      LoadRVOSFrames, decode_video_frames)
+                      LoadRLEMasks, LoadRVOSFrames, decode_video_frames)
 
 __all__ = [
     'LoadRVOSFrames', 'LoadPaletteMasks', 'LoadA2DInstanceMasks', 'LoadJHMDBPuppetMask', 'LoadRefCocoMasks',
+    'LoadRLEMasks',
     'RVOSRandomResize', 'RVOSRandomFlip', 'RVOSRandomCrop', 'ClipPhotometricDistortion', 'ImageToPseudoClip',
     'PackRVOSInputs', 'masks_to_boxes', 'resize_masks', 'soc_resize_shape', 'swap_left_right',
     'decode_video_frames'

@@ -13,6 +13,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform, TransformBroadcaster
 
 from soc_mm.registry import TRANSFORMS
+from soc_mm.structures.rvos_data_sample import referred_instance_ids
 
 
 def soc_resize_shape(h: int, w: int, short_side: int, max_size: Optional[int]) -> Tuple[int, int]:
@@ -117,9 +118,10 @@ class RVOSRandomCrop(BaseTransform):
     """Random crop of the whole clip that keeps the referred object inside.
 
     The crop height/width are drawn in ``[min_size, min(side, max_size)]``, then enlarged to the
-    referred object's extent over all annotated frames of the clip, and placed so that extent stays
-    inside. Other instances may leave the crop (then they are invisible). Not used by SOC's released
-    configs (their crop is commented out).
+    referred object's extent over all annotated frames of the clip (with a list ``ref_inst_idx``: the extent
+    of all referred objects together; none: any crop), and placed so that extent stays inside. Other
+    instances may leave the crop (then they are invisible). Not used by SOC's released configs (their
+    crop is commented out).
 
     Args:
         min_size (int): smallest crop side.
@@ -144,7 +146,8 @@ class RVOSRandomCrop(BaseTransform):
         cw = self._offset(min(self.min_size, w), min(w, self.max_size))
         ref = None
         if 'gt_masks' in results and len(results['gt_masks']):
-            ref = results['gt_masks'][results['ref_inst_idx']].any(axis=0)
+            ref_ids = referred_instance_ids(results)  # [] (no referred object): an unconstrained crop
+            ref = results['gt_masks'][ref_ids].any(axis=(0, 1)) if ref_ids else None
         if ref is not None and ref.any():
             rows, cols = np.flatnonzero(ref.any(1)), np.flatnonzero(ref.any(0))
             y1, y2, x1, x2 = rows[0], rows[-1], cols[0], cols[-1]

@@ -39,10 +39,11 @@ class PackRVOSInputs(BaseTransform):
 
     Args:
         meta_keys (Sequence[str]): results keys copied to the sample's metainfo.
-        pack_ori_gt_masks (bool): pack the referred object's masks at original size (for metrics).
+        pack_ori_gt_masks (bool): pack the referred object's masks at original size (for metrics; the
+            union of the referred objects for a list ``ref_inst_idx``).
     """
     DEFAULT_META_KEYS = ('video_id', 'exp_id', 'expression', 'dataset', 'frame_ids', 'ori_shape', 'img_shape',
-                         'ref_inst_idx', 'valid_frame_idx', 'flip', 'annotator', 'img_id')
+                         'ref_inst_idx', 'valid_frame_idx', 'flip', 'annotator', 'img_id', 'anno_ids')
 
     def __init__(self, meta_keys: Sequence[str] = DEFAULT_META_KEYS, pack_ori_gt_masks: bool = False):
         self.meta_keys = tuple(meta_keys)

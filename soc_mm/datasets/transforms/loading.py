@@ -5,11 +5,13 @@ Results keys written here (read by the clip transforms and ``PackRVOSInputs``):
     ori_shape / img_shape (tuple[int, int]): (H0, W0) / current (h, w).
     gt_masks (np.ndarray): bool [N, T_out, H, W], all instances over the ``valid_frame_idx`` frames.
     gt_labels (np.ndarray): int64 [N].
-    ref_inst_idx (int): index of the referred instance in ``gt_masks``.
-    ori_gt_masks (np.ndarray): bool [T_out, H0, W0], the referred object at original size.
+    ref_inst_idx (int | list[int]): index of the referred instance in ``gt_masks``, or (a list) of every
+        referred instance (MeViS: one, several or none).
+    ori_gt_masks (np.ndarray): bool [T_out, H0, W0], the referred object at original size (the union of
+        the referred objects for a list ``ref_inst_idx``).
 """
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -18,6 +20,7 @@ from mmengine.fileio import get
 from PIL import Image
 
 from soc_mm.registry import TRANSFORMS
+from soc_mm.structures.mask import decode_mask
 
 
 def _out_frame_ids(results: dict) -> List[str]:
@@ -27,17 +30,30 @@ def _out_frame_ids(results: dict) -> List[str]:
     return list(frame_ids) if idx is None else [frame_ids[i] for i in idx]
 
 
-def _set_masks(results: dict, masks: np.ndarray, labels, ref_inst_idx: int, mask_path: Optional[str] = None) -> None:
+def _set_masks(results: dict, masks: np.ndarray, labels, ref_inst_idx: Union[int, Sequence[int]],
+               mask_path: Optional[str] = None) -> None:
     """Store instance masks [N, T_out, H, W] after checking they match the frames' size (the error names
-    ``mask_path``, the file they were read from, when given)."""
+    ``mask_path``, the file they were read from, when given).
+
+    ``ref_inst_idx``: an int (one referred instance; ``ori_gt_masks = masks[ref_inst_idx]``) or a list of
+    the referred instances (MeViS; ``ori_gt_masks`` = their union, all False for an empty list).
+    """
     if 'ori_shape' in results and tuple(masks.shape[-2:]) != tuple(results['ori_shape']):
         source = f' read from {mask_path}' if mask_path else ''
         raise ValueError(f"video {results['video_id']!r}: masks{source} are {tuple(masks.shape[-2:])} (H, W) but "
                          f"frames are {tuple(results['ori_shape'])} (frames {_out_frame_ids(results)})")
     results['gt_masks'] = masks
     results['gt_labels'] = np.asarray(labels, dtype=np.int64).reshape(len(masks))
-    results['ref_inst_idx'] = int(ref_inst_idx)
-    results['ori_gt_masks'] = masks[ref_inst_idx]
+    if not isinstance(ref_inst_idx, (list, tuple)):
+        results['ref_inst_idx'] = int(ref_inst_idx)
+        results['ori_gt_masks'] = masks[ref_inst_idx]
+        return
+    ids = [int(i) for i in ref_inst_idx]
+    if any(not 0 <= i < len(masks) for i in ids):
+        raise ValueError(f"video {results['video_id']!r}: ref_inst_idx {ids} out of range for {len(masks)} "
+                         'instances')
+    results['ref_inst_idx'] = ids
+    results['ori_gt_masks'] = masks[ids].any(axis=0) if ids else np.zeros(masks.shape[1:], dtype=bool)
 
 
 def decode_video_frames(video_path: str, frame_inds: List[int], video_id: str) -> Tuple[List[np.ndarray], int]:
@@ -259,4 +275,58 @@ class LoadRefCocoMasks(BaseTransform):
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"image {results['video_id']!r}: bad segmentation ({e})") from e
         _set_masks(results, (mask > 0)[None, None], [0], 0)
+        return results
+
+
+@TRANSFORMS.register_module()
+class LoadRLEMasks(BaseTransform):
+    """Decode per-frame COCO RLE instance masks (MeViS ``mask_dict.json`` entries) of the output frames.
+
+    Every instance is one referred object (``MeViSDataset``: N = the expression's ``anno_id`` count, 0 for
+    a no-target expression); ``ori_gt_masks`` is their union per frame.
+
+    Required keys: ``mask_rles`` (list[N] of list[T]: one COCO RLE ``{'size': [H, W], 'counts': str}`` or
+    None (object not visible) per clip frame), ``frame_ids``, ``ori_shape`` (``LoadRVOSFrames`` first).
+    Optional keys: ``ref_inst_idx`` (a list; default: all N instances), ``gt_labels`` (default zeros),
+    ``anno_ids``, ``exp_id``, ``mask_file`` (named in errors), ``valid_frame_idx``.
+    Added keys: ``gt_masks`` bool [N, T_out, H, W], ``gt_labels`` [N], ``ref_inst_idx`` (list[int]),
+    ``ori_gt_masks`` bool [T_out, H, W].
+    """
+
+    def transform(self, results: dict) -> dict:
+        video_id = results.get('video_id', '?')
+        if results.get('mask_rles') is None:
+            raise ValueError(f'video {video_id!r}: the dataset has no mask annotations for this sample (remove '
+                             'LoadRLEMasks from the pipeline, or use a split with mask_dict.json)')
+        if 'ori_shape' not in results:
+            raise ValueError(f'video {video_id!r}: LoadRLEMasks needs the frame size (run LoadRVOSFrames first)')
+        height, width = results['ori_shape']
+        frame_ids = list(results['frame_ids'])
+        idx = results.get('valid_frame_idx')
+        out = list(range(len(frame_ids))) if idx is None else list(idx)
+        anno_ids = results.get('anno_ids') or [None] * len(results['mask_rles'])
+        source = f" of {results['mask_file']}" if results.get('mask_file') else ''
+        masks = np.zeros((len(results['mask_rles']), len(out), height, width), dtype=bool)
+        for n, rles in enumerate(results['mask_rles']):
+            if len(rles) != len(frame_ids):
+                raise ValueError(f'video {video_id!r} expression {results.get("exp_id")!r}: anno_id {anno_ids[n]} '
+                                 f'has {len(rles)} RLEs for a clip of {len(frame_ids)} frames')
+            for k, t in enumerate(out):
+                rle = rles[t]
+                if rle is None:
+                    continue
+                where = (f'video {video_id!r} expression {results.get("exp_id")!r}: RLE{source} of anno_id '
+                         f'{anno_ids[n]} frame {frame_ids[t]!r}')
+                if tuple(rle.get('size', ())) != (height, width):
+                    raise ValueError(f"{where} has size {rle.get('size')} (H, W) but the frame is "
+                                     f'{[height, width]}')
+                try:
+                    masks[n, k] = decode_mask(rle)
+                except Exception as e:  # noqa: BLE001 - pycocotools raises several error types
+                    raise ValueError(f'{where} cannot be decoded ({e})') from e
+        labels = results.get('gt_labels')
+        labels = np.zeros(len(masks), np.int64) if labels is None else labels
+        ref_ids = results.get('ref_inst_idx')
+        _set_masks(results, masks, labels, list(range(len(masks))) if ref_ids is None else list(ref_ids),
+                   mask_path=results.get('mask_file'))
         return results
