@@ -11,6 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from pycocotools import mask as coco_mask
@@ -25,7 +26,6 @@ init_default_scope('soc_mm')
 # pycocotools' numpy-2 copy-keyword warning (the tests call pycocotools directly, on purpose)
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 T = 4
 H, W = 48, 64
 TRAIN_PIPE = [dict(type='LoadRVOSFrames'), dict(type='LoadRLEMasks'), dict(type='PackRVOSInputs')]
