@@ -1,5 +1,6 @@
 """SOC prediction head: class / box / dynamic-mask branches, video-level losses, post-processing."""
 import copy
+import numbers
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -13,6 +14,56 @@ from torch import Tensor, nn
 
 from soc_mm.registry import MODELS, TASK_UTILS
 from soc_mm.structures import RVOSDataSample
+from soc_mm.structures.rvos_data_sample import referred_instance_ids
+
+
+OBJECT_SELECTIONS = ('top1', 'threshold')
+
+
+def check_object_selection_options(options: dict, prefix: str = 'test_cfg.') -> None:
+    """Raise a ValueError naming the option when the object-selection options of ``options`` (a
+    ``test_cfg``) are wrong: ``object_selection`` ('top1' | 'threshold'), ``score_thr`` (a number
+    in [0, 1]; required by 'threshold'), ``allow_no_target`` (bool; True only with 'threshold')."""
+    mode = options.get('object_selection', 'top1')
+    if not isinstance(mode, str) or mode not in OBJECT_SELECTIONS:
+        raise ValueError(f"{prefix}object_selection must be one of {OBJECT_SELECTIONS}, got {mode!r}")
+    thr = options.get('score_thr')
+    if thr is not None and (isinstance(thr, bool) or not isinstance(thr, numbers.Real) or not 0 <= thr <= 1):
+        raise ValueError(f'{prefix}score_thr must be a probability in [0, 1], got {thr!r}')
+    if mode == 'threshold' and thr is None:
+        raise ValueError(f"{prefix}score_thr is required with {prefix}object_selection='threshold' (the "
+                         'time-averaged class probability a video query must exceed)')
+    allow = options.get('allow_no_target', False)
+    if not isinstance(allow, bool):
+        raise ValueError(f'{prefix}allow_no_target must be True or False, got {allow!r}')
+    if allow and mode != 'threshold':
+        raise ValueError(f"{prefix}allow_no_target=True needs {prefix}object_selection='threshold' "
+                         f'(top-1 always selects one object), got object_selection={mode!r}')
+
+
+def select_objects(video_scores: Tensor, object_selection: str = 'top1', score_thr: Optional[float] = None,
+                   allow_no_target: bool = False) -> Tensor:
+    """The video queries an expression refers to.
+
+    Args:
+        video_scores (Tensor): [nq] score of each video query (time-averaged class probability).
+        object_selection (str): 'top1': the best query; 'threshold': every query whose score is
+            above ``score_thr`` (strictly), the best one when none is.
+        score_thr (float): threshold of 'threshold'.
+        allow_no_target (bool): 'threshold' selects nothing (instead of the best query) when no
+            score is above ``score_thr``.
+
+    Returns:
+        Tensor: int64 [k] selected query indices, best first (k = 1 for 'top1'; 0 <= k <= nq).
+    """
+    best = video_scores.argmax(-1, keepdim=True)
+    if object_selection == 'top1':
+        return best
+    order = video_scores.argsort(descending=True, stable=True)
+    selected = order[video_scores[order] > score_thr]
+    if len(selected) == 0 and not allow_no_target:
+        return best
+    return selected
 
 
 @MODELS.register_module()
@@ -43,7 +94,12 @@ class SOCHead(BaseModule):
       ``predict_by_feat``); the detector adds them to the data samples.
 
     Targets: ``gt_instances`` (masks bool [N, T, h, w] at img_shape, boxes [N, T, 4] normalised
-    cxcywh, labels [N], visible bool [N, T] (default: mask non-empty)) and metainfo ``ref_inst_idx``.
+    cxcywh, labels [N], visible bool [N, T] (default: mask non-empty)) and metainfo ``ref_inst_idx``
+    (an int: the one referred instance; or a list: every referred instance, several or none for an
+    expression that refers to nothing, e.g. MeViS). Every referred object's matched query is a positive of the class loss (on the frames
+    where the object is visible) and of the contrastive loss (multi-positive: see
+    ``QuerySentenceContrastiveLoss``); an expression that refers to nothing has no positive, so the
+    class loss pushes all its queries to "no object".
     Target masks are zero-padded bottom/right to the padded input size (metainfo
     ``batch_input_shape``/``pad_shape``; else the largest ``img_shape`` of the batch, which is what
     the official code pads to) and predictions are bilinearly upsampled to it.
@@ -56,11 +112,13 @@ class SOCHead(BaseModule):
         loss_* (dict): loss configs (mmdet FocalLoss/DiceLoss/L1Loss, SOCGIoULoss,
             QuerySentenceContrastiveLoss). Defaults = official coefficients.
         train_cfg (dict): ``assigner`` (``VideoHungarianAssigner`` config) and
-            ``referred_only`` (bool, default False): keep only the referred instance of each
-            sample as target (official Ref-YouTube-VOS mode; A2D uses all instances).
+            ``referred_only`` (bool, default False): keep only the referred instance(s) of each
+            sample as targets (official Ref-YouTube-VOS mode; A2D uses all instances).
         test_cfg (dict): ``output_layer`` (decoder layer index, default 0: official eval reports
             the first decoder layer's heads), ``return_all_queries`` (default False: also return
-            every query's masks/scores, as the official A2D post-process).
+            every query's masks/scores, as the official A2D post-process), ``object_selection``
+            ('top1' (default) | 'threshold'), ``score_thr`` (required by 'threshold') and
+            ``allow_no_target`` (default False): see ``predict_by_feat`` and ``select_objects``.
     """
 
     def __init__(self,
@@ -96,6 +154,7 @@ class SOCHead(BaseModule):
         if isinstance(layer, bool) or not isinstance(layer, int) or not -num_pred_layer <= layer < num_pred_layer:
             raise ValueError(f'SOCHead: test_cfg.output_layer must be a decoder layer index in '
                              f'[{-num_pred_layer}, {num_pred_layer}), got {layer!r}')
+        check_object_selection_options(self.test_cfg)
         assigner = self.train_cfg.get('assigner', dict(
             type='VideoHungarianAssigner',
             match_costs=[
@@ -176,27 +235,47 @@ class SOCHead(BaseModule):
                 return tuple(int(s) for s in metas[0][key][:2])
         return (max(int(m['img_shape'][0]) for m in metas), max(int(m['img_shape'][1]) for m in metas))
 
+    @staticmethod
+    def referred_indices(metainfo: dict, sample_index: int, num_instances: int) -> List[int]:
+        """The referred instances of a sample, as indices into its ``gt_instances``: metainfo
+        ``ref_inst_idx``, an int (one object) or a list (MeViS: several, or none for an expression
+        that refers to nothing), read by ``referred_instance_ids`` (the data-sample contract,
+        ``soc_mm.structures.rvos_data_sample``); checked in range and without repeats."""
+        try:
+            indices = referred_instance_ids(metainfo)
+        except KeyError as e:
+            raise ValueError(f'SOCHead: data sample {sample_index}: {e.args[0]}') from None
+        for ref in indices:
+            if not 0 <= ref < num_instances:
+                raise ValueError(f'SOCHead: ref_inst_idx {ref} of sample {sample_index} out of range for '
+                                 f'{num_instances} instances')
+        if len(set(indices)) != len(indices):
+            raise ValueError(f'SOCHead: ref_inst_idx of sample {sample_index} repeats an instance: {indices}')
+        return indices
+
     def get_targets(self, batch_data_samples: Sequence[RVOSDataSample], canvas: Tuple[int, int],
-                    device=None) -> Tuple[List[InstanceData], List[int]]:
+                    device=None) -> Tuple[List[InstanceData], List[List[int]]]:
         """Per video: InstanceData(masks float [N, T, H, W] padded, boxes, labels, visible) on
-        ``device`` and the referred index (into these targets)."""
+        ``device`` and the referred indices into these targets (a list: one index for a
+        single-object expression, several or none for MeViS).
+
+        With ``train_cfg.referred_only`` the targets are the referred instances only (possibly none),
+        in ``ref_inst_idx`` order; otherwise every instance of ``gt_instances``."""
         targets, ref_indices = [], []
         for i, sample in enumerate(batch_data_samples):
             if 'gt_instances' not in sample:
                 raise ValueError(f'SOCHead: data sample {i} has no gt_instances')
             gt = sample.gt_instances
-            if 'ref_inst_idx' not in sample.metainfo:
-                raise ValueError(f'SOCHead: data sample {i} has no metainfo "ref_inst_idx"')
-            ref = int(sample.metainfo['ref_inst_idx'])
             masks = gt.masks
             if masks.dim() != 4:
                 raise ValueError(f'SOCHead: gt_instances.masks of sample {i} must be [N, T, h, w], '
                                  f'got {tuple(masks.shape)}')
-            if not 0 <= ref < len(gt):
-                raise ValueError(f'SOCHead: ref_inst_idx {ref} of sample {i} out of range for '
-                                 f'{len(gt)} instances')
+            refs = self.referred_indices(sample.metainfo, i, len(masks))
             visible = gt.visible if 'visible' in gt else masks.flatten(2).any(-1)
-            keep = slice(ref, ref + 1) if self.referred_only else slice(None)
+            if self.referred_only:
+                keep = torch.tensor(refs, dtype=torch.long, device=masks.device)
+            else:
+                keep = torch.arange(len(masks), device=masks.device)
             h, w = masks.shape[-2:]
             if h > canvas[0] or w > canvas[1]:
                 raise ValueError(f'SOCHead: gt masks of sample {i} ({h}x{w}) exceed the padded size {canvas}')
@@ -204,7 +283,7 @@ class SOCHead(BaseModule):
             targets.append(InstanceData(masks=padded, boxes=gt.boxes[keep].float(),
                                         labels=gt.labels[keep].long(),
                                         visible=visible[keep].bool()).to(device or masks.device))
-            ref_indices.append(0 if self.referred_only else ref)
+            ref_indices.append(list(range(len(refs))) if self.referred_only else refs)
         return targets, ref_indices
 
     def _num_masks(self, targets: List[InstanceData]) -> float:
@@ -281,25 +360,28 @@ class SOCHead(BaseModule):
         return losses
 
     def loss_by_feat_single(self, cls: Tensor, boxes: Tensor, masks: Tensor, video_queries: Tensor,
-                            fused_sentence_feat: Tensor, targets: List[InstanceData], ref_indices: List[int],
+                            fused_sentence_feat: Tensor, targets: List[InstanceData],
+                            ref_indices: List[List[int]],
                             indices: List[Tuple[Tensor, Tensor]], num_masks: float) -> Dict[str, Tensor]:
         """Losses of one decoder layer given the assignment (same for every frame of a video)."""
         B, T, nq, K = cls.shape
-        # class: positives = the query matched to the referred object, on frames where it is visible
+        # class: positives = the queries matched to the referred objects (one, several or none), on
+        # the frames where each is visible; every other query / frame is pushed to "no object"
         cls_target = torch.zeros_like(cls)
-        target_query = torch.full((B,), -1, dtype=torch.long, device=cls.device)
-        for b, ((q_idx, g_idx), target, ref) in enumerate(zip(indices, targets, ref_indices)):
-            hit = (g_idx == ref).nonzero().flatten()
-            if len(hit) == 0:
-                continue
-            q = int(q_idx[hit[0]])
-            target_query[b] = q
-            label = 0 if K == 1 else int(target.labels[ref])
-            if not 0 <= label < K:
-                raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
-            cls_target[b, target.visible[ref], q, label] = 1
+        positive_queries = torch.zeros(B, nq, dtype=torch.bool, device=cls.device)
+        for b, ((q_idx, g_idx), target, refs) in enumerate(zip(indices, targets, ref_indices)):
+            for ref in refs:
+                hit = (g_idx == ref).nonzero().flatten()
+                if len(hit) == 0:
+                    continue
+                q = int(q_idx[hit[0]])
+                positive_queries[b, q] = True
+                label = 0 if K == 1 else int(target.labels[ref])
+                if not 0 <= label < K:
+                    raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
+                cls_target[b, target.visible[ref], q, label] = 1
         loss_cls = self.loss_cls(cls.reshape(-1, K), cls_target.reshape(-1, K), avg_factor=num_masks)
-        loss_con = self.loss_con(video_queries, fused_sentence_feat, target_query)
+        loss_con = self.loss_con(video_queries, fused_sentence_feat, positive_queries)
 
         # masks / boxes of every matched pair on every frame (absent frames included)
         pred_masks, gt_masks, pred_boxes, gt_boxes = [], [], [], []
@@ -346,10 +428,18 @@ class SOCHead(BaseModule):
                         rescale: bool = True) -> List[InstanceData]:
         """Post-process: one ``InstanceData`` per sample whose items are its T frames.
 
-        The referred trajectory is the query with the highest time-averaged max class
-        probability (official Ref-YouTube-VOS rule). Mask logits are upsampled bilinearly to the
-        padded input size, thresholded at 0.5 after sigmoid, cropped to ``img_shape`` and
-        (``rescale``) resized to ``ori_shape`` with nearest interpolation.
+        Each video query's score is its class probability averaged over the T frames (max over the
+        classes): ``prob.mean(T).max(K)``. The expression's objects are chosen by
+        ``test_cfg.object_selection`` (``select_objects``):
+
+        * 'top1' (default; official Ref-YouTube-VOS rule): the query with the highest score;
+        * 'threshold' (MeViS: several objects, or none): every query whose score is above
+          ``test_cfg.score_thr``, the top-1 query when none is (or none at all with
+          ``test_cfg.allow_no_target=True``: empty masks).
+
+        Mask logits are upsampled bilinearly to the padded input size, thresholded at 0.5 after
+        sigmoid, cropped to ``img_shape`` and (``rescale``) resized to ``ori_shape`` with nearest
+        interpolation; the expression's mask is the union of the selected objects' masks.
 
         Args:
             cls (Tensor): [B, T, nq, K] class logits.
@@ -359,23 +449,47 @@ class SOCHead(BaseModule):
 
         Returns:
             list[InstanceData]: per sample, fields over its T frames: ``masks`` bool [T, H0, W0]
-            (the referred query's), ``scores`` [T] (its per-frame max class probability),
-            ``query_index`` int64 [T] (the referred query); with ``test_cfg.return_all_queries``
-            also ``query_masks`` bool [T, nq, H0, W0] and ``query_scores`` [T, nq] (first-class
-            probability of every query). The results of consecutive clips concatenate with
-            ``InstanceData.cat``.
+            (union of the selected objects' masks; all False when none is selected), ``scores`` [T]
+            (per frame, the highest max-class probability of the selected objects; 0 when none),
+            ``query_index`` int64 [T] (the best selected query, -1 when none). With 'threshold' also
+            the k selected objects (best first): ``object_masks`` bool [T, k, H0, W0],
+            ``object_scores`` [T, k] (per-frame max class probability), ``object_query_index`` int64
+            [T, k]. With ``test_cfg.return_all_queries`` also ``query_masks`` bool [T, nq, H0, W0]
+            and ``query_scores`` [T, nq] (first-class probability of every query). The results of
+            consecutive clips concatenate with ``merge_clip_results`` (each clip selects its own
+            objects).
         """
         canvas = self._canvas_size(batch_img_metas)
         prob = cls.sigmoid()
-        traj = prob.mean(1).max(-1)[0].argmax(-1)  # [B]
+        video_scores = prob.mean(1).max(-1)[0]  # [B, nq]
+        frame_scores = prob.max(-1)[0]  # [B, T, nq]
+        mode = self.test_cfg.get('object_selection', 'top1')
+        score_thr = self.test_cfg.get('score_thr')
+        allow_no_target = bool(self.test_cfg.get('allow_no_target', False))
         return_all = bool(self.test_cfg.get('return_all_queries', False))
+        num_frames = prob.shape[1]
         results = []
         for b, meta in enumerate(batch_img_metas):
-            q = traj[b]
+            selected = select_objects(video_scores[b], mode, score_thr, allow_no_target)  # [k]
             result = InstanceData()
-            result.masks = self._binarize(masks[b, :, q][:, None], meta, canvas, rescale)[:, 0]
-            result.scores = prob[b, :, q].max(-1)[0]
-            result.query_index = q.expand(prob.shape[1]).clone()
+            if mode == 'top1':
+                q = selected[0]
+                result.masks = self._binarize(masks[b, :, q][:, None], meta, canvas, rescale)[:, 0]
+                result.scores = frame_scores[b, :, q]
+                result.query_index = q.expand(num_frames).clone()
+            else:
+                object_masks = self._binarize(masks[b][:, selected], meta, canvas, rescale)  # [T, k, H0, W0]
+                object_scores = frame_scores[b][:, selected]  # [T, k]
+                result.masks = object_masks.any(1)
+                if len(selected):
+                    result.scores = object_scores.max(1)[0]
+                    result.query_index = selected[0].expand(num_frames).clone()
+                else:
+                    result.scores = frame_scores.new_zeros(num_frames)
+                    result.query_index = selected.new_full((num_frames, ), -1)
+                result.object_masks = object_masks
+                result.object_scores = object_scores
+                result.object_query_index = selected.expand(num_frames, -1).clone()
             if return_all:
                 result.query_masks = self._binarize(masks[b], meta, canvas, rescale)  # [T, nq, H0, W0]
                 result.query_scores = prob[b, :, :, 0]
@@ -385,8 +499,11 @@ class SOCHead(BaseModule):
     @staticmethod
     def _binarize(logits: Tensor, meta: dict, canvas: Tuple[int, int], rescale: bool) -> Tensor:
         """logits [T, n, h, w] -> bool [T, n, H0, W0] (or [T, n, h_img, w_img] without rescale)."""
-        up = F.interpolate(logits, size=canvas, mode='bilinear', align_corners=False)
         h, w = meta['img_shape'][:2]
+        if logits.shape[1] == 0:  # no object selected
+            out_hw = tuple(meta['ori_shape'][:2]) if rescale else (h, w)
+            return logits.new_zeros((logits.shape[0], 0, *out_hw), dtype=torch.bool)
+        up = F.interpolate(logits, size=canvas, mode='bilinear', align_corners=False)
         binary = (up.sigmoid() > 0.5)[:, :, :h, :w]
         if rescale:
             binary = F.interpolate(binary.float(), size=tuple(meta['ori_shape'][:2]), mode='nearest') > 0.5

@@ -12,7 +12,8 @@ The model (``soc_mm.models.detectors.soc``) holds the maths; this module decides
    (clip, expression) pairs, at most ``expressions_per_batch`` at a time, with the clip features
    repeated for the pairs;
 3. **merge**: per sample, the clips' results (``InstanceData`` over frames) are concatenated over
-   time; each clip picks its own referred query, as separate clips would.
+   time; each clip picks its own referred query (or, with ``test_cfg.object_selection='threshold'``,
+   its own set of objects: ``SOCHead.predict_by_feat``), as separate clips would.
 
 Which samples of a test-loop batch show the same clip is known from the data side: equal
 ``clip_key`` of their metainfo (``soc_mm.datasets.video_batch_sampler.clip_key``: dataset, video,
@@ -25,6 +26,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from soc_mm.datasets.video_batch_sampler import clip_key
+from ..dense_heads.soc_head import check_object_selection_options
 from ..detectors.batch_metainfo import check_batch, get_texts
 
 # (clips [G, T, 3, Hp, Wp], data samples [N], clip_index int64 [N]): one clip of G videos, N pairs
@@ -84,14 +86,42 @@ def expand_clip_feats(feats: Dict[str, List[Tensor]], clip_index: Tensor, num_fr
     return {key: [x.index_select(0, frame_index) for x in value] for key, value in feats.items()}
 
 
+def _pad_objects(value: Tensor, num_objects: int) -> Tensor:
+    """Per-object field [T, k, ...] -> [T, num_objects, ...], the new slots empty (False, 0, -1)."""
+    if value.shape[1] == num_objects:
+        return value
+    fill = False if value.dtype == torch.bool else (-1 if not value.is_floating_point() else 0)
+    pad = value.new_full((value.shape[0], num_objects - value.shape[1], *value.shape[2:]), fill)
+    return torch.cat([value, pad], dim=1)
+
+
 def merge_clip_results(clip_results: Sequence[Sequence[InstanceData]]) -> List[InstanceData]:
     """Per-clip results (list over clips of N ``InstanceData`` over frames) -> N results over all
-    frames (``InstanceData.cat`` in time order)."""
+    frames (``InstanceData.cat`` in time order).
+
+    Per-object fields (``object_*``, [T, k, ...]: the k objects a clip selected) may differ in k
+    between clips (each clip selects its own objects; objects of different clips are not matched):
+    they are padded to the largest k with empty slots (masks False, scores 0, query index -1).
+    """
     if not clip_results:
         raise ValueError('no clip to merge: the video has zero frames')
     if len({len(results) for results in clip_results}) != 1:
         raise ValueError(f'clips disagree on the number of samples: {[len(r) for r in clip_results]}')
-    return [InstanceData.cat([results[n] for results in clip_results]) for n in range(len(clip_results[0]))]
+    merged = []
+    for n in range(len(clip_results[0])):
+        parts = [results[n] for results in clip_results]
+        object_keys = [k for k in parts[0].keys() if k.startswith('object_')]
+        if object_keys and len(parts) > 1:
+            num_objects = max(part.get(k).shape[1] for part in parts for k in object_keys)
+            padded = []
+            for part in parts:
+                part = part.clone()
+                for key in object_keys:
+                    setattr(part, key, _pad_objects(part.get(key), num_objects))
+                padded.append(part)
+            parts = padded
+        merged.append(InstanceData.cat(parts))
+    return merged
 
 
 class VideoInference:
@@ -120,14 +150,16 @@ class VideoInference:
 
     @staticmethod
     def check_options(options: dict, prefix: str = 'test_cfg.') -> None:
-        """Raise a ValueError naming the option when ``clip_len``, ``expressions_per_batch`` or
-        ``share_clips`` of ``options`` has a wrong value."""
+        """Raise a ValueError naming the option when ``clip_len``, ``expressions_per_batch``,
+        ``share_clips`` or an object-selection option (``object_selection``, ``score_thr``,
+        ``allow_no_target``: ``check_object_selection_options``) of ``options`` has a wrong value."""
         for key in ('clip_len', 'expressions_per_batch'):
             value = options.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f'{prefix}{key} must be None or an int >= 1, got {value!r}')
         if not isinstance(options.get('share_clips', True), bool):
             raise ValueError(f'{prefix}share_clips must be True or False, got {options["share_clips"]!r}')
+        check_object_selection_options(options, prefix=prefix)
 
     @classmethod
     def from_test_cfg(cls, model: nn.Module, **overrides) -> 'VideoInference':
