@@ -12,6 +12,7 @@ from mmengine.utils import mkdir_or_exist
 from mmengine.visualization import Visualizer
 
 from soc_mm.registry import VISUALIZERS
+from soc_mm.structures.rvos_data_sample import referred_instance_ids
 
 # distinct RGB colours, one per expression / object (tab10-like)
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
@@ -169,8 +170,11 @@ class RVOSVisualizer(Visualizer):
         if 'ori_gt_masks' in sample:
             return sample.ori_gt_masks
         if 'gt_instances' in sample and 'masks' in sample.gt_instances:
-            masks = sample.gt_instances.masks
-            return masks[int(sample.metainfo.get('ref_inst_idx', 0))] if len(masks) else None
+            masks = torch.as_tensor(np.asarray(sample.gt_instances.masks)).bool()  # [N, T, H, W]
+            refs = referred_instance_ids(sample.metainfo) if 'ref_inst_idx' in sample.metainfo else [0]
+            refs = [i for i in refs if i < len(masks)]
+            # several referred objects (MeViS): their union; none: an empty mask
+            return masks[refs].any(0) if refs else (torch.zeros_like(masks[0]) if len(masks) else None)
         return None
 
     def draw_datasample(self, frames: Sequence[np.ndarray], data_sample, draw_gt: bool = True,

@@ -198,3 +198,27 @@ def test_video_demo_checks_the_output_format_before_inference(tmp_path, monkeypa
     with pytest.raises(ValueError, match='is a directory'):
         check_video_output_path(str(dir_like))
     check_video_output_path(str(tmp_path / 'new' / 'deeper' / 'ok.MP4'))  # created on write
+
+
+def test_ground_truth_of_several_or_no_referred_objects():
+    """MeViS samples refer to a list of instances (possibly empty): the drawn ground truth is their union."""
+    from mmengine.structures import InstanceData
+    from soc_mm.structures import RVOSDataSample
+    masks = torch.zeros(3, 2, 4, 4, dtype=torch.bool)
+    masks[0, :, 0], masks[1, :, 1], masks[2, :, 2] = True, True, True
+    sample = RVOSDataSample(metainfo=dict(ref_inst_idx=[0, 2]))
+    sample.gt_instances = InstanceData(masks=masks)
+    union = RVOSVisualizer._gt_masks(sample)
+    assert torch.equal(union, masks[0] | masks[2])
+    sample.set_metainfo(dict(ref_inst_idx=[]))
+    assert not RVOSVisualizer._gt_masks(sample).any()
+    sample.set_metainfo(dict(ref_inst_idx=1))
+    assert torch.equal(RVOSVisualizer._gt_masks(sample), masks[1])
+    browse = load_tool('tools/analysis_tools/browse_dataset.py')
+    sample.set_metainfo(dict(ref_inst_idx=[2, 0], expression='the shapes moving down'))
+    drawn, texts = browse.instance_masks(sample)
+    assert texts == ['the shapes moving down  (referred)'] * 2 + ['object 1']
+    assert torch.equal(drawn[0], masks[2]) and torch.equal(drawn[2], masks[1])
+    sample.set_metainfo(dict(ref_inst_idx=[]))
+    drawn, texts = browse.instance_masks(sample)
+    assert drawn[0] is None and texts[0].endswith('(refers to nothing)') and len(drawn) == 4

@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
 from soc_mm.registry import DATASETS, VISUALIZERS
+from soc_mm.structures.rvos_data_sample import referred_instance_ids
 from soc_mm.registry import register_all_modules
 from soc_mm.visualization import RVOSVisualizer, write_video
 
@@ -38,9 +39,11 @@ def instance_masks(sample):
     if 'gt_instances' not in sample or 'masks' not in sample.gt_instances or not len(sample.gt_instances.masks):
         return [None], [expression]
     masks = sample.gt_instances.masks
-    ref = int(meta.get('ref_inst_idx', 0))
-    order = [ref] + [i for i in range(len(masks)) if i != ref]
-    texts = [f'{expression}  (referred)'] + [f'object {i}' for i in order[1:]]
+    refs = referred_instance_ids(meta) if 'ref_inst_idx' in meta else [0]
+    if not refs:  # an expression that refers to nothing (MeViS v2)
+        return [None] + list(masks), [f'{expression}  (refers to nothing)'] + [f'object {i}' for i in range(len(masks))]
+    order = refs + [i for i in range(len(masks)) if i not in refs]
+    texts = [f'{expression}  (referred)'] * len(refs) + [f'object {i}' for i in order[len(refs):]]
     return [masks[i] for i in order], texts
 
 
