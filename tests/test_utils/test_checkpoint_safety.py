@@ -293,6 +293,16 @@ def test_strict_loading_names_every_mismatch(tmp_path):
     foreign = str(pytest.raises(CheckpointMismatchError, load_checkpoint_to_model, model,
                                 safe_load_local(paths['foreign']), paths['foreign']).value)
     assert 'missing keys' in foreign and 'unexpected key' in foreign
+    # --non-strict: the fitting tensors load, the rest stays as it was (warnings, no error)
+    torch.manual_seed(1)
+    _, model = _tiny_soc()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    other = safe_load_local(paths['mask_channels'])
+    load_checkpoint_to_model(model, other, paths['mask_channels'], strict=False)
+    after = model.state_dict()
+    assert torch.equal(after[mask_key], before[mask_key])
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert changed and all(torch.equal(after[k], other['state_dict'][k]) for k in changed)
 
 
 def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, monkeypatch, mmengine_safe_scheme):
