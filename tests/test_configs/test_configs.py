@@ -34,7 +34,10 @@ C = 128                    # d_model
 TINY_SWIN = dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
 DATA_ROOTS = {  # config data root -> generator key
     'data/refer_youtube_vos/': 'ytvos', 'data/a2d_sentences/': 'a2d', 'data/jhmdb_sentences/': 'jhmdb',
-    'data/ref_davis/': 'davis', 'data/coco/': 'coco'}
+    'data/ref_davis/': 'davis', 'data/coco/': 'coco', 'data/mevis/': 'mevis'}
+
+
+SUBMISSION_METRICS = ('RefYTVOSSubmissionMetric', 'MeViSSubmissionMetric')  # write a zip, report no number
 
 
 def config_id(path):
@@ -47,7 +50,7 @@ def env(tmp_path_factory):
     """Generated datasets (every format) and a fake Kinetics checkpoint of the tiny Video-Swin."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp('cfg_data')
-    roots = {k: str(root / k) + '/' for k in ('ytvos', 'a2d', 'jhmdb', 'davis', 'coco')}
+    roots = {k: str(root / k) + '/' for k in ('ytvos', 'a2d', 'jhmdb', 'davis', 'coco', 'mevis')}
     synthetic.generate_ref_youtube_vos(roots['ytvos'], num_train=1, num_valid=1, num_test=1, num_frames=5,
                                        size=(32, 40), seed=0)
     synthetic.generate_a2d_sentences(roots['a2d'], num_train=1, num_test=1, num_frames=6, size=(32, 40),
@@ -57,6 +60,9 @@ def env(tmp_path_factory):
                                  seed=0)
     synthetic.generate_refcoco(roots['coco'], num_images=dict(train=2, val=1), size=(32, 40),
                                datasets=('refcoco', 'refcoco+', 'refcocog'), seed=0)
+    # multi-object and no-target expressions; valid_u has masks (MeViSMetric), valid none (submission)
+    synthetic.generate_mevis(roots['mevis'], num_train=1, num_valid_u=1, num_valid=1, num_frames=5, size=(32, 40),
+                             seed=0)
     # a Video-Swin Kinetics-style checkpoint (``backbone.`` prefix, temporal patch kernel 2)
     swin = MODELS.build(dict(type='VideoSwinTransformer', arch=TINY_SWIN))
     state = {f'backbone.{k}': v.clone() for k, v in swin.state_dict().items()}
@@ -155,10 +161,14 @@ def tiny_config(path, env, tmp_path) -> Config:
     shrink_model(cfg.model, env)
     shrink_data(cfg)
     if cfg.get('train_cfg'):
-        cfg.train_cfg.max_epochs = 1
+        if cfg.train_cfg.type == 'IterBasedTrainLoop':  # MeViS: one iteration, then validation
+            cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 1
+            cfg.default_hooks.checkpoint.interval = 1
+        else:
+            cfg.train_cfg.max_epochs = 1
         for s in cfg.param_scheduler:
             s.end = 1
-    if cfg.test_evaluator.get('type') == 'RefYTVOSSubmissionMetric':
+    if cfg.test_evaluator.get('type') in SUBMISSION_METRICS:
         cfg.test_evaluator.output_dir = str(tmp_path / 'submission')
     if cfg.get('load_from'):
         cfg.load_from = soc_checkpoint(env, cfg)[0]
@@ -214,6 +224,15 @@ def test_schedule_entries_follow_the_config_variables(path):
     assert lr == cfg.lr
     assert keys['backbone'].lr_mult * lr == pytest.approx(cfg.backbone_lr)
     assert keys['text_encoder.model'].lr_mult * lr == pytest.approx(cfg.text_encoder_lr)
+    if cfg.train_cfg.type == 'IterBasedTrainLoop':  # MeViS (../_base_/schedules/soc_adamw_100k.py)
+        assert cfg.max_epochs is None and cfg.lr_drop_epochs is None
+        assert cfg.train_cfg.max_iters == cfg.max_iters and cfg.train_cfg.val_interval == cfg.max_iters
+        (sched, ) = cfg.param_scheduler
+        assert (sched.type, sched.by_epoch, sched.end, sched.milestones, sched.gamma) == \
+            ('MultiStepLR', False, cfg.max_iters, cfg.lr_drop_iters, cfg.lr_gamma)
+        # checkpoints and log windows count iterations too
+        assert cfg.default_hooks.checkpoint.by_epoch is False and cfg.log_processor.by_epoch is False
+        return
     assert cfg.train_cfg.max_epochs == cfg.max_epochs
     if cfg.lr_drop_epochs:
         (sched, ) = cfg.param_scheduler
@@ -334,6 +353,71 @@ def test_official_hyper_parameters(name):
         assert cfg.load_from and name.split('_')[1] in cfg.load_from
 
 
+# MeViS (SOC publishes no MeViS setting): (iterations, lr drops, config of the load_from weights or None,
+# RoBERTa trained) of each training config. Schedules: LMPM's (MeViS paper) from the Kinetics Video-Swin,
+# DsHmp's from Ref-YouTube-VOS weights; learning rates, weight decay, clipping and batch: SOC's.
+MEVIS = {
+    'soc_swin-t_8xb1-100k_mevis': (100000, [40000, 85000], None, False),
+    'soc_swin-t_refytvos-pre_8xb1-55k_mevis': (55000, [40000, 50000], 'soc_swin-t_refcoco-pre_8xb8-25e_refytvos',
+                                               True),
+}
+for _name in list(MEVIS):
+    MEVIS[_name.replace('swin-t', 'swin-b')] = MEVIS[_name][:2] + (
+        MEVIS[_name][2] and MEVIS[_name][2].replace('swin-t', 'swin-b'), MEVIS[_name][3])
+MEVIS_TEST = 'soc_swin-t_mevis_test-valid'
+
+
+@pytest.mark.parametrize('name', sorted(MEVIS))
+def test_mevis_hyper_parameters(name):
+    iters, drops, pretrained, text_trained = MEVIS[name]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'soc', name + '.py'))
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == ('AdamW', 1e-4, 1e-4)
+    assert cfg.optim_wrapper.clip_grad.max_norm == 0.1 and cfg.optim_wrapper.type == 'OptimWrapper'
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    assert keys['backbone'].lr_mult * optimizer.lr == pytest.approx(1e-5)
+    assert cfg.model.text_encoder['freeze'] == (not text_trained)
+    if text_trained:
+        assert keys['text_encoder.model'].lr_mult * optimizer.lr == pytest.approx(5e-6)
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+    (sched, ) = cfg.param_scheduler
+    assert (sched.type, sched.by_epoch, sched.milestones, sched.gamma) == ('MultiStepLR', False, drops, 0.1)
+    assert cfg.train_dataloader.batch_size == 1 and cfg.auto_scale_lr.base_batch_size == 8  # 8 GPUs x 1 clip
+    train = cfg.train_dataloader.dataset
+    assert (train.type, train.split, train.num_frames, train.frame_sampling) == ('MeViSDataset', 'train', 8, 'global')
+    assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'
+    # every referred object is a target; one class ("is referred")
+    assert cfg.model.bbox_head.num_classes == 1 and cfg.model.train_cfg.referred_only is True
+    # ReferDINO's MeViS selection: time-averaged sigmoid score above 0.2, else the top-1 query
+    assert cfg.model.test_cfg.object_selection == 'threshold' and cfg.model.test_cfg.score_thr == 0.2
+    assert cfg.model.test_cfg.allow_no_target is False and cfg.model.test_cfg.get('clip_len') is None
+    for loader, evaluator in ((cfg.val_dataloader, cfg.val_evaluator), (cfg.test_dataloader, cfg.test_evaluator)):
+        assert loader.dataset.split == 'valid_u' and loader.sampler.round_up is False
+        assert evaluator == dict(type='MeViSMetric', meta_file='data/mevis/valid_u/meta_expressions.json',
+                                 mask_dict_file='data/mevis/valid_u/mask_dict.json')
+    arch = 'base' if 'swin-b' in name else 'tiny'
+    assert cfg.model.backbone.arch == arch
+    assert cfg.model.neck.in_channels == [w * 2**i for w in [dict(tiny=96, base=128)[arch]] for i in (1, 2, 3)]
+    if pretrained is None:
+        assert cfg.load_from is None
+    else:  # weights of a one-class Ref-YouTube-VOS model of the same backbone
+        assert osp.basename(cfg.load_from) == pretrained + '.pth'
+        source = Config.fromfile(osp.join(REPO, 'configs', 'soc', pretrained + '.py'))
+        assert source.model.bbox_head.num_classes == 1 and source.model.backbone.arch == arch
+
+
+def test_mevis_configs_exist_and_the_submission_config_tests_only():
+    assert set(MEVIS) | {MEVIS_TEST} <= {config_id(p) for p in CONFIGS}
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'soc', MEVIS_TEST + '.py'))
+    trained = Config.fromfile(osp.join(REPO, 'configs', 'soc', 'soc_swin-t_8xb1-100k_mevis.py'))
+    assert cfg.model == trained.model  # any Swin-T MeViS checkpoint
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'val_dataloader', 'val_evaluator', 'load_from'):
+        assert cfg.get(key) is None, key
+    assert cfg.test_dataloader.dataset.split == 'valid' and cfg.test_dataloader.sampler.round_up is False
+    assert cfg.test_evaluator == dict(type='MeViSSubmissionMetric', output_dir='work_dirs/mevis_submission/',
+                                      meta_file='data/mevis/valid/meta_expressions.json')
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=config_id)
 def test_config_runs(path, env, tmp_path):
     full, cfg = tiny_config(path, env, tmp_path)
@@ -353,7 +437,7 @@ def test_config_runs(path, env, tmp_path):
         metrics = runner.test()
         painted = glob.glob(osp.join(cfg.work_dir, runner.timestamp, 'vis', '*.jpg'))
         assert len(painted) == len(runner.test_dataloader.dataset), painted
-        if cfg.test_evaluator.type == 'RefYTVOSSubmissionMetric':
+        if cfg.test_evaluator.type in SUBMISSION_METRICS:
             assert osp.isfile(osp.join(cfg.test_evaluator.output_dir, 'submission.zip'))
         else:
             assert metrics and all(isinstance(v, float) for v in metrics.values()), metrics
@@ -376,7 +460,8 @@ def check_trained(runner, full, cfg, env):
         assert lrs[id(roberta)] == pytest.approx(full.text_encoder_lr)
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert torch.isfinite(torch.tensor(loss)) and loss > 0
-    assert osp.isfile(osp.join(cfg.work_dir, 'epoch_1.pth'))
+    by_iter = cfg.train_cfg.type == 'IterBasedTrainLoop'
+    assert osp.isfile(osp.join(cfg.work_dir, 'iter_1.pth' if by_iter else 'epoch_1.pth'))
     if full.default_hooks.checkpoint.get('save_best'):
         assert glob.glob(osp.join(cfg.work_dir, 'best_*epoch_1.pth'))
     if cfg.get('load_from'):  # the fine-tuning starts from the given weights
