@@ -96,5 +96,5 @@ class QuerySentenceContrastiveLoss(nn.Module):
         # and is then multiplied by 0
         summed = positives | ~has_positive[:, None]
         picked = torch.logsumexp(log_prob.masked_fill(~summed, float('-inf')), dim=-1)
-        loss = -(picked * has_positive.to(picked)).sum() / max(query_embeds.shape[0], 1)
+        loss = torch.where(has_positive, -picked, torch.zeros_like(picked)).sum() / max(query_embeds.shape[0], 1)
         return self.loss_weight * loss
