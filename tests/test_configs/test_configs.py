@@ -564,3 +564,44 @@ def test_two_process_train_and_test_on_cpu(env, tmp_path):
     test_runs = sorted(d for d in os.listdir(work_dir) if re.fullmatch(r'\d{8}_\d{6}', d))
     with open(osp.join(work_dir, test_runs[-1], f'{test_runs[-1]}.json')) as f:
         assert 'a2d/mAP' in json.load(f)
+
+
+def test_mevis_two_process_test_equals_one_process(env, tmp_path):
+    """``tools/dist_test.sh`` with 2 gloo processes on MeViS valid_u gives the J&F of one process (every
+    expression predicted once, threshold selection of several objects)."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    root = str(tmp_path / 'mevis') + '/'
+    synthetic.generate_mevis(root, num_train=1, num_valid_u=3, num_valid=1, num_frames=4, size=(32, 40), seed=3)
+    _, cfg = tiny_config(osp.join(REPO, 'configs', 'soc', 'soc_swin-t_8xb1-100k_mevis.py'), env, tmp_path)
+    cfg.test_dataloader.dataset.data_root = root
+    cfg.test_dataloader.num_workers = 0
+    cfg.test_dataloader.persistent_workers = False
+    cfg.test_evaluator.meta_file = root + 'valid_u/meta_expressions.json'
+    cfg.test_evaluator.mask_dict_file = root + 'valid_u/mask_dict.json'
+    cfg.default_hooks.visualization.draw = False
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg.model.test_cfg.update(object_selection='threshold', score_thr=0.2)
+    cfg_file = str(tmp_path / 'tiny_mevis.py')
+    cfg.dump(cfg_file)
+    checkpoint = soc_checkpoint(env, cfg)[0]
+    run_env = subprocess_env()
+    run_env['PYTHON'] = sys.executable
+    results = []
+    for port, cmd in ((None, [sys.executable, 'tools/test.py', cfg_file, checkpoint]),
+                      (29541, ['bash', 'tools/dist_test.sh', cfg_file, checkpoint, '2'])):
+        work_dir = str(tmp_path / f'test_{len(results)}')
+        if port:
+            run_env['PORT'] = str(port)
+        proc = subprocess.run(cmd + ['--work-dir', work_dir], cwd=REPO, env=run_env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        run = sorted(d for d in os.listdir(work_dir) if re.fullmatch(r'\d{8}_\d{6}', d))[-1]
+        with open(osp.join(work_dir, run, f'{run}.json')) as f:
+            results.append(json.load(f))
+    one, two = results
+    assert {k for k in one if k.startswith('mevis/')} >= {'mevis/J', 'mevis/F', 'mevis/J&F'}
+    for key in ('mevis/J', 'mevis/F', 'mevis/J&F'):
+        assert two[key] == pytest.approx(one[key], abs=1e-9), (key, one, two)
