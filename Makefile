@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 PIPC   := $(PIP) install -c requirements/constraints.txt
 STAMP  := $(VENV)/.soc_mm_installed
 
-.PHONY: venv test demo web clean-venv
+.PHONY: venv test demo demo-mevis web clean-venv
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ test: venv
 
 demo: venv
 	$(PY) tools/demo/run_demo.py
+
+# tiny SOC on synthetic MeViS: several objects per expression, motion-only expressions, no-target ones
+demo-mevis: venv
+	$(PY) tools/demo/run_mevis_demo.py
 
 # the web page (Gradio) on http://127.0.0.1:7860 serving the `make demo` model; e.g. WEB_ARGS="--port 8000"
 web: venv
