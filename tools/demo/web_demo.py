@@ -440,7 +440,7 @@ class WebDemo:
         from soc_mm.visualization import RVOSVisualizer, write_video
         height = masks[0].shape[1]
         vis = RVOSVisualizer(name=f'web_demo_{osp.basename(request_dir)}', alpha=0.5,
-                             font_size=max(12, int(height / 30)), max_frames=4)
+                             font_size=max(7, int(height / 24)), max_frames=4)
         painted = []
 
         def paint():
