@@ -380,3 +380,15 @@ def test_init_model_refuses_the_corpus_and_wrong_checkpoints(rows, tmp_path):
     empty.write_bytes(b'')
     with pytest.raises(CheckpointFormatError, match='empty file'):
         init_model(cfg, str(empty))
+
+
+# ------------------------------------------------------------------ tools/demo/web_demo.py
+def test_web_demo_refuses_the_corpus(rows):
+    """The web demo's model loading (``load_demo_model``: what ``python tools/demo/web_demo.py --config
+    --checkpoint`` serves) refuses every corpus file before building anything, naming the global."""
+    from conftest import load_script
+    web_demo = load_script('tools/demo/web_demo.py')
+    for path, _marker, name in rows:
+        with pytest.raises(UnsafeCheckpointError, match=EXPECTED_GLOBAL[name].replace('.', r'\.')):
+            web_demo.load_demo_model(TINY_CONFIG, path, text_encoder=TEXT_ENCODER)
+    _assert_nothing_ran(rows)
