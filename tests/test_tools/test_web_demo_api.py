@@ -178,3 +178,27 @@ def test_too_long_expression_is_truncated_with_a_warning(client, tmp_path):
     assert 'more than the 62 the text encoder takes (<s> and </s> included): it was truncated to its first 60 ' \
            'tokens ("the red circle on the left the red circle on the left the re...")' in status
     assert 'Expression 1' not in status
+
+
+def test_object_selection_and_input_size(client, tmp_path):
+    """Multi-object selection gives the union of every query above the threshold (a superset of the
+    top-1 mask); another input size still gives masks at the video's size. The model's settings are
+    restored after each request."""
+    from gradio_client import handle_file
+    from soc_mm.structures.mask import decode_mask
+    synthetic_video(str(tmp_path / 'v.mp4'), num_frames=4)
+
+    def masks(selection, score_thr=0.5, input_size=0):
+        downloads = client.predict(handle_file(str(tmp_path / 'v.mp4')), NO_EXAMPLE, 'the red circle', 4, input_size,
+                                   selection, score_thr, api_name='/segment')[4]
+        with open(next(p for p in downloads if p.endswith('.json'))) as f:
+            return np.stack([decode_mask(r) for r in json.load(f)['expressions'][0]['masks']])
+
+    top1 = masks(TOP1)
+    # random weights: every score is ~0.04
+    multi = masks('multi-object: every object above the score threshold', score_thr=0.01)
+    assert multi.shape == top1.shape == (4, 96, 128)
+    assert (multi | top1).sum() == multi.sum() and multi.sum() > top1.sum()
+    assert np.array_equal(masks(TOP1), top1)  # back to top-1
+    small = masks(TOP1, input_size=48)
+    assert small.shape == (4, 96, 128) and not np.array_equal(small, top1)

@@ -526,7 +526,7 @@ def build_app(demo: WebDemo, concurrency: int = 1):
                 if demo.selection:
                     selection = gr.Radio([SELECTION_TOP1, SELECTION_MULTI], value=SELECTION_TOP1,
                                          label='objects per expression', elem_id='selection')
-                    score_thr = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label='score threshold (multi-object)',
+                    score_thr = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label='score threshold (multi-object)',
                                           elem_id='score_thr')
                 else:
                     selection, score_thr = gr.State(None), gr.State(0.5)
