@@ -116,13 +116,16 @@ def test_zero_frame_video(client, tmp_path):
         'empty.mp4: cannot open the video (unreadable, truncated or unsupported format).')
 
 
-def test_zip_without_images_and_zip_of_frames(client, tmp_path):
+def test_zip_without_images_and_zip_of_frames(server, client, tmp_path):
     path = tmp_path / 'notes.zip'
     with zipfile.ZipFile(path, 'w') as archive:
         archive.writestr('readme.txt', 'no frames here')
         archive.writestr('frames/', '')
+    requests_dir = osp.join(server.temp_dir, 'requests')
+    before = set(os.listdir(requests_dir))
     assert app_error(client, str(path)) == ('notes.zip: the zip holds no frame images '
                                             '(expected .jpg/.jpeg/.png/.bmp/.webp files).')
+    assert set(os.listdir(requests_dir)) <= before  # the failed request left no folder
     # a zip of frames whose member names try to leave the folder: the names never reach the file system
     from PIL import Image
     frames = synthetic_video(str(tmp_path / 'v.mp4'), num_frames=4)

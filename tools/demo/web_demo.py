@@ -395,6 +395,17 @@ class WebDemo:
                              f'({"/".join(VIDEO_UPLOAD_EXTENSIONS)}) or a .zip of frame images.')
         warnings = truncation_warnings(self.model, expressions)
         request_dir = tempfile.mkdtemp(prefix='req_', dir=self.requests_root)
+        try:
+            return self._segment_request(request_dir, source, display_name, ext, expressions, warnings, clip_len,
+                                         input_size, selection, score_thr, progress)
+        except BaseException:  # no folder left behind by a failed request
+            self.release(request_dir)
+            raise
+
+    def _segment_request(self, request_dir, source, display_name, ext, expressions, warnings, clip_len, input_size,
+                         selection, score_thr, progress):
+        """The part of ``run`` that works in ``request_dir`` (see ``run``)."""
+        limits = self.limits
         video_name = safe_name(osp.splitext(display_name)[0])
         if ext == '.zip':
             source, frame_names = extract_zip_frames(source, display_name, osp.join(request_dir, 'frames'), limits)
