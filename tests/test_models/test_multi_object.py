@@ -342,3 +342,8 @@ def test_soc_predict_with_threshold_selection_unites_the_selected_queries():
     assert pred.pred_instances.masks.shape == (nq, 4, 64, 96)
     assert torch.equal(pred.pred_masks, pred.pred_instances.masks.any(0))
     torch.testing.assert_close(pred.pred_scores, pred.pred_instances.scores.max(0)[0])  # K = 1
+    # the selected objects themselves reach the data sample (every query: score_thr 0)
+    objects = pred.pred_objects
+    assert objects.masks.shape == (nq, 4, 64, 96) and objects.scores.shape == (nq, 4)
+    assert torch.equal(objects.masks.any(0), pred.pred_masks)
+    assert sorted(objects.query_index[:, 0].tolist()) == list(range(nq))

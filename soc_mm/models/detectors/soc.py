@@ -370,14 +370,20 @@ class SOC(BaseModel):
     @staticmethod
     def add_pred_to_datasample(data_samples: Sequence, results: Sequence[InstanceData]) -> list:
         """Head results (one ``InstanceData`` over the T frames per sample) -> ``pred_masks`` bool
-        [T, H0, W0], ``pred_scores`` [T] and, when the head kept every query, ``pred_instances``
-        (``masks`` [nq, T, H0, W0], ``scores`` [nq, T])."""
+        [T, H0, W0], ``pred_scores`` [T]; when the head kept every query, ``pred_instances``
+        (``masks`` [nq, T, H0, W0], ``scores`` [nq, T]); with ``object_selection='threshold'``,
+        ``pred_objects``: the k selected objects whose union is ``pred_masks`` (``masks`` [k, T, H0, W0],
+        ``scores`` [k, T], ``query_index`` [k, T]: per clip; -1 where a merged clip selected fewer objects)."""
         for sample, result in zip(data_samples, results):
             sample.pred_masks = result.masks
             sample.pred_scores = result.scores
             if 'query_masks' in result:
                 sample.pred_instances = InstanceData(masks=result.query_masks.transpose(0, 1),
                                                      scores=result.query_scores.transpose(0, 1))
+            if 'object_masks' in result:
+                sample.pred_objects = InstanceData(masks=result.object_masks.transpose(0, 1),
+                                                   scores=result.object_scores.transpose(0, 1),
+                                                   query_index=result.object_query_index.transpose(0, 1))
         return list(data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
