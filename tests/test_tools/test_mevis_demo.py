@@ -16,6 +16,33 @@ from conftest import REPO_ROOT as REPO, load_script
 run_mevis_demo = load_script('tools/demo/run_mevis_demo.py')
 
 
+def test_config_is_the_tiny_model_on_mevis():
+    from mmengine.config import Config
+    tiny = Config.fromfile(osp.join(REPO, 'configs', 'soc', 'soc_tiny_synthetic.py'))
+    cfg = Config.fromfile(run_mevis_demo.DEFAULT_CONFIG)
+    tiny_model, model = tiny.model.to_dict(), cfg.model.to_dict()
+    assert model['text_encoder'].pop('model_path') == cfg.data_root + 'tiny_roberta'
+    del tiny_model['text_encoder']['model_path']
+    assert model.pop('test_cfg') == dict(tiny_model.pop('test_cfg'), object_selection='threshold',
+                                         score_thr=cfg.score_thr, allow_no_target=True)
+    assert model == tiny_model  # the same tiny SOC
+    train = cfg.train_dataloader.dataset
+    assert (train.type, train.split, train.num_frames, train.frame_sampling) == \
+        ('MeViSDataset', 'train', cfg.num_frames, 'global')
+    assert [t['type'] for t in train.pipeline] == ['LoadRVOSFrames', 'LoadRLEMasks', 'RVOSRandomFlip',
+                                                   'PackRVOSInputs']
+    test = cfg.test_dataloader.dataset
+    assert (test.type, test.split, test.load_gt, test.data_root) == ('MeViSDataset', 'valid_u', False, cfg.data_root)
+    metric, submission = cfg.test_evaluator
+    assert (metric.type, metric.meta_file, metric.mask_dict_file) == (
+        'MeViSMetric', cfg.data_root + 'valid_u/meta_expressions.json', cfg.data_root + 'valid_u/mask_dict.json')
+    assert (submission.type, submission.keep_pngs, submission.meta_file) == (
+        'MeViSSubmissionMetric', True, metric.meta_file)
+    warmup, cosine = cfg.param_scheduler
+    assert cfg.train_cfg.max_iters == cosine.end == warmup.end + cosine.T_max == cfg.max_iters
+    assert cfg.optim_wrapper.optimizer.lr == cfg.base_lr and cosine.eta_min == pytest.approx(cfg.base_lr * 0.01)
+
+
 def test_make_mevis_shuffled_root_takes_texts_from_other_videos(tmp_path):
     from soc_mm.datasets.synthetic import generate_mevis
     root = str(tmp_path / 'data')
