@@ -1,8 +1,8 @@
 from .checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
-                         install_safe_checkpoint_loading, load_checkpoint_to_model, load_model_checkpoint,
+                         install_safe_checkpoint_loading, load_checkpoint_to_model,
                          safe_load_local)
 from .setup_env import init_cpu_distributed, shutdown_distributed
 
 __all__ = ['CheckpointFormatError', 'CheckpointMismatchError', 'UnsafeCheckpointError',
-           'install_safe_checkpoint_loading', 'load_checkpoint_to_model', 'load_model_checkpoint', 'safe_load_local',
+           'install_safe_checkpoint_loading', 'load_checkpoint_to_model', 'safe_load_local',
            'init_cpu_distributed', 'shutdown_distributed']

@@ -31,7 +31,7 @@ import pickle
 import pickletools
 import zipfile
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
-from typing import Iterator, List, Set
+from typing import Iterator, List, Optional, Set
 
 import numpy as np
 import torch
@@ -224,30 +224,21 @@ def check_checkpoint_file(filename: str) -> None:
         head = f.read(64)
     if head.startswith(_ZIP_MAGIC):
         return
-    legacy = head[:2] == b'\x80\x02' and head[2:3] == b'\x8a'  # PROTO 2, LONG1 (the magic number)
-    if legacy:
-        try:
-            with open(filename, 'rb') as f:
-                magic = pickle.Unpickler(f).load() if _only_long(f) else None
-        except Exception:  # noqa: BLE001  (reported below)
-            magic = None
-        if magic == _LEGACY_MAGIC_NUMBER:
-            return
+    if head[:3] == b'\x80\x02\x8a' and _first_pickle_integer(filename) == _LEGACY_MAGIC_NUMBER:
+        return  # legacy format: PROTO 2, LONG1 <magic number>
     raise CheckpointFormatError(
         f'{filename}: not a PyTorch checkpoint (expected the zip archive written by torch.save or '
         f'the legacy torch format; the file starts with {head[:16]!r})')
 
 
-def _only_long(f) -> bool:
-    """Whether the first pickle of ``f`` is a bare integer (checked statically, ``f`` rewound)."""
-    start = f.tell()
-    try:
-        ops = [op.name for op, _arg, _pos in pickletools.genops(f)]
-    except Exception:  # noqa: BLE001
-        return False
-    finally:
-        f.seek(start)
-    return ops == ['PROTO', 'LONG1', 'STOP']
+def _first_pickle_integer(filename: str) -> Optional[int]:
+    """The integer of a file's first pickle when it is only ``PROTO, LONG1, STOP`` (read statically), else None."""
+    with open(filename, 'rb') as f:
+        try:
+            ops = [(op.name, arg) for op, arg, _pos in pickletools.genops(f)]
+        except (ValueError, EOFError):
+            return None
+    return ops[1][1] if [name for name, _arg in ops] == ['PROTO', 'LONG1', 'STOP'] else None
 
 
 def safe_load_local(filename: str, map_location=None):
@@ -292,14 +283,6 @@ def _unpickler_reason(err: Exception) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def load_state_dict_file(filename: str, map_location='cpu') -> dict:
-    """The model weights of a checkpoint file (``state_dict`` of an MMEngine checkpoint, or the dict itself)."""
-    checkpoint = safe_load_local(filename, map_location=map_location)
-    if not isinstance(checkpoint, dict):
-        raise CheckpointFormatError(f'{filename}: expected a dict of weights, got {type(checkpoint).__name__}')
-    return checkpoint.get('state_dict', checkpoint)
-
-
 def load_checkpoint_to_model(model: torch.nn.Module, checkpoint: dict, filename: str, strict: bool = True,
                              logger=None) -> None:
     """Put an already (safely) loaded checkpoint's weights into ``model`` (wrapped or not).
@@ -323,14 +306,6 @@ def load_checkpoint_to_model(model: torch.nn.Module, checkpoint: dict, filename:
             f'it anyway):\n{err}') from None
 
 
-def load_model_checkpoint(model: torch.nn.Module, filename: str, strict: bool = True,
-                          map_location='cpu', logger=None) -> dict:
-    """:func:`safe_load_local` + :func:`load_checkpoint_to_model`; returns the checkpoint."""
-    checkpoint = safe_load_local(filename, map_location=map_location)
-    load_checkpoint_to_model(model, checkpoint, filename, strict=strict, logger=logger)
-    return checkpoint
-
-
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint's keys or shapes do not fit the model (strict loading)."""
 
@@ -348,6 +323,6 @@ def install_safe_checkpoint_loading() -> None:
 
 
 __all__ = ['UnsafeCheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError', 'safe_load_local',
-           'load_state_dict_file', 'load_model_checkpoint', 'load_checkpoint_to_model', 'register_safe_globals',
+           'load_checkpoint_to_model', 'register_safe_globals',
            'install_safe_checkpoint_loading', 'mmengine_checkpoint_safe_globals', 'history_buffer_getattr',
            'unsafe_globals_in_checkpoint', 'check_checkpoint_file', 'exact_safe_globals']
