@@ -14,8 +14,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from soc_mm.utils import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
-                          init_cpu_distributed, install_safe_checkpoint_loading, load_checkpoint_to_model,
-                          safe_load_local, shutdown_distributed)
+                          init_cpu_distributed, install_safe_checkpoint_loading, keep_freed_memory_for_reuse,
+                          load_checkpoint_to_model, safe_load_local, shutdown_distributed)
 from soc_mm.registry import register_all_modules
 from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
 
@@ -49,6 +49,7 @@ def main(args=None):
     args = args or parse_args()
     register_all_modules(init_default_scope=False)
     install_safe_checkpoint_loading()
+    keep_freed_memory_for_reuse()  # large CPU tensors reuse freed heap blocks (utils/cpu_allocator.py)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
     cfg = Config.fromfile(args.config)

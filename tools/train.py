@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 
 from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
 from soc_mm.utils import (CheckpointFormatError, UnsafeCheckpointError, init_cpu_distributed,
-                          install_safe_checkpoint_loading, safe_load_local, shutdown_distributed)
+                          install_safe_checkpoint_loading, keep_freed_memory_for_reuse, safe_load_local,
+                          shutdown_distributed)
 from soc_mm.registry import register_all_modules
 from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
 
@@ -81,6 +82,7 @@ def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
     install_safe_checkpoint_loading()  # every checkpoint MMEngine loads here goes through safe_load_local
+    keep_freed_memory_for_reuse()  # large CPU tensors reuse freed heap blocks (utils/cpu_allocator.py)
     cfg = setup_cfg(args)
     if cfg.get('load_from') and not cfg.get('resume'):
         safe_load_local(cfg.load_from, map_location='cpu')  # a bad file fails now, naming itself

@@ -45,9 +45,9 @@ def init_model(config: Union[str, Config],
         device (str | torch.device): e.g. 'cpu', 'cuda:0'.
         cfg_options (dict, optional): overrides merged into the config
             (e.g. ``{'model.test_cfg.clip_len': 8}``).
-        fast_kernels (bool, optional): build the model with the fused inference kernels
-            (sets ``model.test_cfg.fast_kernels``, read when the model is built; outputs equal the
-            reference kernels to float rounding, ~1e-6). None keeps the config's setting.
+        fast_kernels (bool, optional): build the model with the fused kernels (sets
+            ``model.fast_kernels``, read when the model is built; outputs equal the reference
+            kernels to float rounding, ~1e-6). None keeps the config's setting (default True).
 
     Returns:
         nn.Module: the model in eval mode, its config in ``model.cfg``.
@@ -64,7 +64,7 @@ def init_model(config: Union[str, Config],
     if 'model' not in config:
         raise ValueError('init_model: the config has no "model" field')
     if fast_kernels is not None:
-        config.model.test_cfg = dict(config.model.get('test_cfg') or {}, fast_kernels=bool(fast_kernels))
+        config.model.fast_kernels = bool(fast_kernels)
     import soc_mm  # noqa: F401  (registers every module)
     # read (safely) before building: a bad file fails at once, naming itself
     state = None if checkpoint is None else safe_load_local(checkpoint, map_location='cpu')

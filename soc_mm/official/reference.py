@@ -166,9 +166,10 @@ def _loss_rows(model: nn.Module, losses: Dict[str, torch.Tensor], ref: Dict) -> 
     return rows
 
 
-def compare_fixture(fixture_dir: str) -> List[Row]:
-    """Run eval and train forwards, the loss and the matcher; one :class:`Row` per compared quantity."""
-    model, _ = build_reference_model(fixture_dir)
+def compare_fixture(fixture_dir: str, fast_kernels: bool = True) -> List[Row]:
+    """Run eval and train forwards, the loss and the matcher with the fused (``fast_kernels``) or the
+    reference kernels; one :class:`Row` per compared quantity."""
+    model, _ = build_reference_model(fixture_dir, fast_kernels=fast_kernels)
     inputs = _load(osp.join(fixture_dir, 'inputs.pt'))
     clips, samples = fixture_batch(inputs)
     rows = []

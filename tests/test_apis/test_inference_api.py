@@ -54,12 +54,15 @@ def test_init_model_options_and_checkpoint(config_file, model, tmp_path):
     from soc_mm.apis import init_model
     from soc_mm.models.layers.fast_kernels import uses_fast_kernels
     assert not model.training and model.cfg.model.type == 'SOC'
-    assert uses_fast_kernels(model) and model.test_cfg['fast_kernels'] is True  # the default
+    assert uses_fast_kernels(model) and model.cfg.model.fast_kernels is True  # the default
     other = init_model(config_file, cfg_options={'model.test_cfg.clip_len': 3}, fast_kernels=False)
     assert other.test_cfg['clip_len'] == 3 and not uses_fast_kernels(other)
     # None keeps the config's setting (read when the model is built)
-    configured = init_model(config_file, cfg_options={'model.test_cfg.fast_kernels': True}, fast_kernels=None)
-    assert uses_fast_kernels(configured)
+    configured = init_model(config_file, cfg_options={'model.fast_kernels': False}, fast_kernels=None)
+    assert not uses_fast_kernels(configured)
+    # the switch is the model's (it also serves training), not test_cfg's
+    with pytest.raises(ValueError, match=r'test_cfg.fast_kernels moved to the model.*model.fast_kernels=True'):
+        init_model(config_file, cfg_options={'model.test_cfg.fast_kernels': True}, fast_kernels=None)
     ckpt = tmp_path / 'soc.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
     loaded = init_model(config_file, str(ckpt), fast_kernels=False)

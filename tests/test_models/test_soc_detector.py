@@ -162,6 +162,29 @@ def test_train_loss_matches_official(variant):
     assert all(p.grad is None for p in model.text_encoder.model.parameters())  # frozen
 
 
+@pytest.mark.parametrize('variant', ['ytvos_b2_t3_nc1_w0', 'ytvos_b1_t10_nc1_w2'])
+def test_fast_kernels_train_like_the_reference_kernels(variant):
+    """The fused kernels (the model's default) also serve training: the reference kernels' losses
+    and gradients, the relative-position bias tables (the fused window attention's mask) included."""
+    inputs, samples = fixture_batch(variant, with_targets=True)
+    results = []
+    for fast in (False, True):
+        model = zero_dropout(build_soc(variant, fast_kernels=fast)).train()
+        losses = model(inputs, samples, mode='loss')
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        results.append((losses, {k: p.grad for k, p in model.named_parameters() if p.grad is not None}))
+    (ref_losses, ref_grads), (fast_losses, fast_grads) = results
+    assert ref_losses.keys() == fast_losses.keys() and ref_grads.keys() == fast_grads.keys()
+    for k in ref_losses:
+        torch.testing.assert_close(fast_losses[k], ref_losses[k], rtol=1e-4, atol=1e-6, msg=k)
+    assert any('relative_position_bias_table' in k for k in ref_grads)
+    assert any('sampling_offsets' in k for k in ref_grads)
+    # float rounding: relative to each gradient's norm, with a floor of 1e-5 of the largest gradient
+    floor = 1e-5 * max(float(g.norm()) for g in ref_grads.values())
+    for k in ref_grads:
+        assert float((fast_grads[k] - ref_grads[k]).norm()) <= 1e-3 * float(ref_grads[k].norm()) + floor, k
+
+
 def test_init_weights_follows_official_init():
     """Random init of the non-backbone front modules has the official init's structure
     (zero/constant tensors, std); the pretrained text encoder is left untouched.

@@ -156,6 +156,28 @@ def test_voc_train_matches_official(variant):
 
 
 # ---------------------------------------------------------------------- spatial decoder
+@pytest.mark.parametrize('window_size', [0, 2])
+def test_voc_time_code_makes_frame_order_matter(window_size):
+    """Official VOC (no time code) gives the same video queries for a clip and the clip played
+    backwards, so "moves left" and "moves right" look alike to it; with ``temporal_pos_encoding``
+    the order matters. The time code has no weights: official checkpoints load either way."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=2,
+                  num_decoder_layers=2, feedforward_channels=32, window_size=window_size)
+    official = VOC(**kwargs).eval()
+    timed = VOC(**kwargs, temporal_pos_encoding=dict()).eval()
+    timed.load_state_dict(official.state_dict(), strict=True)
+    frame_queries, sentence = torch.randn(2, 6, 3, 32), torch.randn(2, 32)
+    with torch.no_grad():
+        if window_size == 0:  # global attention over an unordered set of frames
+            torch.testing.assert_close(official(frame_queries.flip(1), sentence), official(frame_queries, sentence),
+                                       rtol=1e-5, atol=1e-5)
+        forward, backward = timed(frame_queries, sentence), timed(frame_queries.flip(1), sentence)
+    assert (forward - backward).abs().max() > 1e-2
+    with pytest.raises(ValueError, match='temporal_pos_encoding.num_feats must be embed_dims=32'):
+        VOC(**kwargs, temporal_pos_encoding=dict(num_feats=16))
+
+
 def test_spatial_decoder_matches_official():
     torch.set_num_threads(1)
     B, T = dims(MAIN)

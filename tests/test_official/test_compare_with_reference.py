@@ -22,8 +22,8 @@ def test_compare_with_reference_tool_passes_on_every_fixture():
     proc = subprocess.run([sys.executable, tool, *FIXTURE_DIRS], capture_output=True, text=True,
                           env=subprocess_env(), timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    for d in FIXTURE_DIRS:
-        assert f'== {d}' in proc.stdout
+    for d in FIXTURE_DIRS:  # the fused (default) and the reference kernels
+        assert f'== {d} (fast kernels)' in proc.stdout and f'== {d} (reference kernels)' in proc.stdout
     assert 'matcher_indices.final' in proc.stdout and 'all quantities within tolerance' in proc.stdout
 
 

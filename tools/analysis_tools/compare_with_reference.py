@@ -3,7 +3,8 @@
 Usage: python tools/analysis_tools/compare_with_reference.py FIXTURE_DIR [FIXTURE_DIR ...]
        (a folder of fixture folders, such as tests/data/soc_reference, means every fixture in it)
 
-Builds our model from the fixture's config.json, converts its official state dict with
+Builds our model from the fixture's config.json (with the fused kernels, the default, and with the
+reference kernels: --kernels), converts its official state dict with
 our converter, runs eval and train forwards and the loss on inputs.pt, prints the max
 |diff| of every output and loss term, and exits non-zero if an output differs by more
 than 1e-4 * max(1, max|reference|), a loss term by more than 1e-4 relative, a loss weight
@@ -40,6 +41,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('fixture_dirs', nargs='+', help='fixture folder(s) (e.g. tests/data/soc_reference/ytvos_b2_t3_nc1_w0)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (fixtures: 1)')
+    parser.add_argument('--kernels', choices=['fast', 'reference', 'both'], default='both',
+                        help="the model's kernels: fused (model.fast_kernels=True, the default path), the "
+                             "reference (official) ones, or both (default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import soc_mm  # noqa: F401  (registries)
@@ -48,20 +52,22 @@ def main():
 
     fixture_dirs = [d for path in args.fixture_dirs for d in expand_fixture_dir(path)]
     failed = []
+    kernels = ['fast', 'reference'] if args.kernels == 'both' else [args.kernels]
     for fixture_dir in fixture_dirs:
-        print(f'== {fixture_dir}')
-        print(f'{"quantity":60s} {"max|diff|":>12s} {"tolerance":>12s}  ok')
-        try:
-            rows = compare_fixture(fixture_dir)
-        except (OfficialConfigError, OfficialCheckpointError) as err:
-            print(f'error: {err}')
-            failed.append(f'{fixture_dir}: {err}')
-            continue
-        for row in rows:
-            print(f'{row.name:60s} {row.max_abs_diff:12.3e} {row.tolerance:12.3e}  '
-                  f'{"yes" if row.ok else "NO"}')
-            if not row.ok:
-                failed.append(f'{fixture_dir}: {row.name}')
+        for kernel in kernels:
+            print(f'== {fixture_dir} ({kernel} kernels)')
+            print(f'{"quantity":60s} {"max|diff|":>12s} {"tolerance":>12s}  ok')
+            try:
+                rows = compare_fixture(fixture_dir, fast_kernels=kernel == 'fast')
+            except (OfficialConfigError, OfficialCheckpointError) as err:
+                print(f'error: {err}')
+                failed.append(f'{fixture_dir}: {err}')
+                break
+            for row in rows:
+                print(f'{row.name:60s} {row.max_abs_diff:12.3e} {row.tolerance:12.3e}  '
+                      f'{"yes" if row.ok else "NO"}')
+                if not row.ok:
+                    failed.append(f'{fixture_dir} ({kernel} kernels): {row.name}')
     if failed:
         print('FAILED:\n  ' + '\n  '.join(failed))
         sys.exit(1)

@@ -88,11 +88,13 @@ class SOC(BaseModel):
         test_cfg (dict): passed to the head, and
             ``output_layer`` ('first' | 'last' | index, default 'first'): the decoder layer whose
             heads give the eval outputs (official eval: layer 0, with the last layer's VOC output);
-            ``fast_kernels`` (bool, default False): build the model with the fused inference
-            kernels (``soc_mm.models.layers.fast_kernels``; read here, at build time);
             ``clip_len``, ``expressions_per_batch``, ``share_clips``: video inference options
             (``VideoInference``).
         data_preprocessor (dict): ``RVOSDataPreprocessor`` config.
+        fast_kernels (bool): build with the fused CPU kernels of
+            ``soc_mm.models.layers.fast_kernels`` (channels-last Video-Swin, fused window attention,
+            gathered deformable attention, batched dynamic mask head): the reference kernels' maths
+            to float rounding, in training and inference. False: the reference (official) kernels.
     """
 
     def __init__(self, backbone: dict, text_encoder: dict, neck: dict, encoder: dict, decoder: dict, voc: dict,
@@ -101,10 +103,14 @@ class SOC(BaseModel):
                  num_queries: int = 5, num_feature_levels: int = 4, with_box_refine: bool = True,
                  voc_batch_regroup_compat: bool = False, train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 fast_kernels: bool = True, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_cfg = train_cfg
         self.test_cfg = dict(test_cfg or {})
+        if 'fast_kernels' in self.test_cfg:
+            raise ValueError(f"test_cfg.fast_kernels moved to the model (the kernels also serve training): replace "
+                             f"test_cfg.fast_kernels={self.test_cfg['fast_kernels']!r} by model.fast_kernels="
+                             f"{self.test_cfg['fast_kernels']!r} in the config")
         self.output_layer = resolve_output_layer(self.test_cfg, decoder['num_layers'])
         self.test_cfg['output_layer'] = self.output_layer  # the head takes the layer index
         VideoInference.check_options(self.test_cfg)
@@ -145,7 +151,7 @@ class SOC(BaseModel):
         if self.text_encoder.embed_dims != C:
             raise ValueError(f'text_encoder.embed_dims ({self.text_encoder.embed_dims}) must equal '
                              f'the transformer embed_dims ({C})')
-        if self.test_cfg.get('fast_kernels', False):
+        if fast_kernels:
             enable_fast_kernels(self)
 
     def init_weights(self) -> None:

@@ -1,4 +1,11 @@
-"""Fused inference kernels for SOC's three CPU hot spots (same maths, float-rounding differences only).
+"""Fused kernels for SOC's CPU hot spots (same maths, float-rounding differences only).
+
+* Video-Swin memory layout (``VideoSwinTransformer``): mmaction's ``SwinTransformer3D.forward``
+  hands each stage ``x.contiguous()`` in ``[B, C, D, H, W]`` and the stage views it as
+  ``[B, D, H, W, C]``, so every block of every stage runs on a channels-first buffer seen
+  channels-last: each LayerNorm and Linear input is copied first and every residual add is a
+  strided add (whose output keeps the strided layout for the next block). Here the stages get a
+  channels-last contiguous buffer: the same operations on the same values, ~1.3x faster backbone.
 
 * Video-Swin window attention (mmaction ``WindowAttention3D``): the reference materialises the
   ``[windows, heads, N, N]`` score tensor (N = 8*7*7 = 392 tokens; ~550 MB for one 8-frame
@@ -10,30 +17,54 @@
   ``B*T*nq`` tiny groups, which oneDNN executes ~20x slower on CPU than the equivalent batched
   matrix product (``torch.baddbmm``) used here.
 * Multi-scale deformable attention (mmcv ``MultiScaleDeformableAttention`` on CPU uses
-  ``multi_scale_deformable_attn_pytorch``, which stacks every level's sampled values into one
-  ``[bs*heads, C/heads, Lq, levels*points]`` tensor before weighting): here each level is weighted
-  and summed as soon as it is sampled, so the stacked tensor is never built. mmcv looks its CPU
-  kernel up by a module-level name; that name is left alone (replacing it would switch every model
-  of the process), the fused module computes the projections itself and calls ``msda_accumulate``.
+  ``multi_scale_deformable_attn_pytorch``: ``grid_sample`` per level, then every sampled value
+  stacked into one ``[bs*heads, C/heads, Lq, levels*points]`` tensor before weighting): here the
+  bilinear corners are summed with their weights by one ``F.embedding_bag`` over a channels-last
+  value table (``msda_gather``), in training too (same gradients; the output dropout is mmcv's).
+  mmcv looks its CPU kernel up by a module-level name; that name is left alone (replacing it would
+  switch every model of the process), the fused module computes the projections itself and calls
+  ``msda_gather``.
 
 Each kernel is a subclass of the module it speeds up, with the same parameters and state dict.
 ``enable_fast_kernels(model)`` turns the modules of one model into these subclasses (SOC does it at
 build time when ``test_cfg.fast_kernels`` is True; ``soc_mm.apis.init_model(fast_kernels=...)`` sets
-that option), ``disable_fast_kernels`` turns them back; other models are not affected. The fused
-kernels only act in eval mode (or without dropout) on CPU tensors; training, dropout and CUDA tensors
-(mmcv's CUDA kernel) use the reference code.
+that option), ``disable_fast_kernels`` turns them back; other models are not affected. The window
+attention and mask head kernels only act in eval mode (or without dropout); CUDA tensors use the
+reference code (mmcv's CUDA kernel) everywhere.
 """
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention
 from torch import Tensor, nn
 
 from mmaction.models.backbones.swin import WindowAttention3D  # importable: ``import soc_mm`` applied the shims
 
+from ..backbones.video_swin import VideoSwinTransformer
 from .deformable_transformer import deformable_sampling
 from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear
+
+
+class FastVideoSwinTransformer(VideoSwinTransformer):
+    """``VideoSwinTransformer`` whose stages run on channels-last contiguous buffers."""
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        """x: [B, T, 3, H, W] -> list of 4 [(B*T), C_i, h_i, w_i] (as ``VideoSwinTransformer``)."""
+        if x.dim() != 5:
+            raise ValueError(f'VideoSwinTransformer expects [B, T, 3, H, W], got {tuple(x.shape)}')
+        x = self.pos_drop(self.patch_embed(x.transpose(1, 2)))  # [B, C, T, h, w]
+        x = x.permute(0, 2, 3, 4, 1).contiguous()  # [B, T, h, w, C], channels-last memory
+        outs = []
+        for i, layer in enumerate(self.layers):
+            # the stage's own ``b c d h w -> b d h w c`` view gives back this contiguous buffer
+            x = layer(x.permute(0, 4, 1, 2, 3), do_downsample=self.out_after_downsample)
+            if i in self.out_indices:
+                outs.append(rearrange(getattr(self, f'norm{i}')(x), 'b t h w c -> (b t) c h w').contiguous())
+            if layer.downsample is not None and not self.out_after_downsample:
+                x = layer.downsample(x)
+        return outs
 
 
 class FastWindowAttention3D(WindowAttention3D):
@@ -71,31 +102,75 @@ class FastWindowAttention3D(WindowAttention3D):
         return self.proj_drop(x)
 
 
-def msda_accumulate(value: Tensor, value_spatial_shapes, sampling_locations: Tensor,
-                    attention_weights: Tensor) -> Tensor:
-    """``multi_scale_deformable_attn_pytorch`` weighting each level right after sampling it.
+#: samples (bilinear corners) gathered per ``msda_gather`` chunk: bounds its index/weight
+#: temporaries (8 bytes a sample) to ~128 MB whatever the batch (e.g. K expressions x T frames)
+MSDA_CHUNK_SAMPLES = 2**24
 
-    value [bs, S, heads, c], sampling_locations [bs, Lq, heads, levels, points, 2],
-    attention_weights [bs, Lq, heads, levels, points] -> [bs, Lq, heads * c].
+
+def msda_gather(value: Tensor, value_spatial_shapes, sampling_locations: Tensor,
+                attention_weights: Tensor) -> Tensor:
+    """Multi-scale deformable attention's bilinear sampling and weighting as one weighted gather.
+
+    ``multi_scale_deformable_attn_pytorch`` (mmcv's CPU path, and the official code's) runs
+    ``grid_sample`` per level on ``[bs*heads, c, h, w]`` maps (each sample reads ``c`` values
+    ``h*w`` apart), stacks every sampled value into ``[bs*heads, c, Lq, levels*points]`` and only
+    then weights and sums them. Here each of the ``levels * points * 4`` bilinear corners of a
+    (query, head) gets one weight (bilinear weight x attention weight) and one row index into the
+    value table ``[bs * S' * heads, c]`` (rows of ``c`` contiguous values), and ``F.embedding_bag``
+    sums the weighted rows without building any intermediate: ~3x faster forward, same maths
+    (float rounding), differentiable (``embedding_bag`` gives the value and weight gradients).
+    Each level is padded by a zero border (1 before, 2 after), so out-of-map corners need no
+    validity mask: coordinates are clamped to ``[-1, w]`` / ``[-1, h]``, where every corner that
+    lies outside the map reads a zero (``grid_sample``'s ``padding_mode='zeros'``).
+
+    value [bs, S, heads, c], value_spatial_shapes [levels, 2] (h, w), sampling_locations
+    [bs, Lq, heads, levels, points, 2] (x, y in [0, 1]), attention_weights
+    [bs, Lq, heads, levels, points] -> [bs, Lq, heads * c].
     """
-    bs, _, num_heads, c = value.shape
+    bs, _, heads, c = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    step = max(1, MSDA_CHUNK_SAMPLES // (num_queries * heads * num_levels * num_points * 4))
+    if bs > step:
+        return torch.cat([msda_gather(value[i:i + step], value_spatial_shapes, sampling_locations[i:i + step],
+                                      attention_weights[i:i + step]) for i in range(0, bs, step)])
+    device, dtype = value.device, sampling_locations.dtype
     shapes = [(int(h), int(w)) for h, w in value_spatial_shapes]
-    value_list = value.split([h * w for h, w in shapes], dim=1)
-    grids = 2 * sampling_locations - 1
-    weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries, num_levels, num_points)
-    output = None
-    for level, (h, w) in enumerate(shapes):
-        value_l = value_list[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, c, h, w)
-        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # [bs*heads, Lq, P, 2]
-        sampled = F.grid_sample(value_l, grid_l, mode='bilinear', padding_mode='zeros', align_corners=False)
-        level_out = (sampled * weights[..., level, :]).sum(-1)  # [bs*heads, c, Lq]
-        output = level_out if output is None else output.add_(level_out)
-    return output.view(bs, num_heads * c, num_queries).transpose(1, 2).contiguous()
+    padded, level_starts, start = [], [], 0
+    for (h, w), level in zip(shapes, value.split([h * w for h, w in shapes], dim=1)):
+        padded.append(F.pad(level.reshape(bs, h, w, heads * c), (0, 0, 1, 2, 1, 2)).flatten(1, 2))
+        level_starts.append(start)
+        start += (h + 3) * (w + 3)
+    table = torch.cat(padded, 1).view(-1, c)  # row (b, s', head) -> c values
+    itype = torch.int32 if table.shape[0] < 2**31 else torch.int64
+    size = torch.tensor([[w, h] for h, w in shapes], dtype=dtype, device=device)[:, None]  # [levels, 1, 2]
+    # pixel coordinates (align_corners=False), clamped into the zero border
+    xy = torch.addcmul(torch.tensor(-0.5, dtype=dtype, device=device), sampling_locations, size)
+    xy = torch.clamp_(xy, min=torch.tensor(-1.0, dtype=dtype, device=device), max=size)
+    xy0 = xy.floor()
+    frac = xy.sub_(xy0)  # [..., 2] (fx, fy)
+    xy0 = xy0.to(itype)
+    # table row of the top-left corner: y0 * row_step + x0 * heads + offset(b, head, level)
+    row_step = torch.tensor([(w + 3) * heads for _, w in shapes], dtype=itype, device=device)[:, None]
+    level_offset = (torch.tensor(level_starts, dtype=itype, device=device)[:, None] * heads + row_step + heads)
+    offset = (torch.arange(bs, dtype=itype, device=device) * (start * heads)).view(bs, 1, 1, 1, 1) + \
+        torch.arange(heads, dtype=itype, device=device).view(1, 1, heads, 1, 1) + level_offset  # [bs, 1, heads, levels, 1]
+    top_left = xy0[..., 1] * row_step
+    top_left += xy0[..., 0] * heads
+    top_left += offset
+    corners = torch.stack([torch.zeros_like(row_step), torch.full_like(row_step, heads), row_step, row_step + heads], -1)
+    index = top_left[..., None] + corners  # [bs, Lq, heads, levels, points, 4]
+    # bilinear weights (1 - f, f) per axis; corner (dy, dx) gets wy[dy] * wx[dx] * attention weight
+    wx = torch.stack([1 - frac[..., 0], frac[..., 0]], -1)
+    wy = torch.stack([1 - frac[..., 1], frac[..., 1]], -1) * attention_weights[..., None]
+    weight = (wy[..., :, None] * wx[..., None, :]).flatten(-2)
+    bags = bs * num_queries * heads
+    out = F.embedding_bag(index.view(bags, -1), table, per_sample_weights=weight.view(bags, -1).to(table.dtype),
+                          mode='sum')
+    return out.view(bs, num_queries, heads * c)
 
 
 class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
-    """mmcv ``MultiScaleDeformableAttention`` with ``msda_accumulate`` as its CPU kernel (batch-first)."""
+    """mmcv ``MultiScaleDeformableAttention`` with ``msda_gather`` as its CPU kernel (batch-first)."""
 
     def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
                 identity: Optional[Tensor] = None, query_pos: Optional[Tensor] = None,
@@ -105,7 +180,7 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         """query [bs, Lq, C], value [bs, S, C], key_padding_mask [bs, S], reference_points
         [bs, Lq, levels, 2 | 4], spatial_shapes [levels, 2] -> [bs, Lq, C] (as mmcv's forward)."""
         value = query if value is None else value
-        if (self.training and self.dropout.p > 0) or not self.batch_first or value.is_cuda:
+        if not self.batch_first or value.is_cuda:
             return super().forward(query, key, value, identity, query_pos, key_padding_mask, reference_points,
                                    spatial_shapes, level_start_index, **kwargs)
         identity = query if identity is None else identity
@@ -117,7 +192,7 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(bs, num_value, self.num_heads, -1)
         locations, weights = deformable_sampling(self, query, reference_points, spatial_shapes)
-        output = self.output_proj(msda_accumulate(value, spatial_shapes, locations, weights))
+        output = self.output_proj(msda_gather(value, spatial_shapes, locations, weights))
         return self.dropout(output) + identity
 
 
@@ -144,6 +219,7 @@ class FastDynamicMaskHead(DynamicMaskHead):
 
 # reference module class -> its fused subclass (exact types: subclasses of the references are left alone)
 FAST_KERNELS: Dict[type, type] = {
+    VideoSwinTransformer: FastVideoSwinTransformer,
     WindowAttention3D: FastWindowAttention3D,
     MultiScaleDeformableAttention: FastMultiScaleDeformableAttention,
     DynamicMaskHead: FastDynamicMaskHead,

@@ -1,5 +1,6 @@
 """VOC: SOC's video object clustering transformer (frame queries -> video queries)."""
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
+from .positional_encoding import SinePositionalEncoding1D
 
 
 class VOCDecoderLayer(BaseModule):
@@ -67,12 +69,18 @@ class VOC(BaseModule):
         feedforward_channels (int): FFN hidden size.
         window_size (int): temporal window in frames, 0 = global attention.
         dropout (float): dropout everywhere (official 0.1).
+        temporal_pos_encoding (dict, optional): ``SinePositionalEncoding1D`` args of a parameter-free
+            code of each frame's position in the clip (normalised to ``(0, 2*pi]``), added to the
+            frame-query tokens' positions in the encoder's self-attention and the decoder's keys.
+            ``None`` (official SOC): no time code, so VOC sees a clip's frames as an unordered set
+            and cannot tell "moves left" from "moves right" (time reversals of each other); the
+            MeViS configs switch it on. No weights: official checkpoints load either way.
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_queries: int = 20,
                  num_frame_queries: int = 20, num_encoder_layers: int = 3, num_decoder_layers: int = 3,
                  feedforward_channels: int = 2048, window_size: int = 0, dropout: float = 0.1,
-                 init_cfg=None):
+                 temporal_pos_encoding: Optional[dict] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'VOC: window_size must be >= 0, got {window_size}')
@@ -96,6 +104,11 @@ class VOC(BaseModule):
         self.frame_query_pos = nn.Embedding(num_frame_queries, embed_dims)
         self.query_pos = nn.Embedding(num_queries, embed_dims)
         self.decoder_norm = nn.LayerNorm(embed_dims)
+        self.temporal_pos_encoding = None if temporal_pos_encoding is None else \
+            SinePositionalEncoding1D(**{'num_feats': embed_dims, **temporal_pos_encoding})
+        if self.temporal_pos_encoding is not None and self.temporal_pos_encoding.num_feats != embed_dims:
+            raise ValueError(f'VOC: temporal_pos_encoding.num_feats must be embed_dims={embed_dims}, '
+                             f'got {self.temporal_pos_encoding.num_feats}')
 
     def init_weights(self) -> None:
         """Official init: xavier-uniform for every >1-D attention/FFN weight."""
@@ -136,35 +149,51 @@ class VOC(BaseModule):
                                                         W * nq, W * nq)
         return pad_mask, key_padding_mask, shift.float() * -1000
 
-    def _windowed(self, layer: nn.Module, x: Tensor, shift: int, **attn_kwargs) -> Tensor:
-        """Run ``layer`` on temporal windows of x [B, Tp, nq, C] (rolled by ``shift`` frames)."""
+    def _windowed(self, layer: nn.Module, x: Tensor, shift: int, pos: Optional[Tensor] = None,
+                  **attn_kwargs) -> Tensor:
+        """Run ``layer`` on temporal windows of x [B, Tp, nq, C] (rolled by ``shift`` frames);
+        ``pos`` [B, Tp, nq, C] (or None) is the tokens' positional code."""
         B, Tp, nq, C = x.shape
         W = self.window_size
         if shift:
             x = torch.roll(x, shift, 1)
-        x = layer(x.reshape(B * (Tp // W), W * nq, C), query_pos=None, **attn_kwargs)
+            pos = None if pos is None else torch.roll(pos, shift, 1)
+        if pos is not None:
+            pos = pos.reshape(B * (Tp // W), W * nq, C)
+        x = layer(x.reshape(B * (Tp // W), W * nq, C), query_pos=pos, **attn_kwargs)
         x = x.reshape(B, Tp, nq, C)
         if shift:
             x = torch.roll(x, -shift, 1)
         return x
 
-    def encode(self, frame_queries: Tensor) -> Tensor:
-        """frame_queries [B, T, nq, C] -> encoded [B, T, nq, C]."""
+    def frame_time_pos(self, frame_queries: Tensor) -> Optional[Tensor]:
+        """Time code of each frame-query token [B, T, nq, C], or None without ``temporal_pos_encoding``."""
+        if self.temporal_pos_encoding is None:
+            return None
+        B, T, nq, C = frame_queries.shape
+        no_padding = torch.zeros(B, T, dtype=torch.bool, device=frame_queries.device)
+        pos = self.temporal_pos_encoding(no_padding).to(frame_queries.dtype)  # [B, T, C]
+        return pos[:, :, None].expand(-1, -1, nq, -1)
+
+    def encode(self, frame_queries: Tensor, time_pos: Optional[Tensor] = None) -> Tensor:
+        """frame_queries [B, T, nq, C] (time_pos: same shape or None) -> encoded [B, T, nq, C]."""
         B, T, nq, C = frame_queries.shape
         if self.window_size == 0:
             x = frame_queries.flatten(1, 2)
+            pos = None if time_pos is None else time_pos.flatten(1, 2)
             for layer in self.encoder_layers:
-                x = layer(x, query_pos=None, key_padding_mask=None)
+                x = layer(x, query_pos=pos, key_padding_mask=None)
             return x.view(B, T, nq, C)
         W = self.window_size
         pad_mask, key_padding_mask, shift_mask = self._window_masks(B, T, frame_queries.device)
         x = F.pad(frame_queries, (0, 0, 0, 0, 0, pad_mask.shape[1] - T))
+        pos = None if time_pos is None else F.pad(time_pos, (0, 0, 0, 0, 0, pad_mask.shape[1] - T))
         half = int(math.ceil(W / 2))
         for i, layer in enumerate(self.encoder_layers):
             if self.training or i % 2 == 0:
-                x = self._windowed(layer, x, 0, key_padding_mask=key_padding_mask)
+                x = self._windowed(layer, x, 0, pos, key_padding_mask=key_padding_mask)
             else:
-                x = self._windowed(layer, x, half, key_padding_mask=None, attn_mask=shift_mask)
+                x = self._windowed(layer, x, half, pos, key_padding_mask=None, attn_mask=shift_mask)
         return x[:, :T]
 
     # ------------------------------------------------------------------ forward
@@ -187,8 +216,11 @@ class VOC(BaseModule):
                              f'{self.num_frame_queries} (the positional table is tiled over frames)')
         if sentence_feat.shape != (B, C):
             raise ValueError(f'VOC: sentence_feat must be [{B}, {C}], got {tuple(sentence_feat.shape)}')
-        memory = self.encode(frame_queries).flatten(1, 2)  # [B, T * nq, C]
+        time_pos = self.frame_time_pos(frame_queries)
+        memory = self.encode(frame_queries, time_pos).flatten(1, 2)  # [B, T * nq, C]
         memory_pos = self.frame_query_pos.weight.repeat(T, 1)[None].expand(B, -1, -1)
+        if time_pos is not None:
+            memory_pos = memory_pos + time_pos.flatten(1, 2)
         query_pos = self.query_pos.weight[None].expand(B, -1, -1)
         query = sentence_feat[:, None].expand(-1, self.num_queries, -1)
         for layer in self.decoder_layers:
