@@ -36,6 +36,10 @@ def parse_args():
                         help='load a checkpoint that does not fit the model (missing, unexpected or '
                         'mismatched keys become warnings instead of an error)')
     add_cfg_options_argument(parser)
+    parser.add_argument('--bf16', action='store_true',
+                        help='inference under bfloat16 autocast (model.test_cfg.bf16=True); float32 by default')
+    parser.add_argument('--reference-kernels', action='store_true',
+                        help="the reference (official) kernels instead of the fused ones (model.fast_kernels=False)")
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -62,6 +66,10 @@ def main(args=None):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = None  # loaded below, strictly, from the checkpoint read above
+    if args.bf16:
+        cfg.model.test_cfg = dict(cfg.model.get('test_cfg') or {}, bf16=True)
+    if args.reference_kernels:
+        cfg.model.fast_kernels = False
     cfg.setdefault('model_wrapper_cfg', dict(type='soc_mm.RVOSDistributedDataParallel'))
     if args.show_dir:
         hooks = cfg.get('default_hooks', {})

@@ -281,6 +281,29 @@ def test_fast_kernels_are_a_build_option_equal_to_the_reference(model):
         assert torch.equal(ref[key], again[key])  # switched back: the reference kernels exactly
 
 
+def test_bf16_autocast_option(model):
+    """test_cfg.bf16: bfloat16 autocast inside, float32 results close to the float32 run."""
+    from soc_mm.models.inference import VideoInference
+    inputs, samples = make_batch(model, expressions=EXPRESSIONS[:2])
+    index = torch.zeros(2, dtype=torch.long)
+    fp32 = VideoInference(model).predict_clip(inputs, clones(samples), index)
+    seen = []
+    handle = model.encoder.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    try:
+        model.test_cfg['bf16'] = True
+        bf16 = VideoInference.from_test_cfg(model).predict_clip(inputs, clones(samples), index)
+    finally:
+        handle.remove()
+        del model.test_cfg['bf16']
+    assert seen == [torch.bfloat16]  # the model really ran in bfloat16
+    for a, b in zip(fp32, bf16):
+        assert b.scores.dtype == torch.float32 and b.masks.dtype == torch.bool
+        assert (a.scores - b.scores).abs().max() < 0.05
+        assert (a.masks == b.masks).float().mean() > 0.9
+    with pytest.raises(ValueError, match='test_cfg.bf16 must be True or False'):
+        VideoInference.check_options(dict(bf16='yes'))
+
+
 def test_two_models_one_with_fast_kernels_keep_their_own_kernels(model):
     """No process-wide switch: while the fused model runs (inside its deformable attention), mmcv's
     module-level CPU kernel is untouched and the reference model gives exactly its own results."""

@@ -8,19 +8,34 @@ Examples (random weights, Swin-T, 8 frames at 360x640, 4 expressions, 2 CPU thre
     # peak RSS of a 96-frame video read and processed in clips of 8 frames vs one 8-frame clip:
     python tools/analysis_tools/benchmark.py ... --memory-frames 96 --clip-len 8 --skip-timing
 
-Rows of the timing table:
-    reference per-expr : K full forwards, one per expression, reference kernels (the official
-                         model's computation: mmaction window attention, mmcv's PyTorch MSDA)
-    per-expr           : K full forwards with the fused kernels (``test_cfg.fast_kernels``, ``init_model``'s default)
-    shared             : ``VideoInference.predict_clip`` (what ``SOC.predict`` and ``inference_rvos``
-                         run): backbone/neck once, text-dependent stages batched over the K
-                         expressions, fused kernels
+Tables: one expression per forward (the reference kernels = the official model's computation:
+mmaction window attention, mmcv's PyTorch MSDA; the default = the fused kernels, ``model.fast_kernels``);
+K expressions on one clip: K forwards, and ``VideoInference.predict_clip`` (what ``SOC.predict`` and
+``inference_rvos`` run: backbone/neck once, the text-dependent stages ``expressions_per_batch`` at a
+time, each value of --schedules timed); where the time goes per stage, with GFLOP/s against the
+GEMM peak measured here.
 Stages: backbone, neck (+ masks, positions), text, fusion+encoder, decoder+VOC, heads (spatial
 decoder, class/box/mask heads), post-processing (trajectory choice, upsampling, thresholding).
+
+Side by side with the official code (``--official-python``: a Python that runs the official SOC
+through a harness's ``run_reference.py time``; both run in this one process tree, alternating, so
+the ratio holds whatever the machine's drift):
+    python tools/analysis_tools/benchmark.py configs/_base_/models/soc_swin-t.py \
+        --cfg-options model.backbone.init_cfg=None --base-text-encoder tests/data/soc_reference/common/text_encoder \
+        --frames 8 --size 360 640 --expressions 4 --threads 2 --rounds 2 \
+        --official-python REFVENV/bin/python --official-harness HARNESS_DIR --official-repo SOC_REPO_DIR
+    # training step (forward + loss + backward + clip 0.1 + AdamW), full Swin-T and the official tiny config:
+    python tools/analysis_tools/benchmark.py configs/_base_/models/soc_swin-t.py --train ... \
+        --frames 4 --size 192 320 --threads 2
+``--base-text-encoder TOKENIZER_DIR``: a RoBERTa-base-sized text encoder with random weights and that
+folder's tokenizer (what the official timing uses), written to a temporary folder.
+``--bf16``: also time the default path under CPU autocast (bfloat16) and report its largest output
+difference from fp32.
 """
 import argparse
 import os
 import os.path as osp
+import re
 import resource
 import subprocess
 import sys
@@ -32,6 +47,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 STAGES = ('backbone', 'neck', 'text', 'fusion+encoder', 'decoder+VOC', 'heads', 'post-processing')
 
 
@@ -55,6 +71,22 @@ def parse_args(argv=None):
                         'frames vs one clip (separate processes)')
     p.add_argument('--clip-len', type=int, default=8, help='clip length of the memory measurement')
     p.add_argument('--cfg-options', nargs='+', default=[], help='key=value config overrides')
+    p.add_argument('--rounds', type=int, default=1,
+                   help='alternating rounds of (ours, official) for the side-by-side table (median reported)')
+    p.add_argument('--official-python', default=None,
+                   help='Python that runs the official code (its own venv): times it in this run')
+    p.add_argument('--official-harness', default=None, help='folder holding run_reference.py (the official-code harness)')
+    p.add_argument('--official-repo', default=None, help='extracted official repository (SOC_REF_DIR of the harness)')
+    p.add_argument('--official-runs', type=int, default=2, help='timed official runs per round')
+    p.add_argument('--base-text-encoder', default=None, metavar='TOKENIZER_DIR',
+                   help='use a RoBERTa-base-sized random text encoder with this tokenizer (as the official timing)')
+    p.add_argument('--train', action='store_true',
+                   help='time training steps (full model of the config at --frames/--size, and the official tiny '
+                        'config at 3x64x96, batch 2, 1 thread) instead of inference')
+    p.add_argument('--train-steps', type=int, default=3, help='timed training steps per round')
+    p.add_argument('--bf16', action='store_true', help='also time bfloat16 autocast inference (CPU)')
+    p.add_argument('--schedules', type=int, nargs='+', default=[1, 2, 4],
+                   help='expressions_per_batch values tried for the K-expression protocol')
     p.add_argument('--rss-run', nargs=3, metavar=('VIDEO', 'CLIP_LEN', 'K'), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -178,12 +210,6 @@ def run_per_expression(model, inputs, samples):
     return out
 
 
-def run_shared(model, inputs, samples):
-    from soc_mm.models.inference import VideoInference
-    return VideoInference(model).predict_clip(inputs, samples,
-                                              torch.zeros(len(samples), dtype=torch.long, device=inputs.device))
-
-
 def shared_head_inputs(model, inputs, samples):
     """``head_inputs_dict`` of the shared path: one clip's features repeated for the K expressions."""
     from soc_mm.models.detectors.batch_metainfo import get_texts
@@ -221,38 +247,6 @@ def timed_runs(model, fn, inputs, samples, repeat, timer):
         stage_runs.append(dict(timer.times))
     i = int(np.argsort(walls)[len(walls) // 2])
     return walls[i], stage_runs[i], outs
-
-
-def count_flops(model, inputs, samples):
-    """FLOPs (mmengine.analysis, multiply-add = 1) of one clip for K expressions, per module."""
-    from mmengine.analysis import FlopAnalyzer
-
-    class Shared(torch.nn.Module):
-        def __init__(self, soc, k):
-            super().__init__()
-            self.soc, self.k = soc, k
-
-        def forward(self, x):
-            from soc_mm.models.detectors.batch_metainfo import img_shapes_tensor
-            head_inputs = shared_head_inputs(self.soc, x, samples[:self.k])
-            layer = self.soc.output_layer
-            return self.soc.bbox_head.forward_single(
-                head_inputs['hidden_states'][layer], head_inputs['references'][layer],
-                head_inputs['references'][layer + 1][..., :2], head_inputs['mask_feats'],
-                img_shapes_tensor(samples[:self.k], x.device), layer)
-
-    res = {}
-    for k in sorted({1, len(samples)}):
-        analyzer = FlopAnalyzer(Shared(model, k), (inputs, ))
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        with torch.no_grad():
-            by_module = analyzer.by_module()
-        res[k] = dict(total=analyzer.total(), backbone=by_module.get('soc.backbone', 0),
-                      encoder=by_module.get('soc.encoder', 0), decoder=by_module.get('soc.decoder', 0),
-                      unsupported=sorted(op for op in analyzer.unsupported_ops()
-                                         if any(w in op for w in ('attention', 'grid', 'mm', 'conv'))))
-    return res
 
 
 # ---------------------------------------------------------------------- memory
@@ -315,69 +309,339 @@ def measure_memory(args):
     return rows
 
 
+
+# ---------------------------------------------------------------------- official code (its own venv)
+def official_time(args, model='full', frames=8, size=(360, 640), batch=1, threads=None, train=False):
+    """Median seconds of the official eval forward (or training step) through the harness's
+    ``run_reference.py time`` in the official code's own Python (a separate process, run now)."""
+    harness = osp.join(args.official_harness, 'run_reference.py')
+    if not osp.isfile(harness):
+        raise FileNotFoundError(f'--official-harness: no run_reference.py in {args.official_harness}')
+    cmd = [args.official_python, harness, 'time', '--model', model, '-T', str(frames), '-H', str(size[0]),
+           '-W', str(size[1]), '-B', str(batch), '--runs', str(args.official_runs)]
+    if threads:
+        cmd += ['--threads', str(threads)]
+    if train:
+        cmd.append('--train')
+    env = dict(os.environ)
+    if args.official_repo:
+        env['SOC_REF_DIR'] = args.official_repo
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=args.official_harness)
+    found = re.search(r'median (?:eval forward|train step) over \d+ runs: ([0-9.]+) s', out.stdout)
+    if out.returncode or not found:
+        raise RuntimeError(f'official timing failed: {" ".join(cmd)}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}')
+    return float(found.group(1))
+
+
+def write_base_text_encoder(tokenizer_dir: str, out_dir: str) -> str:
+    """A RoBERTa-base-sized text encoder (random weights, seed 0) with ``tokenizer_dir``'s tokenizer,
+    as the official full-size timing builds it (no weights can be downloaded here)."""
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+    RobertaTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
+    torch.manual_seed(0)
+    RobertaModel(RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                               layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
+                               eos_token_id=2)).save_pretrained(out_dir)
+    return out_dir
+
+
+def gemm_peak_gflops(dtype=torch.float32, n=2048, repeat=5) -> float:
+    """Best GFLOP/s (2 FLOPs per multiply-add) of an n x n matrix product at the current threads."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def stage_flops(model, inputs, samples) -> dict:
+    """FLOPs (2 per multiply-add, mmengine.analysis, reference kernels) of each timed stage for one
+    clip and one expression."""
+    from mmengine.analysis import FlopAnalyzer
+    from soc_mm.models.detectors.batch_metainfo import img_shapes_tensor
+
+    class Forward(torch.nn.Module):
+        def __init__(self, soc):
+            super().__init__()
+            self.soc = soc
+
+        def forward(self, x):
+            head_inputs = shared_head_inputs(self.soc, x, samples[:1])
+            layer = self.soc.output_layer
+            return self.soc.bbox_head.forward_single(
+                head_inputs['hidden_states'][layer], head_inputs['references'][layer],
+                head_inputs['references'][layer + 1][..., :2], head_inputs['mask_feats'],
+                img_shapes_tensor(samples[:1], x.device), layer)
+
+    with kernels(model, fast=False):
+        analyzer = FlopAnalyzer(Forward(model), (inputs, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        with torch.no_grad():
+            by_module = analyzer.by_module()
+    get = lambda *names: 2 * sum(by_module.get(f'soc.{n}', 0) for n in names)  # noqa: E731
+    return OrderedDict([('backbone', get('backbone')), ('neck', get('neck')), ('text', get('text_encoder')),
+                        ('fusion+encoder', get('vlf', 'lvf', 'encoder')), ('decoder+VOC', get('decoder', 'voc')),
+                        ('heads', get('spatial_decoder', 'bbox_head'))])
+
+
+# ---------------------------------------------------------------------- training step
+def zero_all_dropout(model):
+    """Every dropout / drop-path probability 0 (as the official harness's timed training step)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, torch.nn.MultiheadAttention):
+            m.dropout = 0.0
+        for attr in ('drop_prob', 'dropout_prob', 'attention_dropout'):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
+    return model
+
+
+def synthetic_train_batch(model, frames, size, batch, seed=0):
+    """``batch`` random clips [T, 3, H, W], each with one referred object: an ellipse moving right
+    (the official harness's training target), through the data preprocessor."""
+    from mmengine.structures import InstanceData
+    from soc_mm.structures import RVOSDataSample
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing='ij')
+    clips, samples = [], []
+    for b in range(batch):
+        clips.append(torch.randint(0, 256, (frames, 3, h, w), dtype=torch.uint8, generator=g))
+        masks = torch.stack([((yy - h * 0.5) / (h * 0.22))**2 + ((xx - w * (0.3 + 0.1 * t)) / (w * 0.15))**2 <= 1
+                             for t in range(frames)])[None]  # [1, T, h, w]
+        boxes = []
+        for t in range(frames):
+            ys, xs = masks[0, t].nonzero(as_tuple=True)
+            x0, x1, y0, y1 = xs.min().item(), xs.max().item() + 1, ys.min().item(), ys.max().item() + 1
+            boxes.append([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h])
+        sample = RVOSDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), ref_inst_idx=0,
+                                              expression='a man riding a horse on the left',
+                                              frame_ids=[str(t) for t in range(frames)]))
+        sample.gt_instances = InstanceData(masks=masks, boxes=torch.tensor([boxes]), labels=torch.zeros(1, dtype=torch.long),
+                                           visible=torch.ones(1, frames, dtype=torch.bool))
+        samples.append(sample)
+    data = model.data_preprocessor(dict(inputs=clips, data_samples=samples), False)
+    return data['inputs'], data['data_samples']
+
+
+def time_our_train_steps(model, inputs, samples, steps):
+    """Median seconds of ``steps`` training steps after one warm-up: forward, loss, backward,
+    clip_grad_norm_(0.1), AdamW (lr 1e-4, weight decay 1e-4)."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss, _ = model.parse_losses(model(inputs, samples, mode='loss'))
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 0.1)
+        optim.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def official_tiny_model_cfg():
+    """Our config of the official tiny SOC (the golden fixtures' configuration)."""
+    import json
+    from soc_mm.official.config import official_model_cfg
+    root = osp.join(REPO, 'tests', 'data', 'soc_reference')
+    with open(osp.join(root, 'ytvos_b2_t3_nc1_w0', 'config.json'), encoding='utf-8') as f:
+        official = json.load(f)['official_config']
+    return official_model_cfg(official, osp.join(root, 'common', 'text_encoder'), referred_only=True)
+
+
+def build_for_training(cfg_model, fast=True):
+    from mmengine.registry import init_default_scope
+    from soc_mm.registry import MODELS
+    init_default_scope('soc_mm')
+    cfg_model = dict(cfg_model, fast_kernels=fast)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg_model)
+    model.init_weights()
+    return zero_all_dropout(model)
+
+
+def benchmark_training(args, cfg_model):
+    """Training steps: the full model of the config (--frames/--size, batch 1, --threads) and the
+    official tiny config (3 frames at 64x96, batch 2, 1 thread), ours (fused and reference kernels)
+    and, with --official-python, the official code, alternating over --rounds."""
+    settings = [('full', cfg_model, args.frames, tuple(args.size), 1, args.threads or torch.get_num_threads()),
+                ('tiny', official_tiny_model_cfg(), 3, (64, 96), 2, 1)]
+    rows = []
+    for name, model_cfg, T, size, B, threads in settings:
+        torch.set_num_threads(threads)
+        ours = {True: [], False: []}
+        theirs = []
+        for _ in range(args.rounds):
+            for fast in (True, False):
+                model = build_for_training(model_cfg, fast)
+                inputs, samples = synthetic_train_batch(model, T, size, B)
+                ours[fast].append(time_our_train_steps(model, inputs, samples, args.train_steps))
+                del model
+            if args.official_python:
+                theirs.append(official_time(args, model=name, frames=T, size=size, batch=B, threads=threads,
+                                            train=True))
+        rows.append((name, T, size, B, threads, ours[True], ours[False], theirs))
+    print('\nTraining step (forward + loss + backward + clip 0.1 + AdamW, dropout 0), seconds per step, '
+          f'median of {args.train_steps} steps per round, {args.rounds} round(s) alternating')
+    print('| setting | official | soc_mm fused (default) | soc_mm reference kernels | official / fused |')
+    print('|---|---|---|---|---|')
+    for name, T, size, B, threads, fast, ref, theirs in rows:
+        fmt = lambda xs: ' / '.join(f'{x:.3f}' for x in xs) if xs else '-'  # noqa: E731
+        ratio = f'{np.median(theirs) / np.median(fast):.2f}x' if theirs else '-'
+        print(f'| {name}: {T} frames {size[0]}x{size[1]}, batch {B}, {threads} thread(s) | {fmt(theirs)} | '
+              f'{fmt(fast)} | {fmt(ref)} | {ratio} |')
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+
+
+def run_schedules(model, inputs, samples, schedules, repeat):
+    """The K-expression shared path with ``expressions_per_batch`` = each schedule -> {schedule: s}."""
+    from soc_mm.models.inference import VideoInference
+    index = torch.zeros(len(samples), dtype=torch.long, device=inputs.device)
+    out = {}
+    for per_batch in schedules:
+        inference = VideoInference(model, expressions_per_batch=per_batch)
+        walls = []
+        for _ in range(repeat):
+            with torch.no_grad():
+                walls.append(_timed(lambda: inference.predict_clip(inputs, samples, index)))
+        out[per_batch] = float(np.median(walls))
+    return out
+
 # ---------------------------------------------------------------------- main
+def benchmark_inference(args, cfg_options):
+    from soc_mm.apis import init_model
+    quiet_logs()
+    model = init_model(args.config, args.checkpoint, args.device, cfg_options)  # fused kernels (default)
+    inputs, samples = synthetic_batch(model, args.frames, args.size, args.expressions)
+    inputs = inputs.to(args.device)
+    K, T = args.expressions, args.frames
+    timer = StageTimer(model)
+    one = samples[:1]
+    runs = {name: [] for name in ('reference', 'fused')}
+    official = []
+    for _ in range(args.rounds):  # alternating: ours (reference kernels, fused kernels), then the official code
+        if not args.skip_reference:
+            with kernels(model, fast=False):
+                runs['reference'].append(timed_runs(model, run_per_expression, inputs, one, args.repeat, timer)[:2])
+        runs['fused'].append(timed_runs(model, run_per_expression, inputs, one, args.repeat, timer)[:2])
+        if args.official_python:
+            official.append(official_time(args, frames=T, size=tuple(args.size), threads=args.threads))
+    per_expr_k = timed_runs(model, run_per_expression, inputs, samples, args.repeat, timer)[0]
+    schedules = run_schedules(model, inputs, samples, sorted(set(min(s, K) for s in args.schedules)), args.repeat)
+    best = min(schedules, key=schedules.get)
+    shared_wall, shared_stages, _ = timed_runs(
+        model, lambda m, x, s: run_schedules(m, x, s, [best], 1), inputs, samples, 1, timer)
+    timer.remove()
+
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    fused = med([w for w, _ in runs['fused']])
+    print(f'\nSOC inference, {T} frames at {args.size[0]}x{args.size[1]}, threads {torch.get_num_threads()}, '
+          f'{args.rounds} round(s) alternating (median), {args.repeat} timed run(s) per path per round')
+    print('\nOne expression, seconds per forward (each round):')
+    print('| path | s per forward | vs official |')
+    print('|---|---|---|')
+    base = med(official) if official else None
+    rel = lambda x: f'{base / x:.2f}x' if base else '-'  # noqa: E731
+    fmt = lambda xs: ' / '.join(f'{x:.2f}' for x in xs)  # noqa: E731
+    if official:
+        print(f'| official SOC (its CPU path) | {fmt(official)} | 1.00x |')
+    if runs['reference']:
+        ref = med([w for w, _ in runs['reference']])
+        print(f'| soc_mm, reference kernels (model.fast_kernels=False) | {fmt([w for w, _ in runs["reference"]])} '
+              f'| {rel(ref)} |')
+    print(f'| soc_mm, default (fused kernels) | {fmt([w for w, _ in runs["fused"]])} | {rel(fused)} |')
+
+    print(f'\n{K} expressions on one clip (the Ref-YouTube-VOS protocol), total seconds:')
+    print('| path | total s | vs official |')
+    print('|---|---|---|')
+    if official:
+        print(f'| official SOC: {K} forwards ({K} x its median forward) | {K * base:.2f} | 1.00x |')
+    rel_k = lambda x: f'{K * base / x:.2f}x' if base else '-'  # noqa: E731
+    print(f'| soc_mm: {K} forwards, fused kernels | {per_expr_k:.2f} | {rel_k(per_expr_k)} |')
+    for per_batch, wall in schedules.items():
+        mark = ' (fastest here)' if per_batch == best else ''
+        print(f'| soc_mm: backbone once, text stages {per_batch} expression(s) at a time{mark} | {wall:.2f} '
+              f'| {rel_k(wall)} |')
+
+    # per-stage: one expression, default path; FLOPs from mmengine.analysis (reference ops), GEMM peak here
+    peak32, peak16 = gemm_peak_gflops(torch.float32), gemm_peak_gflops(torch.bfloat16)
+    stages = runs['fused'][int(np.argsort([w for w, _ in runs['fused']])[len(runs['fused']) // 2])][1]
+    flops = stage_flops(model, inputs, samples) if not args.no_flops else {}
+    print(f'\nWhere the time goes (one expression, default path); GEMM peak here: fp32 {peak32:.0f} GFLOP/s, '
+          f'bf16 {peak16:.0f} GFLOP/s (2048x2048 products, {torch.get_num_threads()} threads)')
+    print('| stage | s | % of forward | GFLOP | GFLOP/s | % of fp32 GEMM peak |')
+    print('|---|---|---|---|---|---|')
+    for stage in STAGES:
+        sec = stages[stage]
+        gf = flops.get(stage, 0) / 1e9
+        rate = f'{gf / sec:.0f}' if gf and sec > 0 else '-'
+        share = f'{100 * gf / sec / peak32:.0f} %' if gf and sec > 0 else '-'
+        print(f'| {stage} | {sec:.2f} | {100 * sec / fused:.0f} % | {gf:.1f} | {rate} | {share} |')
+    total_gf = sum(flops.values()) / 1e9
+    if total_gf:
+        print(f'| all | {fused:.2f} | 100 % | {total_gf:.1f} | {total_gf / fused:.0f} | '
+              f'{100 * total_gf / fused / peak32:.0f} % |')
+    print(f'shared path ({K} expressions, {best} at a time) stages: ' +
+          ', '.join(f'{k} {v:.2f}' for k, v in shared_stages.items()) + f' (total {shared_wall:.2f} s)')
+
+    with torch.no_grad():  # numerics: shared vs per-expression (same kernels)
+        shared = shared_head_inputs(model, inputs, samples)['hidden_states']
+        diffs = [float((shared[model.output_layer, k] - model(inputs, [s], mode='tensor')['hidden_states']
+                        [model.output_layer, 0]).abs().max()) for k, s in enumerate(samples)]
+    print(f'max |diff| shared vs per-expression hidden states (head input): {max(diffs):.2e}')
+
+    if args.bf16:
+        with torch.no_grad():
+            ref_out = model(inputs, one, mode='tensor')
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                bf_out = model(inputs, one, mode='tensor')
+        walls = []
+        for _ in range(args.rounds):
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                walls.append(timed_runs(model, run_per_expression, inputs, one, args.repeat, StageTimer(model))[0])
+        diff = {k: float((bf_out[k].float() - ref_out[k]).abs().max()) for k in ('cls', 'boxes', 'masks')}
+        print(f'\nbf16 autocast (CPU), one expression: {fmt(walls)} s per forward ({fused / med(walls):.2f}x the '
+              f'fp32 default); max |bf16 - fp32|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diff.items()))
+    print(f'peak RSS of this process: {peak_rss_mib():.0f} MiB')
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    sys.path.insert(0, REPO)
     if args.rss_run:
         return rss_run(args)
-    from soc_mm.apis import init_model
-
+    if args.official_python and not args.official_harness:
+        raise SystemExit('--official-python needs --official-harness (the folder of run_reference.py)')
+    from soc_mm.utils import keep_freed_memory_for_reuse
+    heap = keep_freed_memory_for_reuse()
     print(f'load: {os.getloadavg()} (1/5/15 min), cpus: {os.cpu_count()}, torch threads: '
-          f'{torch.get_num_threads()}, device: {args.device}')
-    if not args.skip_timing:
-        quiet_logs()
-        model = init_model(args.config, args.checkpoint, args.device, parse_cfg_options(args.cfg_options))
-        inputs, samples = synthetic_batch(model, args.frames, args.size, args.expressions)
-        inputs = inputs.to(args.device)
-        K, T = args.expressions, args.frames
-        timer = StageTimer(model)
-        rows = []
-        if not args.skip_reference:
-            with kernels(model, fast=False):
-                rows.append(('reference per-expr',) + timed_runs(model, run_per_expression, inputs, samples,
-                                                                 args.repeat, timer))
-        rows.append(('per-expr',) + timed_runs(model, run_per_expression, inputs, samples, args.repeat, timer))
-        if torch.cuda.is_available() and inputs.is_cuda:
-            torch.cuda.reset_peak_memory_stats()
-        rows.append(('shared',) + timed_runs(model, run_shared, inputs, samples, args.repeat, timer))
-        cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if inputs.is_cuda else None
-        timer.remove()
-
-        # numerics: shared vs per-expression (same kernels)
-        with torch.no_grad():
-            shared = shared_head_inputs(model, inputs, samples)['hidden_states']
-            diffs = []
-            for k, s in enumerate(samples):
-                single = model(inputs, [s], mode='tensor')['hidden_states']
-                diffs.append(float((shared[model.output_layer, k] - single[model.output_layer, 0]).abs().max()))
-
-        print(f'\nSOC inference, {T} frames at {args.size[0]}x{args.size[1]}, K = {K} expressions, '
-              f'repeat {args.repeat} (median)')
-        header = f'| path | total s | frames/s | ' + ' | '.join(STAGES) + ' |'
-        print(header)
-        print('|' + '---|' * (3 + len(STAGES)))
-        for name, wall, stages, _ in rows:
-            print(f'| {name} | {wall:.2f} | {T * K / wall:.2f} | ' +
-                  ' | '.join(f'{stages[s]:.2f}' for s in STAGES) + ' |')
-        walls = {name: wall for name, wall, _, _ in rows}
-        print(f'\nframes/s counts frame-expression pairs (T*K per clip).')
-        if 'reference per-expr' in walls:
-            print(f'speed-up shared vs reference per-expr: {walls["reference per-expr"] / walls["shared"]:.2f}x')
-        print(f'speed-up shared vs per-expr (same fused kernels): {walls["per-expr"] / walls["shared"]:.2f}x')
-        print(f'max |diff| shared vs per-expr hidden states (head input): {max(diffs):.2e}')
-        print(f'peak RSS of this process: {peak_rss_mib():.0f} MiB' +
-              (f', CUDA peak (shared): {cuda_peak:.0f} MiB' if cuda_peak is not None else ''))
-        if not args.no_flops:
-            with kernels(model, fast=False):  # the reference ops are all counted by the analyzer
-                fl = count_flops(model, inputs, samples)
-            for k, f in fl.items():
-                print(f'FLOPs (shared path, one {T}-frame clip, K={k}): total {f["total"] / 1e9:.1f} G, '
-                      f'backbone {f["backbone"] / 1e9:.1f} G, encoder {f["encoder"] / 1e9:.1f} G, '
-                      f'decoder {f["decoder"] / 1e9:.1f} G; uncounted ops: {", ".join(f["unsupported"]) or "-"}')
-        del model
+          f'{torch.get_num_threads()}, device: {args.device}, freed memory kept for reuse: {heap}')
+    cfg_options = parse_cfg_options(args.cfg_options)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.base_text_encoder:
+            cfg_options['model.text_encoder.model_path'] = write_base_text_encoder(
+                args.base_text_encoder, osp.join(tmp, 'roberta_base'))
+        if args.train:
+            from mmengine.config import Config
+            cfg = Config.fromfile(args.config)
+            cfg.merge_from_dict(cfg_options)
+            benchmark_training(args, cfg.model.to_dict())
+        elif not args.skip_timing:
+            benchmark_inference(args, cfg_options)
     if args.memory_frames:
         rows = measure_memory(args)
         print(f'\npeak RSS, inference_rvos (K = {args.expressions}) on a {args.size[0]}x{args.size[1]} mp4, '

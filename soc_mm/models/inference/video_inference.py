@@ -137,16 +137,20 @@ class VideoInference:
             the text-dependent stages at a time (bounds the memory for many expressions). None: all.
         share_clips (bool): samples of a test-loop batch with the same ``clip_key`` run the
             text-independent stages once (``predict_batch``). False: every sample is its own clip.
+        bf16 (bool): run the model under ``torch.autocast`` with bfloat16 (CPU or CUDA); results
+            (scores, masks) come back in float32. Default False: float32 throughout.
     """
 
     def __init__(self, model: nn.Module, clip_len: Optional[int] = None,
-                 expressions_per_batch: Optional[int] = None, share_clips: bool = True) -> None:
+                 expressions_per_batch: Optional[int] = None, share_clips: bool = True,
+                 bf16: bool = False) -> None:
         self.check_options(dict(clip_len=clip_len, expressions_per_batch=expressions_per_batch,
-                                share_clips=share_clips), prefix='')
+                                share_clips=share_clips, bf16=bf16), prefix='')
         self.model = model
         self.clip_len = clip_len
         self.expressions_per_batch = expressions_per_batch
         self.share_clips = share_clips
+        self.bf16 = bf16
 
     @staticmethod
     def check_options(options: dict, prefix: str = 'test_cfg.') -> None:
@@ -157,17 +161,18 @@ class VideoInference:
             value = options.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f'{prefix}{key} must be None or an int >= 1, got {value!r}')
-        if not isinstance(options.get('share_clips', True), bool):
-            raise ValueError(f'{prefix}share_clips must be True or False, got {options["share_clips"]!r}')
+        for key in ('share_clips', 'bf16'):
+            if key in options and not isinstance(options[key], bool):
+                raise ValueError(f'{prefix}{key} must be True or False, got {options[key]!r}')
         check_object_selection_options(options, prefix=prefix)
 
     @classmethod
     def from_test_cfg(cls, model: nn.Module, **overrides) -> 'VideoInference':
-        """Options from ``model.test_cfg`` (``clip_len``, ``expressions_per_batch``, ``share_clips``),
-        then ``overrides``."""
+        """Options from ``model.test_cfg`` (``clip_len``, ``expressions_per_batch``, ``share_clips``,
+        ``bf16``), then ``overrides``."""
         cfg = getattr(model, 'test_cfg', None) or {}
         options = dict(clip_len=cfg.get('clip_len'), expressions_per_batch=cfg.get('expressions_per_batch'),
-                       share_clips=cfg.get('share_clips', True))
+                       share_clips=cfg.get('share_clips', True), bf16=cfg.get('bf16', False))
         options.update(overrides)
         return cls(model, **options)
 
@@ -215,6 +220,19 @@ class VideoInference:
         Returns N ``InstanceData`` over the clip's frames (``SOCHead.predict_by_feat``).
         """
         clip_samples = self._clip_samples(clips, data_samples, clip_index)
+        if self.bf16:
+            with torch.autocast(clips.device.type, dtype=torch.bfloat16):
+                results = self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale)
+            for result in results:  # float32 results (scores) whatever the compute type
+                for key in result.keys():
+                    value = result.get(key)
+                    if isinstance(value, Tensor) and value.is_floating_point():
+                        result.set_field(value.float(), key)
+            return results
+        return self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale)
+
+    def _predict_clip(self, clips: Tensor, data_samples: Sequence, clip_samples: list, clip_index: Tensor,
+                      rescale: bool) -> List[InstanceData]:
         model = self.model
         text_feats = model.extract_text_feat(get_texts(data_samples))
         clip_feats = model.extract_feat(clips, clip_samples)
