@@ -122,7 +122,7 @@ def build_reference_model(fixture_dir: str, voc_batch_regroup_compat: Optional[b
 def _row(name: str, ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-4) -> Row:
     if ours.shape != ref.shape:
         return Row(f'{name} (shape {tuple(ours.shape)} vs {tuple(ref.shape)})', float('inf'), 0.0, False)
-    ours, ref = ours.detach().double(), ref.detach().double()
+    ours, ref = ours.detach().double().cpu(), ref.detach().double()  # golden tensors are on the CPU
     diff = (ours - ref).abs().max().item() if ref.numel() else 0.0
     tol = rel * max(1.0, ref.abs().max().item() if ref.numel() else 0.0)
     return Row(name, diff, tol, diff <= tol)
@@ -166,12 +166,25 @@ def _loss_rows(model: nn.Module, losses: Dict[str, torch.Tensor], ref: Dict) -> 
     return rows
 
 
-def compare_fixture(fixture_dir: str, fast_kernels: bool = True) -> List[Row]:
+def _to_device(clips: torch.Tensor, samples: List[RVOSDataSample],
+               device: str) -> Tuple[torch.Tensor, List[RVOSDataSample]]:
+    return clips.to(device), [sample.to(device) for sample in samples]
+
+
+def compare_fixture(fixture_dir: str, fast_kernels: bool = True, device: str = 'cpu') -> List[Row]:
     """Run eval and train forwards, the loss and the matcher with the fused (``fast_kernels``) or the
-    reference kernels; one :class:`Row` per compared quantity."""
+    reference kernels; one :class:`Row` per compared quantity.
+
+    ``device``: where the model and the inputs run (``'cuda'``: the deformable attention is then
+    mmcv's CUDA kernel); the results are compared with the CPU golden tensors under the same
+    tolerances. The caller decides the float precision (on CUDA, TF32 convolutions and matmuls
+    would exceed the 1e-4 tolerance: ``tools/analysis_tools/compare_with_reference.py`` turns
+    TF32 off).
+    """
     model, _ = build_reference_model(fixture_dir, fast_kernels=fast_kernels)
+    model.to(device)
     inputs = _load(osp.join(fixture_dir, 'inputs.pt'))
-    clips, samples = fixture_batch(inputs)
+    clips, samples = _to_device(*fixture_batch(inputs), device)
     rows = []
     model.eval()
     with torch.no_grad():
@@ -182,7 +195,7 @@ def compare_fixture(fixture_dir: str, fast_kernels: bool = True) -> List[Row]:
         rows += _compare_outputs('train', official_outputs(model, clips, samples),
                                  _load(osp.join(fixture_dir, 'outputs_train.pt')))
 
-    clips, samples = fixture_batch(inputs, with_targets=True)
+    clips, samples = _to_device(*fixture_batch(inputs, with_targets=True), device)
     ref = _load(osp.join(fixture_dir, 'losses_train.pt'))
     rows += _loss_rows(model, model(clips, samples, mode='loss'), ref)
     with torch.no_grad():
