@@ -43,7 +43,6 @@ from torch import Tensor, nn
 from mmaction.models.backbones.swin import WindowAttention3D  # importable: ``import soc_mm`` applied the shims
 
 from ..backbones.video_swin import VideoSwinTransformer
-from .deformable_transformer import deformable_sampling
 from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear
 
 
@@ -119,21 +118,42 @@ def msda_gather(value: Tensor, value_spatial_shapes, sampling_locations: Tensor,
     value table ``[bs * S' * heads, c]`` (rows of ``c`` contiguous values), and ``F.embedding_bag``
     sums the weighted rows without building any intermediate: ~3x faster forward, same maths
     (float rounding), differentiable (``embedding_bag`` gives the value and weight gradients).
-    Each level is padded by a zero border (1 before, 2 after), so out-of-map corners need no
-    validity mask: coordinates are clamped to ``[-1, w]`` / ``[-1, h]``, where every corner that
-    lies outside the map reads a zero (``grid_sample``'s ``padding_mode='zeros'``).
 
     value [bs, S, heads, c], value_spatial_shapes [levels, 2] (h, w), sampling_locations
     [bs, Lq, heads, levels, points, 2] (x, y in [0, 1]), attention_weights
     [bs, Lq, heads, levels, points] -> [bs, Lq, heads * c].
     """
+    levels, points = sampling_locations.shape[3:5]
+    pattern = _level_pattern([(int(w), int(h)) for h, w in value_spatial_shapes], points, sampling_locations)
+    pixels = torch.addcmul(torch.tensor(-0.5, dtype=pattern.dtype, device=pattern.device),
+                           sampling_locations.reshape(-1, levels * points * 2), pattern)
+    return msda_gather_pixels(value, value_spatial_shapes, pixels.view(sampling_locations.shape), attention_weights)
+
+
+def _level_pattern(values, points: int, like: Tensor) -> Tensor:
+    """Per-level pairs ``values`` [(a, b)] * levels -> [levels * points * 2] = (a, b) repeated per point:
+    the layout of a ``[..., levels, points, 2]`` tensor's last three dims, so that element-wise
+    products with it run over contiguous memory (a ``[levels, 1, 2]`` broadcast does not vectorise)."""
+    table = torch.tensor(values, dtype=like.dtype, device=like.device)  # [levels, 2]
+    return table[:, None].expand(-1, points, -1).reshape(-1)
+
+
+def msda_gather_pixels(value: Tensor, value_spatial_shapes, pixels: Tensor, attention_weights: Tensor) -> Tensor:
+    """``msda_gather`` with sampling positions given in pixels of each level: ``pixels`` [bs, Lq, heads,
+    levels, points, 2] = location * (w, h) - 0.5 (``grid_sample``'s ``align_corners=False``).
+
+    Each level is padded by a zero border (1 before, 2 after), so out-of-map corners need no
+    validity mask: pixel coordinates are clamped to ``[-1, w]`` / ``[-1, h]``, where every corner
+    outside the map reads a zero (``grid_sample``'s ``padding_mode='zeros'``) and the clamped ones
+    get no gradient (as outside the map in ``grid_sample``).
+    """
     bs, _, heads, c = value.shape
-    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    _, num_queries, _, num_levels, num_points, _ = pixels.shape
     step = max(1, MSDA_CHUNK_SAMPLES // (num_queries * heads * num_levels * num_points * 4))
     if bs > step:
-        return torch.cat([msda_gather(value[i:i + step], value_spatial_shapes, sampling_locations[i:i + step],
-                                      attention_weights[i:i + step]) for i in range(0, bs, step)])
-    device, dtype = value.device, sampling_locations.dtype
+        return torch.cat([msda_gather_pixels(value[i:i + step], value_spatial_shapes, pixels[i:i + step],
+                                             attention_weights[i:i + step]) for i in range(0, bs, step)])
+    device = value.device
     shapes = [(int(h), int(w)) for h, w in value_spatial_shapes]
     padded, level_starts, start = [], [], 0
     for (h, w), level in zip(shapes, value.split([h * w for h, w in shapes], dim=1)):
@@ -142,30 +162,34 @@ def msda_gather(value: Tensor, value_spatial_shapes, sampling_locations: Tensor,
         start += (h + 3) * (w + 3)
     table = torch.cat(padded, 1).view(-1, c)  # row (b, s', head) -> c values
     itype = torch.int32 if table.shape[0] < 2**31 else torch.int64
-    size = torch.tensor([[w, h] for h, w in shapes], dtype=dtype, device=device)[:, None]  # [levels, 1, 2]
-    # pixel coordinates (align_corners=False), clamped into the zero border
-    xy = torch.addcmul(torch.tensor(-0.5, dtype=dtype, device=device), sampling_locations, size)
-    xy = torch.clamp_(xy, min=torch.tensor(-1.0, dtype=dtype, device=device), max=size)
+    n, lp = bs * num_queries * heads, num_levels * num_points
+    xy = torch.clamp(pixels.reshape(n, lp * 2), min=torch.tensor(-1.0, dtype=pixels.dtype, device=device),
+                     max=_level_pattern([(w, h) for h, w in shapes], num_points, pixels))
     xy0 = xy.floor()
-    frac = xy.sub_(xy0)  # [..., 2] (fx, fy)
-    xy0 = xy0.to(itype)
-    # table row of the top-left corner: y0 * row_step + x0 * heads + offset(b, head, level)
-    row_step = torch.tensor([(w + 3) * heads for _, w in shapes], dtype=itype, device=device)[:, None]
-    level_offset = (torch.tensor(level_starts, dtype=itype, device=device)[:, None] * heads + row_step + heads)
-    offset = (torch.arange(bs, dtype=itype, device=device) * (start * heads)).view(bs, 1, 1, 1, 1) + \
-        torch.arange(heads, dtype=itype, device=device).view(1, 1, heads, 1, 1) + level_offset  # [bs, 1, heads, levels, 1]
-    top_left = xy0[..., 1] * row_step
-    top_left += xy0[..., 0] * heads
-    top_left += offset
-    corners = torch.stack([torch.zeros_like(row_step), torch.full_like(row_step, heads), row_step, row_step + heads], -1)
-    index = top_left[..., None] + corners  # [bs, Lq, heads, levels, points, 4]
-    # bilinear weights (1 - f, f) per axis; corner (dy, dx) gets wy[dy] * wx[dx] * attention weight
-    wx = torch.stack([1 - frac[..., 0], frac[..., 0]], -1)
-    wy = torch.stack([1 - frac[..., 1], frac[..., 1]], -1) * attention_weights[..., None]
-    weight = (wy[..., :, None] * wx[..., None, :]).flatten(-2)
-    bags = bs * num_queries * heads
-    out = F.embedding_bag(index.view(bags, -1), table, per_sample_weights=weight.view(bags, -1).to(table.dtype),
-                          mode='sum')
+    frac = (xy - xy0).view(n, lp, 2)
+    xy0 = xy0.to(itype).view(n, lp, 2)
+    # padded-table row of the top-left corner: y0 * row_step + x0 * heads + level + batch/head offsets
+    row_step = _level_pattern([((w + 3) * heads, 0) for _, w in shapes], num_points, xy0)[0::2]  # [lp]
+    level_first = _level_pattern([(s * heads + (w + 3) * heads + heads, 0) for s, (_, w) in zip(level_starts, shapes)],
+                                 num_points, xy0)[0::2]
+    # the 4 corners of every (query, head): blocks of lp samples (order within a bag is free)
+    index = torch.empty(n, 4, lp, dtype=itype, device=device)
+    top_left, down = index[:, 0], index[:, 2]
+    torch.mul(xy0[..., 1], row_step, out=top_left)
+    top_left.add_(xy0[..., 0], alpha=heads).add_(level_first)
+    batch_head = (torch.arange(bs, dtype=itype, device=device) * (start * heads))[:, None] + \
+        torch.arange(heads, dtype=itype, device=device)  # [bs, heads]
+    top_left.view(bs, num_queries, heads, lp).add_(batch_head[:, None, :, None])
+    torch.add(top_left, heads, out=index[:, 1])
+    torch.add(top_left, row_step, out=down)
+    torch.add(down, heads, out=index[:, 3])
+    # bilinear weights: corner (dy, dx) gets wy[dy] * wx[dx] * attention weight
+    fx, fy = frac[..., 0], frac[..., 1]
+    weights = attention_weights.reshape(n, lp)
+    up_w, down_w = (1 - fy) * weights, fy * weights
+    left_w = 1 - fx
+    weight = torch.stack([up_w * left_w, up_w * fx, down_w * left_w, down_w * fx], 1).to(table.dtype)  # [n, 4, lp]
+    out = F.embedding_bag(index.view(n, -1), table, per_sample_weights=weight.view(n, -1), mode='sum')
     return out.view(bs, num_queries, heads * c)
 
 
@@ -191,9 +215,36 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(bs, num_value, self.num_heads, -1)
-        locations, weights = deformable_sampling(self, query, reference_points, spatial_shapes)
-        output = self.output_proj(msda_gather(value, spatial_shapes, locations, weights))
+        pixels, weights = self.sampling_pixels(query, reference_points, spatial_shapes)
+        output = self.output_proj(msda_gather_pixels(value, spatial_shapes, pixels, weights))
         return self.dropout(output) + identity
+
+    def sampling_pixels(self, query: Tensor, reference_points: Tensor, spatial_shapes: Tensor) -> tuple:
+        """``deformable_sampling``'s locations as pixels of each level (location * (w, h) - 0.5),
+        computed from the offsets directly: reference * size + offset - 0.5 (points) or
+        reference_xy * size - 0.5 + offset * reference_wh * size / (2 * points) (boxes).
+
+        query [bs, Lq, C] (with its position), reference_points [bs, Lq, levels, 2 | 4] ->
+        pixels [bs, Lq, heads, levels, points, 2], weights [bs, Lq, heads, levels, points].
+        """
+        bs, num_queries = query.shape[:2]
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        offsets = self.sampling_offsets(query).view(bs, num_queries, heads, levels * points * 2)
+        weights = self.attention_weights(query).view(bs, num_queries, heads, levels * points).softmax(-1)
+        size = torch.stack([spatial_shapes[:, 1], spatial_shapes[:, 0]], -1).to(query.dtype)  # [levels, 2] (w, h)
+
+        def per_point(t: Tensor) -> Tensor:  # [bs, Lq, levels, 2] -> [bs, Lq, 1, levels * points * 2]
+            return t[:, :, None, :, None, :].expand(-1, -1, -1, -1, points, -1).reshape(bs, num_queries, 1, -1)
+
+        if reference_points.shape[-1] == 2:
+            pixels = offsets + per_point(reference_points * size - 0.5)
+        elif reference_points.shape[-1] == 4:
+            pixels = torch.addcmul(per_point(reference_points[..., :2] * size - 0.5), offsets,
+                                   per_point(reference_points[..., 2:] * size * (0.5 / points)))
+        else:
+            raise ValueError(f'reference_points must end with 2 or 4 values, got {tuple(reference_points.shape)}')
+        return (pixels.view(bs, num_queries, heads, levels, points, 2),
+                weights.view(bs, num_queries, heads, levels, points))
 
 
 class FastDynamicMaskHead(DynamicMaskHead):
