@@ -178,6 +178,27 @@ def test_voc_time_code_makes_frame_order_matter(window_size):
         VOC(**kwargs, temporal_pos_encoding=dict(num_feats=16))
 
 
+def test_voc_box_encoding_sees_where_frame_queries_are():
+    """With ``box_encoding`` the video queries depend on the frame queries' boxes (two trajectories,
+    same hidden states, give different video queries); without it (official) the boxes are ignored."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                  num_decoder_layers=1, feedforward_channels=32, temporal_pos_encoding=dict())
+    official, boxed = VOC(**kwargs).eval(), VOC(**kwargs, box_encoding=True).eval()
+    boxed.load_state_dict(official.state_dict(), strict=True)  # no weights of its own
+    frame_queries, sentence = torch.randn(1, 4, 3, 32), torch.randn(1, 32)
+    t = torch.linspace(0.2, 0.8, 4)[None, :, None]
+    leftwards = torch.stack([1 - t, 0.5 + 0 * t, 0.1 + 0 * t, 0.1 + 0 * t], -1).expand(1, 4, 3, 4)
+    rightwards = torch.stack([t, 0.5 + 0 * t, 0.1 + 0 * t, 0.1 + 0 * t], -1).expand(1, 4, 3, 4)
+    with torch.no_grad():
+        assert torch.equal(official(frame_queries, sentence, leftwards), official(frame_queries, sentence, rightwards))
+        assert (boxed(frame_queries, sentence, leftwards) - boxed(frame_queries, sentence, rightwards)).abs().max() > 1e-2
+    with pytest.raises(ValueError, match=r'box_encoding needs frame_boxes \[1, 4, 3, 4\], got None'):
+        boxed(frame_queries, sentence)
+    with pytest.raises(ValueError, match='box_encoding needs embed_dims divisible by 4'):
+        VOC(embed_dims=30, num_heads=3, box_encoding=True)
+
+
 def test_spatial_decoder_matches_official():
     torch.set_num_threads(1)
     B, T = dims(MAIN)

@@ -20,14 +20,15 @@
   ``multi_scale_deformable_attn_pytorch``: ``grid_sample`` per level, then every sampled value
   stacked into one ``[bs*heads, C/heads, Lq, levels*points]`` tensor before weighting): here the
   bilinear corners are summed with their weights by one ``F.embedding_bag`` over a channels-last
-  value table (``msda_gather``), in training too (same gradients; the output dropout is mmcv's).
+  value table (``msda_gather``; differentiable, but ``embedding_bag``'s backward sorts the indices and
+  is slower than ``grid_sample``'s, so with gradients enabled the reference kernel runs).
   mmcv looks its CPU kernel up by a module-level name; that name is left alone (replacing it would
   switch every model of the process), the fused module computes the projections itself and calls
   ``msda_gather``.
 
 Each kernel is a subclass of the module it speeds up, with the same parameters and state dict.
 ``enable_fast_kernels(model)`` turns the modules of one model into these subclasses (SOC does it at
-build time when ``test_cfg.fast_kernels`` is True; ``soc_mm.apis.init_model(fast_kernels=...)`` sets
+build time when ``model.fast_kernels`` is True, the default; ``soc_mm.apis.init_model(fast_kernels=...)`` sets
 that option), ``disable_fast_kernels`` turns them back; other models are not affected. The window
 attention and mask head kernels only act in eval mode (or without dropout); CUDA tensors use the
 reference code (mmcv's CUDA kernel) everywhere.
@@ -83,7 +84,9 @@ class FastWindowAttention3D(WindowAttention3D):
         else:
             nW = mask.shape[0]
             B = B_ // nW
-            masked = mask.flatten(1).ne(0).any(1)
+            # a window holding two regions of the shifted map has -100 in its first token's row (the
+            # first token's region differs from some other token's): N values per window, not N * N
+            masked = mask[:, 0].ne(0).any(1)
             out = torch.empty_like(q).view(B, nW, nH, N, -1)
             q, k, v = (t.view(B, nW, nH, N, -1) for t in (q, k, v))
             for windows, attn_mask in ((~masked).nonzero().flatten(), None), (masked.nonzero().flatten(), mask):
@@ -204,7 +207,8 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         """query [bs, Lq, C], value [bs, S, C], key_padding_mask [bs, S], reference_points
         [bs, Lq, levels, 2 | 4], spatial_shapes [levels, 2] -> [bs, Lq, C] (as mmcv's forward)."""
         value = query if value is None else value
-        if not self.batch_first or value.is_cuda:
+        # with gradients: the reference (grid_sample's backward beats embedding_bag's, which sorts)
+        if not self.batch_first or value.is_cuda or torch.is_grad_enabled():
             return super().forward(query, key, value, identity, query_pos, key_padding_mask, reference_points,
                                    spatial_shapes, level_start_index, **kwargs)
         identity = query if identity is None else identity

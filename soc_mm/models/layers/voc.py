@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
 from mmdet.models.layers import DetrTransformerEncoderLayer
+from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
@@ -75,12 +76,17 @@ class VOC(BaseModule):
             ``None`` (official SOC): no time code, so VOC sees a clip's frames as an unordered set
             and cannot tell "moves left" from "moves right" (time reversals of each other); the
             MeViS configs switch it on. No weights: official checkpoints load either way.
+        box_encoding (bool): add a sine code of each frame query's box (the decoder layer's refined
+            reference, ``(cx, cy, w, h)``; mmdet's ``coordinate_to_encoding``) to the frame-query
+            tokens. The hidden states of a box-refining decoder hold box *deltas*, not positions,
+            so without it VOC cannot follow where an object goes. Default False (official); no
+            weights.
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_queries: int = 20,
                  num_frame_queries: int = 20, num_encoder_layers: int = 3, num_decoder_layers: int = 3,
                  feedforward_channels: int = 2048, window_size: int = 0, dropout: float = 0.1,
-                 temporal_pos_encoding: Optional[dict] = None, init_cfg=None):
+                 temporal_pos_encoding: Optional[dict] = None, box_encoding: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'VOC: window_size must be >= 0, got {window_size}')
@@ -104,6 +110,10 @@ class VOC(BaseModule):
         self.frame_query_pos = nn.Embedding(num_frame_queries, embed_dims)
         self.query_pos = nn.Embedding(num_queries, embed_dims)
         self.decoder_norm = nn.LayerNorm(embed_dims)
+        if box_encoding and embed_dims % 4:
+            raise ValueError(f'VOC: box_encoding needs embed_dims divisible by 4 (one sine code per box value), '
+                             f'got {embed_dims}')
+        self.box_encoding = box_encoding
         self.temporal_pos_encoding = None if temporal_pos_encoding is None else \
             SinePositionalEncoding1D(**{'num_feats': embed_dims, **temporal_pos_encoding})
         if self.temporal_pos_encoding is not None and self.temporal_pos_encoding.num_feats != embed_dims:
@@ -197,13 +207,15 @@ class VOC(BaseModule):
         return x[:, :T]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, frame_queries: Tensor, sentence_feat: Tensor) -> Tensor:
+    def forward(self, frame_queries: Tensor, sentence_feat: Tensor, frame_boxes: Optional[Tensor] = None) -> Tensor:
         """Cluster frame queries into video queries.
 
         Args:
             frame_queries (Tensor): [B, T, nq, C] frame-level object queries of B videos
                 (the caller may fold decoder levels into B).
             sentence_feat (Tensor): [B, C] sentence feature (the decoder's initial queries).
+            frame_boxes (Tensor, optional): [B, T, nq, 4] normalised (cx, cy, w, h) of the frame
+                queries (or [..., 2] points); needed with ``box_encoding``, ignored without.
 
         Returns:
             Tensor: [B, num_queries, C] video-level object queries.
@@ -216,6 +228,15 @@ class VOC(BaseModule):
                              f'{self.num_frame_queries} (the positional table is tiled over frames)')
         if sentence_feat.shape != (B, C):
             raise ValueError(f'VOC: sentence_feat must be [{B}, {C}], got {tuple(sentence_feat.shape)}')
+        if self.box_encoding:
+            if frame_boxes is None or frame_boxes.shape[:3] != (B, T, nq):
+                raise ValueError(f'VOC: box_encoding needs frame_boxes [{B}, {T}, {nq}, 4], got '
+                                 f'{None if frame_boxes is None else tuple(frame_boxes.shape)}')
+            boxes = frame_boxes if frame_boxes.shape[-1] == 4 else torch.cat(
+                [frame_boxes, torch.zeros_like(frame_boxes)], -1)  # points: no size
+            # mmdet's encoding takes [N, K, 2|4] boxes
+            code = coordinate_to_encoding(boxes.detach().reshape(B, T * nq, 4), num_feats=C // 4)
+            frame_queries = frame_queries + code.view(B, T, nq, C).to(frame_queries.dtype)
         time_pos = self.frame_time_pos(frame_queries)
         memory = self.encode(frame_queries, time_pos).flatten(1, 2)  # [B, T * nq, C]
         memory_pos = self.frame_query_pos.weight.repeat(T, 1)[None].expand(B, -1, -1)
