@@ -62,7 +62,7 @@ CUDA_VERSION=
 PYTHON=${PYTHON:-python3}
 
 die_usage() { echo "gpu_check.sh: $1 (see --help)" >&2; exit 2; }
-need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die_usage "$1 needs a value"; }
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] && [[ "$2" != --* ]] || die_usage "$1 needs a value"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
