@@ -121,7 +121,7 @@ GPU_INFO="(nvidia-smi not queried)"
 if [ "$DRY_RUN" = 0 ] || [ -z "$COMPUTE_CAP" ] || [ -z "$CUDA_VERSION" ]; then
     if command -v nvidia-smi >/dev/null 2>&1; then
         GPU_INFO=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -4)
-        [ -n "$COMPUTE_CAP" ] || COMPUTE_CAP=$(arch_list $(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null))
+        [ -n "$COMPUTE_CAP" ] || COMPUTE_CAP=$(arch_list "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null)")
         [ -n "$CUDA_VERSION" ] || CUDA_VERSION=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -1)
     elif [ "$DRY_RUN" = 0 ]; then
         echo "gpu_check.sh: nvidia-smi not found: no NVIDIA driver on this machine (this check needs one GPU)" >&2
@@ -175,7 +175,8 @@ if [ "$DRY_RUN" = 1 ]; then
         echo "${PIP[*]} ${CONSTRAINTS[*]} -c $TORCH_CONSTRAINT \"$(pin_of mmengine)\""
         echo "# 1d nvcc (system toolkit of torch's CUDA major version, else NVIDIA's pip wheels)"
         echo "$PY tools/analysis_tools/gpu_check.py cuda-home --install -c requirements/constraints.txt -c $TORCH_CONSTRAINT"
-        echo "# 1e mmcv with CUDA ops, for compute capability ${ARCH_LIST:-unknown} only"
+        echo "# 1e mmcv with CUDA ops, for compute capability ${ARCH_LIST:-unknown} only; meanwhile, in the background:"
+        echo "${PIP[*]} ${CONSTRAINTS[*]} -c $TORCH_CONSTRAINT -r <requirements/runtime.txt + tests.txt without mmcv, mmdet, mmsegmentation, mmaction2>"
         echo "MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=\"${ARCH_LIST:-<compute_cap>}\" MAX_JOBS=$JOBS CUDA_HOME=<step 1d> $PY -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation --no-binary mmcv --no-cache-dir ${CONSTRAINTS[*]} -c $TORCH_CONSTRAINT -w $WHEEL_CACHE/<mmcv, torch, arch> \"$MMCV_PIN\""
         echo "${PIP[*]} ${CONSTRAINTS[*]} -c $TORCH_CONSTRAINT $WHEEL_CACHE/<mmcv, torch, arch>/mmcv-*.whl"
         echo "# 1f requirements"
@@ -205,6 +206,7 @@ STAMP=$(date +%Y%m%d_%H%M%S)
 LOG=${LOG:-$WORK_DIR/gpu_check_$STAMP.log}
 mkdir -p "$(dirname "$LOG")" && : > "$LOG" || exit 1
 exec > >(tee -a "$LOG") 2>&1
+TEE_PID=$!
 
 ROWS=()            # summary rows "step|result|seconds|key numbers"
 declare -A STATUS  # step id -> ok / FAILED / skipped
@@ -243,9 +245,13 @@ run_step() {
         STATUS[$id]=FAILED
         [ $code -eq 124 ] || [ $code -eq 137 ] && keys="timed out after ${limit} s; $keys"
         echo "[$id] FAILED (exit $code) after ${secs} s: $title"
-        echo "    command: $*"
+        if declare -F "$1" >/dev/null; then
+            echo "    command: $(grep '^\$ ' "$step_log" | tail -n 1 | cut -c3-)"
+        else
+            echo "    command: $*"
+        fi
         echo "    first error lines:"
-        grep -n -iE '(^|[^a-z_])(error|failed|fatal|traceback)' "$step_log" | grep -v ':RESULT ' | head -n 12 |
+        grep -n -iE '(^|[^a-z_])(error|failed|fatal|traceback)' "$step_log" | grep -v -e ':RESULT ' -e 'Warning:' | head -n 12 |
             cut -c1-400 | sed 's/^/      /'
         echo "    last lines of $step_log:"
         tail -n 25 "$step_log" | sed 's/^/      /'
@@ -263,6 +269,8 @@ skip_step() {  # skip_step ID TITLE REASON
 
 all_ok() { local id; for id in "$@"; do [ "${STATUS[$id]:-}" = ok ] || return 1; done; }
 
+show_run() { echo "\$ $*"; "$@"; }  # a step function's command, shown in its log, then run
+
 echo "gpu_check.sh $(date -Iseconds) in $REPO; log: $LOG (each step's output also in $WORK_DIR/logs/)"
 echo "GPU: $GPU_INFO; compute capability ${COMPUTE_CAP:-?} -> TORCH_CUDA_ARCH_LIST=${ARCH_LIST:-?}; driver CUDA ${CUDA_VERSION:-?}; build jobs $JOBS"
 if command -v nvcc >/dev/null 2>&1; then
@@ -274,12 +282,12 @@ fi
 # ---------------------------------------------------------------------------------- 1 build
 step_venv() {
     if [ ! -x "$PY" ]; then
-        "$PYTHON" -m venv "$VENV" || {
+        show_run "$PYTHON" -m venv "$VENV" || {
             echo "'$PYTHON -m venv $VENV' failed: on Debian/Ubuntu install python3-venv; PYTHON=... picks another python"
             return 1
         }
     fi
-    "$PY" --version && timeout 600 "${PIP[@]}" "${CONSTRAINTS[@]}" -r requirements/build.txt &&
+    "$PY" --version && show_run timeout 600 "${PIP[@]}" "${CONSTRAINTS[@]}" -r requirements/build.txt &&
         echo "RESULT python=$("$PY" -c 'import platform; print(platform.python_version())')"
 }
 
@@ -289,7 +297,7 @@ step_torch() {
         local extra
         extra=${PIP_INDEX_URL:-$("$PY" -m pip config get global.index-url 2>/dev/null || echo https://pypi.org/simple)}
         echo "--- trying ${TORCH_SPECS[$i]} from ${TORCH_INDEXES[$i]} (other packages from $extra)"
-        timeout 900 "${PIP[@]}" "${CONSTRAINTS[@]}" --index-url "${TORCH_INDEXES[$i]}" --extra-index-url "$extra" \
+        show_run timeout 900 "${PIP[@]}" "${CONSTRAINTS[@]}" --index-url "${TORCH_INDEXES[$i]}" --extra-index-url "$extra" \
             "${TORCH_SPECS[$i]}"
         code=$?
         [ $code -eq 0 ] && break
@@ -313,9 +321,30 @@ print(f'RESULT torch={torch.__version__} cuda={torch.version.cuda}')
 EOF
 }
 
+# The requirements that do not depend on mmcv (not mmdet, mmsegmentation, mmaction2): installed while
+# mmcv compiles (pip is mostly network and disk, the build the CPU), so that step 1f is short.
+OPENMMLAB_ON_MMCV='^(mmcv|mmdet|mmsegmentation|mmaction2)=='
+PREFETCH_REQS="$VENV/gpu-check-requirements-without-mmcv.txt"
+prefetch_requirements() {
+    grep -hvE "$OPENMMLAB_ON_MMCV" requirements/runtime.txt requirements/tests.txt > "$PREFETCH_REQS" &&
+        show_run timeout 900 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" -r "$PREFETCH_REQS"
+}
+
 step_mmcv() {
-    local cuda_home=$1 torch_full key dir
+    local cuda_home=$1 torch_full key dir prefetch_pid code
     torch_full=$(sed -n 's/^torch==//p' "$TORCH_CONSTRAINT")
+    prefetch_requirements > "$WORK_DIR/logs/requirements_during_mmcv_build.log" 2>&1 &
+    prefetch_pid=$!
+    echo "installing the requirements that do not need mmcv meanwhile (pid $prefetch_pid, log: $WORK_DIR/logs/requirements_during_mmcv_build.log)"
+    build_mmcv "$cuda_home" "$torch_full"
+    code=$?
+    wait "$prefetch_pid" && echo "requirements without mmcv: installed" ||
+        echo "requirements without mmcv: pip failed (step 1f installs them again; see the log above)"
+    return $code
+}
+
+build_mmcv() {
+    local cuda_home=$1 torch_full=$2 key dir
     key="${MMCV_PIN#mmcv==}-torch$torch_full-sm${ARCH_LIST//[.;]/}"
     dir="$WHEEL_CACHE/mmcv-$key"
     if ls "$dir"/mmcv-*.whl >/dev/null 2>&1; then
@@ -323,7 +352,7 @@ step_mmcv() {
     else
         echo "building $MMCV_PIN with CUDA ops: CUDA_HOME=$cuda_home TORCH_CUDA_ARCH_LIST=$ARCH_LIST MAX_JOBS=$JOBS"
         rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" || return 1
-        timeout 1500 env MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH_LIST" MAX_JOBS="$JOBS" CUDA_HOME="$cuda_home" \
+        show_run timeout 1500 env MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH_LIST" MAX_JOBS="$JOBS" CUDA_HOME="$cuda_home" \
             PATH="$cuda_home/bin:$PATH" \
             "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation --no-binary mmcv \
             --no-cache-dir "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" -w "$dir.tmp" "$MMCV_PIN" || {
@@ -336,7 +365,7 @@ step_mmcv() {
         }
         rm -rf "$dir" && mv "$dir.tmp" "$dir" || return 1
     fi
-    timeout 600 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" "$dir"/mmcv-*.whl || return 1
+    show_run timeout 600 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" "$dir"/mmcv-*.whl || return 1
     "$PY" - <<'EOF'
 import sys
 from mmcv.ops import get_compiling_cuda_version
@@ -350,8 +379,9 @@ EOF
 }
 
 step_requirements() {
-    timeout 900 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" -r requirements/runtime.txt -r requirements/tests.txt &&
-        timeout 300 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" --no-build-isolation --no-deps -e . &&
+    show_run timeout 900 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" -r requirements/runtime.txt \
+        -r requirements/tests.txt &&
+        show_run timeout 300 "${PIP[@]}" "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" --no-build-isolation --no-deps -e . &&
         "$PY" -c "import torch, mmcv, mmdet, mmseg, soc_mm; print('RESULT imports=ok torch=' + torch.__version__)"
 }
 
@@ -400,7 +430,7 @@ fi
 
 step_golden() {  # compare_with_reference.py on CUDA; counts its rows and mmcv CUDA MSDA calls
     local out="$WORK_DIR/logs/golden_table.txt" code
-    timeout 900 "${GOLDEN_CMD[@]}" 2>&1 | tee "$out"
+    show_run timeout 900 "${GOLDEN_CMD[@]}" 2>&1 | tee "$out"
     code=${PIPESTATUS[0]}
     awk '/ yes$/ {ok++} / NO$/ {bad++} /^mmcv CUDA MSDA kernel calls:/ {calls += $NF}
          END {printf "RESULT quantities_ok=%d quantities_failed=%d msda_cuda_calls=%d\n", ok, bad, calls}' "$out"
@@ -409,7 +439,7 @@ step_golden() {  # compare_with_reference.py on CUDA; counts its rows and mmcv C
 
 step_benchmark() {  # benchmark.py on CUDA (its options and table are its own; key rows picked when present)
     local out="$WORK_DIR/logs/benchmark_table.txt" code
-    timeout 900 "${BENCHMARK_CMD[@]}" 2>&1 | tee "$out"
+    show_run timeout 900 "${BENCHMARK_CMD[@]}" 2>&1 | tee "$out"
     code=${PIPESTATUS[0]}
     awk -F'|' '/^\| soc_mm, default \(fused kernels\) \|/ {gsub(/ /, "", $3); fused = $3}
                /^\| soc_mm: backbone once.*fastest/ {gsub(/ /, "", $3); shared = $3}
@@ -458,5 +488,11 @@ for row in "${ROWS[@]}"; do
     echo "| $id | $res | $secs | $what |"
     [ "$res" = ok ] || FAILED=1
 done
-[ "$FAILED" = 0 ] && echo "all steps ok" || echo "some steps FAILED or were skipped: see their output above and in $WORK_DIR/logs/"
+if [ "$FAILED" = 0 ]; then
+    echo "all steps ok"
+else
+    echo "some steps FAILED or were skipped: see their output above and in $WORK_DIR/logs/"
+fi
+exec >&- 2>&-
+wait "$TEE_PID" 2>/dev/null  # the log is complete when the script returns
 exit $FAILED
