@@ -350,10 +350,23 @@ build_mmcv() {
     if ls "$dir"/mmcv-*.whl >/dev/null 2>&1; then
         echo "reusing the mmcv wheel built before: $(ls "$dir"/mmcv-*.whl)"
     else
-        echo "building $MMCV_PIN with CUDA ops: CUDA_HOME=$cuda_home TORCH_CUDA_ARCH_LIST=$ARCH_LIST MAX_JOBS=$JOBS"
+        # the venv's bin first on PATH: torch's BuildExtension compiles in parallel only when it finds
+        # `ninja` there (requirements/build.txt installs it into the venv), else one file at a time
+        if ! command -v "${CXX:-g++}" >/dev/null 2>&1; then
+            echo "no C++ compiler (${CXX:-g++}) for the mmcv build: install one (Debian/Ubuntu: apt-get install g++)"
+            return 1
+        fi
+        if ! "$PY" -c "import os, sysconfig, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then
+            echo "no Python.h for $("$PY" --version): install the Python headers (Debian/Ubuntu: apt-get install python3-dev)"
+            return 1
+        fi
+        local build_path
+        build_path="$cuda_home/bin:$(cd "$(dirname "$PY")" && pwd):$PATH"
+        echo "building $MMCV_PIN with CUDA ops: CUDA_HOME=$cuda_home TORCH_CUDA_ARCH_LIST=$ARCH_LIST MAX_JOBS=$JOBS," \
+            "ninja $(PATH=$build_path command -v ninja || echo 'NOT FOUND: one file at a time')"
         rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" || return 1
         show_run timeout 1500 env MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH_LIST" MAX_JOBS="$JOBS" CUDA_HOME="$cuda_home" \
-            PATH="$cuda_home/bin:$PATH" \
+            PATH="$build_path" \
             "$PY" -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation --no-binary mmcv \
             --no-cache-dir "${CONSTRAINTS[@]}" -c "$TORCH_CONSTRAINT" -w "$dir.tmp" "$MMCV_PIN" || {
             echo "mmcv ${MMCV_PIN#mmcv==} did not compile against torch $torch_full with $cuda_home/bin/nvcc."
@@ -405,9 +418,6 @@ if wants build; then
         skip_step 1d-nvcc "nvcc" "needs 1b-torch"
     fi
     if all_ok 1c-mmengine 1d-nvcc; then
-        if ! command -v "${CXX:-g++}" >/dev/null 2>&1; then
-            echo "no C++ compiler (${CXX:-g++}): install one (e.g. apt-get install build-essential) for the mmcv build"
-        fi
         CUDA_HOME_FOUND=$(sed -n 's/^CUDA_HOME=//p' "${STEP_LOG[1d-nvcc]}" | tail -1)
         run_step 1e-mmcv "$MMCV_PIN with CUDA ops (TORCH_CUDA_ARCH_LIST=$ARCH_LIST, MAX_JOBS=$JOBS)" 1500 \
             step_mmcv "$CUDA_HOME_FOUND"
