@@ -31,10 +31,6 @@ allow_no_target = True
 
 model = dict(
     text_encoder=dict(model_path=text_encoder_path),
-    # VOC with a code of each frame's time and of each frame query's box (official SOC has neither:
-    # its VOC sees a clip as an unordered set of frames, and frame queries that hold box deltas, so it
-    # cannot tell "moves left" from "moves right")
-    voc=dict(temporal_pos_encoding=dict(normalize=True), box_encoding=True),
     test_cfg=dict(object_selection='threshold', score_thr=score_thr, allow_no_target=allow_no_target))
 
 # ------------------------------------------------------------------ data
