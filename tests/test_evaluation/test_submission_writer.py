@@ -118,6 +118,10 @@ def test_pending_writes_are_bounded_and_same_key_writes_keep_their_order(tmp_pat
         AsyncMaskWriter(num_threads=-1, max_pending=1)
     with pytest.raises(ValueError, match='max_pending'):
         AsyncMaskWriter(num_threads=1, max_pending=0)
+    with pytest.raises(ValueError, match=r'MeViSSubmissionMetric: write_threads must be an int >= 0, got 1\.5'):
+        METRICS.build(dict(type='MeViSSubmissionMetric', output_dir=str(tmp_path), write_threads=1.5))
+    with pytest.raises(ValueError, match='RefYTVOSSubmissionMetric: max_pending_samples must be an int >= 1, got 0'):
+        METRICS.build(dict(type='RefYTVOSSubmissionMetric', output_dir=str(tmp_path), max_pending_samples=0))
 
 
 def test_every_png_is_on_disk_before_the_results_are_gathered(tmp_path, monkeypatch):

@@ -120,8 +120,8 @@ def child_main(timings_path: str, profile_path: str, test_argv: list) -> None:
     test_tool.load_checkpoint_to_model = _timed(spent, 'weight_load', test_tool.load_checkpoint_to_model)
     Runner.from_cfg = classmethod(_timed(spent, 'runner_build', Runner.from_cfg.__func__))
     torch_dataloader.DataLoader.__iter__ = _timed(spent, 'data', torch_dataloader.DataLoader.__iter__)
-    torch_dataloader._BaseDataLoaderIter.__next__ = _timed(spent, 'data',
-                                                          torch_dataloader._BaseDataLoaderIter.__next__)
+    loader_iter = torch_dataloader._BaseDataLoaderIter
+    loader_iter.__next__ = _timed(spent, 'data', loader_iter.__next__)
     BaseModel.test_step = _timed(spent, 'model', BaseModel.test_step)
     Evaluator.process = _timed(spent, 'metric_process', Evaluator.process)
     Evaluator.evaluate = _timed(spent, 'evaluate', Evaluator.evaluate)
@@ -211,8 +211,8 @@ def prepare(args, work_dir: str) -> tuple:
     model.init_weights()
     checkpoint = osp.join(work_dir, 'random_weights.pth')
     torch.save({'state_dict': model.state_dict()}, checkpoint)
-    return config, checkpoint, osp.join(cfg.test_evaluator.output_dir, cfg.test_evaluator.get('zip_name',
-                                                                                            'submission.zip'))
+    zip_path = osp.join(cfg.test_evaluator.output_dir, cfg.test_evaluator.get('zip_name', 'submission.zip'))
+    return config, checkpoint, zip_path
 
 
 def zip_members(path: str) -> dict:

@@ -169,6 +169,10 @@ class RefYTVOSSubmissionMetric(BaseMetric):
         self.zip_name = zip_name
         self.meta_file = meta_file
         self.keep_pngs = keep_pngs
+        for name, value, minimum in (('write_threads', write_threads, 0),
+                                     ('max_pending_samples', max_pending_samples, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f'{type(self).__name__}: {name} must be an int >= {minimum}, got {value!r}')
         self.writer = AsyncMaskWriter(write_threads, max_pending_samples)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
@@ -228,4 +232,3 @@ class RefYTVOSSubmissionMetric(BaseMetric):
         print_log(f'{type(self).__name__}: wrote {len(files)} masks of {len(keys)} expressions '
                   f'({len({k[0] for k in keys})} videos) to {zip_path}', logger='current')
         return {}
-
