@@ -429,7 +429,12 @@ def synthetic_train_batch(model, frames, size, batch, seed=0):
                                            visible=torch.ones(1, frames, dtype=torch.bool))
         samples.append(sample)
     data = model.data_preprocessor(dict(inputs=clips, data_samples=samples), False)
-    return data['inputs'], data['data_samples']
+    if isinstance(data['inputs'], torch.Tensor):
+        return data['inputs'], data['data_samples']
+    # a pass-through preprocessor (the official tiny config's): normalised clips, no padding
+    for sample in samples:
+        sample.set_metainfo(dict(batch_input_shape=(h, w), pad_shape=(h, w)))
+    return torch.stack([(c.float() - 127.5) / 64.0 for c in clips]), samples
 
 
 def time_our_train_steps(model, inputs, samples, steps):

@@ -137,8 +137,9 @@ class VideoInference:
             the text-dependent stages at a time (bounds the memory for many expressions). None: all.
         share_clips (bool): samples of a test-loop batch with the same ``clip_key`` run the
             text-independent stages once (``predict_batch``). False: every sample is its own clip.
-        bf16 (bool): run the model under ``torch.autocast`` with bfloat16 (CPU or CUDA); results
-            (scores, masks) come back in float32. Default False: float32 throughout.
+        bf16 (bool): run the model under CPU ``torch.autocast`` with bfloat16 (CPUs with bf16
+            matrix units run it several times faster; see the README's speed section for its effect
+            on accuracy); results (scores, masks) come back in float32. Default False: float32.
     """
 
     def __init__(self, model: nn.Module, clip_len: Optional[int] = None,
@@ -221,6 +222,9 @@ class VideoInference:
         """
         clip_samples = self._clip_samples(clips, data_samples, clip_index)
         if self.bf16:
+            if clips.is_cuda:
+                raise ValueError('test_cfg.bf16 is for CPU inference: mmcv 2.1\'s CUDA deformable attention has no '
+                                 'bfloat16 kernel (use fp16 autocast / AmpOptimWrapper on GPUs)')
             with torch.autocast(clips.device.type, dtype=torch.bfloat16):
                 results = self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale)
             for result in results:  # float32 results (scores) whatever the compute type
