@@ -9,8 +9,8 @@ keeps its peak memory instead of returning it between tensors). jemalloc / tcmal
 ``LD_PRELOAD`` do the same; this needs nothing installed. The same setting can be given to any
 process through glibc's environment: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
 
-Process-wide, so only our command-line tools call it (``tools/test.py``, ``tools/train.py``, the
-demos and the benchmarks); importing ``soc_mm`` never does. ``SOC_MM_DEFAULT_MALLOC=1`` keeps glibc's
+Process-wide, so only our command-line tools call it (``tools/test.py``, ``tools/train.py`` and
+``tools/analysis_tools/benchmark.py``); importing ``soc_mm`` never does. ``SOC_MM_DEFAULT_MALLOC=1`` keeps glibc's
 default behaviour.
 """
 import ctypes
