@@ -185,6 +185,24 @@ def test_fast_kernels_train_like_the_reference_kernels(variant):
         assert float((fast_grads[k] - ref_grads[k]).norm()) <= 1e-3 * float(ref_grads[k].norm()) + floor, k
 
 
+def test_voc_time_and_box_codes_run_in_soc_and_load_official_weights():
+    """The VOC options of the MeViS experiments inside the whole model: official weights load strictly
+    (no weights of their own), training and eval run, and the boxes reach VOC (outputs change)."""
+    variant = MAIN_VARIANT
+    inputs, samples = fixture_batch(variant, with_targets=True)
+    official = zero_dropout(build_soc(variant))
+    cfg = soc_config(variant)
+    cfg['voc'] = dict(cfg['voc'], temporal_pos_encoding=dict(), box_encoding=True)
+    coded = zero_dropout(MODELS.build(cfg))
+    coded.load_state_dict(official.state_dict(), strict=True)
+    coded.eval()
+    with torch.no_grad():
+        ref, out = official(inputs, samples, mode='tensor'), coded(inputs, samples, mode='tensor')
+    assert (ref['video_queries'] - out['video_queries']).abs().max() > 1e-3
+    losses = coded.train()(inputs, samples, mode='loss')
+    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
+
+
 def test_init_weights_follows_official_init():
     """Random init of the non-backbone front modules has the official init's structure
     (zero/constant tensors, std); the pretrained text encoder is left untouched.

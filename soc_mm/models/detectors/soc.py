@@ -336,13 +336,16 @@ class SOC(BaseModel):
         if self.voc_batch_regroup_compat:
             # official quirk: [L, T, B, ...] reshaped (not transposed) into per-video sequences
             clustered = clustered.transpose(1, 2).reshape(L, B, T, nq, C)
-        # the boxes of each clustered layer's frame queries: that layer's refined references
-        boxes = torch.stack([rearrange(r, '(b t) q n -> b t q n', b=B) for r in references[1:]])
-        boxes = boxes if self.training else boxes[-1:]
-        if self.voc_batch_regroup_compat:
-            boxes = boxes.transpose(1, 2).reshape(boxes.shape)
+        boxes = None
+        if getattr(self.voc, 'box_encoding', False):
+            # the boxes of each clustered layer's frame queries: that layer's refined references
+            boxes = torch.stack([rearrange(r, '(b t) q n -> b t q n', b=B) for r in references[1:]])
+            boxes = boxes if self.training else boxes[-1:]
+            if self.voc_batch_regroup_compat:
+                boxes = boxes.transpose(1, 2).reshape(boxes.shape)
+            boxes = boxes.reshape(L * B, T, nq, -1)
         video_queries = self.voc(clustered.reshape(L * B, T, nq, C), sentence_feat.repeat(L, 1),
-                                 boxes.reshape(L * B, T, nq, -1)).view(L, B, -1, C)
+                                 boxes).view(L, B, -1, C)
         return dict(hidden_states=frame_queries + video_queries[:, :, None],
                     references=[rearrange(r, '(b t) q n -> b t q n', b=B) for r in references],
                     video_queries=video_queries)
