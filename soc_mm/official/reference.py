@@ -84,12 +84,16 @@ def fixture_batch(inputs: Dict, with_targets: bool = False) -> Tuple[torch.Tenso
 
 
 def zero_dropout(model: nn.Module) -> nn.Module:
-    """Every dropout probability 0 (the official train-mode fixtures were made so)."""
+    """Every dropout and drop-path probability 0 (as the official harness's ``zero_all_dropout``,
+    with which the train-mode fixtures were made and its training steps are timed)."""
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
         if isinstance(m, nn.MultiheadAttention):
             m.dropout = 0.0
+        for attr in ('drop_prob', 'dropout_prob', 'attention_dropout'):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
     return model
 
 

@@ -391,19 +391,6 @@ def stage_flops(model, inputs, samples) -> dict:
 
 
 # ---------------------------------------------------------------------- training step
-def zero_all_dropout(model):
-    """Every dropout / drop-path probability 0 (as the official harness's timed training step)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if isinstance(m, torch.nn.MultiheadAttention):
-            m.dropout = 0.0
-        for attr in ('drop_prob', 'dropout_prob', 'attention_dropout'):
-            if isinstance(getattr(m, attr, None), float):
-                setattr(m, attr, 0.0)
-    return model
-
-
 def synthetic_train_batch(model, frames, size, batch, seed=0):
     """``batch`` random clips [T, 3, H, W], each with one referred object: an ellipse moving right
     (the official harness's training target), through the data preprocessor."""
@@ -474,7 +461,8 @@ def build_for_training(cfg_model, fast=True):
     torch.manual_seed(0)
     model = MODELS.build(cfg_model)
     model.init_weights()
-    return zero_all_dropout(model)
+    from soc_mm.official.reference import zero_dropout
+    return zero_dropout(model)  # as the official harness's timed training step
 
 
 def benchmark_training(args, cfg_model):
