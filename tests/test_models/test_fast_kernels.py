@@ -49,3 +49,59 @@ def test_msda_gather_reads_zero_outside_and_exact_pixels_at_centres():
     assert out.flatten().tolist() == [6.0, 0.0, 1.5, 0.25]
     torch.testing.assert_close(out, multi_scale_deformable_attn_pytorch(
         value, shapes, locations, torch.ones(1, 4, 1, 1, 1, dtype=torch.float64)), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('needs', [(True, True), (True, False), (False, True)])
+def test_weighted_row_sum_backward_equals_embedding_bag_autograd(needs):
+    """The sparse-product backward gives embedding_bag's gradients, for any subset of inputs that need
+    them: rows referenced many times, rows never referenced, repeated rows within one bag."""
+    from soc_mm.models.layers.fast_kernels import weighted_row_sum
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    index = torch.randint(0, 6, (7, 4), generator=g, dtype=torch.int32)  # rows 6..8 never read
+    index[0] = 2  # one bag reading one row 4 times
+    weight = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    grad_out = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (weighted_row_sum, lambda t, i, w: torch.nn.functional.embedding_bag(i, t, per_sample_weights=w,
+                                                                                   mode='sum')):
+        t, w = table.clone().requires_grad_(needs[0]), weight.clone().requires_grad_(needs[1])
+        out = fn(t, index, w)
+        inputs = [x for x in (t, w) if x.requires_grad]
+        results.append((out, *torch.autograd.grad(out, inputs, grad_out)))
+    assert len(results[0]) == 1 + sum(needs)
+    for got, ref in zip(*results):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+@pytest.mark.parametrize('size', [(4, 9, 10), (4, 14, 14)])
+def test_window_attention_equals_mmaction_with_shift_masks(grad, size):
+    """The fused window attention (SDPA without gradients, plain products with them) gives
+    mmaction's outputs and gradients, for shifted windows whose mask separates regions (applied as
+    -inf instead of -100: the same softmax to float rounding)."""
+    from mmaction.models.backbones.swin import WindowAttention3D, compute_mask, window_partition
+    from soc_mm.models.layers.fast_kernels import FastWindowAttention3D
+    torch.manual_seed(0)
+    ref = WindowAttention3D(16, (2, 7, 7), num_heads=2)
+    torch.nn.init.normal_(ref.relative_position_bias_table, std=0.5)
+    fast = FastWindowAttention3D(16, (2, 7, 7), num_heads=2)
+    fast.load_state_dict(ref.state_dict())
+    D, H, W = size
+    window, shift = (2, 7, 7), (1, 3, 3)
+    Hp, Wp = -(-H // 7) * 7, -(-W // 7) * 7
+    mask = compute_mask(D, Hp, Wp, window, shift, 'cpu')  # [nW, N, N], 0 / -100
+    assert (mask != 0).any() and (mask == 0).all(-1).all(-1).any()  # masked and unmasked windows
+    x = window_partition(torch.randn(2, D, Hp, Wp, 16) * 3, window)  # [2 * nW, N, C]
+    outs = []
+    for module in (ref, fast):
+        xi = x.clone().requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            out = module(xi, mask)
+        if grad:
+            params = (xi, module.relative_position_bias_table, module.qkv.weight)
+            outs.append((out, *torch.autograd.grad((out * out).sum(), params)))
+        else:
+            outs.append((out, ))
+    for got, expected in zip(outs[1], outs[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: the optimiser wrapper (AdamW, clipping) of every SOC training config, used by ``--train``
+TRAIN_SCHEDULE = osp.join(REPO, 'configs', '_base_', 'schedules', 'soc_adamw_30e.py')
 STAGES = ('backbone', 'neck', 'text', 'fusion+encoder', 'decoder+VOC', 'heads', 'post-processing')
 
 
@@ -425,19 +427,18 @@ def synthetic_train_batch(model, frames, size, batch, seed=0):
 
 
 def time_our_train_steps(model, inputs, samples, steps):
-    """Median seconds of ``steps`` training steps after one warm-up: forward, loss, backward,
-    clip_grad_norm_(0.1), AdamW (lr 1e-4, weight decay 1e-4)."""
+    """Median seconds of ``steps`` training steps after one warm-up: forward, loss, then
+    ``OptimWrapper.update_params`` (backward, clip_grad_norm_ 0.1, AdamW step, zero_grad) with the
+    optimiser wrapper every SOC config trains with (``configs/_base_/schedules/soc_adamw_30e.py``)."""
+    from mmengine.optim import build_optim_wrapper
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
+    from mmengine.config import Config
+    optim_wrapper = build_optim_wrapper(model, Config.fromfile(TRAIN_SCHEDULE).optim_wrapper)
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
         loss, _ = model.parse_losses(model(inputs, samples, mode='loss'))
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 0.1)
-        optim.step()
+        optim_wrapper.update_params(loss)
         if i:
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
@@ -486,7 +487,8 @@ def benchmark_training(args, cfg_model):
                 theirs.append(official_time(args, model=name, frames=T, size=size, batch=B, threads=threads,
                                             train=True))
         rows.append((name, T, size, B, threads, ours[True], ours[False], theirs))
-    print('\nTraining step (forward + loss + backward + clip 0.1 + AdamW, dropout 0), seconds per step, '
+    print('\nTraining step (forward + loss + backward + clip 0.1 + AdamW, dropout 0; ours: the optimiser wrapper of '
+          f'{osp.relpath(TRAIN_SCHEDULE, REPO)}), seconds per step, '
           f'median of {args.train_steps} steps per round, {args.rounds} round(s) alternating')
     print('| setting | official | soc_mm fused (default) | soc_mm reference kernels | official / fused |')
     print('|---|---|---|---|---|')

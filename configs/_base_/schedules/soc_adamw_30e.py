@@ -16,7 +16,9 @@ lr_gamma = 0.1
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4),
+    # fused: one kernel for every parameter (PyTorch's AdamW; same update; 3x faster on CPU than
+    # its per-tensor loop, the default there)
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     # The longest matching key wins. 'text_encoder.model' = the RoBERTa weights only; the text
     # projection (`text_encoder.proj`, SOC's `txt_proj`) trains with the main lr, as in SOC.
