@@ -310,3 +310,57 @@ def test_bad_inputs_give_clear_errors():
         model(inputs, bad_idx)
     with pytest.raises(ValueError, match='Invalid mode'):
         model(inputs, samples, mode='nope')
+
+
+def test_query_propagation_decodes_each_frame_from_the_previous_one():
+    """query_propagation: frame 0 is decoded as SOC does, frame t from frame t-1's last-layer queries
+    and box centres (so a change in frame 0's memory reaches frame 1 of that video only); without it
+    the frames are independent. Official weights load strictly (no weights of its own)."""
+    variant = MAIN
+    official = build_soc(variant)
+    cfg = soc_config(variant)
+    propagating = MODELS.build(dict(cfg, query_propagation=True))
+    propagating.load_state_dict(official.state_dict(), strict=True)
+    propagating.eval()
+    B, T, S, C = 2, 3, 30, official.embed_dims
+    g = torch.Generator().manual_seed(0)
+    shapes = torch.tensor([[5, 4], [2, 3], [1, 2], [1, 2]])[:official.num_feature_levels]
+    S = int((shapes[:, 0] * shapes[:, 1]).sum())
+    memory = torch.randn(B * T, S, C, generator=g)
+    level_start = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
+
+    def decode(model, mem):
+        inputs = model.pre_decoder(mem, None, shapes)
+        del inputs['memory']
+        with torch.no_grad():
+            return model.forward_decoder(**inputs, memory=mem, memory_mask=None, spatial_shapes=shapes,
+                                         level_start_index=level_start,
+                                         valid_ratios=torch.ones(B * T, len(shapes), 2), num_videos=B)
+
+    plain, prop = decode(official, memory), decode(propagating, memory)
+    frame = lambda out, b, t: out['hidden_states'][:, b * T + t]  # noqa: E731
+    for b in range(B):
+        torch.testing.assert_close(frame(prop, b, 0), frame(plain, b, 0))
+        assert not torch.allclose(frame(prop, b, 1), frame(plain, b, 1))
+    # frame 1 decoded alone from frame 0's outputs gives the propagated frame 1
+    alone = official.decoder(query=prop['hidden_states'][-1, 0::T], query_pos=official.query_embedding.weight[None]
+                             .expand(B, -1, -1), value=memory[1::T], key_padding_mask=None,
+                             reference_points=prop['references'][-1][0::T, :, :2], spatial_shapes=shapes,
+                             level_start_index=level_start, valid_ratios=torch.ones(B, len(shapes), 2),
+                             reg_branches=official.bbox_head.reg_branches)[0]
+    torch.testing.assert_close(alone.detach(), prop['hidden_states'][:, 1::T])
+    assert len(prop['references']) == len(plain['references'])
+    for ours, ref in zip(prop['references'], plain['references']):
+        assert ours.shape == ref.shape
+    # a change in video 0's frame 0 reaches its frame 1 (propagation) but not video 1, and not without it
+    changed = memory.clone()
+    changed[0] += 1.0
+    plain2, prop2 = decode(official, changed), decode(propagating, changed)
+    assert not torch.allclose(frame(prop2, 0, 1), frame(prop, 0, 1))
+    torch.testing.assert_close(frame(prop2, 1, 1), frame(prop, 1, 1))
+    torch.testing.assert_close(frame(plain2, 0, 1), frame(plain, 0, 1))
+    # the whole model trains with it
+    inputs, samples = fixture_batch(variant, with_targets=True)
+    losses = zero_dropout(propagating).train()(inputs, samples, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert propagating.query_embedding.weight.grad is not None

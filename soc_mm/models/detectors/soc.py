@@ -91,6 +91,12 @@ class SOC(BaseModel):
             ``clip_len``, ``expressions_per_batch``, ``share_clips``: video inference options
             (``VideoInference``).
         data_preprocessor (dict): ``RVOSDataPreprocessor`` config.
+        query_propagation (bool): decode the frames of a clip one after another, each frame's
+            queries starting from the previous frame's decoded queries and (centre) boxes instead of
+            the learned ones, so that a query keeps following the same object through the clip, as
+            tracking-by-query models do (MOTR, TrackFormer). Not SOC's (which decodes every frame from
+            the same learned queries, so a query may switch between look-alike objects from one frame
+            to the next); no weights of its own (official checkpoints load either way). Default False.
         fast_kernels (bool): build with the fused CPU kernels of
             ``soc_mm.models.layers.fast_kernels`` (channels-last Video-Swin, fused window attention,
             gathered deformable attention, batched dynamic mask head): the reference kernels' maths
@@ -103,7 +109,7 @@ class SOC(BaseModel):
                  num_queries: int = 5, num_feature_levels: int = 4, with_box_refine: bool = True,
                  voc_batch_regroup_compat: bool = False, train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
-                 fast_kernels: bool = True, init_cfg: Optional[dict] = None) -> None:
+                 query_propagation: bool = False, fast_kernels: bool = True, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_cfg = train_cfg
         self.test_cfg = dict(test_cfg or {})
@@ -118,6 +124,7 @@ class SOC(BaseModel):
         self.num_feature_levels = num_feature_levels
         self.with_box_refine = with_box_refine
         self.voc_batch_regroup_compat = voc_batch_regroup_compat
+        self.query_propagation = query_propagation
         # the neck maps the last 3 backbone stages (strides 8/16/32); further levels are extra convs
         self.num_backbone_levels = 3
 
@@ -223,7 +230,7 @@ class SOC(BaseModel):
             fusion_outputs_dict['mlvl_feats'], mlvl_masks, mlvl_pos_embeds)
         encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)
         decoder_inputs_dict.update(self.pre_decoder(**encoder_outputs_dict))
-        decoder_outputs_dict = self.forward_decoder(**decoder_inputs_dict)
+        decoder_outputs_dict = self.forward_decoder(**decoder_inputs_dict, num_videos=word_feats.shape[0])
         head_inputs_dict = self.forward_cluster(**decoder_outputs_dict, sentence_feat=sentence_feat)
         head_inputs_dict['mask_feats'] = self.forward_mask_feats(
             encoder_outputs_dict['memory'], encoder_outputs_dict['spatial_shapes'], backbone_feats[0],
@@ -309,15 +316,44 @@ class SOC(BaseModel):
 
     def forward_decoder(self, query: Tensor, query_pos: Tensor, memory: Tensor, memory_mask: Tensor,
                         reference_points: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
-                        valid_ratios: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
+                        valid_ratios: Tensor, num_videos: int = 1) -> Dict[str, Union[Tensor, List[Tensor]]]:
         """-> ``hidden_states`` [L, (B*T), nq, C] (frame queries of every decoder layer) and
-        ``references`` list of L+1 [(B*T), nq, 2|4] (initial, then refined by each layer)."""
+        ``references`` list of L+1 [(B*T), nq, 2|4] (initial, then refined by each layer).
+
+        ``num_videos`` (B) is only read with ``query_propagation``: the T frames of each video are
+        then decoded in order, frame t from frame t-1's last-layer queries and box centres."""
         reg_branches = self.bbox_head.reg_branches if self.with_box_refine else None
-        hidden_states, inter_references = self.decoder(
-            query=query, query_pos=query_pos, value=memory, key_padding_mask=memory_mask,
-            reference_points=reference_points, spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index, valid_ratios=valid_ratios, reg_branches=reg_branches)
-        return dict(hidden_states=hidden_states, references=[reference_points, *inter_references])
+        if not self.query_propagation:
+            hidden_states, inter_references = self.decoder(
+                query=query, query_pos=query_pos, value=memory, key_padding_mask=memory_mask,
+                reference_points=reference_points, spatial_shapes=spatial_shapes,
+                level_start_index=level_start_index, valid_ratios=valid_ratios, reg_branches=reg_branches)
+            return dict(hidden_states=hidden_states, references=[reference_points, *inter_references])
+        if query.shape[0] % num_videos:
+            raise ValueError(f'query_propagation: {query.shape[0]} frames do not split into {num_videos} videos')
+
+        def frames(x: Optional[Tensor]) -> Optional[Tensor]:  # [(B*T), ...] -> [B, T, ...]
+            return None if x is None else x.view(num_videos, -1, *x.shape[1:])
+
+        query, query_pos, memory, memory_mask, reference_points, valid_ratios = map(
+            frames, (query, query_pos, memory, memory_mask, reference_points, valid_ratios))
+        states, refined, initial = [], [], []
+        frame_query, frame_reference = query[:, 0], reference_points[:, 0]
+        for t in range(memory.shape[1]):
+            hidden_states, inter_references = self.decoder(
+                query=frame_query, query_pos=query_pos[:, t], value=memory[:, t],
+                key_padding_mask=None if memory_mask is None else memory_mask[:, t],
+                reference_points=frame_reference, spatial_shapes=spatial_shapes,
+                level_start_index=level_start_index, valid_ratios=valid_ratios[:, t], reg_branches=reg_branches)
+            states.append(hidden_states)  # [L, B, nq, C]
+            refined.append(inter_references)  # [L, B, nq, 2|4]
+            initial.append(frame_reference)
+            # the refined references are detached by the decoder (as between its layers)
+            frame_query, frame_reference = hidden_states[-1], inter_references[-1][..., :2]
+        hidden_states = torch.stack(states, 2).flatten(1, 2)
+        inter_references = torch.stack(refined, 2).flatten(1, 2)
+        return dict(hidden_states=hidden_states,
+                    references=[torch.stack(initial, 1).flatten(0, 1), *inter_references])
 
     def forward_cluster(self, hidden_states: Tensor, references: List[Tensor],
                         sentence_feat: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
