@@ -199,6 +199,64 @@ def test_voc_box_encoding_sees_where_frame_queries_are():
         VOC(embed_dims=30, num_heads=3, box_encoding=True)
 
 
+def test_voc_motion_code_is_each_slots_displacement():
+    """``motion_encoding``: each token's code is its box centre's displacement since frame 0 and since
+    the previous frame: the same for two trajectories shifted as a whole, different for opposite
+    motions, the code of zero displacement in frame 0; the video queries then depend on it."""
+    from mmdet.models.layers.transformer.utils import coordinate_to_encoding
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                  num_decoder_layers=1, feedforward_channels=32)
+    official, moving = VOC(**kwargs).eval(), VOC(**kwargs, motion_encoding=True).eval()
+    moving.load_state_dict(official.state_dict(), strict=True)  # no weights of its own
+    t = torch.linspace(0.0, 0.3, 4)[None, :, None]  # [1, T, 1]
+
+    def track(x0, direction):  # [1, T, 3, 4]: every slot moving from x0 in ``direction``
+        return torch.stack([x0 + direction * t, 0.5 + 0 * t, 0.1 + 0 * t, 0.1 + 0 * t], -1).expand(1, 4, 3, 4)
+
+    left, left_shifted, right = track(0.6, -1), track(0.7, -1), track(0.3, 1)
+    code = moving.motion_code(left)
+    assert code.shape == (1, 4, 3, 32)
+    torch.testing.assert_close(code, moving.motion_code(left_shifted))
+    assert (code - moving.motion_code(right)).abs().max() > 0.1
+    still = coordinate_to_encoding(torch.full((1, 1, 2), 0.5), num_feats=8)[0, 0]
+    torch.testing.assert_close(code[0, 0, 0], torch.cat([still, still]))  # frame 0: no displacement
+    expected_start = coordinate_to_encoding(((-0.3 + 1) / 2 * torch.tensor([1.0, 0.0]) +
+                                             torch.tensor([0.0, 0.5]))[None, None], num_feats=8)[0, 0]
+    torch.testing.assert_close(code[0, 3, 0, :16], expected_start)
+    frame_queries, sentence = torch.randn(1, 4, 3, 32), torch.randn(1, 32)
+    with torch.no_grad():
+        assert torch.equal(official(frame_queries, sentence, left), official(frame_queries, sentence, right))
+        assert (moving(frame_queries, sentence, left) - moving(frame_queries, sentence, right)).abs().max() > 1e-2
+    with pytest.raises(ValueError, match='motion_encoding needs embed_dims divisible by 4'):
+        VOC(embed_dims=30, num_heads=3, motion_encoding=True)
+
+
+def test_voc_per_slot_clustering_attends_to_its_slot_only():
+    """``per_slot_clustering``: video query i's cross-attention weights are on frame-query slot i only
+    (in every frame); official VOC spreads them over every slot."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                  num_decoder_layers=2, feedforward_channels=32)
+    T, nq = 4, 3
+    slot_of_token = torch.arange(nq).repeat(T)  # tokens are (t, slot), slot fastest
+    for per_slot in (False, True):
+        voc = VOC(**kwargs, per_slot_clustering=per_slot).eval()
+        weights = []
+        for layer in voc.decoder_layers:
+            layer.cross_attn.attn.register_forward_hook(lambda m, i, out: weights.append(out[1]))
+        with torch.no_grad():
+            voc(torch.randn(2, T, nq, 32), torch.randn(2, 32))
+        assert len(weights) == 2
+        for w in weights:  # [B, num_queries, T * nq], averaged over heads
+            other_slot = slot_of_token[None] != torch.arange(nq)[:, None]
+            off = w[:, other_slot].abs().max()
+            assert (off == 0) if per_slot else (off > 1e-3)
+            torch.testing.assert_close(w.sum(-1), torch.ones(2, nq))
+    with pytest.raises(ValueError, match='per_slot_clustering needs num_queries == num_frame_queries, got 4 and 3'):
+        VOC(**dict(kwargs, num_queries=4), per_slot_clustering=True)
+
+
 def test_spatial_decoder_matches_official():
     torch.set_num_threads(1)
     B, T = dims(MAIN)

@@ -39,10 +39,13 @@ class VOCDecoderLayer(BaseModule):
                        ffn_drop=dropout, act_cfg=dict(type='ReLU', inplace=True))
         self.norms = ModuleList([build_norm_layer(dict(type='LN'), embed_dims)[1] for _ in range(3)])
 
-    def forward(self, query: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor) -> Tensor:
-        """query/query_pos [B, nq, C]; memory/memory_pos [B, S, C] -> [B, nq, C]."""
+    def forward(self, query: Tensor, memory: Tensor, query_pos: Tensor, memory_pos: Tensor,
+                cross_attn_mask: Optional[Tensor] = None) -> Tensor:
+        """query/query_pos [B, nq, C]; memory/memory_pos [B, S, C]; cross_attn_mask bool [nq, S]
+        (True: not attended) or None -> [B, nq, C]."""
         query = self.norms[0](self.cross_attn(query=query, key=memory, value=memory,
-                                              query_pos=query_pos, key_pos=memory_pos))
+                                              query_pos=query_pos, key_pos=memory_pos,
+                                              attn_mask=cross_attn_mask))
         query = self.norms[1](self.self_attn(query=query, query_pos=query_pos, key_pos=query_pos))
         return self.norms[2](self.ffn(query))
 
@@ -81,15 +84,32 @@ class VOC(BaseModule):
             tokens. The hidden states of a box-refining decoder hold box *deltas*, not positions,
             so without it VOC cannot follow where an object goes. Default False (official); no
             weights.
+        motion_encoding (bool): add a sine code of each frame query's motion to its token: the box
+            centre's displacement since the clip's first frame and since the previous frame
+            (``frame_boxes`` needed). Meant with the detector's ``query_propagation``, where a query
+            slot follows one object through the clip, so that the displacement is the object's:
+            "moves left" and "stops" are then read from one token, not from differences the
+            attention would have to learn. Default False (official); no weights.
+        per_slot_clustering (bool): video query i attends to frame query slot i only (in every frame),
+            so that its score judges that slot's object; needs ``num_queries == num_frame_queries``.
+            Default False (official: every video query attends to every frame query); no weights.
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_queries: int = 20,
                  num_frame_queries: int = 20, num_encoder_layers: int = 3, num_decoder_layers: int = 3,
                  feedforward_channels: int = 2048, window_size: int = 0, dropout: float = 0.1,
-                 temporal_pos_encoding: Optional[dict] = None, box_encoding: bool = False, init_cfg=None):
+                 temporal_pos_encoding: Optional[dict] = None, box_encoding: bool = False,
+                 motion_encoding: bool = False, per_slot_clustering: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'VOC: window_size must be >= 0, got {window_size}')
+        if per_slot_clustering and num_queries != num_frame_queries:
+            raise ValueError(f'VOC: per_slot_clustering needs num_queries == num_frame_queries, got '
+                             f'{num_queries} and {num_frame_queries}')
+        if motion_encoding and embed_dims % 4:
+            raise ValueError(f'VOC: motion_encoding needs embed_dims divisible by 4, got {embed_dims}')
+        self.motion_encoding = motion_encoding
+        self.per_slot_clustering = per_slot_clustering
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.num_queries = num_queries
@@ -228,15 +248,18 @@ class VOC(BaseModule):
                              f'{self.num_frame_queries} (the positional table is tiled over frames)')
         if sentence_feat.shape != (B, C):
             raise ValueError(f'VOC: sentence_feat must be [{B}, {C}], got {tuple(sentence_feat.shape)}')
-        if self.box_encoding:
+        if self.box_encoding or self.motion_encoding:
             if frame_boxes is None or frame_boxes.shape[:3] != (B, T, nq):
                 raise ValueError(f'VOC: box_encoding needs frame_boxes [{B}, {T}, {nq}, 4], got '
                                  f'{None if frame_boxes is None else tuple(frame_boxes.shape)}')
             boxes = frame_boxes if frame_boxes.shape[-1] == 4 else torch.cat(
                 [frame_boxes, torch.zeros_like(frame_boxes)], -1)  # points: no size
+        if self.box_encoding:
             # mmdet's encoding takes [N, K, 2|4] boxes
             code = coordinate_to_encoding(boxes.detach().reshape(B, T * nq, 4), num_feats=C // 4)
             frame_queries = frame_queries + code.view(B, T, nq, C).to(frame_queries.dtype)
+        if self.motion_encoding:
+            frame_queries = frame_queries + self.motion_code(frame_boxes).to(frame_queries.dtype)
         time_pos = self.frame_time_pos(frame_queries)
         memory = self.encode(frame_queries, time_pos).flatten(1, 2)  # [B, T * nq, C]
         memory_pos = self.frame_query_pos.weight.repeat(T, 1)[None].expand(B, -1, -1)
@@ -244,6 +267,27 @@ class VOC(BaseModule):
             memory_pos = memory_pos + time_pos.flatten(1, 2)
         query_pos = self.query_pos.weight[None].expand(B, -1, -1)
         query = sentence_feat[:, None].expand(-1, self.num_queries, -1)
+        slot_mask = None
+        if self.per_slot_clustering:  # True (not attended) where the token's slot is not the query's
+            slots = torch.arange(nq, device=frame_queries.device)
+            slot_mask = slots[:, None] != slots.repeat(T)[None]  # [nq, T * nq]
         for layer in self.decoder_layers:
-            query = layer(query, memory, query_pos, memory_pos)
+            query = layer(query, memory, query_pos, memory_pos, slot_mask)
         return self.decoder_norm(query)
+
+    #: the displacement since the previous frame is scaled by this before its code (a few % of
+    #: the frame per step otherwise use a sliver of the code's range)
+    STEP_SCALE = 4.0
+
+    def motion_code(self, frame_boxes: Tensor) -> Tensor:
+        """Sine code of each frame query's motion: frame_boxes [B, T, nq, 2|4] (normalised centres first)
+        -> [B, T, nq, C]: C/2 channels code the centre's displacement since frame 0, C/2 its
+        displacement since the previous frame (0 in frame 0; times ``STEP_SCALE``), each clamped to
+        [-1, 1] and mapped to [0, 1] (mmdet's ``coordinate_to_encoding``). No gradient to the boxes."""
+        B, T, nq, _ = frame_boxes.shape
+        centres = frame_boxes[..., :2].detach()
+        since_start = centres - centres[:, :1]
+        since_previous = torch.cat([torch.zeros_like(centres[:, :1]), centres[:, 1:] - centres[:, :-1]], 1)
+        codes = [coordinate_to_encoding(((d.clamp(-1, 1) + 1) / 2).reshape(B, T * nq, 2), num_feats=self.embed_dims // 4)
+                 for d in (since_start, since_previous * self.STEP_SCALE)]
+        return torch.cat(codes, -1).view(B, T, nq, self.embed_dims)
