@@ -41,6 +41,12 @@ class RoBERTaTextEncoder(BaseModule):
         freeze (bool): no gradients for the RoBERTa weights (SOC: True). Like
             SOC, the frozen model keeps the train/eval mode of its parent.
         proj_dropout (float): dropout of the projection (SOC: 0.1).
+        sentence_feature (str): 'pooler' (SOC): RoBERTa's ``pooler_output`` (tanh dense layer on the
+            ``<s>`` token); 'mean': the mean of the word features (``last_hidden_state`` over the
+            tokens, ``<s>``/``</s>`` included). For a RoBERTa trained from random weights (the tiny
+            CPU demos): its ``<s>`` output hardly depends on the other tokens at first (cosine 1.000
+            between any two expressions' pooler outputs at init, and still 0.999 after the MeViS
+            demo's 4000 iterations), so VOC, which starts from the sentence feature, gets no text.
 
     Expressions longer than the encoder accepts (``max_tokens`` tokens, ``<s>`` and ``</s>`` included) are
     truncated to their first ``max_tokens`` tokens, with a warning logged once per expression text.
@@ -51,8 +57,12 @@ class RoBERTaTextEncoder(BaseModule):
                  embed_dims: int = 256,
                  freeze: bool = True,
                  proj_dropout: float = 0.1,
+                 sentence_feature: str = 'pooler',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if sentence_feature not in ('pooler', 'mean'):
+            raise ValueError(f"RoBERTaTextEncoder: sentence_feature must be 'pooler' or 'mean', got {sentence_feature!r}")
+        self.sentence_feature = sentence_feature
         from transformers import RobertaModel, RobertaTokenizerFast
         if not isinstance(model_path, str) or not osp.isdir(model_path):
             raise FileNotFoundError(f'RoBERTaTextEncoder: model_path {model_path!r} is not a directory '
@@ -66,7 +76,7 @@ class RoBERTaTextEncoder(BaseModule):
         self.model_path = model_path
         self.tokenizer = RobertaTokenizerFast.from_pretrained(model_path)
         self.model = RobertaModel.from_pretrained(model_path)
-        if self.model.pooler is None:
+        if self.model.pooler is None and sentence_feature == 'pooler':
             raise ValueError(f'RoBERTaTextEncoder: the model in {model_path!r} has no pooler '
                              '(SOC uses pooler_output as the sentence feature)')
         self.embed_dims = embed_dims
@@ -122,12 +132,16 @@ class RoBERTaTextEncoder(BaseModule):
     def encode(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
         """RoBERTa outputs before projection.
 
-        Returns: last_hidden_state [B, S, H], pooler_output [B, H],
+        Returns: last_hidden_state [B, S, H], the sentence feature [B, H] (``pooler_output``, or
+        the tokens' mean with ``sentence_feature='mean'``),
         attention_mask [B, S] (1 = token, 0 = pad).
         """
         tokens = self.tokenize(texts)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             out = self.model(**tokens)
+        if self.sentence_feature == 'mean':
+            mask = tokens['attention_mask'][..., None].to(out.last_hidden_state.dtype)
+            return out.last_hidden_state, (out.last_hidden_state * mask).sum(1) / mask.sum(1), tokens['attention_mask']
         return out.last_hidden_state, out.pooler_output, tokens['attention_mask']
 
     def forward(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
