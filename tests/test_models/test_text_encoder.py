@@ -142,5 +142,11 @@ def test_sentence_feature_pooler_or_mean_of_the_tokens(encoder):
     torch.testing.assert_close(m_sentence, encoder.proj(expected))
     torch.testing.assert_close(alone[0], m_sentence[1], rtol=1e-5, atol=1e-6)
     assert (m_sentence - pooled).abs().max() > 1e-3
+    # trained with the mean: the unused pooler gets no gradient (data-parallel training needs one for
+    # every trained parameter), the rest trains; the state dict is unchanged
+    trained = RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, freeze=False, sentence_feature='mean')
+    assert not any(p.requires_grad for p in trained.model.pooler.parameters())
+    assert trained.model.embeddings.word_embeddings.weight.requires_grad
+    assert trained.state_dict().keys() == encoder.state_dict().keys()
     with pytest.raises(ValueError, match="sentence_feature must be 'pooler' or 'mean', got 'cls'"):
         RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, sentence_feature='cls')

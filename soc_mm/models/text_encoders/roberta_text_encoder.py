@@ -83,6 +83,10 @@ class RoBERTaTextEncoder(BaseModule):
         self.freeze = freeze
         if freeze:
             self.model.requires_grad_(False)
+        elif sentence_feature == 'mean' and self.model.pooler is not None:
+            # unused: no gradient (data-parallel training expects every trained parameter to get one);
+            # kept, so that the state dict is the same for either sentence feature
+            self.model.pooler.requires_grad_(False)
         self.proj = TextProjection(self.model.config.hidden_size, embed_dims, proj_dropout)
         config = self.model.config
         # RobertaModel numbers the positions of tokens padding_idx + 1 .. padding_idx + S and looks them up
