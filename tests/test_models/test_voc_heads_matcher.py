@@ -228,6 +228,8 @@ def test_voc_motion_code_is_each_slots_displacement():
     with torch.no_grad():
         assert torch.equal(official(frame_queries, sentence, left), official(frame_queries, sentence, right))
         assert (moving(frame_queries, sentence, left) - moving(frame_queries, sentence, right)).abs().max() > 1e-2
+    with pytest.raises(ValueError, match=r'motion_encoding needs frame_boxes \[1, 4, 3, 4\], got None'):
+        moving(frame_queries, sentence)
     with pytest.raises(ValueError, match='motion_encoding needs embed_dims divisible by 4'):
         VOC(embed_dims=30, num_heads=3, motion_encoding=True)
 

@@ -430,9 +430,9 @@ def time_our_train_steps(model, inputs, samples, steps):
     """Median seconds of ``steps`` training steps after one warm-up: forward, loss, then
     ``OptimWrapper.update_params`` (backward, clip_grad_norm_ 0.1, AdamW step, zero_grad) with the
     optimiser wrapper every SOC config trains with (``configs/_base_/schedules/soc_adamw_30e.py``)."""
+    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     model.train()
-    from mmengine.config import Config
     optim_wrapper = build_optim_wrapper(model, Config.fromfile(TRAIN_SCHEDULE).optim_wrapper)
     times = []
     for i in range(steps + 1):

@@ -373,7 +373,7 @@ class SOC(BaseModel):
             # official quirk: [L, T, B, ...] reshaped (not transposed) into per-video sequences
             clustered = clustered.transpose(1, 2).reshape(L, B, T, nq, C)
         boxes = None
-        if getattr(self.voc, 'box_encoding', False) or getattr(self.voc, 'motion_encoding', False):
+        if getattr(self.voc, 'needs_frame_boxes', False):
             # the boxes of each clustered layer's frame queries: that layer's refined references
             boxes = torch.stack([rearrange(r, '(b t) q n -> b t q n', b=B) for r in references[1:]])
             boxes = boxes if self.training else boxes[-1:]

@@ -248,13 +248,13 @@ class VOC(BaseModule):
                              f'{self.num_frame_queries} (the positional table is tiled over frames)')
         if sentence_feat.shape != (B, C):
             raise ValueError(f'VOC: sentence_feat must be [{B}, {C}], got {tuple(sentence_feat.shape)}')
-        if self.box_encoding or self.motion_encoding:
-            if frame_boxes is None or frame_boxes.shape[:3] != (B, T, nq):
-                raise ValueError(f'VOC: box_encoding needs frame_boxes [{B}, {T}, {nq}, 4], got '
-                                 f'{None if frame_boxes is None else tuple(frame_boxes.shape)}')
+        if self.needs_frame_boxes and (frame_boxes is None or frame_boxes.shape[:3] != (B, T, nq)):
+            option = 'box_encoding' if self.box_encoding else 'motion_encoding'
+            raise ValueError(f'VOC: {option} needs frame_boxes [{B}, {T}, {nq}, 4], got '
+                             f'{None if frame_boxes is None else tuple(frame_boxes.shape)}')
+        if self.box_encoding:
             boxes = frame_boxes if frame_boxes.shape[-1] == 4 else torch.cat(
                 [frame_boxes, torch.zeros_like(frame_boxes)], -1)  # points: no size
-        if self.box_encoding:
             # mmdet's encoding takes [N, K, 2|4] boxes
             code = coordinate_to_encoding(boxes.detach().reshape(B, T * nq, 4), num_feats=C // 4)
             frame_queries = frame_queries + code.view(B, T, nq, C).to(frame_queries.dtype)
@@ -275,6 +275,11 @@ class VOC(BaseModule):
             query = layer(query, memory, query_pos, memory_pos, slot_mask)
         return self.decoder_norm(query)
 
+    @property
+    def needs_frame_boxes(self) -> bool:
+        """Whether ``forward`` reads ``frame_boxes`` (``box_encoding`` or ``motion_encoding``)."""
+        return self.box_encoding or self.motion_encoding
+
     #: the displacement since the previous frame is scaled by this before its code (a few % of
     #: the frame per step otherwise use a sliver of the code's range)
     STEP_SCALE = 4.0
@@ -288,6 +293,7 @@ class VOC(BaseModule):
         centres = frame_boxes[..., :2].detach()
         since_start = centres - centres[:, :1]
         since_previous = torch.cat([torch.zeros_like(centres[:, :1]), centres[:, 1:] - centres[:, :-1]], 1)
-        codes = [coordinate_to_encoding(((d.clamp(-1, 1) + 1) / 2).reshape(B, T * nq, 2), num_feats=self.embed_dims // 4)
+        codes = [coordinate_to_encoding(((d.clamp(-1, 1) + 1) / 2).reshape(B, T * nq, 2),
+                                        num_feats=self.embed_dims // 4)
                  for d in (since_start, since_previous * self.STEP_SCALE)]
         return torch.cat(codes, -1).view(B, T, nq, self.embed_dims)
