@@ -4,6 +4,8 @@ import os.path as osp
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from conftest import FIXTURE_ROOT, FIXTURE_VARIANTS, MAIN_VARIANT, load_fixture
 import soc_mm  # noqa: F401  (shims + registration)
@@ -257,6 +259,77 @@ def test_voc_per_slot_clustering_attends_to_its_slot_only():
             torch.testing.assert_close(w.sum(-1), torch.ones(2, nq))
     with pytest.raises(ValueError, match='per_slot_clustering needs num_queries == num_frame_queries, got 4 and 3'):
         VOC(**dict(kwargs, num_queries=4), per_slot_clustering=True)
+
+
+def test_voc_sentence_product_starts_as_official_and_adds_a_bilinear_term():
+    """``sentence_product``: after ``init_weights`` the VOC predicts exactly as without it (zero output
+    projection; the other weights load from a plain VOC's state dict); its term is
+    ``W_o((W_q q) * (W_s LN(s)))`` of the decoder's normed video queries q; the output projection gets
+    a gradient at the start (so the term can grow)."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                  num_decoder_layers=1, feedforward_channels=32, dropout=0.0)
+    official, product = VOC(**kwargs), VOC(**kwargs, sentence_product=True)
+    official.init_weights()
+    product.init_weights()
+    missing, unexpected = product.load_state_dict(official.state_dict(), strict=False)
+    assert sorted(missing) == sorted(f'sentence_product.{n}.{p}' for n in ('query_proj', 'sentence_proj', 'out_proj')
+                                     for p in ('weight', 'bias')) and not unexpected
+    frame_queries, sentence = torch.randn(2, 4, 3, 32), torch.randn(2, 32) * 3 + 1
+    torch.testing.assert_close(product(frame_queries, sentence), official(frame_queries, sentence))
+    product(frame_queries, sentence).square().sum().backward()
+    terms = product.sentence_product
+    assert terms['out_proj'].weight.grad.abs().max() > 0
+    with torch.no_grad():
+        nn.init.normal_(terms['out_proj'].weight, std=0.3)
+        nn.init.normal_(terms['query_proj'].bias, std=0.3)
+        queries = official(frame_queries, sentence)  # the plain VOC's output = the decoder's normed queries
+        variance = sentence.var(-1, unbiased=False, keepdim=True)
+        unit = (sentence - sentence.mean(-1, keepdim=True)) / (variance + 1e-5).sqrt()
+        q, s, o = (terms[name] for name in ('query_proj', 'sentence_proj', 'out_proj'))
+        term = F.linear(F.linear(queries, q.weight, q.bias) * F.linear(unit, s.weight, s.bias)[:, None], o.weight, o.bias)
+        expected = queries + term
+        torch.testing.assert_close(product(frame_queries, sentence), expected)
+
+
+def test_voc_slot_motion_product_reads_each_slots_own_motion():
+    """``slot_motion_product``: the product's query side adds ``W_m`` of the time-mean motion code of the
+    video query's own slot (moving one slot's boxes changes that query's term only, before the zero
+    output projection is trained too); it starts as the plain VOC; it refuses to run without the
+    options it reads (motion code, slot = query, the product)."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                  num_decoder_layers=1, feedforward_channels=32, dropout=0.0, motion_encoding=True,
+                  per_slot_clustering=True, sentence_product=True)
+    plain, voc = VOC(**kwargs), VOC(**kwargs, slot_motion_product=True)
+    plain.init_weights()
+    voc.init_weights()
+    missing, unexpected = voc.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ['sentence_product.motion_proj.bias', 'sentence_product.motion_proj.weight']
+    assert not unexpected
+    frame_queries, sentence = torch.randn(2, 4, 3, 32), torch.randn(2, 32)
+    boxes = torch.rand(2, 4, 3, 4)
+    torch.testing.assert_close(voc(frame_queries, sentence, boxes), plain(frame_queries, sentence, boxes))
+    terms = voc.sentence_product
+    with torch.no_grad():
+        nn.init.normal_(terms['out_proj'].weight, std=0.3)
+        queries = plain(frame_queries, sentence, boxes)  # the normed decoder output (no term: zero W_o)
+        motion = voc.motion_code(boxes).mean(1)  # [B, nq, C]
+        expected = voc.sentence_product_term(queries, sentence) + F.linear(
+            F.linear(motion, terms['motion_proj'].weight, terms['motion_proj'].bias)
+            * F.linear(F.layer_norm(sentence, (32,)), terms['sentence_proj'].weight,
+                       terms['sentence_proj'].bias)[:, None], terms['out_proj'].weight)
+        torch.testing.assert_close(voc.sentence_product_term(queries, sentence, motion), expected)
+        # slot 1 moves right in video 0: only video query (0, 1)'s product term changes through W_m
+        moved = boxes.clone()
+        moved[0, :, 1, 0] += torch.linspace(0, 0.3, 4)
+        delta = (voc.sentence_product_term(queries, sentence, voc.motion_code(moved).mean(1))
+                 - voc.sentence_product_term(queries, sentence, motion)).abs().amax(-1)
+        assert delta[0, 1] > 1e-3 and delta[0, [0, 2]].max() == 0 and delta[1].max() == 0
+    for missing_option in ('motion_encoding', 'per_slot_clustering', 'sentence_product'):
+        with pytest.raises(ValueError, match='slot_motion_product needs sentence_product, motion_encoding and '
+                                             'per_slot_clustering'):
+            VOC(**dict(kwargs, **{missing_option: False}), slot_motion_product=True)
 
 
 def test_spatial_decoder_matches_official():

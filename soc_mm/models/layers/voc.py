@@ -93,13 +93,31 @@ class VOC(BaseModule):
         per_slot_clustering (bool): video query i attends to frame query slot i only (in every frame),
             so that its score judges that slot's object; needs ``num_queries == num_frame_queries``.
             Default False (official: every video query attends to every frame query); no weights.
+        sentence_product (bool): add a low-rank bilinear term of each video query and the sentence to
+            the video query after the decoder (MLB pooling, Kim et al. 2017):
+            ``q += W_o((W_q q) * (W_s LN(s)))``. The class branch is linear in the video query, and the
+            decoder only adds the sentence to the attended frame queries, so "does this slot's motion
+            match the expression's motion word" would need the FFNs to learn a product of two small
+            signals (slow from random weights: with it off, a trained tiny model's scores barely
+            change between "moves left" and "moves right"); this term gives the product directly.
+            ``W_o`` starts at zero, so the module starts as without it (and an official checkpoint
+            loaded with ``strict=False`` predicts as before). Default False (official); 3 CxC weights.
+        slot_motion_product (bool): the product's video-query side also reads the slot's motion
+            directly: ``W_q q + W_m mean_t(motion code of slot i)``. A trained tiny model's video
+            queries did not keep the motion code (a linear probe of their twin's motion was at chance
+            while one of the slot's box displacement reached 0.78): with the motion word ignored the
+            motion is useless to the loss, and with the motion gone the word is, so neither is learned;
+            this term lets the loss see their product from the first step. Needs ``sentence_product``,
+            ``motion_encoding`` and ``per_slot_clustering`` (video query i is slot i). Default False;
+            1 CxC weight.
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_queries: int = 20,
                  num_frame_queries: int = 20, num_encoder_layers: int = 3, num_decoder_layers: int = 3,
                  feedforward_channels: int = 2048, window_size: int = 0, dropout: float = 0.1,
                  temporal_pos_encoding: Optional[dict] = None, box_encoding: bool = False,
-                 motion_encoding: bool = False, per_slot_clustering: bool = False, init_cfg=None):
+                 motion_encoding: bool = False, per_slot_clustering: bool = False, sentence_product: bool = False,
+                 slot_motion_product: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'VOC: window_size must be >= 0, got {window_size}')
@@ -108,6 +126,9 @@ class VOC(BaseModule):
                              f'{num_queries} and {num_frame_queries}')
         if motion_encoding and embed_dims % 4:
             raise ValueError(f'VOC: motion_encoding needs embed_dims divisible by 4, got {embed_dims}')
+        if slot_motion_product and not (sentence_product and motion_encoding and per_slot_clustering):
+            raise ValueError('VOC: slot_motion_product needs sentence_product, motion_encoding and '
+                             f'per_slot_clustering, got {sentence_product}, {motion_encoding} and {per_slot_clustering}')
         self.motion_encoding = motion_encoding
         self.per_slot_clustering = per_slot_clustering
         self.embed_dims = embed_dims
@@ -130,6 +151,13 @@ class VOC(BaseModule):
         self.frame_query_pos = nn.Embedding(num_frame_queries, embed_dims)
         self.query_pos = nn.Embedding(num_queries, embed_dims)
         self.decoder_norm = nn.LayerNorm(embed_dims)
+        self.sentence_product = None
+        if sentence_product:
+            self.sentence_product = nn.ModuleDict(dict(
+                query_proj=nn.Linear(embed_dims, embed_dims), sentence_proj=nn.Linear(embed_dims, embed_dims),
+                out_proj=nn.Linear(embed_dims, embed_dims)))
+            if slot_motion_product:
+                self.sentence_product['motion_proj'] = nn.Linear(embed_dims, embed_dims)
         if box_encoding and embed_dims % 4:
             raise ValueError(f'VOC: box_encoding needs embed_dims divisible by 4 (one sine code per box value), '
                              f'got {embed_dims}')
@@ -147,6 +175,14 @@ class VOC(BaseModule):
             for p in layer.parameters():
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
+        if self.sentence_product is not None:  # starts as the plain VOC (zero output projection)
+            for name in ('query_proj', 'sentence_proj', 'motion_proj'):
+                if name not in self.sentence_product:
+                    continue
+                nn.init.xavier_uniform_(self.sentence_product[name].weight)
+                nn.init.zeros_(self.sentence_product[name].bias)
+            nn.init.zeros_(self.sentence_product['out_proj'].weight)
+            nn.init.zeros_(self.sentence_product['out_proj'].bias)
 
     # ------------------------------------------------------------------ encoder
     def _window_masks(self, num_videos: int, num_frames: int, device) -> tuple:
@@ -258,8 +294,10 @@ class VOC(BaseModule):
             # mmdet's encoding takes [N, K, 2|4] boxes
             code = coordinate_to_encoding(boxes.detach().reshape(B, T * nq, 4), num_feats=C // 4)
             frame_queries = frame_queries + code.view(B, T, nq, C).to(frame_queries.dtype)
+        motion = None
         if self.motion_encoding:
-            frame_queries = frame_queries + self.motion_code(frame_boxes).to(frame_queries.dtype)
+            motion = self.motion_code(frame_boxes).to(frame_queries.dtype)  # [B, T, nq, C]
+            frame_queries = frame_queries + motion
         time_pos = self.frame_time_pos(frame_queries)
         memory = self.encode(frame_queries, time_pos).flatten(1, 2)  # [B, T * nq, C]
         memory_pos = self.frame_query_pos.weight.repeat(T, 1)[None].expand(B, -1, -1)
@@ -273,7 +311,22 @@ class VOC(BaseModule):
             slot_mask = slots[:, None] != slots.repeat(T)[None]  # [nq, T * nq]
         for layer in self.decoder_layers:
             query = layer(query, memory, query_pos, memory_pos, slot_mask)
-        return self.decoder_norm(query)
+        query = self.decoder_norm(query)
+        if self.sentence_product is not None:
+            slot_motion = motion.mean(1) if 'motion_proj' in self.sentence_product else None
+            query = query + self.sentence_product_term(query, sentence_feat, slot_motion)
+        return query
+
+    def sentence_product_term(self, video_queries: Tensor, sentence_feat: Tensor,
+                              slot_motion: Optional[Tensor] = None) -> Tensor:
+        """``sentence_product``'s term: video_queries [B, nq, C], sentence_feat [B, C] and, with
+        ``slot_motion_product``, slot_motion [B, nq, C] (time-mean motion code of each slot) -> [B, nq, C]."""
+        product = self.sentence_product
+        sentence = F.layer_norm(sentence_feat, sentence_feat.shape[-1:])
+        query_side = product['query_proj'](video_queries)
+        if slot_motion is not None:
+            query_side = query_side + product['motion_proj'](slot_motion)
+        return product['out_proj'](query_side * product['sentence_proj'](sentence)[:, None])
 
     @property
     def needs_frame_boxes(self) -> bool:
