@@ -287,7 +287,8 @@ def test_voc_sentence_product_starts_as_official_and_adds_a_bilinear_term():
         variance = sentence.var(-1, unbiased=False, keepdim=True)
         unit = (sentence - sentence.mean(-1, keepdim=True)) / (variance + 1e-5).sqrt()
         q, s, o = (terms[name] for name in ('query_proj', 'sentence_proj', 'out_proj'))
-        term = F.linear(F.linear(queries, q.weight, q.bias) * F.linear(unit, s.weight, s.bias)[:, None], o.weight, o.bias)
+        term = F.linear(F.linear(queries, q.weight, q.bias) * F.linear(unit, s.weight, s.bias)[:, None],
+                        o.weight, o.bias)
         expected = queries + term
         torch.testing.assert_close(product(frame_queries, sentence), expected)
 

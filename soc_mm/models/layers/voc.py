@@ -128,7 +128,8 @@ class VOC(BaseModule):
             raise ValueError(f'VOC: motion_encoding needs embed_dims divisible by 4, got {embed_dims}')
         if slot_motion_product and not (sentence_product and motion_encoding and per_slot_clustering):
             raise ValueError('VOC: slot_motion_product needs sentence_product, motion_encoding and '
-                             f'per_slot_clustering, got {sentence_product}, {motion_encoding} and {per_slot_clustering}')
+                             f'per_slot_clustering, got {sentence_product}, {motion_encoding} and '
+                             f'{per_slot_clustering}')
         self.motion_encoding = motion_encoding
         self.per_slot_clustering = per_slot_clustering
         self.embed_dims = embed_dims
