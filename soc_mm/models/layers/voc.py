@@ -104,8 +104,8 @@ class VOC(BaseModule):
             loaded with ``strict=False`` predicts as before). Default False (official); 3 CxC weights.
         slot_motion_product (bool): the product's video-query side also reads the slot's motion
             directly: ``W_q q + W_m mean_t(motion code of slot i)``. A trained tiny model's video
-            queries did not keep the motion code (a linear probe of their twin's motion was at chance
-            while one of the slot's box displacement reached 0.78): with the motion word ignored the
+            queries did not keep the motion code (a linear probe of their twin's motion was at chance,
+            one of the slot's box displacement reached 0.78): with the motion word ignored the
             motion is useless to the loss, and with the motion gone the word is, so neither is learned;
             this term lets the loss see their product from the first step. Needs ``sentence_product``,
             ``motion_encoding`` and ``per_slot_clustering`` (video query i is slot i). Default False;
