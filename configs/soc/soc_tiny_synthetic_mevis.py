@@ -2,11 +2,11 @@
 # expressions that refer to one object by its motion, to several objects, or to none), CPU. Used by
 # `make demo-mevis` (tools/demo/run_mevis_demo.py) and its test. Prepare (run_mevis_demo.py does both):
 #   python tools/dataset_converters/generate_synthetic_rvos.py mevis data/synthetic_mevis \
-#       --num-train 400 --num-valid-u 100 --num-valid 0 --num-frames 12 --size 96 96
+#       --num-train 400 --num-valid-u 100 --num-valid 0 --num-frames 12 --size 96 96 --train-motion-repeats 2
 #   python tools/misc/make_tiny_text_encoder.py data/synthetic_mevis/train/meta_expressions.json \
 #       --out data/synthetic_mevis/tiny_roberta
-# Model: the tiny SOC unchanged (sizes, losses, AdamW). Only the data, the clip length, the schedule and
-# the MeViS inference (several objects per expression, or none) differ.
+# Model: the tiny SOC (sizes, losses, AdamW) plus the motion options below; the data, the clip length,
+# the schedule and the MeViS inference (several objects per expression, or none) differ.
 _base_ = ['./soc_tiny_synthetic.py']
 
 data_root = 'data/synthetic_mevis/'
@@ -35,12 +35,14 @@ allow_no_target = True
 # frames decoded in order, each from the previous frame's queries (a query slot follows one object);
 # the mean of the word features as the sentence feature (the tiny RoBERTa's pooler output is the same
 # for every expression); VOC reads each frame's time, box and displacement, video query i clusters
-# frame slot i only, and its score gets a learned product of its slot's motion and the sentence.
+# frame slot i only, and its score gets a learned product of the sentence with its slot's trajectory
+# (an MLP of the slot's centre at 4 evenly spaced times: which segments move tells "stays still", "stops
+# moving" and "moves left" apart).
 model = dict(
     query_propagation=True,
     text_encoder=dict(model_path=text_encoder_path, sentence_feature='mean'),
     voc=dict(temporal_pos_encoding=dict(normalize=True), box_encoding=True, motion_encoding=True,
-             per_slot_clustering=True, sentence_product=True, slot_motion_product=True),
+             per_slot_clustering=True, sentence_product=True, slot_motion_product='trajectory'),
     test_cfg=dict(object_selection='threshold', score_thr=score_thr, allow_no_target=allow_no_target))
 
 # ------------------------------------------------------------------ data

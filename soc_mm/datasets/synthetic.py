@@ -531,15 +531,19 @@ def _mevis_expressions(rng: np.random.Generator, objects: List[dict]) -> List[di
 
 def write_mevis_split(out_dir: str, split: str, video_ids: List[str], rng: np.random.Generator, num_frames: int,
                       size: Tuple[int, int], with_masks: bool, exit_prob: float = 0.2,
-                      jpeg_quality: int = 95) -> Dict[str, dict]:
+                      jpeg_quality: int = 95, motion_repeats: int = 1) -> Dict[str, dict]:
     """Write one MeViS split: ``<split>/JPEGImages/<video>/<frame>.jpg``, ``<split>/meta_expressions.json`` and,
     when ``with_masks``, ``<split>/mask_dict.json`` (one COCO RLE per frame, ``null`` where the object is not
     visible). Without masks (the ``valid`` split) the expressions hold only ``exp``.
 
     Returns the manifest of the split: ``{video: {'frames', 'objects': {obj_id: {anno_id, color, shape,
     motion, frames (where visible)}}, 'expressions': {exp_id: {exp (as written), clean, obj_id, anno_id, kind,
-    multi_object, motion_only, no_target}}}}``.
+    multi_object, motion_only, no_target}}}}``. With ``motion_repeats`` = k > 1 every expression that refers
+    to objects by their motion (kinds 'motion', 'motion_plural') is written k times (under new exp_ids
+    after the others; the videos drawn do not change), so that training sees them k times as often.
     """
+    if motion_repeats < 1:
+        raise ValueError(f'write_mevis_split: motion_repeats must be >= 1, got {motion_repeats}')
     from soc_mm.structures.mask import encode_mask
     h, w = size
     meta, mask_dict, manifest = {}, {}, {}
@@ -562,7 +566,9 @@ def write_mevis_split(out_dir: str, split: str, video_ids: List[str], rng: np.ra
             objects_meta[str(k)] = dict(anno_id=anno_ids[k], color=obj['color'], shape=obj['shape'],
                                         motion=obj['motion'], frames=[f for f, m in zip(frames, visible) if m.any()])
         expressions, exp_manifest = {}, {}
-        for n, exp in enumerate(_mevis_expressions(rng, objects)):
+        video_exps = _mevis_expressions(rng, objects)
+        video_exps += [e for e in video_exps if e['kind'].startswith('motion')] * (motion_repeats - 1)
+        for n, exp in enumerate(video_exps):
             exp_id = str(n)
             text = exp['exp'][0].upper() + exp['exp'][1:] if n % 3 == 1 else exp['exp']  # some capitalised
             obj_ids = list(exp['targets'])
@@ -584,7 +590,7 @@ def write_mevis_split(out_dir: str, split: str, video_ids: List[str], rng: np.ra
 
 def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_valid: int = 2,
                    num_frames: int = 12, size: Tuple[int, int] = (64, 96), exit_prob: float = 0.2,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, train_motion_repeats: int = 1) -> dict:
     """Synthetic MeViS (motion expressions, several or no referred objects) in the real layout.
 
     Each video shows 2-3 "twins" (same colour and shape; only their motion tells them apart: moving
@@ -602,6 +608,7 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
     come from their own random stream of ``seed``. Nothing else is written into the splits: the kinds of
     the expressions (``kind``, ``multi_object``, ``motion_only``: a look-alike non-referred object exists,
     ``no_target``) and the objects' motions are in ``<out_root>/synthetic_manifest.json``.
+    ``train_motion_repeats``: ``motion_repeats`` of the train split (``write_mevis_split``).
     """
     if num_frames < 2:
         raise ValueError(f'generate_mevis: num_frames must be >= 2 (motion needs two frames), got {num_frames}')
@@ -610,6 +617,7 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
     for index, (split, count, with_masks) in enumerate(splits):
         ids = [f'{split}_{i:04d}' for i in range(count)]
         manifest[split] = write_mevis_split(out_root, split, ids, np.random.default_rng([seed, index]), num_frames,
-                                            size, with_masks, exit_prob=exit_prob)
+                                            size, with_masks, exit_prob=exit_prob,
+                                            motion_repeats=train_motion_repeats if split == 'train' else 1)
     os.makedirs(out_root, exist_ok=True)
     return _save_manifest(out_root, manifest)

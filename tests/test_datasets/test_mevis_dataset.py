@@ -1,5 +1,6 @@
 """MeViS: the synthetic generator writes the real format, and MeViSDataset reads it (several referred objects
 per expression, none for v2 no-target expressions, both frame samplings) and rejects bad input by name."""
+import collections
 import json
 import logging
 import os
@@ -192,6 +193,34 @@ def test_generator_is_deterministic_and_cli(tmp_path, monkeypatch):
                    run_name='__main__')
     assert load(osp.join(out, 'train', 'meta_expressions.json')) == load(osp.join(a, 'train', 'meta_expressions.json'))
     assert load(osp.join(out, 'valid', 'meta_expressions.json')) == {'videos': {}}
+
+
+def test_generator_train_motion_repeats(tmp_path, monkeypatch):
+    """``--train-motion-repeats 3``: the train split has every motion expression ('motion', 'motion_plural')
+    three times (same text and objects, new exp_ids) and the other expressions once; the videos, masks and the
+    other splits are those of the default."""
+    plain, plain_manifest = small_mevis(tmp_path / 'plain')
+    out = str(tmp_path / 'cli')
+    monkeypatch.setattr(sys, 'argv', ['generate_synthetic_rvos.py', 'mevis', out, '--num-train', '2', '--num-valid-u',
+                                      '1', '--num-valid', '1', '--num-frames', '5', '--size', str(H), str(W),
+                                      '--train-motion-repeats', '3'])
+    runpy.run_path(osp.join(REPO_ROOT, 'tools', 'dataset_converters', 'generate_synthetic_rvos.py'),
+                   run_name='__main__')
+    manifest = load(osp.join(out, 'synthetic_manifest.json'))
+    for split in ('valid_u', 'valid'):
+        assert load(osp.join(out, split, 'meta_expressions.json')) == \
+            load(osp.join(plain, split, 'meta_expressions.json'))
+    assert load(osp.join(out, 'train', 'mask_dict.json')) == load(osp.join(plain, 'train', 'mask_dict.json'))
+    for vid, video in plain_manifest['train'].items():
+        assert manifest['train'][vid]['objects'] == video['objects']
+        count = lambda exps: collections.Counter((e['clean'], tuple(e['anno_id'])) for e in exps.values())  # noqa
+        expected = collections.Counter({key: n * (3 if any(e['kind'].startswith('motion') for e in video[
+            'expressions'].values() if (e['clean'], tuple(e['anno_id'])) == key) else 1)
+            for key, n in count(video['expressions']).items()})
+        assert count(manifest['train'][vid]['expressions']) == expected
+    assert any(e['kind'].startswith('motion') for v in plain_manifest['train'].values() for e in v['expressions'].values())
+    with pytest.raises(ValueError, match='motion_repeats must be >= 1, got 0'):
+        synthetic.generate_mevis(str(tmp_path / 'bad'), num_train=1, num_valid_u=0, num_valid=0, train_motion_repeats=0)
 
 
 # ------------------------------------------------------------------------------------------ dataset: train

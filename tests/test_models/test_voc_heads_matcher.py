@@ -320,17 +320,79 @@ def test_voc_slot_motion_product_reads_each_slots_own_motion():
             F.linear(motion, terms['motion_proj'].weight, terms['motion_proj'].bias)
             * F.linear(F.layer_norm(sentence, (32,)), terms['sentence_proj'].weight,
                        terms['sentence_proj'].bias)[:, None], terms['out_proj'].weight)
-        torch.testing.assert_close(voc.sentence_product_term(queries, sentence, motion), expected)
+        torch.testing.assert_close(voc.sentence_product_term(queries, sentence, terms['motion_proj'](motion)),
+                                   expected)
+        # the forward pass adds exactly this term to the plain decoder output
+        torch.testing.assert_close(voc(frame_queries, sentence, boxes), queries + expected)
         # slot 1 moves right in video 0: only video query (0, 1)'s product term changes through W_m
         moved = boxes.clone()
         moved[0, :, 1, 0] += torch.linspace(0, 0.3, 4)
-        delta = (voc.sentence_product_term(queries, sentence, voc.motion_code(moved).mean(1))
-                 - voc.sentence_product_term(queries, sentence, motion)).abs().amax(-1)
+        delta = (voc.sentence_product_term(queries, sentence, terms['motion_proj'](voc.motion_code(moved).mean(1)))
+                 - voc.sentence_product_term(queries, sentence, terms['motion_proj'](motion))).abs().amax(-1)
         assert delta[0, 1] > 1e-3 and delta[0, [0, 2]].max() == 0 and delta[1].max() == 0
     for missing_option in ('motion_encoding', 'per_slot_clustering', 'sentence_product'):
         with pytest.raises(ValueError, match='slot_motion_product needs sentence_product, motion_encoding and '
                                              'per_slot_clustering'):
             VOC(**dict(kwargs, **{missing_option: False}), slot_motion_product=True)
+
+
+def _trajectory_centres(kind: str, num_frames: int) -> torch.Tensor:
+    """Centres [T, 2] of one object over a clip: 'left' (constant speed), 'still', 'stop' (moves right
+    during the first half, then stays)."""
+    u = torch.linspace(0, 1, num_frames)
+    x = {'left': 0.7 - 0.4 * u, 'still': torch.full_like(u, 0.5), 'stop': 0.2 + 0.4 * (2 * u).clamp(max=1)}[kind]
+    return torch.stack([x, torch.full_like(u, 0.4)], -1)
+
+
+def test_voc_slot_trajectory_descriptor():
+    """``slot_trajectory``: P = 4 evenly spaced points of each slot's centre -> per segment and for the whole
+    clip (dx, dy, length) x STEP_SCALE; the same motion over 7 or 13 frames gives the same descriptor; it
+    tells "stays still" (all zero), "stops moving" (last segment zero) and "moves left" (three equal
+    negative dx) apart."""
+    s = VOC.STEP_SCALE
+    for kind in ('left', 'still', 'stop'):
+        short, long_ = (_trajectory_centres(kind, t)[None, :, None] for t in (7, 13))
+        torch.testing.assert_close(VOC.slot_trajectory(short), VOC.slot_trajectory(long_))
+    clip = torch.stack([_trajectory_centres(k, 13) for k in ('left', 'still', 'stop')], 1)[None]  # [1, T, 3, 2]
+    desc = VOC.slot_trajectory(torch.cat([clip, torch.full_like(clip, 0.1)], -1)).view(3, 4, 3)  # boxes: w, h
+    left, still, stop = desc
+    torch.testing.assert_close(left[:3], torch.tensor([[-0.4 / 3 * s, 0, 0.4 / 3 * s]] * 3))
+    torch.testing.assert_close(left[3], torch.tensor([-0.4 * s, 0, 0.4 * s]))
+    assert still.abs().max() == 0
+    torch.testing.assert_close(stop[:, 0], torch.tensor([0.4 / 1.5 * s, 0.4 / 3 * s, 0.0, 0.4 * s]))
+    assert stop[:, 1].abs().max() == 0
+
+
+def test_voc_trajectory_motion_product_reads_each_slots_own_trajectory():
+    """``slot_motion_product='trajectory'``: the product's query side adds the trajectory MLP of the video
+    query's own slot; it starts as the plain VOC; unknown values are refused."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                  num_decoder_layers=1, feedforward_channels=32, dropout=0.0, motion_encoding=True,
+                  per_slot_clustering=True, sentence_product=True)
+    plain, voc = VOC(**kwargs), VOC(**kwargs, slot_motion_product='trajectory')
+    plain.init_weights()
+    voc.init_weights()
+    missing, _ = voc.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == [f'sentence_product.trajectory_mlp.{i}.{p}' for i in (0, 2) for p in ('bias', 'weight')]
+    frame_queries, sentence, boxes = torch.randn(2, 5, 3, 32), torch.randn(2, 32), torch.rand(2, 5, 3, 4)
+    torch.testing.assert_close(voc(frame_queries, sentence, boxes), plain(frame_queries, sentence, boxes))
+    terms = voc.sentence_product
+    with torch.no_grad():
+        nn.init.normal_(terms['out_proj'].weight, std=0.3)
+        queries = plain(frame_queries, sentence, boxes)
+        motion = terms['trajectory_mlp'](VOC.slot_trajectory(boxes))
+        torch.testing.assert_close(voc(frame_queries, sentence, boxes),
+                                   queries + voc.sentence_product_term(queries, sentence, motion))
+        # slot 2 of video 1 moves up: only video query (1, 2)'s product term changes through the MLP
+        moved = boxes.clone()
+        moved[1, :, 2, 1] -= torch.linspace(0, 0.3, 5)
+        moved_motion = terms['trajectory_mlp'](VOC.slot_trajectory(moved))
+        delta = (voc.sentence_product_term(queries, sentence, moved_motion)
+                 - voc.sentence_product_term(queries, sentence, motion)).abs().amax(-1)
+        assert delta[1, 2] > 1e-3 and delta[1, :2].max() == 0 and delta[0].max() == 0
+    with pytest.raises(ValueError, match="slot_motion_product must be False, True or 'trajectory', got 'mean'"):
+        VOC(**kwargs, slot_motion_product='mean')
 
 
 def test_spatial_decoder_matches_official():

@@ -2,6 +2,7 @@
 score_thr chosen on the calibration split, tools/dist_test.sh with top-1 / threshold / shuffled expressions,
 PNGs scored by eval_mevis.py, table. A few iterations only: checks the plumbing, not the accuracy (the
 targets are the full demo's)."""
+import collections
 import json
 import os
 import os.path as osp
@@ -30,7 +31,7 @@ def test_config_is_the_tiny_model_on_mevis():
     assert model['text_encoder'].pop('sentence_feature') == 'mean'
     assert 'sentence_feature' not in tiny_model['text_encoder']
     motion_options = dict(temporal_pos_encoding=dict(normalize=True), box_encoding=True, motion_encoding=True,
-                          per_slot_clustering=True, sentence_product=True, slot_motion_product=True)
+                          per_slot_clustering=True, sentence_product=True, slot_motion_product='trajectory')
     assert {k: model['voc'].pop(k) for k in motion_options} == motion_options
     assert all(tiny_model['voc'].get(k) in (None, False) for k in motion_options)
     tiny_model['voc'].pop('temporal_pos_encoding', None)
@@ -154,7 +155,15 @@ def test_mevis_demo_runs_end_to_end(tmp_path):
     assert results['score_thr'] in run_mevis_demo.THRESHOLD_GRID
     assert set(results['targets']) == {'multi_object_gain', 'motion_only', 'shuffled'}
     with open(work_dir / 'data' / 'synthetic_manifest.json') as f:
-        videos = json.load(f)['valid_u']
+        manifest = json.load(f)
+    videos = manifest['valid_u']
+    # the train split has each motion expression twice (--train-motion-repeats 2), the held-out videos once
+    for split, repeats in (('train', 2), ('valid_u', 1)):
+        for video in manifest[split].values():
+            texts = collections.Counter((e['clean'], tuple(e['anno_id'])) for e in video['expressions'].values())
+            for e in video['expressions'].values():
+                expected = repeats if e['kind'].startswith('motion') else 1
+                assert texts[e['clean'], tuple(e['anno_id'])] == expected, (split, e)
     num_exps = sum(len(v['expressions']) for v in videos.values())
     for name in ('top1', 'threshold', 'shuffled'):
         run = results['runs'][name]

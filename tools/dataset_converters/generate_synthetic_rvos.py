@@ -34,6 +34,9 @@ def parse_args():
     parser.add_argument('--exit-prob', type=float, default=None,
                         help='Ref-YTVOS (default 0) / MeViS (default 0.2): probability that an object leaves the '
                         'video half-way')
+    parser.add_argument('--train-motion-repeats', type=int, default=None,
+                        help='MeViS: write each train expression that refers to objects by their motion this many '
+                        'times (default 1), so that training sees them more often')
     parser.add_argument('--train-same-color-prob', type=float, default=None,
                         help='Ref-YTVOS: probability that two objects of a train video share a colour (only '
                         'the shape tells them apart); default: uniform draw, as the held-out videos')
@@ -70,6 +73,8 @@ def main():
     elif args.format == 'mevis':
         if args.exit_prob is not None:
             opt['exit_prob'] = args.exit_prob
+        if args.train_motion_repeats is not None:
+            opt['train_motion_repeats'] = args.train_motion_repeats
         counts = dict(num_train=args.num_train, num_valid_u=args.num_valid_u, num_valid=args.num_valid)
         opt.update({k: v for k, v in counts.items() if v is not None})  # 0 is allowed (an empty split)
         manifest = synthetic.generate_mevis(args.out_dir, seed=args.seed, **opt)

@@ -56,13 +56,16 @@ def parse_args(argv=None):
                         help='frames per training clip (default: the config\'s num_frames)')
     parser.add_argument('--num-train', type=int, default=400, help='synthetic train videos')
     parser.add_argument('--num-valid-u', type=int, default=100, help='held-out valid_u videos (with masks)')
-    parser.add_argument('--num-calib', type=int, default=20,
+    parser.add_argument('--num-calib', type=int, default=60,
                         help='calibration videos for score_thr (a separate valid_u split, another seed)')
     parser.add_argument('--num-frames', type=int, default=12, help='frames per synthetic video')
     parser.add_argument('--size', type=int, nargs=2, default=[96, 96], metavar=('H', 'W'), help='frame size')
     parser.add_argument('--exit-prob', type=float, default=None,
                         help='probability that a moving object leaves the video half-way (default: the '
                         "generator's 0.2)")
+    parser.add_argument('--train-motion-repeats', type=int, default=2,
+                        help='each train expression that refers to objects by their motion is written this many '
+                        'times (the generator\'s --train-motion-repeats): training sees them twice as often')
     parser.add_argument('--seed', type=int, default=0, help='data seed (the calibration split uses seed + 1000)')
     parser.add_argument('--score-thr', type=float, default=None,
                         help='use this score_thr instead of choosing it on the calibration split')
@@ -349,6 +352,7 @@ def main(argv=None):
             run([py, 'tools/dataset_converters/generate_synthetic_rvos.py', 'mevis', root, '--num-train',
                  str(num_train), '--num-valid-u', str(num_valid_u), '--num-valid', '0', '--num-frames',
                  str(args.num_frames), '--size', *map(str, args.size), '--seed', str(seed)]
+                + ['--train-motion-repeats', str(args.train_motion_repeats)]
                 + ([] if args.exit_prob is None else ['--exit-prob', str(args.exit_prob)]),
                 osp.join(work_dir, f'generate_{osp.basename(root)}.log'), env)
 

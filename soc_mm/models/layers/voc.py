@@ -1,6 +1,6 @@
 """VOC: SOC's video object clustering transformer (frame queries -> video queries)."""
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +109,12 @@ class VOC(BaseModule):
             motion is useless to the loss, and with the motion gone the word is, so neither is learned;
             this term lets the loss see their product from the first step. Needs ``sentence_product``,
             ``motion_encoding`` and ``per_slot_clustering`` (video query i is slot i). Default False;
-            1 CxC weight.
+            1 CxC weight. ``'trajectory'``: the slot's motion is read instead by a 2-layer MLP from its
+            centre at ``TRAJECTORY_POINTS`` evenly spaced times of the clip (``slot_trajectory``: the
+            displacements between them, the whole displacement and their lengths): "stays still",
+            "stops moving" and "moves left" differ there by which segments are zero, which the time
+            mean of a sine code blurs (a trained tiny model's product did not tell "stays still" from
+            "stops moving"). 12xC + CxC weights.
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_queries: int = 20,
@@ -117,7 +122,7 @@ class VOC(BaseModule):
                  feedforward_channels: int = 2048, window_size: int = 0, dropout: float = 0.1,
                  temporal_pos_encoding: Optional[dict] = None, box_encoding: bool = False,
                  motion_encoding: bool = False, per_slot_clustering: bool = False, sentence_product: bool = False,
-                 slot_motion_product: bool = False, init_cfg=None):
+                 slot_motion_product: Union[bool, str] = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if window_size < 0:
             raise ValueError(f'VOC: window_size must be >= 0, got {window_size}')
@@ -130,6 +135,9 @@ class VOC(BaseModule):
             raise ValueError('VOC: slot_motion_product needs sentence_product, motion_encoding and '
                              f'per_slot_clustering, got {sentence_product}, {motion_encoding} and '
                              f'{per_slot_clustering}')
+        if slot_motion_product not in (False, True, 'trajectory'):
+            raise ValueError(f"VOC: slot_motion_product must be False, True or 'trajectory', got "
+                             f'{slot_motion_product!r}')
         self.motion_encoding = motion_encoding
         self.per_slot_clustering = per_slot_clustering
         self.embed_dims = embed_dims
@@ -157,7 +165,11 @@ class VOC(BaseModule):
             self.sentence_product = nn.ModuleDict(dict(
                 query_proj=nn.Linear(embed_dims, embed_dims), sentence_proj=nn.Linear(embed_dims, embed_dims),
                 out_proj=nn.Linear(embed_dims, embed_dims)))
-            if slot_motion_product:
+            if slot_motion_product == 'trajectory':
+                self.sentence_product['trajectory_mlp'] = nn.Sequential(
+                    nn.Linear(self.TRAJECTORY_FEATURES, embed_dims), nn.ReLU(inplace=True),
+                    nn.Linear(embed_dims, embed_dims))
+            elif slot_motion_product:
                 self.sentence_product['motion_proj'] = nn.Linear(embed_dims, embed_dims)
         if box_encoding and embed_dims % 4:
             raise ValueError(f'VOC: box_encoding needs embed_dims divisible by 4 (one sine code per box value), '
@@ -177,11 +189,10 @@ class VOC(BaseModule):
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
         if self.sentence_product is not None:  # starts as the plain VOC (zero output projection)
-            for name in ('query_proj', 'sentence_proj', 'motion_proj'):
-                if name not in self.sentence_product:
-                    continue
-                nn.init.xavier_uniform_(self.sentence_product[name].weight)
-                nn.init.zeros_(self.sentence_product[name].bias)
+            for name, module in self.sentence_product.named_modules():
+                if isinstance(module, nn.Linear) and name != 'out_proj':
+                    nn.init.xavier_uniform_(module.weight)
+                    nn.init.zeros_(module.bias)
             nn.init.zeros_(self.sentence_product['out_proj'].weight)
             nn.init.zeros_(self.sentence_product['out_proj'].bias)
 
@@ -314,19 +325,25 @@ class VOC(BaseModule):
             query = layer(query, memory, query_pos, memory_pos, slot_mask)
         query = self.decoder_norm(query)
         if self.sentence_product is not None:
-            slot_motion = motion.mean(1) if 'motion_proj' in self.sentence_product else None
+            slot_motion = None
+            if 'motion_proj' in self.sentence_product:
+                slot_motion = self.sentence_product['motion_proj'](motion.mean(1))
+            elif 'trajectory_mlp' in self.sentence_product:
+                trajectory = self.slot_trajectory(frame_boxes).to(frame_queries.dtype)
+                slot_motion = self.sentence_product['trajectory_mlp'](trajectory)
             query = query + self.sentence_product_term(query, sentence_feat, slot_motion)
         return query
 
     def sentence_product_term(self, video_queries: Tensor, sentence_feat: Tensor,
                               slot_motion: Optional[Tensor] = None) -> Tensor:
         """``sentence_product``'s term: video_queries [B, nq, C], sentence_feat [B, C] and, with
-        ``slot_motion_product``, slot_motion [B, nq, C] (time-mean motion code of each slot) -> [B, nq, C]."""
+        ``slot_motion_product``, slot_motion [B, nq, C] (``W_m`` of the time-mean motion code of each
+        slot, or the trajectory MLP's output) -> [B, nq, C]."""
         product = self.sentence_product
         sentence = F.layer_norm(sentence_feat, sentence_feat.shape[-1:])
         query_side = product['query_proj'](video_queries)
         if slot_motion is not None:
-            query_side = query_side + product['motion_proj'](slot_motion)
+            query_side = query_side + slot_motion
         return product['out_proj'](query_side * product['sentence_proj'](sentence)[:, None])
 
     @property
@@ -337,6 +354,31 @@ class VOC(BaseModule):
     #: the displacement since the previous frame is scaled by this before its code (a few % of
     #: the frame per step otherwise use a sliver of the code's range)
     STEP_SCALE = 4.0
+
+    #: times (evenly spaced over the clip, first and last frame included) of ``slot_trajectory``
+    TRAJECTORY_POINTS = 4
+    #: its features: (P-1) segment displacements (x, y), the whole displacement, P lengths
+    TRAJECTORY_FEATURES = 3 * TRAJECTORY_POINTS
+
+    @classmethod
+    def slot_trajectory(cls, frame_boxes: Tensor) -> Tensor:
+        """Motion descriptor of each slot: frame_boxes [B, T, nq, 2|4] (normalised centres first) ->
+        [B, nq, 3P] with P = ``TRAJECTORY_POINTS``: the centre linearly interpolated at P evenly spaced
+        times from the first to the last frame of the clip (frame index time); for each of the P-1
+        displacements between consecutive points and the displacement from the first to the last point,
+        its (dx, dy, length) times ``STEP_SCALE``. The same motion gives the same descriptor for any clip
+        length. No gradient to the boxes."""
+        B, T, nq, _ = frame_boxes.shape
+        centres = frame_boxes[..., :2].detach()
+        times = torch.linspace(0, T - 1, cls.TRAJECTORY_POINTS, device=centres.device, dtype=centres.dtype)
+        lo = times.floor().long().clamp(max=T - 1)
+        hi = (lo + 1).clamp(max=T - 1)
+        frac = (times - lo.to(times.dtype))[None, :, None, None]
+        points = centres[:, lo] * (1 - frac) + centres[:, hi] * frac  # [B, P, nq, 2]
+        steps = torch.cat([points[:, 1:] - points[:, :-1], points[:, -1:] - points[:, :1]], 1)  # [B, P, nq, 2]
+        steps = steps * cls.STEP_SCALE
+        lengths = steps.norm(dim=-1, keepdim=True)
+        return torch.cat([steps, lengths], -1).permute(0, 2, 1, 3).reshape(B, nq, cls.TRAJECTORY_FEATURES)
 
     def motion_code(self, frame_boxes: Tensor) -> Tensor:
         """Sine code of each frame query's motion: frame_boxes [B, T, nq, 2|4] (normalised centres first)
