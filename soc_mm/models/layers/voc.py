@@ -357,7 +357,7 @@ class VOC(BaseModule):
 
     #: times (evenly spaced over the clip, first and last frame included) of ``slot_trajectory``
     TRAJECTORY_POINTS = 4
-    #: its features: (P-1) segment displacements (x, y), the whole displacement, P lengths
+    #: its features: (dx, dy, length) of the P-1 segments and of the whole displacement
     TRAJECTORY_FEATURES = 3 * TRAJECTORY_POINTS
 
     @classmethod
