@@ -65,7 +65,8 @@ def parse_args(argv=None):
                         "generator's 0.2)")
     parser.add_argument('--train-motion-repeats', type=int, default=3,
                         help='each train expression that refers to objects by their motion is written this many '
-                        'times (the generator\'s --train-motion-repeats): training sees them three times as often')
+                        'times (the generator\'s --train-motion-repeats; default 3: training sees them three '
+                        'times as often)')
     parser.add_argument('--seed', type=int, default=0, help='data seed (the calibration split uses seed + 1000)')
     parser.add_argument('--score-thr', type=float, default=None,
                         help='use this score_thr instead of choosing it on the calibration split')

@@ -102,7 +102,7 @@ class VOC(BaseModule):
             change between "moves left" and "moves right"); this term gives the product directly.
             ``W_o`` starts at zero, so the module starts as without it (and an official checkpoint
             loaded with ``strict=False`` predicts as before). Default False (official); 3 CxC weights.
-        slot_motion_product (bool): the product's video-query side also reads the slot's motion
+        slot_motion_product (bool | str): the product's video-query side also reads the slot's motion
             directly: ``W_q q + W_m mean_t(motion code of slot i)``. A trained tiny model's video
             queries did not keep the motion code (a linear probe of their twin's motion was at chance,
             one of the slot's box displacement reached 0.78): with the motion word ignored the
@@ -131,13 +131,13 @@ class VOC(BaseModule):
                              f'{num_queries} and {num_frame_queries}')
         if motion_encoding and embed_dims % 4:
             raise ValueError(f'VOC: motion_encoding needs embed_dims divisible by 4, got {embed_dims}')
+        if slot_motion_product not in (False, True, 'trajectory'):
+            raise ValueError(f"VOC: slot_motion_product must be False, True or 'trajectory', got "
+                             f'{slot_motion_product!r}')
         if slot_motion_product and not (sentence_product and motion_encoding and per_slot_clustering):
             raise ValueError('VOC: slot_motion_product needs sentence_product, motion_encoding and '
                              f'per_slot_clustering, got {sentence_product}, {motion_encoding} and '
                              f'{per_slot_clustering}')
-        if slot_motion_product not in (False, True, 'trajectory'):
-            raise ValueError(f"VOC: slot_motion_product must be False, True or 'trajectory', got "
-                             f'{slot_motion_product!r}')
         self.motion_encoding = motion_encoding
         self.per_slot_clustering = per_slot_clustering
         self.embed_dims = embed_dims
@@ -369,16 +369,13 @@ class VOC(BaseModule):
         its (dx, dy, length) times ``STEP_SCALE``. The same motion gives the same descriptor for any clip
         length. No gradient to the boxes."""
         B, T, nq, _ = frame_boxes.shape
-        centres = frame_boxes[..., :2].detach()
-        times = torch.linspace(0, T - 1, cls.TRAJECTORY_POINTS, device=centres.device, dtype=centres.dtype)
-        lo = times.floor().long().clamp(max=T - 1)
-        hi = (lo + 1).clamp(max=T - 1)
-        frac = (times - lo.to(times.dtype))[None, :, None, None]
-        points = centres[:, lo] * (1 - frac) + centres[:, hi] * frac  # [B, P, nq, 2]
-        steps = torch.cat([points[:, 1:] - points[:, :-1], points[:, -1:] - points[:, :1]], 1)  # [B, P, nq, 2]
-        steps = steps * cls.STEP_SCALE
+        centres = frame_boxes[..., :2].detach().permute(0, 2, 3, 1).reshape(B, nq * 2, T)
+        points = F.interpolate(centres, size=cls.TRAJECTORY_POINTS, mode='linear', align_corners=True)
+        points = points.view(B, nq, 2, -1).transpose(2, 3)  # [B, nq, P, 2]
+        steps = torch.cat([points[:, :, 1:] - points[:, :, :-1], points[:, :, -1:] - points[:, :, :1]], 2)
+        steps = steps * cls.STEP_SCALE  # [B, nq, P, 2]
         lengths = steps.norm(dim=-1, keepdim=True)
-        return torch.cat([steps, lengths], -1).permute(0, 2, 1, 3).reshape(B, nq, cls.TRAJECTORY_FEATURES)
+        return torch.cat([steps, lengths], -1).reshape(B, nq, cls.TRAJECTORY_FEATURES)
 
     def motion_code(self, frame_boxes: Tensor) -> Tensor:
         """Sine code of each frame query's motion: frame_boxes [B, T, nq, 2|4] (normalised centres first)
