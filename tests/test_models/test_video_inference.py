@@ -1,6 +1,7 @@
 """Video inference layer (``soc_mm.models.inference``): one backbone pass per clip for all expressions,
-long videos in clips, expression batches, identical clips known from the metainfo clip key, the batch
-sampler that groups a video's expressions, and the fused kernels as a build-time option."""
+long videos in clips, expression batches, identical clips known from the metainfo clip key, the test loop
+with the batch sampler that groups a video's expressions (the sampler itself:
+tests/test_datasets/test_video_batch_sampler.py), and the fused kernels as a build-time option."""
 import os.path as osp
 
 import pytest
@@ -171,18 +172,6 @@ def test_predict_shares_clips_with_the_same_clip_key(model):
         model.predict(torch.cat([inputs, inputs]), mismatched)
 
 
-def test_clip_key_from_data_info_and_metainfo():
-    from soc_mm.datasets.video_batch_sampler import clip_key
-    base = dict(video_id='v', frame_ids=['0', '1'], dataset='ref_youtube_vos')
-    assert clip_key(base) == clip_key(dict(base, exp_id='3', expression='another one'))
-    assert clip_key(base) != clip_key(dict(base, frame_ids=['1', '2']))
-    assert clip_key(base) != clip_key(dict(base, flip=True))
-    assert clip_key(base) != clip_key(dict(base, valid_frame_idx=[1]))
-    assert clip_key(base) != clip_key(dict(base, video_id='w'))
-    assert clip_key(dict(frame_ids=['0'])) is None and clip_key(dict(video_id='v')) is None
-    assert clip_key(dict(base, clip_key='c1')) == clip_key(dict(clip_key='c1')) != clip_key(dict(clip_key='c2'))
-
-
 # ---------------------------------------------------------------------- clips over time
 def test_long_video_equals_separate_clips(model):
     """SOC.predict (tools/test.py) on a 3 x clip_len video = the three clips predicted on their own."""
@@ -340,33 +329,7 @@ def test_two_models_one_with_fast_kernels_keep_their_own_kernels(model):
         assert_same_predictions(a, b)
 
 
-# ---------------------------------------------------------------------- batch sampler and test loop
-class _Dataset:
-    def __init__(self, infos):
-        self.infos = infos
-
-    def get_data_info(self, i):
-        return self.infos[i]
-
-    def __len__(self):
-        return len(self.infos)
-
-
-def test_video_batch_sampler_groups_expressions_of_a_clip():
-    from mmengine.dataset import DefaultSampler
-    from soc_mm.datasets.video_batch_sampler import RVOSVideoBatchSampler
-    frames = ['0', '1']
-    infos = [dict(video_id='a', frame_ids=frames)] * 3 + [dict(video_id='b', frame_ids=frames)] + \
-        [dict(video_id='c', frame_ids=frames)] * 5 + [dict(video_id='c', frame_ids=['9'])] + \
-        [dict(exp_id='no video id')] * 2
-    sampler = DefaultSampler(_Dataset(infos), shuffle=False, round_up=False)
-    batches = list(RVOSVideoBatchSampler(sampler, batch_size=1, max_expressions=3))
-    assert batches == [[0, 1, 2], [3], [4, 5, 6], [7, 8], [9], [10], [11]]
-    assert len(RVOSVideoBatchSampler(sampler, max_expressions=3)) == 7
-    with pytest.raises(ValueError, match='drop_last'):
-        RVOSVideoBatchSampler(sampler, drop_last=True)
-
-
+# ---------------------------------------------------------------------- test loop with the batch sampler
 def test_test_loop_with_video_batch_sampler_shares_the_backbone(tmp_path):
     """tools/test.py path: TestLoop + RVOSVideoBatchSampler = one backbone pass per video, same metrics."""
     import soc_mm.datasets.video_batch_sampler  # noqa: F401  (registers the sampler)
