@@ -59,3 +59,16 @@ def subprocess_env(extra_pythonpath=()):
     env['PYTHONPATH'] = os.pathsep.join(paths)
     env.setdefault('OMP_NUM_THREADS', '1')
     return env
+
+
+@pytest.fixture(scope='session')
+def official_sd():
+    """The official state dict of the golden fixtures (official keys; tests/data/soc_reference/common)."""
+    return torch.load(osp.join(FIXTURE_ROOT, 'common', 'official_state_dict.pt'))
+
+
+@pytest.fixture(scope='session')
+def front_sd(official_sd):
+    """``official_sd`` converted to our keys (``soc_mm.official.checkpoint.convert_official_state_dict``)."""
+    from soc_mm.official.checkpoint import convert_official_state_dict
+    return convert_official_state_dict(official_sd)

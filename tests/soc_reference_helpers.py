@@ -19,12 +19,17 @@ ROOT = FIXTURE_ROOT
 load = load_fixture
 
 
-def official_sd(variant):
+def variant_official_sd(variant):
+    """A fixture variant's official weights (official keys)."""
     return load_fixture_state_dict(osp.join(ROOT, variant), load(variant, 'config.json'))
 
 
+def sub_state_dict(state_dict, prefix):
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
 def back_sd(variant, prefix):
-    sd = convert_official_state_dict(official_sd(variant))
+    sd = convert_official_state_dict(variant_official_sd(variant))
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 

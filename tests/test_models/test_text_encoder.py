@@ -1,4 +1,6 @@
-"""RoBERTaTextEncoder: expressions longer than the encoder's positions are truncated, with one warning."""
+"""RoBERTaTextEncoder (soc_mm/models/text_encoders/roberta_text_encoder.py): the official fixtures' text
+features, freezing, bad inputs; expressions longer than the encoder's positions are truncated, with one
+warning; the sentence feature options."""
 import logging
 import os.path as osp
 from contextlib import contextmanager
@@ -8,8 +10,12 @@ import torch
 from mmengine.logging import MMLogger
 
 from conftest import FIXTURE_ROOT, REPO_ROOT
+from soc_reference_helpers import sub_state_dict
+import soc_mm  # noqa: F401  (shims + registries)
+from soc_mm.models.text_encoders import RoBERTaTextEncoder
 
 TEXT_ENCODER = osp.join(FIXTURE_ROOT, 'common', 'text_encoder')  # max_position_embeddings 64, pad id 1
+MAIN = osp.join(FIXTURE_ROOT, 'ytvos_b2_t3_nc1_w0')
 
 
 @contextmanager
@@ -26,9 +32,67 @@ def logged_warnings():
         logger.removeHandler(handler)
 
 
+# ---------------------------------------------------------------- official weights
+@pytest.fixture(scope='module')
+def text_encoder(front_sd):
+    encoder = RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=128, freeze=True)
+    encoder.load_state_dict(sub_state_dict(front_sd, 'text_encoder.'), strict=True)
+    return encoder.eval()
+
+
+def test_text_encoder_matches_official(text_encoder):
+    inputs = torch.load(osp.join(MAIN, 'inputs.pt'))
+    ref = torch.load(osp.join(MAIN, 'intermediates_eval.pt'))
+    texts = inputs['text_queries']
+    tokens = text_encoder.tokenize(texts)
+    assert torch.equal(tokens['input_ids'], inputs['tokenized']['input_ids'])
+    assert torch.equal(tokens['attention_mask'], inputs['tokenized']['attention_mask'])
+    with torch.no_grad():
+        hidden, pooled, _ = text_encoder.encode(texts)
+        words, word_mask, sentence = text_encoder(texts)
+    torch.testing.assert_close(hidden, ref['text_encoder']['last_hidden_state'], rtol=0, atol=1e-5)
+    torch.testing.assert_close(pooled, ref['text_encoder']['pooler_output'], rtol=0, atol=1e-5)
+    torch.testing.assert_close(words, ref['txt_proj_calls'][0].transpose(0, 1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(sentence, ref['txt_proj_calls'][1], rtol=0, atol=1e-5)
+    assert torch.equal(word_mask, inputs['tokenized']['attention_mask'] == 0)
+    assert word_mask.any()  # the two expressions have different lengths
+
+
+def test_text_encoder_freezing(text_encoder):
+    text_encoder.train()
+    try:
+        words, _, sentence = text_encoder(['a man riding a horse', 'the dog'])
+        (words.sum() + sentence.sum()).backward()
+    finally:
+        text_encoder.eval()
+    assert all(p.grad is None and not p.requires_grad for p in text_encoder.model.parameters())
+    assert all(p.grad is not None for p in text_encoder.proj.parameters())
+    text_encoder.zero_grad(set_to_none=True)
+
+    trainable = RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=128, freeze=False)
+    trainable(['a dog'])[2].sum().backward()
+    assert trainable.model.embeddings.word_embeddings.weight.grad is not None
+
+
+def test_text_encoder_bad_inputs(tmp_path, text_encoder):
+    with pytest.raises(FileNotFoundError, match='is not a directory'):
+        RoBERTaTextEncoder(str(tmp_path / 'missing'), embed_dims=128)
+    no_tokenizer = tmp_path / 'no_tokenizer'
+    no_tokenizer.mkdir()
+    (no_tokenizer / 'config.json').write_text(open(osp.join(TEXT_ENCODER, 'config.json')).read())
+    with pytest.raises(FileNotFoundError, match='no tokenizer files'):
+        RoBERTaTextEncoder(str(no_tokenizer), embed_dims=128)
+    with pytest.raises(ValueError, match='non-empty referring expression'):
+        text_encoder(['a dog', '  '])
+    with pytest.raises(ValueError, match='non-empty list of str'):
+        text_encoder([])
+    with pytest.raises(ValueError, match='non-empty list of str'):
+        text_encoder('a dog')
+
+
+# ---------------------------------------------------------------- long expressions
 @pytest.fixture(scope='module')
 def encoder():
-    from soc_mm.models.text_encoders import RoBERTaTextEncoder
     torch.manual_seed(0)
     return RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, freeze=True, proj_dropout=0.0).eval()
 

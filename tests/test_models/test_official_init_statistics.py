@@ -1,40 +1,16 @@
-"""Official parity of SOC's back modules as a whole (VOC, spatial decoder, head): the state-dict key table
-(soc_mm/official/checkpoint.py) and the init statistics (tests/data/soc_reference, see its README)."""
+"""``init_weights`` of SOC's back modules (VOC, spatial decoder, head) vs the official init's statistics
+(tests/data/soc_reference/common/official_init_stats.json, see its README)."""
 import os.path as osp
 
 import pytest
 import torch
 
-from conftest import MAIN_VARIANT
-from soc_reference_helpers import ROOT, back_sd, build_head, build_voc, load, official_sd
+from soc_reference_helpers import ROOT, load
 from soc_mm.models.dense_heads import SOCHead
 from soc_mm.models.layers import VOC, SOCSpatialDecoder
-from soc_mm.official.checkpoint import convert_official_key, convert_official_state_dict
-from soc_mm.official.loss_names import to_official_loss_name
-
-MAIN = MAIN_VARIANT
+from soc_mm.official.checkpoint import convert_official_key
 
 pytestmark = pytest.mark.skipif(not osp.isdir(ROOT), reason='SOC reference fixtures missing')
-
-
-def test_back_key_table_covers_official_and_modules():
-    sd = official_sd(MAIN)
-    back = convert_official_state_dict(sd)
-    assert sum(k.startswith(('voc.', 'spatial_decoder.', 'bbox_head.')) for k in back) == 64 + 28 + 6 + 4 + 12
-    assert convert_official_key('transformer.decoder.bbox_embed.0.layers.2.bias') is None
-    with pytest.raises(KeyError):
-        convert_official_key('voc.unknown.weight')
-    voc, head = build_voc(MAIN), build_head(MAIN)
-    assert set(back_sd(MAIN, 'voc.')) == set(voc.state_dict())
-    dec = SOCSpatialDecoder(128, (128, 128, 16), 8)
-    assert set(back_sd(MAIN, 'spatial_decoder.')) == set(dec.state_dict())
-    assert head.mask_head.num_gen_params == 169
-    bad = dict(sd)
-    bad['transformer.decoder.bbox_embed.0.layers.0.bias'] = bad['bbox_embed.0.layers.0.bias'] + 1
-    with pytest.raises(ValueError):
-        convert_official_state_dict(bad)
-    assert to_official_loss_name('loss_iou') == 'loss_giou'
-    assert to_official_loss_name('d0.loss_mask') == 'loss_sigmoid_focal_0'
 
 
 def test_init_weights_match_official_init_statistics():
