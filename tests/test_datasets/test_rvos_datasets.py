@@ -11,7 +11,9 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import soc_mm  # noqa: F401
-from soc_mm.datasets import synthetic
+from soc_mm.datasets import JHMDBSentencesDataset, create_jhmdb_coco_gt, synthetic
+from soc_mm.datasets.a2d_sentences import read_a2d_h5
+from soc_mm.datasets.jhmdb_sentences import read_puppet_masks
 from soc_mm.datasets.ref_youtube_vos import YTVOS_CATEGORY_TO_LABEL, sliding_windows
 from soc_mm.datasets.transforms import swap_left_right
 from soc_mm.registry import DATASETS
@@ -340,6 +342,30 @@ def test_a2d_flip_and_bad_input(a2d, tmp_path):
         build(dict(type='A2DSentencesDataset', data_root=bad, pipeline=A2D_PIPE))
 
 
+def test_read_a2d_h5_layout_and_mismatch(tmp_path):
+    import h5py
+    path = str(tmp_path / 'vid' / '00003.h5')
+    (tmp_path / 'vid').mkdir()
+    mask_wh = np.zeros((5, 4), np.uint8)  # stored [W, H] for one instance
+    mask_wh[1, 2] = 1
+    with h5py.File(path, 'w') as f:
+        f['instance'] = np.array([7])
+        f['reMask'] = mask_wh
+        f['reBBox'] = np.array([[1.0], [2.0], [3.0], [4.0]])
+    ids, masks, boxes = read_a2d_h5(path, with_masks=True)
+    assert ids == [7] and masks.shape == (1, 4, 5) and masks.dtype == bool
+    assert np.argwhere(masks[0]).tolist() == [[2, 1]]  # (y, x) of the pixel stored at [x=1, y=2]
+    assert boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    assert read_a2d_h5(path) == ([7], None, None)
+    with h5py.File(path, 'w') as f:
+        f['instance'] = np.array([7, 8])
+        f['reMask'] = mask_wh
+        f['reBBox'] = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"video 'vid' frame '00003': .*00003.h5 has 2 instance ids but 1 masks "
+                                         r'\(reMask\) and 2 boxes \(reBBox\)'):
+        read_a2d_h5(path, with_masks=True)
+
+
 # ------------------------------------------------------------------------------------------ JHMDB-Sentences
 def test_jhmdb(tmp_path):
     import scipy.io
@@ -368,6 +394,27 @@ def test_jhmdb(tmp_path):
     os.remove(osp.join(root, 'puppet_mask', v['action'], meta['video_id'], 'puppet_mask.mat'))
     with pytest.raises(FileNotFoundError, match=f"{meta['video_id']}.*puppet_mask"):
         build(dict(type='JHMDBSentencesDataset', data_root=root, pipeline=pipe))
+
+
+def test_jhmdb_gt_of_a_frame_without_mask_is_an_error(tmp_path):
+    import scipy.io
+    root = str(tmp_path / 'jhmdb')
+    synthetic.generate_jhmdb_sentences(root, num_videos=1, num_frames=6, size=(16, 20))
+    ds = JHMDBSentencesDataset(data_root=root, pipeline=[])
+    info = ds.get_data_info(0)
+    num_masks = read_puppet_masks(info['mask_path'], info['video_id']).shape[2]
+    samples_file = str(tmp_path / 'samples.json')
+    frame_path = osp.join(root, 'Rename_Images', 'x', info['video_id'], f'{num_masks + 1:05d}.png')
+    with open(samples_file, 'w') as f:
+        json.dump([[info['video_id'], frame_path, 'unused', num_masks + 1, 'a person']], f)
+    replay = JHMDBSentencesDataset(data_root=root, samples_file=samples_file, pipeline=[])
+    with pytest.raises(ValueError, match=rf"video '{info['video_id']}' frame {num_masks + 1:05d} is evaluated but "
+                                         rf'.*puppet_mask.mat has masks for {num_masks} frames'):
+        create_jhmdb_coco_gt(replay, str(tmp_path / 'gt.json'))
+    scipy.io.savemat(info['mask_path'], {'part_mask': np.zeros((16, 20), np.uint8)})
+    with pytest.raises(ValueError, match=rf"puppet mask of video '{info['video_id']}': .* part_mask has shape "
+                                         r'\(16, 20\), expected \[H, W, T\]'):
+        create_jhmdb_coco_gt(ds, str(tmp_path / 'gt.json'))
 
 
 # ------------------------------------------------------------------------------------------ RefCOCO

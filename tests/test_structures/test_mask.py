@@ -1,18 +1,15 @@
-"""soc_mm.structures helpers: mask <-> RLE, the COCO ground truth shared by the dataset writers and the
-metrics, SOC's GIoU; and the A2D/JHMDB annotation readers the ground-truth writers use."""
+"""soc_mm/structures/mask.py: mask <-> RLE, and the COCO ground truth shared by the dataset writers and the
+metrics."""
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 
 import soc_mm  # noqa: F401
-from soc_mm.datasets import JHMDBSentencesDataset, create_a2d_coco_gt, create_jhmdb_coco_gt, synthetic
-from soc_mm.datasets.a2d_sentences import read_a2d_h5
-from soc_mm.datasets.jhmdb_sentences import read_puppet_masks
+from soc_mm.datasets import create_a2d_coco_gt, synthetic
 from soc_mm.evaluation import A2DSentencesMetric
-from soc_mm.structures import COCO_GT_CATEGORY, coco_gt_dict, decode_mask, encode_mask, soc_generalized_box_iou
+from soc_mm.structures import COCO_GT_CATEGORY, coco_gt_dict, decode_mask, encode_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -85,62 +82,3 @@ def test_written_a2d_gt_and_in_memory_gt_give_the_same_metrics(tmp_path):
         results.append(metric.evaluate(len(samples)))
     assert results[0] == results[1]
     assert 0 < results[0]['a2d/mAP'] < 1 and 0 < results[0]['a2d/mean_iou'] <= 1
-
-
-def test_read_a2d_h5_layout_and_mismatch(tmp_path):
-    import h5py
-    path = str(tmp_path / 'vid' / '00003.h5')
-    (tmp_path / 'vid').mkdir()
-    mask_wh = np.zeros((5, 4), np.uint8)  # stored [W, H] for one instance
-    mask_wh[1, 2] = 1
-    with h5py.File(path, 'w') as f:
-        f['instance'] = np.array([7])
-        f['reMask'] = mask_wh
-        f['reBBox'] = np.array([[1.0], [2.0], [3.0], [4.0]])
-    ids, masks, boxes = read_a2d_h5(path, with_masks=True)
-    assert ids == [7] and masks.shape == (1, 4, 5) and masks.dtype == bool
-    assert np.argwhere(masks[0]).tolist() == [[2, 1]]  # (y, x) of the pixel stored at [x=1, y=2]
-    assert boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]]
-    assert read_a2d_h5(path) == ([7], None, None)
-    with h5py.File(path, 'w') as f:
-        f['instance'] = np.array([7, 8])
-        f['reMask'] = mask_wh
-        f['reBBox'] = np.zeros((4, 2))
-    with pytest.raises(ValueError, match=r"video 'vid' frame '00003': .*00003.h5 has 2 instance ids but 1 masks "
-                                         r'\(reMask\) and 2 boxes \(reBBox\)'):
-        read_a2d_h5(path, with_masks=True)
-
-
-def test_jhmdb_gt_of_a_frame_without_mask_is_an_error(tmp_path):
-    import scipy.io
-    root = str(tmp_path / 'jhmdb')
-    synthetic.generate_jhmdb_sentences(root, num_videos=1, num_frames=6, size=(16, 20))
-    ds = JHMDBSentencesDataset(data_root=root, pipeline=[])
-    info = ds.get_data_info(0)
-    num_masks = read_puppet_masks(info['mask_path'], info['video_id']).shape[2]
-    samples_file = str(tmp_path / 'samples.json')
-    frame_path = osp.join(root, 'Rename_Images', 'x', info['video_id'], f'{num_masks + 1:05d}.png')
-    with open(samples_file, 'w') as f:
-        json.dump([[info['video_id'], frame_path, 'unused', num_masks + 1, 'a person']], f)
-    replay = JHMDBSentencesDataset(data_root=root, samples_file=samples_file, pipeline=[])
-    with pytest.raises(ValueError, match=rf"video '{info['video_id']}' frame {num_masks + 1:05d} is evaluated but "
-                                         rf'.*puppet_mask.mat has masks for {num_masks} frames'):
-        create_jhmdb_coco_gt(replay, str(tmp_path / 'gt.json'))
-    scipy.io.savemat(info['mask_path'], {'part_mask': np.zeros((16, 20), np.uint8)})
-    with pytest.raises(ValueError, match=rf"puppet mask of video '{info['video_id']}': .* part_mask has shape "
-                                         r'\(16, 20\), expected \[H, W, T\]'):
-        create_jhmdb_coco_gt(ds, str(tmp_path / 'gt.json'))
-
-
-def test_soc_generalized_box_iou_hand_computed():
-    a = torch.tensor([[0., 0., 2., 2.], [0., 0., 0., 0.]])
-    b = torch.tensor([[1., 1., 3., 3.], [0., 0., 0., 0.]])
-    # I = 1, U = 7, E = 9: (I + eps) / (U + eps) - (E - U + eps) / (E + eps)
-    expected = (1 + 1e-6) / (7 + 1e-6) - (2 + 1e-6) / (9 + 1e-6)
-    aligned = soc_generalized_box_iou(a, b, is_aligned=True)
-    assert aligned.shape == (2, )
-    assert aligned[0].item() == pytest.approx(expected, rel=1e-6)
-    assert aligned[1].item() == pytest.approx(0.0, abs=1e-7)  # two empty boxes: eps / eps - eps / eps
-    pairwise = soc_generalized_box_iou(a, b)
-    assert pairwise.shape == (2, 2)
-    torch.testing.assert_close(pairwise.diagonal(), aligned, rtol=0, atol=0)
