@@ -1,29 +1,11 @@
-"""Which samples show the same clip (``clip_key``), and the batch sampler that puts them in one batch."""
-from typing import Hashable, Iterator, List, Mapping, Optional
+"""The batch sampler that puts the samples showing the same clip (``soc_mm.structures.clip_key``) in one
+batch."""
+from typing import Hashable, Iterator, List
 
 from torch.utils.data import BatchSampler, Sampler
 
 from soc_mm.registry import DATA_SAMPLERS
-
-
-def clip_key(info: Mapping) -> Optional[Hashable]:
-    """The identity of the clip a sample shows, from its data info or packed metainfo.
-
-    ``info['clip_key']`` when the dataset sets one; otherwise ``(video_id, frame_ids,
-    valid_frame_idx, flip)`` when the sample has a ``video_id`` and ``frame_ids`` (every RVOS
-    dataset of soc_mm: the expressions of one clip are separate samples with the same frames);
-    None (unknown: the sample is its own clip) otherwise. Samples with equal keys get equal model
-    inputs when the test pipeline is deterministic (no random transforms), which is what lets
-    ``RVOSVideoBatchSampler`` batch them and SOC's video inference run their text-independent
-    stages once.
-    """
-    if info.get('clip_key') is not None:
-        return ('clip_key', info['clip_key'])
-    if info.get('video_id') is None or info.get('frame_ids') is None:
-        return None
-    valid = info.get('valid_frame_idx')
-    return (info.get('dataset'), info['video_id'], tuple(info['frame_ids']),
-            None if valid is None else tuple(int(i) for i in valid), bool(info.get('flip', False)))
+from soc_mm.structures.batch_metainfo import clip_key
 
 
 @DATA_SAMPLERS.register_module()

@@ -3,7 +3,7 @@ from typing import Dict, Sequence
 
 from torch import Tensor, nn
 
-from soc_mm.models.detectors.batch_metainfo import img_shapes_tensor
+from soc_mm.structures.batch_metainfo import img_shapes_tensor
 
 
 def official_outputs(model: nn.Module, inputs: Tensor, data_samples: Sequence) -> Dict:

@@ -4,7 +4,7 @@ import pytest
 
 
 def test_clip_key_from_data_info_and_metainfo():
-    from soc_mm.datasets.video_batch_sampler import clip_key
+    from soc_mm.structures import clip_key
     base = dict(video_id='v', frame_ids=['0', '1'], dataset='ref_youtube_vos')
     assert clip_key(base) == clip_key(dict(base, exp_id='3', expression='another one'))
     assert clip_key(base) != clip_key(dict(base, frame_ids=['1', '2']))

@@ -10,12 +10,12 @@ from torch import nn
 from conftest import FIXTURE_ROOT, FIXTURE_VARIANTS, MAIN_VARIANT, load_fixture
 import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.dense_heads import SOCHead
-from soc_mm.models.detectors.batch_metainfo import get_texts
-from soc_mm.models.layers import DecoderSamplingRecorder
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
+from soc_mm.structures.batch_metainfo import get_texts
 from soc_mm.official.checkpoint import convert_official_key
 from soc_mm.official.config import official_model_cfg
+from soc_mm.official.decoder_samples import DecoderSamplingRecorder
 from soc_mm.official.reference import fixture_batch as official_fixture_batch
 from soc_mm.official.outputs import official_outputs
 from soc_mm.official.reference import build_reference_model, zero_dropout

@@ -83,7 +83,7 @@ def count_calls(module):
 # ---------------------------------------------------------------------- sharing
 @pytest.mark.parametrize('num_expressions', [1, 4])
 def test_shared_path_equals_per_expression_path(model, num_expressions):
-    from soc_mm.models.detectors.batch_metainfo import get_texts
+    from soc_mm.structures.batch_metainfo import get_texts
     from soc_mm.models.inference import VideoInference, expand_clip_feats
     inputs, samples = make_batch(model, expressions=EXPRESSIONS[:num_expressions])
     index = torch.zeros(num_expressions, dtype=torch.long)

@@ -214,7 +214,7 @@ def run_per_expression(model, inputs, samples):
 
 def shared_head_inputs(model, inputs, samples):
     """``head_inputs_dict`` of the shared path: one clip's features repeated for the K expressions."""
-    from soc_mm.models.detectors.batch_metainfo import get_texts
+    from soc_mm.structures.batch_metainfo import get_texts
     from soc_mm.models.inference import expand_clip_feats
     index = torch.zeros(len(samples), dtype=torch.long, device=inputs.device)
     clip_feats = expand_clip_feats(model.extract_feat(inputs, samples[:1]), index, inputs.shape[1])
@@ -365,7 +365,7 @@ def stage_flops(model, inputs, samples) -> dict:
     """FLOPs (2 per multiply-add, mmengine.analysis, reference kernels) of each timed stage for one
     clip and one expression."""
     from mmengine.analysis import FlopAnalyzer
-    from soc_mm.models.detectors.batch_metainfo import img_shapes_tensor
+    from soc_mm.structures.batch_metainfo import img_shapes_tensor
 
     class Forward(torch.nn.Module):
         def __init__(self, soc):

@@ -15,7 +15,7 @@ Words: a *level* is a feature-pyramid level (``num_feature_levels``), a *layer* 
 (``test_cfg.output_layer``). A batch is B (clip, expression) pairs of T frames, run batch-major
 ``(b t)``. Video-level inference (clips of ``clip_len`` frames, one backbone pass for the expressions
 of a clip, merging) is ``soc_mm.models.inference.VideoInference``, which ``predict`` calls; the
-metainfo SOC reads is parsed in ``batch_metainfo``.
+metainfo SOC reads is parsed in ``soc_mm.structures.batch_metainfo``.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -32,12 +32,12 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
+from soc_mm.structures.batch_metainfo import (check_batch, get_frame_index, get_img_shapes, get_texts,
+                                              img_shapes_tensor, padding_masks)
 from ..inference.video_inference import VideoInference
 from ..layers.fast_kernels import enable_fast_kernels
 from ..layers.positional_encoding import SinePositionalEncoding1D
 from ..layers.vision_language_fusion import VisionLanguageFusion
-from .batch_metainfo import (check_batch, get_frame_index, get_img_shapes, get_texts, img_shapes_tensor,
-                             padding_masks)
 
 ForwardResults = Union[Dict[str, Tensor], list]
 

@@ -16,7 +16,7 @@ The model (``soc_mm.models.detectors.soc``) holds the maths; this module decides
    its own set of objects: ``SOCHead.predict_by_feat``), as separate clips would.
 
 Which samples of a test-loop batch show the same clip is known from the data side: equal
-``clip_key`` of their metainfo (``soc_mm.datasets.video_batch_sampler.clip_key``: dataset, video,
+``clip_key`` of their metainfo (``soc_mm.structures.clip_key``: dataset, video,
 frames, kept frames, flip); ``RVOSVideoBatchSampler`` puts them in one batch.
 """
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -25,9 +25,8 @@ import torch
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from soc_mm.datasets.video_batch_sampler import clip_key
+from soc_mm.structures.batch_metainfo import check_batch, clip_key, get_texts
 from ..dense_heads.soc_head import check_object_selection_options
-from ..detectors.batch_metainfo import check_batch, get_texts
 
 # (clips [G, T, 3, Hp, Wp], data samples [N], clip_index int64 [N]): one clip of G videos, N pairs
 ClipBatch = Tuple[Tensor, Sequence, Tensor]

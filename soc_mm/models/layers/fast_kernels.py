@@ -297,7 +297,7 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         return self.dropout(output) + identity
 
     def sampling_pixels(self, query: Tensor, reference_points: Tensor, spatial_shapes: Tensor) -> tuple:
-        """``deformable_sampling``'s locations as pixels of each level (location * (w, h) - 0.5),
+        """The sampling locations of mmcv's deformable attention as pixels of each level (location * (w, h) - 0.5),
         computed from the offsets directly: reference * size + offset - 0.5 (points) or
         reference_xy * size - 0.5 + offset * reference_wh * size / (2 * points) (boxes).
 

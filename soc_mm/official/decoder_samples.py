@@ -1,13 +1,12 @@
-"""Deformable transformer pieces of SOC.
+"""The official decoder's ``inter_samples``, recovered from mmdet's deformable decoder.
 
 SOC's deformable encoder and decoder compute exactly what mmdet's
-``DeformableDetrTransformerEncoder`` / ``DeformableDetrTransformerDecoder``
-compute (same layer order, post-norms, mmcv ``MultiScaleDeformableAttention``,
-reference points, valid ratios and iterative box refinement), so the detector
-uses those directly. The official decoder additionally returns, per layer, the
-sampling locations with the largest attention weights (``inter_samples``, used
-only for visualisation); :class:`DecoderSamplingRecorder` recovers them on
-demand without touching the decoder's forward.
+``DeformableDetrTransformerEncoder`` / ``DeformableDetrTransformerDecoder`` compute (same layer
+order, post-norms, mmcv ``MultiScaleDeformableAttention``, reference points, valid ratios and
+iterative box refinement), so the detector uses those directly. The official decoder additionally
+returns, per layer, the sampling locations with the largest attention weights (``inter_samples``,
+used only for visualisation); :class:`DecoderSamplingRecorder` recovers them on demand without
+touching the decoder's forward, for the comparison with the official model's golden fixtures.
 """
 from typing import List
 
