@@ -13,7 +13,8 @@ from inline code spans that start like a command (```python tools/...```, ```bas
   arguments and the rest are options of that tool.
 * ``make TARGET``: the target is defined in the Makefile.
 * Every path into the repository (``configs/``, ``tools/``, ``tests/``, ``soc_mm/``, ``requirements/``,
-  ``docs/``) exists; globs must match and ``{a,b}`` alternatives are expanded as bash does.
+  ``docs/``) exists; globs must match and ``{a,b}`` alternatives are expanded as bash does. This also
+  holds for such paths written alone in an inline code span of the text (```tests/test_x.py```).
 
 Usage-style notation is understood: ``[--opt VALUE]`` (optional parts are checked as if given),
 ``...`` / ``…`` / ``ARGS`` (more arguments), ``# comments`` and ``\\`` line continuations.
@@ -169,6 +170,23 @@ def _inline_commands(paragraph: Sequence[Tuple[int, str]], path: str) -> List[Do
             line = max(number for offset, number in starts if offset <= match.start())
             commands.append(DocCommand(path, line, strip_comment(span), inline=True))
     return commands
+
+
+def extract_paths(text: str) -> List[Tuple[int, str]]:
+    """(line, path) of the inline code spans outside code blocks that are one repository path
+    (``configs/...``, ``tools/...``, ``tests/...``, ``soc_mm/...``, ``requirements/...``, ``docs/...``)."""
+    paths, in_block = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        fence = _fence(line)
+        if fence and (in_block is None or line.strip().startswith(in_block)):
+            in_block = None if in_block else fence[0]
+            continue
+        if in_block:
+            continue
+        for match in re.finditer(r'(?<!`)`([^`\s]+)`(?!`)', line):
+            if match.group(1).startswith(REPO_PREFIXES):
+                paths.append((number, match.group(1)))
+    return paths
 
 
 def read_doc_files(root: str, patterns: Iterable[str] = DEFAULT_DOC_FILES) -> List[str]:
@@ -398,6 +416,19 @@ class DocCommandChecker:
     def exists(self, path: str) -> bool:
         return osp.exists(osp.join(self.root, path))
 
+    def check_path(self, path: str) -> List[str]:
+        """A path named in the text exists (globs match, every ``{a,b}`` alternative exists)."""
+        problems = []
+        for variant in expand_braces(path):
+            if _path_has_placeholder(variant):
+                continue
+            if glob.has_magic(variant):
+                if not glob.glob(osp.join(self.root, variant)):
+                    problems.append(f'{variant} matches no file')
+            elif not self.exists(variant):
+                problems.append(f'{variant} does not exist')
+        return problems
+
     # ----------------------------------------------------------------------------- one command
     def check(self, command: DocCommand) -> List[str]:
         """Problems of one command (empty when it runs as written)."""
@@ -524,10 +555,13 @@ def check_docs(root: str, patterns: Iterable[str] = DEFAULT_DOC_FILES,
     all_commands, problems = [], []
     for path in read_doc_files(root, patterns):
         with open(osp.join(root, path), encoding='utf-8') as f:
-            commands, snippets = extract_commands(f.read(), path)
+            text = f.read()
+        commands, snippets = extract_commands(text, path)
         all_commands += commands
         for command in commands:
             problems += [f'{command.where()}: `{command.text}`: {p}' for p in checker.check(command)]
         for snippet in snippets:
             problems += [f'{snippet.path}:{snippet.line}: python snippet: {p}' for p in checker.check_snippet(snippet)]
+        for line, named in extract_paths(text):
+            problems += [f'{path}:{line}: path `{named}`: {p}' for p in checker.check_path(named)]
     return all_commands, problems

@@ -151,10 +151,14 @@ def test_python_snippets_must_compile_and_import(repo):
 
 
 def test_check_docs_reports_file_and_line(repo):
-    (repo / 'README.md').write_text('Intro.\n\n```bash\nmake demo\nmake deploy\n```\n')
+    (repo / 'README.md').write_text('Intro.\n\n```bash\nmake demo\nmake deploy\n```\n\n'
+                                    '| config | `configs/a.py`, `configs/{a,c}.py`, `configs/CONFIG.py` |\n'
+                                    'Tested in `tests/test_gone.py`; `configs/*.py`; `NeurIPS2023_SOC/configs/x.yaml`.\n')
     commands, problems = check_docs(str(repo), ['README.md'])
     assert len(commands) == 2
-    assert len(problems) == 1 and problems[0].startswith('README.md:5: `make deploy`: make target')
+    assert problems == ['README.md:5: `make deploy`: make target \'deploy\' is not in the Makefile (targets: demo, venv)',
+                        'README.md:8: path `configs/{a,c}.py`: configs/c.py does not exist',
+                        'README.md:9: path `tests/test_gone.py`: tests/test_gone.py does not exist']
 
 
 def test_load_parser_of_a_script_that_fails_before_parsing(tmp_path):
