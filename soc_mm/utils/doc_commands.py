@@ -1,8 +1,8 @@
 """Check that the commands shown in the documentation run as written.
 
-The commands are taken from the ```bash (``sh``, ``shell``, ``console``) blocks of the Markdown files and
-from inline code spans that start like a command (```python tools/...```, ```bash tools/...```,
-```make X```). Each command is checked without running it:
+The commands are taken from the fenced ``bash`` (``sh``, ``shell``, ``console``) code blocks of the
+Markdown files and from the inline code spans that start like a command (``python tools/...``,
+``bash tools/...``, ``make X``). Each command is checked without running it:
 
 * ``python SCRIPT ARGS``: the script exists; for a script with an ``argparse`` parser, every option of
   ARGS is one of its options (spelled out: no abbreviations) and the parser accepts ARGS. Placeholders
@@ -14,11 +14,12 @@ from inline code spans that start like a command (```python tools/...```, ```bas
 * ``make TARGET``: the target is defined in the Makefile.
 * Every path into the repository (``configs/``, ``tools/``, ``tests/``, ``soc_mm/``, ``requirements/``,
   ``docs/``) exists; globs must match and ``{a,b}`` alternatives are expanded as bash does. This also
-  holds for such paths written alone in an inline code span of the text (```tests/test_x.py```).
+  holds for such a path written alone in an inline code span of the text (e.g. ``tests/test_x.py``).
 
 Usage-style notation is understood: ``[--opt VALUE]`` (optional parts are checked as if given),
 ``...`` / ``…`` / ``ARGS`` (more arguments), ``# comments`` and ``\\`` line continuations.
-```python`` blocks must compile, and their ``from soc_mm... import name`` lines must name existing objects.
+Fenced ``python`` blocks must compile, and their ``from soc_mm... import name`` lines must name
+existing objects.
 
 The argument parsers are obtained by running each script as ``__main__`` until it parses its
 arguments (``ArgumentParser.parse_args`` is intercepted there); nothing after that runs.
@@ -481,7 +482,8 @@ class DocCommandChecker:
         elif program in ('bash', 'sh'):
             problems += self._check_shell_script(args)
         elif program not in OTHER_PROGRAMS:
-            problems.append(f'unknown program {program!r} (not python, make, bash or one of {", ".join(OTHER_PROGRAMS)})')
+            problems.append(f'unknown program {program!r} (not python, make, bash or one of '
+                            f'{", ".join(OTHER_PROGRAMS)})')
         return problems
 
     def _check_python(self, args: List[str]) -> List[str]:

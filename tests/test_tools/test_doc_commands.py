@@ -151,12 +151,13 @@ def test_python_snippets_must_compile_and_import(repo):
 
 
 def test_check_docs_reports_file_and_line(repo):
-    (repo / 'README.md').write_text('Intro.\n\n```bash\nmake demo\nmake deploy\n```\n\n'
-                                    '| config | `configs/a.py`, `configs/{a,c}.py`, `configs/CONFIG.py` |\n'
-                                    'Tested in `tests/test_gone.py`; `configs/*.py`; `NeurIPS2023_SOC/configs/x.yaml`.\n')
+    (repo / 'README.md').write_text(
+        'Intro.\n\n```bash\nmake demo\nmake deploy\n```\n\n'
+        '| config | `configs/a.py`, `configs/{a,c}.py`, `configs/CONFIG.py` |\n'
+        'Tested in `tests/test_gone.py`; `configs/*.py`; `NeurIPS2023_SOC/configs/x.yaml`.\n')
     commands, problems = check_docs(str(repo), ['README.md'])
     assert len(commands) == 2
-    assert problems == ['README.md:5: `make deploy`: make target \'deploy\' is not in the Makefile (targets: demo, venv)',
+    assert problems == ["README.md:5: `make deploy`: make target 'deploy' is not in the Makefile (targets: demo, venv)",
                         'README.md:8: path `configs/{a,c}.py`: configs/c.py does not exist',
                         'README.md:9: path `tests/test_gone.py`: tests/test_gone.py does not exist']
 
