@@ -15,6 +15,7 @@ Markdown files and from the inline code spans that start like a command (``pytho
 * Every path into the repository (``configs/``, ``tools/``, ``tests/``, ``soc_mm/``, ``requirements/``,
   ``docs/``) exists; globs must match and ``{a,b}`` alternatives are expanded as bash does. This also
   holds for such a path written alone in an inline code span of the text (e.g. ``tests/test_x.py``).
+  Links to files of the repository point to existing files, and their ``#anchor`` to a heading.
 
 Usage-style notation is understood: ``[--opt VALUE]`` (optional parts are checked as if given),
 ``...`` / ``…`` / ``ARGS`` (more arguments), ``# comments`` and ``\\`` line continuations.
@@ -188,6 +189,34 @@ def extract_paths(text: str) -> List[Tuple[int, str]]:
             if match.group(1).startswith(REPO_PREFIXES):
                 paths.append((number, match.group(1)))
     return paths
+
+
+def heading_anchors(text: str) -> List[str]:
+    """GitHub's anchors of the Markdown headings of ``text`` (lower case, punctuation dropped, blanks
+    to ``-``)."""
+    anchors, in_block = [], None
+    for line in text.splitlines():
+        fence = _fence(line)
+        if fence and (in_block is None or line.strip().startswith(in_block)):
+            in_block = None if in_block else fence[0]
+        elif not in_block and re.match(r'^#{1,6} ', line):
+            anchors.append(re.sub(r'[^\w\- ]', '', line.lstrip('#').strip().lower()).replace(' ', '-'))
+    return anchors
+
+
+def extract_links(text: str) -> List[Tuple[int, str]]:
+    """(line, target) of the Markdown links and images of ``text`` that point into the repository
+    (no ``http(s):``/``mailto:`` address), outside code blocks."""
+    links, in_block = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        fence = _fence(line)
+        if fence and (in_block is None or line.strip().startswith(in_block)):
+            in_block = None if in_block else fence[0]
+            continue
+        if not in_block:
+            links += [(number, target) for target in re.findall(r'\]\(([^)\s]+)\)', line)
+                      if not re.match(r'^[a-z]+:', target)]
+    return links
 
 
 def read_doc_files(root: str, patterns: Iterable[str] = DEFAULT_DOC_FILES) -> List[str]:
@@ -417,6 +446,19 @@ class DocCommandChecker:
     def exists(self, path: str) -> bool:
         return osp.exists(osp.join(self.root, path))
 
+    def check_link(self, doc: str, target: str) -> List[str]:
+        """A link of the Markdown file ``doc`` (relative to the root): the file exists, the anchor is
+        one of its headings."""
+        file_part, _, anchor = target.partition('#')
+        linked = osp.normpath(osp.join(osp.dirname(doc), file_part)) if file_part else doc
+        if not self.exists(linked):
+            return [f'{linked} does not exist']
+        if anchor and linked.endswith('.md'):
+            with open(osp.join(self.root, linked), encoding='utf-8') as f:
+                if anchor not in heading_anchors(f.read()):
+                    return [f'{linked} has no heading with the anchor #{anchor}']
+        return []
+
     def check_path(self, path: str) -> List[str]:
         """A path named in the text exists (globs match, every ``{a,b}`` alternative exists)."""
         problems = []
@@ -566,4 +608,6 @@ def check_docs(root: str, patterns: Iterable[str] = DEFAULT_DOC_FILES,
             problems += [f'{snippet.path}:{snippet.line}: python snippet: {p}' for p in checker.check_snippet(snippet)]
         for line, named in extract_paths(text):
             problems += [f'{path}:{line}: path `{named}`: {p}' for p in checker.check_path(named)]
+        for line, target in extract_links(text):
+            problems += [f'{path}:{line}: link ({target}): {p}' for p in checker.check_link(path, target)]
     return all_commands, problems

@@ -154,12 +154,17 @@ def test_check_docs_reports_file_and_line(repo):
     (repo / 'README.md').write_text(
         'Intro.\n\n```bash\nmake demo\nmake deploy\n```\n\n'
         '| config | `configs/a.py`, `configs/{a,c}.py`, `configs/CONFIG.py` |\n'
-        'Tested in `tests/test_gone.py`; `configs/*.py`; `NeurIPS2023_SOC/configs/x.yaml`.\n')
+        'Tested in `tests/test_gone.py`; `configs/*.py`; `NeurIPS2023_SOC/configs/x.yaml`.\n\n'
+        '## One clip\'s path\n\n[ok](#one-clips-path), [ok](configs/a.py), [web](https://x.org/a#b), '
+        '[gone](#two-clips), [gone](docs/none.md), ![img](configs/none.png)\n')
     commands, problems = check_docs(str(repo), ['README.md'])
     assert len(commands) == 2
     assert problems == ["README.md:5: `make deploy`: make target 'deploy' is not in the Makefile (targets: demo, venv)",
                         'README.md:8: path `configs/{a,c}.py`: configs/c.py does not exist',
-                        'README.md:9: path `tests/test_gone.py`: tests/test_gone.py does not exist']
+                        'README.md:9: path `tests/test_gone.py`: tests/test_gone.py does not exist',
+                        'README.md:13: link (#two-clips): README.md has no heading with the anchor #two-clips',
+                        'README.md:13: link (docs/none.md): docs/none.md does not exist',
+                        'README.md:13: link (configs/none.png): configs/none.png does not exist']
 
 
 def test_load_parser_of_a_script_that_fails_before_parsing(tmp_path):

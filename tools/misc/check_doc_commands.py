@@ -3,7 +3,8 @@
 Commands come from the ```bash blocks and from inline code spans that start with ``python``, ``bash`` or
 ``make``. Without running them it checks that scripts, make targets and repository paths exist and
 that each Python tool's argument parser accepts the documented arguments (upper-case words such as
-CONFIG or CKPT are placeholders); see soc_mm/utils/doc_commands.py for the rules. ``--run REGEX`` also
+CONFIG or CKPT are placeholders); repository paths in inline code and links (with their #anchors) must
+exist, Python snippets must compile; see soc_mm/utils/doc_commands.py for the rules. ``--run REGEX`` also
 runs the documented commands that match REGEX (``python`` is this interpreter) and checks they exit 0.
 
 Usage: python tools/misc/check_doc_commands.py [--files PATTERN ...] [--list] [--run REGEX]
