@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import os.path as osp
+import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -621,3 +622,70 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
                                             motion_repeats=train_motion_repeats if split == 'train' else 1)
     os.makedirs(out_root, exist_ok=True)
     return _save_manifest(out_root, manifest)
+
+
+# ---------------------------------------------------------------------- expressions of other videos
+#: what ``make_shuffled_expressions_root`` does per data layout: (meta_expressions.json of the held-out
+#: split, paths linked from the data root, folders copied when present), all relative to the root
+SHUFFLE_LAYOUTS = {
+    'ref_youtube_vos': ('meta_expressions/valid/meta_expressions.json', ('valid', ), ('meta_expressions/test', )),
+    'mevis': ('valid_u/meta_expressions.json', ('valid_u/JPEGImages', 'valid_u/mask_dict.json'), ()),
+}
+
+
+def shuffle_expressions_between_videos(videos: Dict[str, dict], seed: int = 0,
+                                       where: str = 'meta_expressions.json') -> Dict[str, Dict[str, str]]:
+    """Give every video the expression texts of another video, in place.
+
+    The videos (sorted ids, shuffled by ``np.random.default_rng(seed)``) form a cycle; each video's k-th
+    expression (by sorted expression id) takes the text (``exp``) of the next video's (k mod n)-th
+    expression. Every other field (``obj_id``, ``anno_id``: the referred objects, hence the masks) stays
+    the video's own, so a model that reads the text must fail on the result.
+
+    Args:
+        videos: ``meta_expressions.json``'s ``videos`` (``{video: {'expressions': {exp_id: {'exp', ...}}}}``).
+        seed: seed of the cycle order.
+        where: the file the videos come from, for the error message.
+
+    Returns:
+        ``{video: {exp_id: new text}}``.
+    """
+    if len(videos) < 2:
+        raise ValueError(f'{where}: shuffling expressions between videos needs at least 2 videos, got {len(videos)}')
+    order = sorted(videos)
+    np.random.default_rng(seed).shuffle(order)
+    texts = {}
+    for i, vid in enumerate(order):
+        donor = [e['exp'] for _, e in sorted(videos[order[(i + 1) % len(order)]]['expressions'].items())]
+        texts[vid] = {}
+        for k, (exp_id, exp) in enumerate(sorted(videos[vid]['expressions'].items())):
+            exp['exp'] = donor[k % len(donor)]
+            texts[vid][exp_id] = exp['exp']
+    return texts
+
+
+def make_shuffled_expressions_root(data_root: str, out_root: str, layout: str, seed: int = 0) -> Dict[str, Dict[str, str]]:
+    """A data root whose held-out expressions come from other videos (``shuffle_expressions_between_videos``).
+
+    ``layout`` (a key of ``SHUFFLE_LAYOUTS``): ``'ref_youtube_vos'`` (the ``valid`` split, its frames linked,
+    ``meta_expressions/test`` copied) or ``'mevis'`` (``valid_u``, its frames and ``mask_dict.json`` linked).
+    ``out_root`` is replaced. Returns the new texts ``{video: {exp_id: text}}``.
+    """
+    if layout not in SHUFFLE_LAYOUTS:
+        raise ValueError(f'make_shuffled_expressions_root: layout must be one of {sorted(SHUFFLE_LAYOUTS)}, '
+                         f'got {layout!r}')
+    meta_file, linked, copied = SHUFFLE_LAYOUTS[layout]
+    if osp.isdir(out_root):
+        shutil.rmtree(out_root)
+    os.makedirs(osp.dirname(osp.join(out_root, meta_file)))
+    for path in linked:
+        os.makedirs(osp.dirname(osp.join(out_root, path)), exist_ok=True)
+        os.symlink(osp.abspath(osp.join(data_root, path)), osp.join(out_root, path))
+    for path in copied:
+        if osp.isdir(osp.join(data_root, path)):
+            shutil.copytree(osp.join(data_root, path), osp.join(out_root, path))
+    meta = read_json(osp.join(data_root, meta_file), 'make_shuffled_expressions_root meta file')
+    texts = shuffle_expressions_between_videos(meta['videos'], seed, where=osp.join(data_root, meta_file))
+    with open(osp.join(out_root, meta_file), 'w') as f:
+        json.dump(meta, f)
+    return texts

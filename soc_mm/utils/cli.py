@@ -7,7 +7,7 @@ without naming the key. :class:`CfgOptionsAction` and :func:`merge_cfg_options` 
 the option and say what was expected.
 """
 import argparse
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
@@ -34,6 +34,26 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value (xxx=[a,b] for lists); the '
                         'value must have the type of the setting it replaces')
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ConfigOptionError(message)
+
+
+def parse_cfg_options(items: Sequence[str]) -> dict:
+    """``['key=value', ...]`` -> ``{key: value}``, each value parsed as ``--cfg-options`` parses it
+    (:class:`CfgOptionsAction`: numbers, booleans, None, ``[a,b]`` lists; strings otherwise).
+
+    For overrides a program builds itself as strings (the demo runners pass the same strings to
+    ``tools/train.py``). Raises ConfigOptionError naming an item that is not ``key=value``.
+    """
+    items = list(items)
+    if not items:
+        return {}
+    parser = _RaisingParser(prog='cfg_options', add_help=False)
+    add_cfg_options_argument(parser)
+    return parser.parse_args(['--cfg-options', *items]).cfg_options
 
 
 def _lookup(cfg: Config, key: str) -> Any:

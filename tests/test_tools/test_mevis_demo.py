@@ -12,15 +12,17 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT as REPO, load_script
+from conftest import REPO_ROOT as REPO
+from soc_mm.apis import mevis_demo
+from soc_mm.datasets.synthetic import make_shuffled_expressions_root
 
-run_mevis_demo = load_script('tools/demo/run_mevis_demo.py')
+MEVIS_DEMO_CONFIG = osp.join(REPO, 'configs', 'soc', 'soc_tiny_synthetic_mevis.py')
 
 
 def test_config_is_the_tiny_model_on_mevis():
     from mmengine.config import Config
     tiny = Config.fromfile(osp.join(REPO, 'configs', 'soc', 'soc_tiny_synthetic.py'))
-    cfg = Config.fromfile(run_mevis_demo.DEFAULT_CONFIG)
+    cfg = Config.fromfile(MEVIS_DEMO_CONFIG)
     tiny_model, model = tiny.model.to_dict(), cfg.model.to_dict()
     assert model['text_encoder'].pop('model_path') == cfg.data_root + 'tiny_roberta'
     del tiny_model['text_encoder']['model_path']
@@ -54,11 +56,11 @@ def test_config_is_the_tiny_model_on_mevis():
     assert cfg.optim_wrapper.optimizer.lr == cfg.base_lr and cosine.eta_min == pytest.approx(cfg.base_lr * 0.01)
 
 
-def test_make_mevis_shuffled_root_takes_texts_from_other_videos(tmp_path):
+def test_mevis_shuffled_root_takes_texts_from_other_videos(tmp_path):
     from soc_mm.datasets.synthetic import generate_mevis
     root = str(tmp_path / 'data')
     manifest = generate_mevis(root, num_train=0, num_valid_u=4, num_valid=0, num_frames=2, size=(32, 32))
-    texts = run_mevis_demo.make_mevis_shuffled_root(root, str(tmp_path / 'shuffled'), seed=0)
+    texts = make_shuffled_expressions_root(root, str(tmp_path / 'shuffled'), 'mevis', seed=0)
     videos = manifest['valid_u']
     assert sorted(texts) == sorted(videos)
     for vid, exps in texts.items():
@@ -75,12 +77,12 @@ def test_make_mevis_shuffled_root_takes_texts_from_other_videos(tmp_path):
                         tmp_path / 'data' / 'valid_u' / 'mask_dict.json')
 
 
-def test_make_mevis_shuffled_root_needs_two_videos(tmp_path):
+def test_mevis_shuffled_root_needs_two_videos(tmp_path):
     from soc_mm.datasets.synthetic import generate_mevis
     root = str(tmp_path / 'data')
     generate_mevis(root, num_train=0, num_valid_u=1, num_valid=0, num_frames=2, size=(32, 32))
     with pytest.raises(ValueError, match='needs at least 2 videos, got 1'):
-        run_mevis_demo.make_mevis_shuffled_root(root, str(tmp_path / 'shuffled'))
+        make_shuffled_expressions_root(root, str(tmp_path / 'shuffled'), 'mevis')
 
 
 def test_subset_scores_groups_by_manifest_flags():
@@ -90,7 +92,7 @@ def test_subset_scores_groups_by_manifest_flags():
         'valid_u_0001': {'expressions': {'0': dict(flags, multi_object=True, motion_only=True)}}}
     per_exp = {'valid_u_0000_0': [0.5, 0.7], 'valid_u_0000_1': [0.2, 0.4], 'valid_u_0000_2': [1.0, 1.0],
                'valid_u_0001_0': [0.9, 0.9]}
-    out = run_mevis_demo.subset_scores(per_exp, manifest)
+    out = mevis_demo.subset_scores(per_exp, manifest)
     assert out['all expressions']['num'] == 4
     assert out['all expressions']['J'] == pytest.approx(0.65)
     assert out['multi-object'] == pytest.approx({'num': 2, 'J': 0.55, 'F': 0.65, 'J&F': 0.6})
@@ -98,7 +100,7 @@ def test_subset_scores_groups_by_manifest_flags():
     assert out['no-target'] == pytest.approx({'num': 1, 'J': 1.0, 'F': 1.0, 'J&F': 1.0})
     del per_exp['valid_u_0001_0']
     with pytest.raises(KeyError, match="no score for video 'valid_u_0001' expression '0'"):
-        run_mevis_demo.subset_scores(per_exp, manifest)
+        mevis_demo.subset_scores(per_exp, manifest)
 
 
 def test_choose_score_thr_picks_the_best_threshold(tmp_path):
@@ -114,8 +116,8 @@ def test_choose_score_thr_picks_the_best_threshold(tmp_path):
     masks = np.stack([obj0, obj1, np.zeros_like(obj0)])  # [nq=3, T, H, W]
     predictions = [dict(video_id='v', exp_id='0', anno_ids=[0, 1], scores=np.array([0.9, 0.5, 0.1]), masks=masks),
                    dict(video_id='v', exp_id='1', anno_ids=[], scores=np.array([0.3, 0.2, 0.1]), masks=masks)]
-    best, jf = run_mevis_demo.choose_score_thr(predictions, str(tmp_path / 'mask_dict.json'),
-                                               grid=(0.25, 0.4, 0.6, 0.95))
+    best, jf = mevis_demo.choose_score_thr(predictions, str(tmp_path / 'mask_dict.json'),
+                                           grid=(0.25, 0.4, 0.6, 0.95))
     # 0.4: both objects of A and nothing for B -> both expressions perfect
     assert best == 0.4 and jf[0.4] == pytest.approx(1.0)
     assert jf[0.25] < 1.0 and jf[0.6] < 1.0  # 0.25 keeps a query for B; 0.6 only one object of A
@@ -123,12 +125,12 @@ def test_choose_score_thr_picks_the_best_threshold(tmp_path):
 
 
 def test_selection_overrides():
-    assert run_mevis_demo.selection_overrides('top1') == [
+    assert mevis_demo.selection_overrides('top1') == [
         'model.test_cfg.object_selection=top1', 'model.test_cfg.score_thr=None',
         'model.test_cfg.allow_no_target=False']
-    assert run_mevis_demo.selection_overrides('threshold', 0.35)[1] == 'model.test_cfg.score_thr=0.35'
+    assert mevis_demo.selection_overrides('threshold', 0.35)[1] == 'model.test_cfg.score_thr=0.35'
     with pytest.raises(ValueError, match="selection must be 'top1' or 'threshold'"):
-        run_mevis_demo.selection_overrides('threshold')
+        mevis_demo.selection_overrides('threshold')
 
 
 def test_mevis_demo_runs_end_to_end(tmp_path):
@@ -152,7 +154,7 @@ def test_mevis_demo_runs_end_to_end(tmp_path):
     assert osp.isfile(work_dir / 'train' / 'iter_4.pth')
     assert osp.isfile(work_dir / 'tiny_roberta' / 'tokenizer.json')
     results = json.loads((work_dir / 'results.json').read_text())
-    assert results['score_thr'] in run_mevis_demo.THRESHOLD_GRID
+    assert results['score_thr'] in mevis_demo.THRESHOLD_GRID
     assert set(results['targets']) == {'multi_object_gain', 'motion_only', 'shuffled'}
     with open(work_dir / 'data' / 'synthetic_manifest.json') as f:
         manifest = json.load(f)

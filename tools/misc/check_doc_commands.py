@@ -50,7 +50,8 @@ def run_command(command: str, root: str, timeout: float) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, args.root)
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)  # soc_mm of this checkout when run as a script
     from soc_mm.utils.doc_commands import DEFAULT_DOC_FILES, check_docs
     commands, problems = check_docs(args.root, args.files or DEFAULT_DOC_FILES)
     if args.list:
