@@ -1,8 +1,8 @@
 """Runs soc_mm metrics on a fixed set of synthetic samples, split over the ranks of a
 ``torchrun`` (gloo, CPU) job like mmengine's DefaultSampler (padded with duplicates).
 
-Used by tests/test_metrics_dist.py:
-    torchrun --nproc_per_node 2 tests/dist_metric_runner.py OUT.json WORK_DIR
+Used by tests/test_evaluation/test_metrics_dist.py:
+    torchrun --nproc_per_node 2 tests/test_evaluation/dist_metric_runner.py OUT.json WORK_DIR
 """
 import json
 import os
