@@ -17,14 +17,12 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from soc_mm.models.inference import VideoInference, iter_clips
+from soc_mm.models.inference import STREAM_CLIP_LEN, RVOSTestOptions, VideoInference, iter_clips
 from soc_mm.utils.checkpoint import load_checkpoint_to_model, safe_load_local
 from soc_mm.registry import MODELS, TRANSFORMS
 from soc_mm.structures import RVOSDataSample
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-# whole Ref-YouTube-VOS / Ref-DAVIS eval videos are <= 36 frames (the official eval runs them in one clip)
-DEFAULT_CLIP_LEN = 36
 DEFAULT_TEST_PIPELINE = [
     dict(type='RVOSRandomResize', short_side=[360], max_size=640),
     dict(type='PackRVOSInputs'),
@@ -189,12 +187,17 @@ def _check_expressions(expressions) -> List[str]:
     return list(expressions)
 
 
-def _resolve_clip_len(model: nn.Module, clip_len: Optional[int]) -> int:
-    if clip_len is None:
-        clip_len = (getattr(model, 'test_cfg', None) or {}).get('clip_len') or DEFAULT_CLIP_LEN
-    if not isinstance(clip_len, int) or clip_len < 1:
-        raise ValueError(f'clip_len must be a positive int, got {clip_len!r}')
-    return clip_len
+def _stream_options(model: nn.Module, clip_len: Optional[int], share_clips: Optional[bool]) -> RVOSTestOptions:
+    """The model's test options (``model.test_options``) with the call's ``clip_len`` / ``share_clips``
+    (None: the model's), and ``STREAM_CLIP_LEN`` frames per clip where they say "whole video"."""
+    options = getattr(model, 'test_options', None) or RVOSTestOptions()
+    changes = {key: value for key, value in dict(clip_len=clip_len, share_clips=share_clips).items()
+               if value is not None}
+    try:
+        options = options.replace(**changes)
+    except ValueError as error:
+        raise ValueError(f'inference_rvos: {error} (the clip_len / share_clips argument)') from error
+    return options if options.clip_len is not None else options.replace(clip_len=STREAM_CLIP_LEN)
 
 
 def prepare_clip(model: nn.Module, frames: Sequence[np.ndarray], expressions: Sequence[str],
@@ -220,7 +223,7 @@ def inference_rvos(model: nn.Module,
                    expressions: Union[str, Sequence[str]],
                    clip_len: Optional[int] = None,
                    channel_order: str = 'rgb',
-                   shared: bool = True) -> List[RVOSDataSample]:
+                   share_clips: Optional[bool] = None) -> List[RVOSDataSample]:
     """Segment the object each expression refers to in every frame of a video.
 
     The video is read and processed in consecutive clips of ``clip_len`` frames (each clip
@@ -233,11 +236,12 @@ def inference_rvos(model: nn.Module,
         video: mp4 (or any OpenCV-readable video) path, frame-folder path, uint8 array
             [T, H, W, 3] or list of [H, W, 3] arrays.
         expressions (str | list[str]): referring expressions.
-        clip_len (int, optional): frames per clip; default ``model.test_cfg.clip_len`` or
-            ``DEFAULT_CLIP_LEN`` (36).
+        clip_len (int, optional): frames per clip; default ``model.test_cfg.clip_len``, or
+            ``STREAM_CLIP_LEN`` (36) when that is None (the test loop's "whole video").
         channel_order (str): channel order of array inputs: 'rgb' (default) or 'bgr'.
-        shared (bool): share the text-independent stages (default); False gives every
-            expression its own copy of each clip (the per-expression baseline).
+        share_clips (bool, optional): share the text-independent stages (``test_cfg.share_clips``;
+            None: the model's, default True); False gives every expression its own copy of each
+            clip (the per-expression baseline).
 
     Returns:
         list[RVOSDataSample]: one per expression, in order, with ``pred_masks`` bool Tensor
@@ -249,23 +253,23 @@ def inference_rvos(model: nn.Module,
         differing sizes, empty expression list.
     """
     expressions = _check_expressions(expressions)
-    clip_len = _resolve_clip_len(model, clip_len)
+    options = _stream_options(model, clip_len, share_clips)
     transforms = _test_transforms(model)
     num_frames, meta = 0, {}
 
     def clip_stream():
         nonlocal num_frames, meta
-        for frames in iter_clips(iter_video_frames(video, channel_order), clip_len):
+        for frames in iter_clips(iter_video_frames(video, channel_order), options.clip_len):
             inputs, samples = prepare_clip(model, frames, expressions, transforms)
             meta = samples[0].metainfo
             num_frames += len(frames)
-            if shared:  # one clip for every expression
+            if options.share_clips:  # one clip for every expression
                 yield inputs, samples, inputs.new_zeros(len(samples), dtype=torch.long)
             else:  # every expression its own copy of the clip: no stage shared
                 yield (inputs.expand(len(samples), *inputs.shape[1:]), samples,
                        torch.arange(len(samples), device=inputs.device))
 
-    inference = VideoInference.from_test_cfg(model, clip_len=clip_len)
+    inference = VideoInference(model, options)
     merged = inference.predict_stream(clip_stream(), results_device='cpu')
     results = []
     for k, (expression, result) in enumerate(zip(expressions, merged)):

@@ -56,7 +56,7 @@ def test_init_model_options_and_checkpoint(config_file, model, tmp_path):
     assert not model.training and model.cfg.model.type == 'SOC'
     assert uses_fast_kernels(model) and model.cfg.model.fast_kernels is True  # the default
     other = init_model(config_file, cfg_options={'model.test_cfg.clip_len': 3}, fast_kernels=False)
-    assert other.test_cfg['clip_len'] == 3 and not uses_fast_kernels(other)
+    assert other.test_options.clip_len == 3 and other.test_cfg['clip_len'] == 3 and not uses_fast_kernels(other)
     # None keeps the config's setting (read when the model is built)
     configured = init_model(config_file, cfg_options={'model.fast_kernels': False}, fast_kernels=None)
     assert not uses_fast_kernels(configured)
@@ -107,7 +107,7 @@ def test_inference_rvos_shared_equals_per_expression_and_single_forward(model):
     from soc_mm.apis import inference_rvos, prepare_clip
     video = smooth_video(4)
     shared = inference_rvos(model, video, EXPRESSIONS)
-    assert_same_results(shared, inference_rvos(model, video, EXPRESSIONS, shared=False))
+    assert_same_results(shared, inference_rvos(model, video, EXPRESSIONS, share_clips=False))
     # a video that fits in one clip = the model's plain single-forward predict
     frames = [f[..., ::-1] for f in video]
     for k, expr in enumerate(EXPRESSIONS):
@@ -116,6 +116,23 @@ def test_inference_rvos_shared_equals_per_expression_and_single_forward(model):
             ref = model.predict(inputs, samples)[0]
         assert torch.equal(ref.pred_masks, shared[k].pred_masks)
         assert torch.allclose(ref.pred_scores, shared[k].pred_scores, atol=1e-5)
+
+
+def test_inference_rvos_reads_the_models_test_options(model):
+    """The API's clip length and sharing come from the model's test options (one default, in
+    RVOSTestOptions); "whole video" (clip_len None) reads clips of STREAM_CLIP_LEN frames."""
+    from soc_mm.apis.inference import _stream_options
+    from soc_mm.models.inference import STREAM_CLIP_LEN
+    assert model.test_options.clip_len is None and model.test_options.share_clips is True
+    assert _stream_options(model, None, None).clip_len == STREAM_CLIP_LEN == 36
+    assert _stream_options(model, 5, False).replace(clip_len=None, share_clips=True) == model.test_options
+    saved = model.test_options
+    model.test_options = saved.replace(clip_len=4, share_clips=False)
+    try:
+        options = _stream_options(model, None, None)
+        assert options.clip_len == 4 and options.share_clips is False
+    finally:
+        model.test_options = saved
 
 
 def test_inference_rvos_long_video_equals_separate_clips(model):
@@ -161,5 +178,5 @@ def test_inference_rvos_bad_inputs(model, tmp_path):
         inference_rvos(model, str(mixed), EXPRESSIONS)
     with pytest.raises(ValueError, match='uint8'):
         inference_rvos(model, video.astype(np.float32), EXPRESSIONS)
-    with pytest.raises(ValueError, match='clip_len'):
+    with pytest.raises(ValueError, match=r'inference_rvos: test_cfg\.clip_len must be None or an int >= 1, got 0'):
         inference_rvos(model, video, EXPRESSIONS, clip_len=0)

@@ -253,7 +253,7 @@ def test_output_layer_last_uses_last_layer_heads():
     variant = MAIN
     inputs, samples = fixture_batch(variant)
     model = build_soc(variant, test_cfg=dict(output_layer='last'))
-    assert model.output_layer == 1 and model.bbox_head.test_cfg['output_layer'] == 1
+    assert model.output_layer == 1 and model.bbox_head.test_options is model.test_options  # one object, parsed once
     with torch.no_grad():
         outs = official_outputs(model, inputs, samples)
         raw = model(inputs, samples, mode='tensor')

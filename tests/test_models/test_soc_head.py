@@ -12,8 +12,8 @@ from conftest import FIXTURE_VARIANTS, MAIN_VARIANT
 from soc_reference_helpers import (ROOT, build_head, data_samples, dims, eval_samples, head_inputs, load, tb_to_bt,
                                    train_level_outputs)
 from mmengine.structures import InstanceData
-from soc_mm.models.dense_heads.soc_head import SOCHead, check_object_selection_options, select_objects
-from soc_mm.models.inference import VideoInference
+from soc_mm.models.dense_heads.soc_head import SOCHead, select_objects
+from soc_mm.models.inference import RVOSTestOptions
 from soc_mm.official.loss_names import to_official_loss_name
 from soc_mm.structures import RVOSDataSample
 
@@ -382,8 +382,9 @@ def test_object_selection_options_are_checked():
                            (dict(object_selection='threshold', score_thr=0.2, allow_no_target='yes'),
                             'test_cfg.allow_no_target must be True or False')):
         with pytest.raises(ValueError, match=match):
-            VideoInference.check_options(options)
+            RVOSTestOptions.from_cfg(options)
         with pytest.raises(ValueError, match=match):
             make_head(**options)
-    check_object_selection_options(dict(object_selection='threshold', score_thr=0.2, allow_no_target=True))
-    check_object_selection_options(dict(score_thr=0.2))  # unused by top-1, allowed
+    head = make_head(object_selection='threshold', score_thr=0.2, allow_no_target=True)
+    assert head.test_options == RVOSTestOptions(object_selection='threshold', score_thr=0.2, allow_no_target=True)
+    assert make_head(score_thr=0.2).test_options.object_selection == 'top1'  # unused by top-1, allowed

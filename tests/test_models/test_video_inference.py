@@ -2,6 +2,7 @@
 long videos in clips, expression batches, identical clips known from the metainfo clip key, the test loop
 with the batch sampler that groups a video's expressions (the sampler itself:
 tests/test_datasets/test_video_batch_sampler.py), and the fused kernels as a build-time option."""
+import contextlib
 import os.path as osp
 
 import pytest
@@ -68,6 +69,17 @@ def clones(samples):
 def assert_same_predictions(a, b):
     assert torch.equal(a.pred_masks, b.pred_masks)
     assert (a.pred_scores - b.pred_scores).abs().max() <= 1e-5
+
+
+@contextlib.contextmanager
+def options_changed(model, **changes):
+    """``model.test_options`` with ``changes`` inside the block (the model's own afterwards)."""
+    saved = model.test_options
+    model.test_options = saved.replace(**changes)
+    try:
+        yield
+    finally:
+        model.test_options = saved
 
 
 def count_calls(module):
@@ -157,11 +169,8 @@ def test_predict_shares_clips_with_the_same_clip_key(model):
             assert calls == [2]
             # share_clips=False: every sample is its own clip
             calls.clear()
-            model.test_cfg['share_clips'] = False
-            try:
+            with options_changed(model, share_clips=False):
                 model.predict(batch, clones(batch_samples))
-            finally:
-                del model.test_cfg['share_clips']
             assert calls == [4]
     finally:
         handle.remove()
@@ -179,16 +188,14 @@ def test_long_video_equals_separate_clips(model):
     inputs, samples = make_batch(model, num_frames=3 * clip_len, expressions=EXPRESSIONS[:2])
     inputs = inputs.expand(2, -1, -1, -1, -1)  # one clip per sample, as a test-loop batch
     calls, handle = count_calls(model.backbone)
-    model.test_cfg['clip_len'] = clip_len
     try:
         with torch.no_grad():
-            whole = model.predict(inputs, clones(samples))
+            with options_changed(model, clip_len=clip_len):
+                whole = model.predict(inputs, clones(samples))
             assert calls == [1, 1, 1]  # three clips, each shared by the two expressions
-            del model.test_cfg['clip_len']
             parts = [model.predict(inputs[:, t:t + clip_len], clones(samples))
                      for t in range(0, 3 * clip_len, clip_len)]
     finally:
-        model.test_cfg.pop('clip_len', None)
         handle.remove()
     for k in range(len(samples)):
         assert whole[k].pred_masks.shape[0] == 3 * clip_len
@@ -200,11 +207,8 @@ def test_clip_len_longer_than_video_is_the_single_forward_path(model):
     inputs, samples = make_batch(model, expressions=EXPRESSIONS[:1])
     with torch.no_grad():
         ref = model.predict(inputs, [samples[0].clone()])[0]
-        model.test_cfg['clip_len'] = 8
-        try:
+        with options_changed(model, clip_len=8):
             out = model.predict(inputs, [samples[0].clone()])[0]
-        finally:
-            del model.test_cfg['clip_len']
     assert torch.equal(ref.pred_masks, out.pred_masks) and torch.equal(ref.pred_scores, out.pred_scores)
 
 
@@ -228,6 +232,7 @@ def test_inference_inputs_are_checked(model):
     from soc_mm.models.inference import VideoInference
     inputs, samples = make_batch(model, expressions=EXPRESSIONS[:2])
     inference = VideoInference(model)
+    assert inference.options is model.test_options is model.bbox_head.test_options  # parsed once, shared
     with pytest.raises(ValueError, match='clip_index has 3 entries for 2 samples'):
         inference.predict_clip(inputs, samples, torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r'clip_index must lie in \[0, 1\)'):
@@ -236,12 +241,14 @@ def test_inference_inputs_are_checked(model):
         VideoInference(model, clip_len=0)
     with pytest.raises(ValueError, match=r'test_cfg\.expressions_per_batch must be None or an int >= 1'):
         build_tiny(expressions_per_batch=0)
-    model.test_cfg['clip_len'] = 0  # changed after the build: checked when predict reads it
-    try:
-        with pytest.raises(ValueError, match='clip_len'):
-            model.predict(inputs, samples[:1])
-    finally:
-        del model.test_cfg['clip_len']
+    # the options are parsed once, at the build: changed by setting a new (checked) object only
+    with pytest.raises(TypeError):
+        model.test_cfg['clip_len'] = 0
+    with pytest.raises(TypeError, match='SOC.test_options must be an RVOSTestOptions'):
+        model.test_options = dict(clip_len=2)
+    with pytest.raises(ValueError, match=r'decoder layer index in \[-2, 2\), got 2'):
+        model.test_options = model.test_options.replace(output_layer=2)
+    assert model.test_cfg['clip_len'] is None and model.output_layer == 0
 
 
 # ---------------------------------------------------------------------- fused kernels
@@ -279,18 +286,16 @@ def test_bf16_autocast_option(model):
     seen = []
     handle = model.encoder.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
     try:
-        model.test_cfg['bf16'] = True
-        bf16 = VideoInference.from_test_cfg(model).predict_clip(inputs, clones(samples), index)
+        bf16 = VideoInference(model, bf16=True).predict_clip(inputs, clones(samples), index)
     finally:
         handle.remove()
-        del model.test_cfg['bf16']
     assert seen == [torch.bfloat16]  # the model really ran in bfloat16
     for a, b in zip(fp32, bf16):
         assert b.scores.dtype == torch.float32 and b.masks.dtype == torch.bool
         assert (a.scores - b.scores).abs().max() < 0.05
         assert (a.masks == b.masks).float().mean() > 0.9
     with pytest.raises(ValueError, match='test_cfg.bf16 must be True or False'):
-        VideoInference.check_options(dict(bf16='yes'))
+        VideoInference(model, bf16='yes')
 
 
 def test_two_models_one_with_fast_kernels_keep_their_own_kernels(model):

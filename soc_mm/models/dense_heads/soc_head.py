@@ -1,7 +1,6 @@
 """SOC prediction head: class / box / dynamic-mask branches, video-level losses, post-processing."""
 import copy
-import numbers
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -15,30 +14,7 @@ from torch import Tensor, nn
 from soc_mm.registry import MODELS, TASK_UTILS
 from soc_mm.structures import RVOSDataSample
 from soc_mm.structures.rvos_data_sample import referred_instance_ids
-
-
-OBJECT_SELECTIONS = ('top1', 'threshold')
-
-
-def check_object_selection_options(options: dict, prefix: str = 'test_cfg.') -> None:
-    """Raise a ValueError naming the option when the object-selection options of ``options`` (a
-    ``test_cfg``) are wrong: ``object_selection`` ('top1' | 'threshold'), ``score_thr`` (a number
-    in [0, 1]; required by 'threshold'), ``allow_no_target`` (bool; True only with 'threshold')."""
-    mode = options.get('object_selection', 'top1')
-    if not isinstance(mode, str) or mode not in OBJECT_SELECTIONS:
-        raise ValueError(f"{prefix}object_selection must be one of {OBJECT_SELECTIONS}, got {mode!r}")
-    thr = options.get('score_thr')
-    if thr is not None and (isinstance(thr, bool) or not isinstance(thr, numbers.Real) or not 0 <= thr <= 1):
-        raise ValueError(f'{prefix}score_thr must be a probability in [0, 1], got {thr!r}')
-    if mode == 'threshold' and thr is None:
-        raise ValueError(f"{prefix}score_thr is required with {prefix}object_selection='threshold' (the "
-                         'time-averaged class probability a video query must exceed)')
-    allow = options.get('allow_no_target', False)
-    if not isinstance(allow, bool):
-        raise ValueError(f'{prefix}allow_no_target must be True or False, got {allow!r}')
-    if allow and mode != 'threshold':
-        raise ValueError(f"{prefix}allow_no_target=True needs {prefix}object_selection='threshold' "
-                         f'(top-1 always selects one object), got object_selection={mode!r}')
+from ..inference.test_options import RVOSTestOptions
 
 
 def select_objects(video_scores: Tensor, object_selection: str = 'top1', score_thr: Optional[float] = None,
@@ -114,11 +90,14 @@ class SOCHead(BaseModule):
         train_cfg (dict): ``assigner`` (``VideoHungarianAssigner`` config) and
             ``referred_only`` (bool, default False): keep only the referred instance(s) of each
             sample as targets (official Ref-YouTube-VOS mode; A2D uses all instances).
-        test_cfg (dict): ``output_layer`` (decoder layer index, default 0: official eval reports
-            the first decoder layer's heads), ``return_all_queries`` (default False: also return
-            every query's masks/scores, as the official A2D post-process), ``object_selection``
-            ('top1' (default) | 'threshold'), ``score_thr`` (required by 'threshold') and
-            ``allow_no_target`` (default False): see ``predict_by_feat`` and ``select_objects``.
+        test_cfg (dict | RVOSTestOptions): the test options (``RVOSTestOptions``; a dict is parsed
+            with ``RVOSTestOptions.from_cfg``). The head reads ``output_layer`` (default 'first':
+            official eval reports the first decoder layer's heads), ``return_all_queries``
+            (default False: also return every query's masks/scores, as the official A2D
+            post-process), ``object_selection`` ('top1' (default) | 'threshold'), ``score_thr``
+            (required by 'threshold') and ``allow_no_target`` (default False): see
+            ``predict_by_feat`` and ``select_objects``. Inside ``SOC`` the detector parses its
+            ``test_cfg`` and hands the head the same object (``test_options``).
     """
 
     def __init__(self,
@@ -137,7 +116,7 @@ class SOCHead(BaseModule):
                  loss_iou: dict = dict(type='SOCGIoULoss', loss_weight=2.0),
                  loss_con: dict = dict(type='QuerySentenceContrastiveLoss', loss_weight=1.0),
                  train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
+                 test_cfg: Union[None, dict, RVOSTestOptions] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if num_classes < 1:
@@ -146,15 +125,7 @@ class SOCHead(BaseModule):
         self.embed_dims = embed_dims
         self.num_pred_layer = num_pred_layer
         self.train_cfg = dict(train_cfg or {})
-        self.test_cfg = dict(test_cfg or {})
-        if 'output_level' in self.test_cfg:
-            raise ValueError('SOCHead: test_cfg.output_level was renamed test_cfg.output_layer (a decoder '
-                             'layer index)')
-        layer = self.test_cfg.get('output_layer', 0)
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -num_pred_layer <= layer < num_pred_layer:
-            raise ValueError(f'SOCHead: test_cfg.output_layer must be a decoder layer index in '
-                             f'[{-num_pred_layer}, {num_pred_layer}), got {layer!r}')
-        check_object_selection_options(self.test_cfg)
+        self.test_options = RVOSTestOptions.from_cfg(test_cfg, num_layers=num_pred_layer)
         assigner = self.train_cfg.get('assigner', dict(
             type='VideoHungarianAssigner',
             match_costs=[
@@ -409,6 +380,25 @@ class SOCHead(BaseModule):
                     loss_dice=loss_dice, loss_con=loss_con)
 
     # ------------------------------------------------------------------ inference
+    @property
+    def test_options(self) -> RVOSTestOptions:
+        """The test options the head reads (``output_layer``, ``object_selection``, ``score_thr``,
+        ``allow_no_target``, ``return_all_queries``). Set a new ``RVOSTestOptions`` to change them."""
+        return self._test_options
+
+    @test_options.setter
+    def test_options(self, options: RVOSTestOptions) -> None:
+        if not isinstance(options, RVOSTestOptions):
+            raise TypeError(f'SOCHead.test_options must be an RVOSTestOptions (RVOSTestOptions.from_cfg(dict)), '
+                            f'got {type(options).__name__}')
+        options.layer_index(self.num_pred_layer)
+        self._test_options = options
+
+    @property
+    def test_cfg(self) -> Mapping:
+        """Read-only ``test_cfg`` view of ``test_options``."""
+        return self._test_options.as_mapping()
+
     @staticmethod
     def _img_sizes(batch_data_samples, device) -> Tensor:
         return torch.tensor([list(s.metainfo['img_shape'][:2]) for s in batch_data_samples],
@@ -416,8 +406,8 @@ class SOCHead(BaseModule):
 
     def predict(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
                 batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True) -> List[InstanceData]:
-        """Heads of decoder layer ``test_cfg.output_layer`` (default 0), then ``predict_by_feat``."""
-        layer = int(self.test_cfg.get('output_layer', 0)) % len(hidden_states)
+        """Heads of decoder layer ``test_cfg.output_layer`` (default 'first'), then ``predict_by_feat``."""
+        layer = self.test_options.layer_index(len(hidden_states))
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
         cls, _, masks = self.forward_single(hidden_states[layer], references[layer],
                                             references[layer + 1][..., :2], mask_feats, img_sizes, layer)
@@ -463,10 +453,9 @@ class SOCHead(BaseModule):
         prob = cls.sigmoid()
         video_scores = prob.mean(1).max(-1)[0]  # [B, nq]
         frame_scores = prob.max(-1)[0]  # [B, T, nq]
-        mode = self.test_cfg.get('object_selection', 'top1')
-        score_thr = self.test_cfg.get('score_thr')
-        allow_no_target = bool(self.test_cfg.get('allow_no_target', False))
-        return_all = bool(self.test_cfg.get('return_all_queries', False))
+        options = self.test_options
+        mode, score_thr, allow_no_target = options.object_selection, options.score_thr, options.allow_no_target
+        return_all = options.return_all_queries
         num_frames = prob.shape[1]
         results = []
         for b, meta in enumerate(batch_img_metas):

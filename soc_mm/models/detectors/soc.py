@@ -18,7 +18,7 @@ of a clip, merging) is ``soc_mm.models.inference.VideoInference``, which ``predi
 metainfo SOC reads is parsed in ``soc_mm.structures.batch_metainfo``.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,27 +34,13 @@ from torch import Tensor, nn
 from soc_mm.registry import MODELS
 from soc_mm.structures.batch_metainfo import (check_batch, get_frame_index, get_img_shapes, get_texts,
                                               img_shapes_tensor, padding_masks)
+from ..inference.test_options import RVOSTestOptions
 from ..inference.video_inference import VideoInference
 from ..layers.fast_kernels import enable_fast_kernels
 from ..layers.positional_encoding import SinePositionalEncoding1D
 from ..layers.vision_language_fusion import VisionLanguageFusion
 
 ForwardResults = Union[Dict[str, Tensor], list]
-
-
-def resolve_output_layer(test_cfg: dict, num_layers: int) -> int:
-    """``test_cfg.output_layer`` ('first' | 'last' | decoder layer index) -> index in [0, num_layers)."""
-    if 'output_level' in test_cfg:
-        raise ValueError("test_cfg.output_level was renamed test_cfg.output_layer (a decoder layer: 'first', "
-                         f"'last' or an index); replace output_level={test_cfg['output_level']!r} by "
-                         f"output_layer={test_cfg['output_level']!r} in the config")
-    layer = test_cfg.get('output_layer', 'first')
-    if layer in ('first', 'last'):
-        return 0 if layer == 'first' else num_layers - 1
-    if isinstance(layer, bool) or not isinstance(layer, int) or not -num_layers <= layer < num_layers:
-        raise ValueError(f"test_cfg.output_layer must be 'first', 'last' or a decoder layer index in "
-                         f'[{-num_layers}, {num_layers}), got {layer!r}')
-    return layer % num_layers
 
 
 @MODELS.register_module()
@@ -85,11 +71,12 @@ class SOC(BaseModel):
             ``[L, T, B]`` reshaped, not transposed, to ``[L*B, T]``), which mixes videos when B > 1
             and T > 1. Only for comparing with the official code; default False (per video).
         train_cfg (dict): passed to the head.
-        test_cfg (dict): passed to the head, and
-            ``output_layer`` ('first' | 'last' | index, default 'first'): the decoder layer whose
-            heads give the eval outputs (official eval: layer 0, with the last layer's VOC output);
-            ``clip_len``, ``expressions_per_batch``, ``share_clips``: video inference options
-            (``VideoInference``).
+        test_cfg (dict): the test options, parsed once into ``test_options``
+            (``soc_mm.models.inference.RVOSTestOptions``: its keys, defaults and checks), which the
+            head and ``VideoInference`` read: e.g. ``output_layer`` ('first' | 'last' | index,
+            default 'first'): the decoder layer whose heads give the eval outputs (official eval:
+            layer 0, with the last layer's VOC output); ``clip_len``, ``expressions_per_batch``,
+            ``share_clips``, ``bf16``: how videos are run (``VideoInference``).
         data_preprocessor (dict): ``RVOSDataPreprocessor`` config.
         query_propagation (bool): decode the frames of a clip one after another, each frame's
             queries starting from the previous frame's decoded queries and (centre) boxes instead of
@@ -112,14 +99,7 @@ class SOC(BaseModel):
                  query_propagation: bool = False, fast_kernels: bool = True, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_cfg = train_cfg
-        self.test_cfg = dict(test_cfg or {})
-        if 'fast_kernels' in self.test_cfg:
-            raise ValueError(f"test_cfg.fast_kernels moved to the model (the kernels also serve training): replace "
-                             f"test_cfg.fast_kernels={self.test_cfg['fast_kernels']!r} by model.fast_kernels="
-                             f"{self.test_cfg['fast_kernels']!r} in the config")
-        self.output_layer = resolve_output_layer(self.test_cfg, decoder['num_layers'])
-        self.test_cfg['output_layer'] = self.output_layer  # the head takes the layer index
-        VideoInference.check_options(self.test_cfg)
+        self._test_options = RVOSTestOptions.from_cfg(test_cfg, num_layers=decoder['num_layers'])
         self.num_queries = num_queries
         self.num_feature_levels = num_feature_levels
         self.with_box_refine = with_box_refine
@@ -150,7 +130,7 @@ class SOC(BaseModel):
         self.voc = MODELS.build(voc)
         self.spatial_decoder = MODELS.build(spatial_decoder)
         bbox_head = copy.deepcopy(bbox_head)
-        bbox_head.update(train_cfg=train_cfg, test_cfg=self.test_cfg)
+        bbox_head.update(train_cfg=train_cfg, test_cfg=self._test_options)
         self.bbox_head = MODELS.build(bbox_head)
         if with_box_refine and len(self.bbox_head.reg_branches) != self.decoder.num_layers:
             raise ValueError(f'with_box_refine needs one head regression branch per decoder layer: '
@@ -160,6 +140,31 @@ class SOC(BaseModel):
                              f'the transformer embed_dims ({C})')
         if fast_kernels:
             enable_fast_kernels(self)
+
+    @property
+    def test_options(self) -> RVOSTestOptions:
+        """The parsed ``test_cfg`` (shared with the head). Change it by setting a new object, e.g.
+        ``model.test_options = model.test_options.replace(clip_len=8)``."""
+        return self._test_options
+
+    @test_options.setter
+    def test_options(self, options: RVOSTestOptions) -> None:
+        if not isinstance(options, RVOSTestOptions):
+            raise TypeError(f'SOC.test_options must be an RVOSTestOptions (RVOSTestOptions.from_cfg(dict)), '
+                            f'got {type(options).__name__}')
+        options.layer_index(self.decoder.num_layers)
+        self.bbox_head.test_options = options
+        self._test_options = options
+
+    @property
+    def test_cfg(self) -> Mapping:
+        """Read-only ``test_cfg`` view of ``test_options`` (every option, defaults included)."""
+        return self._test_options.as_mapping()
+
+    @property
+    def output_layer(self) -> int:
+        """Index of the decoder layer whose heads give the outputs (``test_cfg.output_layer``)."""
+        return self._test_options.layer_index(self.decoder.num_layers)
 
     def init_weights(self) -> None:
         """Sub-modules' own init, then Deformable-DETR's transformer init (as SOC)."""
@@ -411,11 +416,11 @@ class SOC(BaseModel):
     def predict(self, inputs: Tensor, data_samples: Sequence, rescale: bool = True) -> list:
         """Masks and scores of the ``test_cfg.output_layer`` heads, added to the data samples.
 
-        Video-level inference (``VideoInference.from_test_cfg``): samples showing the same clip
+        Video-level inference (``VideoInference`` with ``test_options``): samples showing the same clip
         (metainfo clip key) run the text-independent stages once; clips longer than
         ``test_cfg.clip_len`` are processed as consecutive clips and merged.
         """
-        results = VideoInference.from_test_cfg(self).predict_batch(inputs, data_samples, rescale=rescale)
+        results = VideoInference(self).predict_batch(inputs, data_samples, rescale=rescale)
         return self.add_pred_to_datasample(data_samples, results)
 
     @staticmethod

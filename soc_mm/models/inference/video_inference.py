@@ -26,7 +26,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from soc_mm.structures.batch_metainfo import check_batch, clip_key, get_texts
-from ..dense_heads.soc_head import check_object_selection_options
+from .test_options import RVOSTestOptions
 
 # (clips [G, T, 3, Hp, Wp], data samples [N], clip_index int64 [N]): one clip of G videos, N pairs
 ClipBatch = Tuple[Tensor, Sequence, Tensor]
@@ -128,60 +128,34 @@ class VideoInference:
 
     Args:
         model (nn.Module): a ``SOC`` (``extract_feat``, ``extract_text_feat``,
-            ``forward_transformer``, ``bbox_head.predict``).
-        clip_len (int, optional): frames per clip; longer videos are processed as consecutive
-            clips (only when every sample keeps all frames: no ``valid_frame_idx``). None: whole
-            videos.
-        expressions_per_batch (int, optional): at most this many (clip, expression) pairs through
-            the text-dependent stages at a time (bounds the memory for many expressions). None: all.
-        share_clips (bool): samples of a test-loop batch with the same ``clip_key`` run the
-            text-independent stages once (``predict_batch``). False: every sample is its own clip.
-        bf16 (bool): run the model under CPU ``torch.autocast`` with bfloat16 (CPUs with bf16
-            matrix units run it several times faster; see the README's speed section for its effect
-            on accuracy); results (scores, masks) come back in float32. Default False: float32.
+            ``forward_transformer``, ``bbox_head.predict``, ``test_options``).
+        options (RVOSTestOptions, optional): the schedule options (``clip_len``,
+            ``expressions_per_batch``, ``share_clips``, ``bf16``; see ``RVOSTestOptions``). Default:
+            the model's ``test_options`` (the defaults for a model without).
+        **changes: options replaced for this inference only (e.g. ``clip_len=8``), checked as in
+            a config.
+
+    ``clip_len`` (None: whole videos) applies only when every sample keeps all frames (no
+    ``valid_frame_idx``); ``share_clips`` False gives every sample of a test-loop batch its own
+    clip; ``bf16`` runs the model under CPU ``torch.autocast`` with bfloat16 (CPUs with bf16 matrix
+    units run it several times faster; see the README's speed section for its effect on accuracy)
+    and returns float32 results.
     """
 
-    def __init__(self, model: nn.Module, clip_len: Optional[int] = None,
-                 expressions_per_batch: Optional[int] = None, share_clips: bool = True,
-                 bf16: bool = False) -> None:
-        self.check_options(dict(clip_len=clip_len, expressions_per_batch=expressions_per_batch,
-                                share_clips=share_clips, bf16=bf16), prefix='')
+    def __init__(self, model: nn.Module, options: Optional[RVOSTestOptions] = None, **changes) -> None:
+        if options is None:
+            options = getattr(model, 'test_options', None) or RVOSTestOptions()
+        if not isinstance(options, RVOSTestOptions):
+            raise TypeError(f'VideoInference: options must be an RVOSTestOptions, got {type(options).__name__}')
         self.model = model
-        self.clip_len = clip_len
-        self.expressions_per_batch = expressions_per_batch
-        self.share_clips = share_clips
-        self.bf16 = bf16
-
-    @staticmethod
-    def check_options(options: dict, prefix: str = 'test_cfg.') -> None:
-        """Raise a ValueError naming the option when ``clip_len``, ``expressions_per_batch``,
-        ``share_clips`` or an object-selection option (``object_selection``, ``score_thr``,
-        ``allow_no_target``: ``check_object_selection_options``) of ``options`` has a wrong value."""
-        for key in ('clip_len', 'expressions_per_batch'):
-            value = options.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f'{prefix}{key} must be None or an int >= 1, got {value!r}')
-        for key in ('share_clips', 'bf16'):
-            if key in options and not isinstance(options[key], bool):
-                raise ValueError(f'{prefix}{key} must be True or False, got {options[key]!r}')
-        check_object_selection_options(options, prefix=prefix)
-
-    @classmethod
-    def from_test_cfg(cls, model: nn.Module, **overrides) -> 'VideoInference':
-        """Options from ``model.test_cfg`` (``clip_len``, ``expressions_per_batch``, ``share_clips``,
-        ``bf16``), then ``overrides``."""
-        cfg = getattr(model, 'test_cfg', None) or {}
-        options = dict(clip_len=cfg.get('clip_len'), expressions_per_batch=cfg.get('expressions_per_batch'),
-                       share_clips=cfg.get('share_clips', True), bf16=cfg.get('bf16', False))
-        options.update(overrides)
-        return cls(model, **options)
+        self.options = options.replace(**changes) if changes else options
 
     # ------------------------------------------------------------------ entry points
     def predict_batch(self, inputs: Tensor, data_samples: Sequence, rescale: bool = True) -> List[InstanceData]:
         """A test-loop batch: inputs [B, T, 3, Hp, Wp], one clip per sample. Samples showing the
         same clip (``group_clips``) share its text-independent stages. Returns B results."""
         check_batch(inputs, data_samples)
-        if self.share_clips:
+        if self.options.share_clips:
             first, clip_index = group_clips(data_samples)
         else:
             first, clip_index = list(range(len(data_samples))), torch.arange(len(data_samples))
@@ -194,7 +168,7 @@ class VideoInference:
         into clips of ``clip_len`` frames (none when a sample keeps only some frames), predict,
         merge. Returns N results over the T frames."""
         keeps_all = all(s.metainfo.get('valid_frame_idx') is None for s in data_samples)
-        chunks = iter_clips(clips, self.clip_len if keeps_all else None)
+        chunks = iter_clips(clips, self.options.clip_len if keeps_all else None)
         return self.predict_stream(((chunk, data_samples, clip_index) for chunk in chunks), rescale=rescale)
 
     def predict_stream(self, stream: Iterable[ClipBatch], rescale: bool = True,
@@ -220,7 +194,7 @@ class VideoInference:
         Returns N ``InstanceData`` over the clip's frames (``SOCHead.predict_by_feat``).
         """
         clip_samples = self._clip_samples(clips, data_samples, clip_index)
-        if self.bf16:
+        if self.options.bf16:
             if clips.is_cuda:
                 raise ValueError('test_cfg.bf16 is for CPU inference: mmcv 2.1\'s CUDA deformable attention has no '
                                  'bfloat16 kernel (use fp16 autocast / AmpOptimWrapper on GPUs)')
@@ -240,7 +214,7 @@ class VideoInference:
         text_feats = model.extract_text_feat(get_texts(data_samples))
         clip_feats = model.extract_feat(clips, clip_samples)
         num_frames = clip_feats['mlvl_feats'][0].shape[0] // clips.shape[0]
-        step = self.expressions_per_batch or len(data_samples)
+        step = self.options.expressions_per_batch or len(data_samples)
         results = []
         for start in range(0, len(data_samples), step):
             part = slice(start, start + step)
