@@ -5,7 +5,7 @@
 #       --num-train 400 --num-valid-u 100 --num-valid 0 --num-frames 12 --size 96 96 --train-motion-repeats 3
 #   python tools/misc/make_tiny_text_encoder.py data/synthetic_mevis/train/meta_expressions.json \
 #       --out data/synthetic_mevis/tiny_roberta
-# Model: the tiny SOC (sizes, losses, AdamW) plus the motion options below; the data, the clip length,
+# Model: the tiny SOC (sizes, losses, AdamW) with three variant classes (below); the data, the clip length,
 # the schedule and the MeViS inference (several objects per expression, or none) differ.
 _base_ = ['./soc_tiny_synthetic.py']
 
@@ -30,19 +30,23 @@ score_thr = 0.5
 allow_no_target = True
 
 # Motion: SOC's VOC clusters an unordered set of frame queries, so the tiny model segments the twins but
-# cannot tell which one "moves left" (README, "MeViS demo"). These options (all off in SOC and in the
-# Swin configs; each tested in tests/test_models/) give it the motion and the words:
-# frames decoded in order, each from the previous frame's queries (a query slot follows one object);
-# the mean of the word features as the sentence feature (the tiny RoBERTa's pooler output is the same
-# for every expression); VOC reads each frame's time, box and displacement, video query i clusters
-# frame slot i only, and its score gets a learned product of the sentence with its slot's trajectory
-# (an MLP of the slot's centre at 4 evenly spaced times: which segments move tells "stays still", "stops
-# moving" and "moves left" apart).
+# cannot tell which one "moves left" (README, "MeViS demo"). The tiny SOC's classes are therefore replaced
+# by variants (subclasses that keep SOC's modules and add the options; SOC and the Swin configs use none;
+# each tested in tests/test_models/); `type` replaces the base's, its other keys are kept:
+# - QueryPropagationSOC: frames decoded in order, each from the previous frame's queries (a query slot
+#   follows one object);
+# - MeanPoolRoBERTaTextEncoder: the mean of the word features as the sentence feature (the tiny RoBERTa's
+#   pooler output is the same for every expression);
+# - MotionAwareVOC: VOC reads each frame's time, box and displacement, video query i clusters frame slot i
+#   only, and its score gets a learned product of the sentence with its slot's trajectory (an MLP of the
+#   slot's centre at 4 evenly spaced times: which segments move tells "stays still", "stops moving" and
+#   "moves left" apart).
 model = dict(
-    query_propagation=True,
-    text_encoder=dict(model_path=text_encoder_path, sentence_feature='mean'),
-    voc=dict(temporal_pos_encoding=dict(normalize=True), box_encoding=True, motion_encoding=True,
-             per_slot_clustering=True, sentence_product=True, slot_motion_product='trajectory'),
+    type='QueryPropagationSOC',
+    text_encoder=dict(type='MeanPoolRoBERTaTextEncoder', model_path=text_encoder_path),
+    voc=dict(type='MotionAwareVOC', temporal_pos_encoding=dict(normalize=True), box_encoding=True,
+             motion_encoding=True, per_slot_clustering=True, sentence_product=True,
+             slot_motion_product='trajectory'),
     test_cfg=dict(object_selection='threshold', score_thr=score_thr, allow_no_target=allow_no_target))
 
 # ------------------------------------------------------------------ data

@@ -11,7 +11,10 @@ This package sits above :mod:`soc_mm.models`: it imports the models, nothing in
 * :mod:`.loss_names` — our loss keys <-> the official criterion's keys and coefficients.
 * :mod:`.reference` — the golden-fixture harness (build from an official configuration, load the
   fixture's official weights, compare outputs, losses and matcher assignments).
+* :mod:`.batch_regroup_soc` — ``BatchRegroupSOC`` (registered on import): SOC with the official VOC's
+  batch regrouping quirk, which the harness builds when the quirk mixes videos.
 """
+from .batch_regroup_soc import BatchRegroupSOC
 from .checkpoint import (KEY_RULES, KNOWN_EXTRA_KEYS, OfficialCheckpointError, check_state_dict_against_model,
                          convert_official_key, convert_official_state_dict, extract_official_state_dict,
                          load_official_checkpoint)
@@ -19,7 +22,8 @@ from .config import NOT_AFFECTING_COMPUTATION, OfficialConfigError, load_officia
 from .loss_names import OFFICIAL_LOSS_COEFS, OFFICIAL_LOSS_NAMES, to_official_loss_name
 
 __all__ = [
-    'KEY_RULES', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError', 'check_state_dict_against_model',
+    'BatchRegroupSOC', 'KEY_RULES', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError',
+    'check_state_dict_against_model',
     'convert_official_key', 'convert_official_state_dict', 'extract_official_state_dict',
     'load_official_checkpoint', 'NOT_AFFECTING_COMPUTATION', 'OfficialConfigError', 'load_official_config',
     'official_model_cfg', 'OFFICIAL_LOSS_COEFS', 'OFFICIAL_LOSS_NAMES', 'to_official_loss_name'

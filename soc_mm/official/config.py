@@ -162,7 +162,7 @@ def _unsupported(key: str, value, why: str) -> OfficialConfigError:
 
 
 def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None,
-                       referred_only: Optional[bool] = None, voc_batch_regroup_compat: bool = False) -> Dict:
+                       referred_only: Optional[bool] = None) -> Dict:
     """Our ``SOC`` model config for an official configuration.
 
     Args:
@@ -174,8 +174,6 @@ def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None
             ``official["text_encoder_type"]``.
         referred_only (bool, optional): must agree with ``dataset_name`` when given (kept for
             callers that pass it); by default taken from ``dataset_name``.
-        voc_batch_regroup_compat (bool): reproduce the official VOC's batch regrouping (mixes
-            videos when B > 1 and T > 1); only the golden-tensor comparison wants True.
 
     Returns:
         dict: ``type='SOC'`` config (no data_preprocessor; the reference harness feeds tensors).
@@ -258,7 +256,6 @@ def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None
     mask_dims = _int(official, 'mask_kernels_dim')
     return dict(
         type='SOC', num_queries=num_queries, num_feature_levels=levels, with_box_refine=True,
-        voc_batch_regroup_compat=voc_batch_regroup_compat,
         backbone=dict(type='VideoSwinTransformer',
                       arch=dict(embed_dims=swin['embed_dim'], depths=list(swin['depths']),
                                 num_heads=list(swin['num_heads'])),

@@ -19,6 +19,7 @@ from torch import nn
 
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
+from .batch_regroup_soc import BatchRegroupSOC
 from .checkpoint import convert_official_state_dict
 from .config import official_model_cfg
 from .loss_names import to_official_loss_name
@@ -97,12 +98,13 @@ def zero_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_reference_model(fixture_dir: str, voc_batch_regroup_compat: Optional[bool] = None,
+def build_reference_model(fixture_dir: str, batch_regroup: Optional[bool] = None,
                           **cfg_overrides) -> Tuple[nn.Module, Dict]:
     """Our model for a fixture folder, with the official weights converted by our converter.
 
-    ``voc_batch_regroup_compat`` None = on exactly when the official regrouping mixes videos
-    (B > 1 and T > 1); ``cfg_overrides`` update the model config (e.g. ``test_cfg``).
+    ``batch_regroup``: build :class:`~soc_mm.official.batch_regroup_soc.BatchRegroupSOC` (the official
+    VOC batch regrouping) instead of ``SOC``; None = exactly when the official regrouping mixes videos
+    (B > 1 and T > 1). ``cfg_overrides`` update the model config (e.g. ``test_cfg``).
     Returns ``(model, config.json contents)``.
     """
     with open(osp.join(fixture_dir, 'config.json'), encoding='utf-8') as f:
@@ -112,10 +114,10 @@ def build_reference_model(fixture_dir: str, voc_batch_regroup_compat: Optional[b
     T_out = 1 if inputs['valid_indices'] is not None else inputs['T']
     cfg = official_model_cfg(
         official, osp.normpath(osp.join(fixture_dir, official['text_encoder_type'])),
-        referred_only=inputs['mode'] != 'a2d',  # must agree with official dataset_name
-        # the official VOC mixes videos when B > 1 and T > 1: reproduce it only here
-        voc_batch_regroup_compat=(inputs['B'] > 1 and T_out > 1) if voc_batch_regroup_compat is None
-        else voc_batch_regroup_compat)
+        referred_only=inputs['mode'] != 'a2d')  # must agree with official dataset_name
+    # the official VOC mixes videos when B > 1 and T > 1: reproduce it only here
+    if (inputs['B'] > 1 and T_out > 1) if batch_regroup is None else batch_regroup:
+        cfg['type'] = BatchRegroupSOC.__name__
     cfg.update(cfg_overrides)
     model = MODELS.build(cfg)
     state_dict = convert_official_state_dict(load_fixture_state_dict(fixture_dir, config))

@@ -1,12 +1,14 @@
-"""The VOC's motion-aware options (soc_mm/models/layers/voc.py): temporal_pos_encoding, box_encoding,
-motion_encoding, per_slot_clustering, sentence_product, slot_motion_product (True / 'trajectory')."""
+"""MotionAwareVOC (soc_mm/models/layers/motion_aware_voc.py), SOC's VOC with the options of the MeViS
+experiments: temporal_pos_encoding, box_encoding, motion_encoding, per_slot_clustering, sentence_product,
+slot_motion_product (True / 'trajectory'); the paper's VOC takes none of them."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import soc_mm  # noqa: F401  (shims + registration)
-from soc_mm.models.layers import VOC
+from soc_mm.models.layers import VOC, MotionAwareVOC
+from soc_mm.registry import MODELS
 
 
 @pytest.mark.parametrize('window_size', [0, 2])
@@ -18,7 +20,7 @@ def test_voc_time_code_makes_frame_order_matter(window_size):
     kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=2,
                   num_decoder_layers=2, feedforward_channels=32, window_size=window_size)
     official = VOC(**kwargs).eval()
-    timed = VOC(**kwargs, temporal_pos_encoding=dict()).eval()
+    timed = MotionAwareVOC(**kwargs, temporal_pos_encoding=dict()).eval()
     timed.load_state_dict(official.state_dict(), strict=True)
     frame_queries, sentence = torch.randn(2, 6, 3, 32), torch.randn(2, 32)
     with torch.no_grad():
@@ -28,7 +30,7 @@ def test_voc_time_code_makes_frame_order_matter(window_size):
         forward, backward = timed(frame_queries, sentence), timed(frame_queries.flip(1), sentence)
     assert (forward - backward).abs().max() > 1e-2
     with pytest.raises(ValueError, match='temporal_pos_encoding.num_feats must be embed_dims=32'):
-        VOC(**kwargs, temporal_pos_encoding=dict(num_feats=16))
+        MotionAwareVOC(**kwargs, temporal_pos_encoding=dict(num_feats=16))
 
 
 def test_voc_box_encoding_sees_where_frame_queries_are():
@@ -37,7 +39,7 @@ def test_voc_box_encoding_sees_where_frame_queries_are():
     torch.manual_seed(0)
     kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
                   num_decoder_layers=1, feedforward_channels=32, temporal_pos_encoding=dict())
-    official, boxed = VOC(**kwargs).eval(), VOC(**kwargs, box_encoding=True).eval()
+    official, boxed = MotionAwareVOC(**kwargs).eval(), MotionAwareVOC(**kwargs, box_encoding=True).eval()
     boxed.load_state_dict(official.state_dict(), strict=True)  # no weights of its own
     frame_queries, sentence = torch.randn(1, 4, 3, 32), torch.randn(1, 32)
     t = torch.linspace(0.2, 0.8, 4)[None, :, None]
@@ -49,7 +51,7 @@ def test_voc_box_encoding_sees_where_frame_queries_are():
     with pytest.raises(ValueError, match=r'box_encoding needs frame_boxes \[1, 4, 3, 4\], got None'):
         boxed(frame_queries, sentence)
     with pytest.raises(ValueError, match='box_encoding needs embed_dims divisible by 4'):
-        VOC(embed_dims=30, num_heads=3, box_encoding=True)
+        MotionAwareVOC(embed_dims=30, num_heads=3, box_encoding=True)
 
 
 def test_voc_motion_code_is_each_slots_displacement():
@@ -60,7 +62,7 @@ def test_voc_motion_code_is_each_slots_displacement():
     torch.manual_seed(0)
     kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
                   num_decoder_layers=1, feedforward_channels=32)
-    official, moving = VOC(**kwargs).eval(), VOC(**kwargs, motion_encoding=True).eval()
+    official, moving = VOC(**kwargs).eval(), MotionAwareVOC(**kwargs, motion_encoding=True).eval()
     moving.load_state_dict(official.state_dict(), strict=True)  # no weights of its own
     t = torch.linspace(0.0, 0.3, 4)[None, :, None]  # [1, T, 1]
 
@@ -84,7 +86,7 @@ def test_voc_motion_code_is_each_slots_displacement():
     with pytest.raises(ValueError, match=r'motion_encoding needs frame_boxes \[1, 4, 3, 4\], got None'):
         moving(frame_queries, sentence)
     with pytest.raises(ValueError, match='motion_encoding needs embed_dims divisible by 4'):
-        VOC(embed_dims=30, num_heads=3, motion_encoding=True)
+        MotionAwareVOC(embed_dims=30, num_heads=3, motion_encoding=True)
 
 
 def test_voc_per_slot_clustering_attends_to_its_slot_only():
@@ -96,7 +98,7 @@ def test_voc_per_slot_clustering_attends_to_its_slot_only():
     T, nq = 4, 3
     slot_of_token = torch.arange(nq).repeat(T)  # tokens are (t, slot), slot fastest
     for per_slot in (False, True):
-        voc = VOC(**kwargs, per_slot_clustering=per_slot).eval()
+        voc = MotionAwareVOC(**kwargs, per_slot_clustering=per_slot).eval()
         weights = []
         for layer in voc.decoder_layers:
             layer.cross_attn.attn.register_forward_hook(lambda m, i, out: weights.append(out[1]))
@@ -109,7 +111,7 @@ def test_voc_per_slot_clustering_attends_to_its_slot_only():
             assert (off == 0) if per_slot else (off > 1e-3)
             torch.testing.assert_close(w.sum(-1), torch.ones(2, nq))
     with pytest.raises(ValueError, match='per_slot_clustering needs num_queries == num_frame_queries, got 4 and 3'):
-        VOC(**dict(kwargs, num_queries=4), per_slot_clustering=True)
+        MotionAwareVOC(**dict(kwargs, num_queries=4), per_slot_clustering=True)
 
 
 def test_voc_sentence_product_starts_as_official_and_adds_a_bilinear_term():
@@ -120,7 +122,7 @@ def test_voc_sentence_product_starts_as_official_and_adds_a_bilinear_term():
     torch.manual_seed(0)
     kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
                   num_decoder_layers=1, feedforward_channels=32, dropout=0.0)
-    official, product = VOC(**kwargs), VOC(**kwargs, sentence_product=True)
+    official, product = VOC(**kwargs), MotionAwareVOC(**kwargs, sentence_product=True)
     official.init_weights()
     product.init_weights()
     missing, unexpected = product.load_state_dict(official.state_dict(), strict=False)
@@ -153,7 +155,7 @@ def test_voc_slot_motion_product_reads_each_slots_own_motion():
     kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
                   num_decoder_layers=1, feedforward_channels=32, dropout=0.0, motion_encoding=True,
                   per_slot_clustering=True, sentence_product=True)
-    plain, voc = VOC(**kwargs), VOC(**kwargs, slot_motion_product=True)
+    plain, voc = MotionAwareVOC(**kwargs), MotionAwareVOC(**kwargs, slot_motion_product=True)
     plain.init_weights()
     voc.init_weights()
     missing, unexpected = voc.load_state_dict(plain.state_dict(), strict=False)
@@ -184,7 +186,7 @@ def test_voc_slot_motion_product_reads_each_slots_own_motion():
     for missing_option in ('motion_encoding', 'per_slot_clustering', 'sentence_product'):
         with pytest.raises(ValueError, match='slot_motion_product needs sentence_product, motion_encoding and '
                                              'per_slot_clustering'):
-            VOC(**dict(kwargs, **{missing_option: False}), slot_motion_product=True)
+            MotionAwareVOC(**dict(kwargs, **{missing_option: False}), slot_motion_product=True)
 
 
 def _trajectory_centres(kind: str, num_frames: int) -> torch.Tensor:
@@ -200,12 +202,13 @@ def test_voc_slot_trajectory_descriptor():
     clip (dx, dy, length) x STEP_SCALE; the same motion over 7 or 13 frames gives the same descriptor; it
     tells "stays still" (all zero), "stops moving" (last segment zero) and "moves left" (three equal
     negative dx) apart."""
-    s = VOC.STEP_SCALE
+    s = MotionAwareVOC.STEP_SCALE
     for kind in ('left', 'still', 'stop'):
         short, long_ = (_trajectory_centres(kind, t)[None, :, None] for t in (7, 13))
-        torch.testing.assert_close(VOC.slot_trajectory(short), VOC.slot_trajectory(long_))
+        torch.testing.assert_close(MotionAwareVOC.slot_trajectory(short), MotionAwareVOC.slot_trajectory(long_))
     clip = torch.stack([_trajectory_centres(k, 13) for k in ('left', 'still', 'stop')], 1)[None]  # [1, T, 3, 2]
-    desc = VOC.slot_trajectory(torch.cat([clip, torch.full_like(clip, 0.1)], -1)).view(3, 4, 3)  # boxes: w, h
+    boxes = torch.cat([clip, torch.full_like(clip, 0.1)], -1)  # w, h
+    desc = MotionAwareVOC.slot_trajectory(boxes).view(3, 4, 3)
     left, still, stop = desc
     torch.testing.assert_close(left[:3], torch.tensor([[-0.4 / 3 * s, 0, 0.4 / 3 * s]] * 3))
     torch.testing.assert_close(left[3], torch.tensor([-0.4 * s, 0, 0.4 * s]))
@@ -221,7 +224,7 @@ def test_voc_trajectory_motion_product_reads_each_slots_own_trajectory():
     kwargs = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
                   num_decoder_layers=1, feedforward_channels=32, dropout=0.0, motion_encoding=True,
                   per_slot_clustering=True, sentence_product=True)
-    plain, voc = VOC(**kwargs), VOC(**kwargs, slot_motion_product='trajectory')
+    plain, voc = MotionAwareVOC(**kwargs), MotionAwareVOC(**kwargs, slot_motion_product='trajectory')
     plain.init_weights()
     voc.init_weights()
     missing, _ = voc.load_state_dict(plain.state_dict(), strict=False)
@@ -232,15 +235,88 @@ def test_voc_trajectory_motion_product_reads_each_slots_own_trajectory():
     with torch.no_grad():
         nn.init.normal_(terms['out_proj'].weight, std=0.3)
         queries = plain(frame_queries, sentence, boxes)
-        motion = terms['trajectory_mlp'](VOC.slot_trajectory(boxes))
+        motion = terms['trajectory_mlp'](MotionAwareVOC.slot_trajectory(boxes))
         torch.testing.assert_close(voc(frame_queries, sentence, boxes),
                                    queries + voc.sentence_product_term(queries, sentence, motion))
         # slot 2 of video 1 moves up: only video query (1, 2)'s product term changes through the MLP
         moved = boxes.clone()
         moved[1, :, 2, 1] -= torch.linspace(0, 0.3, 5)
-        moved_motion = terms['trajectory_mlp'](VOC.slot_trajectory(moved))
+        moved_motion = terms['trajectory_mlp'](MotionAwareVOC.slot_trajectory(moved))
         delta = (voc.sentence_product_term(queries, sentence, moved_motion)
                  - voc.sentence_product_term(queries, sentence, motion)).abs().amax(-1)
         assert delta[1, 2] > 1e-3 and delta[1, :2].max() == 0 and delta[0].max() == 0
     with pytest.raises(ValueError, match="slot_motion_product must be False, True or 'trajectory', got 'mean'"):
-        VOC(**kwargs, slot_motion_product='mean')
+        MotionAwareVOC(**kwargs, slot_motion_product='mean')
+
+
+OPTIONS = dict(temporal_pos_encoding=dict(), box_encoding=True, motion_encoding=True, per_slot_clustering=True,
+               sentence_product=True, slot_motion_product='trajectory')
+SIZES = dict(embed_dims=32, num_heads=4, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+             num_decoder_layers=1, feedforward_channels=32, dropout=0.0)
+
+
+def test_paper_voc_takes_none_of_the_options():
+    """The options are MotionAwareVOC's: the paper's VOC refuses them, and its source does not name them."""
+    import inspect
+
+    from soc_mm.models.layers import voc as voc_module
+    for option, value in OPTIONS.items():
+        with pytest.raises(TypeError, match=option):
+            VOC(**SIZES, **{option: value})
+    source = inspect.getsource(voc_module)
+    for name in (*OPTIONS, 'STEP_SCALE', 'TRAJECTORY', 'slot_trajectory', 'motion_code', 'frame_time_pos'):
+        assert name not in source, name
+    assert VOC.needs_frame_boxes is False and VOC(**SIZES).needs_frame_boxes is False
+
+
+def test_motion_aware_voc_without_options_is_the_paper_voc():
+    """All options off: VOC's state dict loads strictly and the video queries are VOC's (bit for bit); the
+    boxes are not needed. Built by type from the registry."""
+    torch.manual_seed(0)
+    paper = VOC(**SIZES).eval()
+    variant = MODELS.build(dict(type='MotionAwareVOC', **SIZES)).eval()
+    assert type(variant) is MotionAwareVOC and not variant.needs_frame_boxes
+    variant.load_state_dict(paper.state_dict(), strict=True)
+    frame_queries, sentence = torch.randn(2, 4, 3, 32), torch.randn(2, 32)
+    with torch.no_grad():
+        assert torch.equal(variant(frame_queries, sentence), paper(frame_queries, sentence))
+
+
+def test_motion_aware_voc_parameter_names_and_needs_frame_boxes():
+    """The parameter names of checkpoints trained with the options (``sentence_product.*``) and when the
+    detector must pass the frame boxes."""
+    voc = MotionAwareVOC(**SIZES, **OPTIONS)
+    extra = sorted(set(voc.state_dict()) - set(VOC(**SIZES).state_dict()))
+    assert extra == sorted(f'sentence_product.{m}.{p}' for m in ('query_proj', 'sentence_proj', 'out_proj',
+                                                                 'trajectory_mlp.0', 'trajectory_mlp.2')
+                           for p in ('weight', 'bias'))
+    assert voc.needs_frame_boxes
+    assert MotionAwareVOC(**SIZES, box_encoding=True).needs_frame_boxes
+    assert not MotionAwareVOC(**SIZES, per_slot_clustering=True, sentence_product=True).needs_frame_boxes
+
+
+def test_motion_aware_voc_runs_in_soc_and_loads_official_weights():
+    """Inside the whole model (``voc.type='MotionAwareVOC'``, time and box codes): official weights load
+    strictly (no weights of their own), training and eval run, and the boxes reach VOC (outputs change)."""
+    import json
+    import os.path as osp
+
+    from conftest import FIXTURE_ROOT, MAIN_VARIANT, TEXT_ENCODER_DIR, load_fixture
+    from soc_mm.official.config import official_model_cfg
+    from soc_mm.official.reference import build_reference_model, fixture_batch, zero_dropout
+    torch.set_num_threads(1)
+    fixture = osp.join(FIXTURE_ROOT, MAIN_VARIANT)
+    inputs, samples = fixture_batch(load_fixture(MAIN_VARIANT, 'inputs.pt'), with_targets=True)
+    official = zero_dropout(build_reference_model(fixture, batch_regroup=False)[0])
+    with open(osp.join(fixture, 'config.json')) as f:
+        cfg = official_model_cfg(json.load(f)['official_config'], TEXT_ENCODER_DIR)
+    cfg['voc'] = dict(cfg['voc'], type='MotionAwareVOC', temporal_pos_encoding=dict(), box_encoding=True)
+    coded = zero_dropout(MODELS.build(cfg))
+    assert type(coded.voc) is MotionAwareVOC
+    coded.load_state_dict(official.state_dict(), strict=True)
+    official.eval(), coded.eval()
+    with torch.no_grad():
+        ref, out = official(inputs, samples, mode='tensor'), coded(inputs, samples, mode='tensor')
+    assert (ref['video_queries'] - out['video_queries']).abs().max() > 1e-3
+    losses = coded.train()(inputs, samples, mode='loss')
+    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)

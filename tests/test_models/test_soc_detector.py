@@ -30,18 +30,18 @@ MASK_TOL = dict(rtol=1e-4, atol=1e-3)  # mask logits
 load = load_fixture
 
 
-def soc_config(variant: str, voc_batch_regroup_compat: bool = True) -> dict:
+def soc_config(variant: str) -> dict:
     """Our config of the tiny fixture model (official hyper-parameters in config.json)."""
     official = json.load(open(osp.join(FIXTURES, variant, 'config.json')))['official_config']
     return official_model_cfg(official, osp.join(FIXTURES, 'common', 'text_encoder'),
-                              referred_only=variant.startswith('ytvos'),
-                              voc_batch_regroup_compat=voc_batch_regroup_compat)
+                              referred_only=variant.startswith('ytvos'))
 
 
-def build_soc(variant: str, voc_batch_regroup_compat: bool = True, **overrides) -> nn.Module:
-    """The fixture model with the official weights (converted by our converter), eval mode."""
+def build_soc(variant: str, batch_regroup: bool = True, **overrides) -> nn.Module:
+    """The fixture model with the official weights (converted by our converter), eval mode; with
+    ``batch_regroup`` the official VOC batch regrouping (``BatchRegroupSOC``, as the fixtures were made)."""
     torch.set_num_threads(1)
-    model, _ = build_reference_model(osp.join(FIXTURES, variant), voc_batch_regroup_compat, **overrides)
+    model, _ = build_reference_model(osp.join(FIXTURES, variant), batch_regroup, **overrides)
     return model.eval()
 
 
@@ -185,24 +185,6 @@ def test_fast_kernels_train_like_the_reference_kernels(variant):
         assert float((fast_grads[k] - ref_grads[k]).norm()) <= 1e-3 * float(ref_grads[k].norm()) + floor, k
 
 
-def test_voc_time_and_box_codes_run_in_soc_and_load_official_weights():
-    """The VOC options of the MeViS experiments inside the whole model: official weights load strictly
-    (no weights of their own), training and eval run, and the boxes reach VOC (outputs change)."""
-    variant = MAIN_VARIANT
-    inputs, samples = fixture_batch(variant, with_targets=True)
-    official = zero_dropout(build_soc(variant))
-    cfg = soc_config(variant)
-    cfg['voc'] = dict(cfg['voc'], temporal_pos_encoding=dict(), box_encoding=True)
-    coded = zero_dropout(MODELS.build(cfg))
-    coded.load_state_dict(official.state_dict(), strict=True)
-    coded.eval()
-    with torch.no_grad():
-        ref, out = official(inputs, samples, mode='tensor'), coded(inputs, samples, mode='tensor')
-    assert (ref['video_queries'] - out['video_queries']).abs().max() > 1e-3
-    losses = coded.train()(inputs, samples, mode='loss')
-    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
-
-
 def test_init_weights_follows_official_init():
     """Random init of the non-backbone front modules has the official init's structure
     (zero/constant tensors, std); the pretrained text encoder is left untouched.
@@ -235,20 +217,6 @@ def test_init_weights_follows_official_init():
 
 
 # ---------------------------------------------------------------- quirks / options
-def test_voc_batch_regroup_is_opt_in():
-    variant = MAIN
-    inputs, samples = fixture_batch(variant)
-    ref = load(variant, 'intermediates_eval.pt')['voc']['voc_hs']
-    model = build_soc(variant, voc_batch_regroup_compat=False)
-    with torch.no_grad():
-        voc = model(inputs, samples, mode='tensor')['video_queries']
-        alone = [model(inputs[b:b + 1], samples[b:b + 1], mode='tensor')['video_queries'] for b in range(2)]
-    # per video by default: each video's result equals running it alone
-    assert_close(voc, torch.cat(alone, 1), rtol=0, atol=1e-4)
-    # ... and therefore differs from the official regrouped batch (README: up to ~0.18)
-    assert (voc - ref).abs().max() > 1e-2
-
-
 def test_output_layer_last_uses_last_layer_heads():
     variant = MAIN
     inputs, samples = fixture_batch(variant)
@@ -310,57 +278,3 @@ def test_bad_inputs_give_clear_errors():
         model(inputs, bad_idx)
     with pytest.raises(ValueError, match='Invalid mode'):
         model(inputs, samples, mode='nope')
-
-
-def test_query_propagation_decodes_each_frame_from_the_previous_one():
-    """query_propagation: frame 0 is decoded as SOC does, frame t from frame t-1's last-layer queries
-    and box centres (so a change in frame 0's memory reaches frame 1 of that video only); without it
-    the frames are independent. Official weights load strictly (no weights of its own)."""
-    variant = MAIN
-    official = build_soc(variant)
-    cfg = soc_config(variant)
-    propagating = MODELS.build(dict(cfg, query_propagation=True))
-    propagating.load_state_dict(official.state_dict(), strict=True)
-    propagating.eval()
-    B, T, S, C = 2, 3, 30, official.embed_dims
-    g = torch.Generator().manual_seed(0)
-    shapes = torch.tensor([[5, 4], [2, 3], [1, 2], [1, 2]])[:official.num_feature_levels]
-    S = int((shapes[:, 0] * shapes[:, 1]).sum())
-    memory = torch.randn(B * T, S, C, generator=g)
-    level_start = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
-
-    def decode(model, mem):
-        inputs = model.pre_decoder(mem, None, shapes)
-        del inputs['memory']
-        with torch.no_grad():
-            return model.forward_decoder(**inputs, memory=mem, memory_mask=None, spatial_shapes=shapes,
-                                         level_start_index=level_start,
-                                         valid_ratios=torch.ones(B * T, len(shapes), 2), num_videos=B)
-
-    plain, prop = decode(official, memory), decode(propagating, memory)
-    frame = lambda out, b, t: out['hidden_states'][:, b * T + t]  # noqa: E731
-    for b in range(B):
-        torch.testing.assert_close(frame(prop, b, 0), frame(plain, b, 0))
-        assert not torch.allclose(frame(prop, b, 1), frame(plain, b, 1))
-    # frame 1 decoded alone from frame 0's outputs gives the propagated frame 1
-    alone = official.decoder(query=prop['hidden_states'][-1, 0::T], query_pos=official.query_embedding.weight[None]
-                             .expand(B, -1, -1), value=memory[1::T], key_padding_mask=None,
-                             reference_points=prop['references'][-1][0::T, :, :2], spatial_shapes=shapes,
-                             level_start_index=level_start, valid_ratios=torch.ones(B, len(shapes), 2),
-                             reg_branches=official.bbox_head.reg_branches)[0]
-    torch.testing.assert_close(alone.detach(), prop['hidden_states'][:, 1::T])
-    assert len(prop['references']) == len(plain['references'])
-    for ours, ref in zip(prop['references'], plain['references']):
-        assert ours.shape == ref.shape
-    # a change in video 0's frame 0 reaches its frame 1 (propagation) but not video 1, and not without it
-    changed = memory.clone()
-    changed[0] += 1.0
-    plain2, prop2 = decode(official, changed), decode(propagating, changed)
-    assert not torch.allclose(frame(prop2, 0, 1), frame(prop, 0, 1))
-    torch.testing.assert_close(frame(prop2, 1, 1), frame(prop, 1, 1))
-    torch.testing.assert_close(frame(plain2, 0, 1), frame(plain, 0, 1))
-    # the whole model trains with it
-    inputs, samples = fixture_batch(variant, with_targets=True)
-    losses = zero_dropout(propagating).train()(inputs, samples, mode='loss')
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
-    assert propagating.query_embedding.weight.grad is not None

@@ -183,34 +183,3 @@ def test_long_expression_through_the_tiny_model(encoder, tmp_path):
     assert long_result.pred_masks.shape == (3, 32, 40)
     assert torch.equal(long_result.pred_masks, truncated_result.pred_masks)
     assert torch.allclose(long_result.pred_scores, truncated_result.pred_scores, atol=1e-6)
-
-
-def test_sentence_feature_pooler_or_mean_of_the_tokens(encoder):
-    """sentence_feature='pooler' (SOC) projects RoBERTa's pooler_output; 'mean' projects the mean of the
-    expression's own token features (padding excluded: the same value alone and in a padded batch)."""
-    from soc_mm.models.text_encoders import RoBERTaTextEncoder
-    mean = RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, freeze=True, proj_dropout=0.0,
-                              sentence_feature='mean').eval()
-    mean.load_state_dict(encoder.state_dict(), strict=True)  # no weights of its own
-    texts = ['the red circle on the left', 'a dog']
-    with torch.no_grad():
-        words, padding, pooled = encoder(texts)
-        m_words, m_padding, m_sentence = mean(texts)
-        hidden, pooler, attention = encoder.encode(texts)
-        alone = mean(texts[1:])[2]
-    torch.testing.assert_close(pooled, encoder.proj(pooler))
-    torch.testing.assert_close(m_words, words)
-    assert torch.equal(m_padding, padding)
-    assert padding[1].any() and not padding[0].any()
-    expected = torch.stack([hidden[i][attention[i].bool()].mean(0) for i in range(2)])
-    torch.testing.assert_close(m_sentence, encoder.proj(expected))
-    torch.testing.assert_close(alone[0], m_sentence[1], rtol=1e-5, atol=1e-6)
-    assert (m_sentence - pooled).abs().max() > 1e-3
-    # trained with the mean: the unused pooler gets no gradient (data-parallel training needs one for
-    # every trained parameter), the rest trains; the state dict is unchanged
-    trained = RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, freeze=False, sentence_feature='mean')
-    assert not any(p.requires_grad for p in trained.model.pooler.parameters())
-    assert trained.model.embeddings.word_embeddings.weight.requires_grad
-    assert trained.state_dict().keys() == encoder.state_dict().keys()
-    with pytest.raises(ValueError, match="sentence_feature must be 'pooler' or 'mean', got 'cls'"):
-        RoBERTaTextEncoder(TEXT_ENCODER, embed_dims=16, sentence_feature='cls')

@@ -28,15 +28,16 @@ def test_config_is_the_tiny_model_on_mevis():
     del tiny_model['text_encoder']['model_path']
     assert model.pop('test_cfg') == dict(tiny_model.pop('test_cfg'), object_selection='threshold',
                                          score_thr=cfg.score_thr, allow_no_target=True)
-    # the tiny SOC plus exactly the motion options (all off in the tiny and the Swin configs)
-    assert model.pop('query_propagation') is True and 'query_propagation' not in tiny_model
-    assert model['text_encoder'].pop('sentence_feature') == 'mean'
-    assert 'sentence_feature' not in tiny_model['text_encoder']
+    # the tiny SOC with exactly three variant classes (the tiny and the Swin configs use the paper's) and
+    # MotionAwareVOC's options
+    for part, tiny_type, variant_type in ((None, 'SOC', 'QueryPropagationSOC'),
+                                          ('text_encoder', 'RoBERTaTextEncoder', 'MeanPoolRoBERTaTextEncoder'),
+                                          ('voc', 'VOC', 'MotionAwareVOC')):
+        ours, tiny_part = (model, tiny_model) if part is None else (model[part], tiny_model[part])
+        assert (ours.pop('type'), tiny_part.pop('type')) == (variant_type, tiny_type), part
     motion_options = dict(temporal_pos_encoding=dict(normalize=True), box_encoding=True, motion_encoding=True,
                           per_slot_clustering=True, sentence_product=True, slot_motion_product='trajectory')
     assert {k: model['voc'].pop(k) for k in motion_options} == motion_options
-    assert all(tiny_model['voc'].get(k) in (None, False) for k in motion_options)
-    tiny_model['voc'].pop('temporal_pos_encoding', None)
     assert model == tiny_model  # otherwise the same tiny SOC
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys == {'voc.sentence_product': dict(lr_mult=10.0)}
     train = cfg.train_dataloader.dataset

@@ -1,3 +1,4 @@
+from .query_propagation_soc import QueryPropagationSOC
 from .soc import SOC
 
-__all__ = ['SOC']
+__all__ = ['SOC', 'QueryPropagationSOC']

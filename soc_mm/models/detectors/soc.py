@@ -67,9 +67,6 @@ class SOC(BaseModel):
         num_feature_levels (int): feature levels of the deformable transformer.
         with_box_refine (bool): iterative box refinement in the decoder with the head's
             regression branches.
-        voc_batch_regroup_compat (bool): reproduce the official VOC batch regrouping (frame queries
-            ``[L, T, B]`` reshaped, not transposed, to ``[L*B, T]``), which mixes videos when B > 1
-            and T > 1. Only for comparing with the official code; default False (per video).
         train_cfg (dict): passed to the head.
         test_cfg (dict): the test options, parsed once into ``test_options``
             (``soc_mm.models.inference.RVOSTestOptions``: its keys, defaults and checks), which the
@@ -78,12 +75,6 @@ class SOC(BaseModel):
             layer 0, with the last layer's VOC output); ``clip_len``, ``expressions_per_batch``,
             ``share_clips``, ``bf16``: how videos are run (``VideoInference``).
         data_preprocessor (dict): ``RVOSDataPreprocessor`` config.
-        query_propagation (bool): decode the frames of a clip one after another, each frame's
-            queries starting from the previous frame's decoded queries and (centre) boxes instead of
-            the learned ones, so that a query keeps following the same object through the clip, as
-            tracking-by-query models do (MOTR, TrackFormer). Not SOC's (which decodes every frame from
-            the same learned queries, so a query may switch between look-alike objects from one frame
-            to the next); no weights of its own (official checkpoints load either way). Default False.
         fast_kernels (bool): build with the fused CPU kernels of
             ``soc_mm.models.layers.fast_kernels`` (channels-last Video-Swin, fused window attention,
             gathered deformable attention, batched dynamic mask head): the reference kernels' maths
@@ -94,17 +85,15 @@ class SOC(BaseModel):
                  spatial_decoder: dict, bbox_head: dict, positional_encoding: Optional[dict] = None,
                  text_positional_encoding: Optional[dict] = None, fusion: Optional[dict] = None,
                  num_queries: int = 5, num_feature_levels: int = 4, with_box_refine: bool = True,
-                 voc_batch_regroup_compat: bool = False, train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
-                 query_propagation: bool = False, fast_kernels: bool = True, init_cfg: Optional[dict] = None) -> None:
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, fast_kernels: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_cfg = train_cfg
         self._test_options = RVOSTestOptions.from_cfg(test_cfg, num_layers=decoder['num_layers'])
         self.num_queries = num_queries
         self.num_feature_levels = num_feature_levels
         self.with_box_refine = with_box_refine
-        self.voc_batch_regroup_compat = voc_batch_regroup_compat
-        self.query_propagation = query_propagation
         # the neck maps the last 3 backbone stages (strides 8/16/32); further levels are extra convs
         self.num_backbone_levels = 3
 
@@ -325,40 +314,14 @@ class SOC(BaseModel):
         """-> ``hidden_states`` [L, (B*T), nq, C] (frame queries of every decoder layer) and
         ``references`` list of L+1 [(B*T), nq, 2|4] (initial, then refined by each layer).
 
-        ``num_videos`` (B) is only read with ``query_propagation``: the T frames of each video are
-        then decoded in order, frame t from frame t-1's last-layer queries and box centres."""
+        Every frame is decoded on its own from the same learned queries; ``num_videos`` (B) is not read
+        here (variants that decode the frames of a video in order, ``QueryPropagationSOC``, need it)."""
         reg_branches = self.bbox_head.reg_branches if self.with_box_refine else None
-        if not self.query_propagation:
-            hidden_states, inter_references = self.decoder(
-                query=query, query_pos=query_pos, value=memory, key_padding_mask=memory_mask,
-                reference_points=reference_points, spatial_shapes=spatial_shapes,
-                level_start_index=level_start_index, valid_ratios=valid_ratios, reg_branches=reg_branches)
-            return dict(hidden_states=hidden_states, references=[reference_points, *inter_references])
-        if query.shape[0] % num_videos:
-            raise ValueError(f'query_propagation: {query.shape[0]} frames do not split into {num_videos} videos')
-
-        def frames(x: Optional[Tensor]) -> Optional[Tensor]:  # [(B*T), ...] -> [B, T, ...]
-            return None if x is None else x.view(num_videos, -1, *x.shape[1:])
-
-        query, query_pos, memory, memory_mask, reference_points, valid_ratios = map(
-            frames, (query, query_pos, memory, memory_mask, reference_points, valid_ratios))
-        states, refined, initial = [], [], []
-        frame_query, frame_reference = query[:, 0], reference_points[:, 0]
-        for t in range(memory.shape[1]):
-            hidden_states, inter_references = self.decoder(
-                query=frame_query, query_pos=query_pos[:, t], value=memory[:, t],
-                key_padding_mask=None if memory_mask is None else memory_mask[:, t],
-                reference_points=frame_reference, spatial_shapes=spatial_shapes,
-                level_start_index=level_start_index, valid_ratios=valid_ratios[:, t], reg_branches=reg_branches)
-            states.append(hidden_states)  # [L, B, nq, C]
-            refined.append(inter_references)  # [L, B, nq, 2|4]
-            initial.append(frame_reference)
-            # the refined references are detached by the decoder (as between its layers)
-            frame_query, frame_reference = hidden_states[-1], inter_references[-1][..., :2]
-        hidden_states = torch.stack(states, 2).flatten(1, 2)
-        inter_references = torch.stack(refined, 2).flatten(1, 2)
-        return dict(hidden_states=hidden_states,
-                    references=[torch.stack(initial, 1).flatten(0, 1), *inter_references])
+        hidden_states, inter_references = self.decoder(
+            query=query, query_pos=query_pos, value=memory, key_padding_mask=memory_mask,
+            reference_points=reference_points, spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index, valid_ratios=valid_ratios, reg_branches=reg_branches)
+        return dict(hidden_states=hidden_states, references=[reference_points, *inter_references])
 
     def forward_cluster(self, hidden_states: Tensor, references: List[Tensor],
                         sentence_feat: Tensor) -> Dict[str, Union[Tensor, List[Tensor]]]:
@@ -372,24 +335,23 @@ class SOC(BaseModel):
         """
         B = sentence_feat.shape[0]
         frame_queries = rearrange(hidden_states, 'l (b t) q c -> l b t q c', b=B)
-        clustered = frame_queries if self.training else frame_queries[-1:]
+        clustered = self.group_frames_by_video(frame_queries if self.training else frame_queries[-1:])
         L, _, T, nq, C = clustered.shape
-        if self.voc_batch_regroup_compat:
-            # official quirk: [L, T, B, ...] reshaped (not transposed) into per-video sequences
-            clustered = clustered.transpose(1, 2).reshape(L, B, T, nq, C)
         boxes = None
-        if getattr(self.voc, 'needs_frame_boxes', False):
+        if self.voc.needs_frame_boxes:
             # the boxes of each clustered layer's frame queries: that layer's refined references
             boxes = torch.stack([rearrange(r, '(b t) q n -> b t q n', b=B) for r in references[1:]])
-            boxes = boxes if self.training else boxes[-1:]
-            if self.voc_batch_regroup_compat:
-                boxes = boxes.transpose(1, 2).reshape(boxes.shape)
+            boxes = self.group_frames_by_video(boxes if self.training else boxes[-1:])
             boxes = boxes.reshape(L * B, T, nq, -1)
         video_queries = self.voc(clustered.reshape(L * B, T, nq, C), sentence_feat.repeat(L, 1),
                                  boxes).view(L, B, -1, C)
         return dict(hidden_states=frame_queries + video_queries[:, :, None],
                     references=[rearrange(r, '(b t) q n -> b t q n', b=B) for r in references],
                     video_queries=video_queries)
+
+    def group_frames_by_video(self, frames: Tensor) -> Tensor:
+        """The per-video frame sequences VOC clusters: [L, B, T, nq, n] -> [L, B, T, nq, n] (SOC: as given)."""
+        return frames
 
     def forward_mask_feats(self, memory: Tensor, spatial_shapes: Tensor, stride4_feats: Tensor,
                            num_videos: int) -> Tensor:

@@ -41,28 +41,25 @@ class RoBERTaTextEncoder(BaseModule):
         freeze (bool): no gradients for the RoBERTa weights (SOC: True). Like
             SOC, the frozen model keeps the train/eval mode of its parent.
         proj_dropout (float): dropout of the projection (SOC: 0.1).
-        sentence_feature (str): 'pooler' (SOC): RoBERTa's ``pooler_output`` (tanh dense layer on the
-            ``<s>`` token); 'mean': the mean of the word features (``last_hidden_state`` over the
-            tokens, ``<s>``/``</s>`` included). For a RoBERTa trained from random weights (the tiny
-            CPU demos): its ``<s>`` output hardly depends on the other tokens at first (cosine 1.000
-            between any two expressions' pooler outputs at init, and still 0.999 after the MeViS
-            demo's 4000 iterations), so VOC, which starts from the sentence feature, gets no text.
+
+    The sentence feature is RoBERTa's ``pooler_output`` (tanh dense layer on the ``<s>`` token);
+    variants (``MeanPoolRoBERTaTextEncoder``) override :meth:`sentence_feature` and set
+    :attr:`uses_pooler`.
 
     Expressions longer than the encoder accepts (``max_tokens`` tokens, ``<s>`` and ``</s>`` included) are
     truncated to their first ``max_tokens`` tokens, with a warning logged once per expression text.
     """
+
+    #: whether :meth:`sentence_feature` reads RoBERTa's pooler (the model must then have one)
+    uses_pooler = True
 
     def __init__(self,
                  model_path: str,
                  embed_dims: int = 256,
                  freeze: bool = True,
                  proj_dropout: float = 0.1,
-                 sentence_feature: str = 'pooler',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if sentence_feature not in ('pooler', 'mean'):
-            raise ValueError(f"RoBERTaTextEncoder: sentence_feature must be 'pooler' or 'mean', got {sentence_feature!r}")
-        self.sentence_feature = sentence_feature
         from transformers import RobertaModel, RobertaTokenizerFast
         if not isinstance(model_path, str) or not osp.isdir(model_path):
             raise FileNotFoundError(f'RoBERTaTextEncoder: model_path {model_path!r} is not a directory '
@@ -76,16 +73,16 @@ class RoBERTaTextEncoder(BaseModule):
         self.model_path = model_path
         self.tokenizer = RobertaTokenizerFast.from_pretrained(model_path)
         self.model = RobertaModel.from_pretrained(model_path)
-        if self.model.pooler is None and sentence_feature == 'pooler':
-            raise ValueError(f'RoBERTaTextEncoder: the model in {model_path!r} has no pooler '
+        if self.model.pooler is None and self.uses_pooler:
+            raise ValueError(f'{type(self).__name__}: the model in {model_path!r} has no pooler '
                              '(SOC uses pooler_output as the sentence feature)')
         self.embed_dims = embed_dims
         self.freeze = freeze
         if freeze:
             self.model.requires_grad_(False)
-        elif sentence_feature == 'mean' and self.model.pooler is not None:
+        elif not self.uses_pooler and self.model.pooler is not None:
             # unused: no gradient (data-parallel training expects every trained parameter to get one);
-            # kept, so that the state dict is the same for either sentence feature
+            # kept, so that the state dict is the same as RoBERTaTextEncoder's
             self.model.pooler.requires_grad_(False)
         self.proj = TextProjection(self.model.config.hidden_size, embed_dims, proj_dropout)
         config = self.model.config
@@ -110,6 +107,13 @@ class RoBERTaTextEncoder(BaseModule):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f'texts[{i}] must be a non-empty referring expression, got {text!r}')
         return list(texts)
+
+    def truncated_expressions(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
+        """``(index, number of tokens)`` of each of ``texts`` longer than ``max_tokens`` tokens (``<s>`` and
+        ``</s>`` included), which :meth:`tokenize` truncates; empty when none is."""
+        texts = self._check_texts(texts)
+        counts = [len(ids) for ids in self.tokenizer(texts, verbose=False)['input_ids']]
+        return [(i, n) for i, n in enumerate(counts) if n > self.max_tokens]
 
     def tokenize(self, texts: Sequence[str]) -> dict:
         """Tokenise as a batch padded to the longest expression -> dict of [B, S] tensors
@@ -136,17 +140,17 @@ class RoBERTaTextEncoder(BaseModule):
     def encode(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
         """RoBERTa outputs before projection.
 
-        Returns: last_hidden_state [B, S, H], the sentence feature [B, H] (``pooler_output``, or
-        the tokens' mean with ``sentence_feature='mean'``),
+        Returns: last_hidden_state [B, S, H], the sentence feature [B, H] (:meth:`sentence_feature`),
         attention_mask [B, S] (1 = token, 0 = pad).
         """
         tokens = self.tokenize(texts)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             out = self.model(**tokens)
-        if self.sentence_feature == 'mean':
-            mask = tokens['attention_mask'][..., None].to(out.last_hidden_state.dtype)
-            return out.last_hidden_state, (out.last_hidden_state * mask).sum(1) / mask.sum(1), tokens['attention_mask']
-        return out.last_hidden_state, out.pooler_output, tokens['attention_mask']
+        return out.last_hidden_state, self.sentence_feature(out, tokens['attention_mask']), tokens['attention_mask']
+
+    def sentence_feature(self, outputs, attention_mask: Tensor) -> Tensor:
+        """RoBERTa's outputs and attention_mask [B, S] -> sentence feature [B, H]; SOC: ``pooler_output``."""
+        return outputs.pooler_output
 
     def forward(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor, Tensor]:
         """texts (list[str], B) -> word features [B, S, C], word padding mask

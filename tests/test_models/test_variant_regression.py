@@ -1,0 +1,45 @@
+"""The tiny MeViS-demo model (QueryPropagationSOC + MeanPoolRoBERTaTextEncoder + MotionAwareVOC) and the plain
+tiny SOC compute what they computed when the demo's options were arguments of SOC, VOC and
+RoBERTaTextEncoder: a state dict saved by that code loads strictly into the configs of today and gives the
+saved losses and tensors. The fixture and how it was made: tests/data/variants_regression/make_fixture.py."""
+import os.path as osp
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, load_script
+
+make_fixture = load_script('tests/data/variants_regression/make_fixture.py')
+FIXTURE = osp.join(REPO_ROOT, 'tests', 'data', 'variants_regression', 'fixture.pt')
+ATOL = 1e-6
+
+
+@pytest.fixture(scope='module')
+def fixture():
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def test_fixture_is_small():
+    assert osp.getsize(FIXTURE) < 2e6
+
+
+@pytest.mark.parametrize('name', ['mevis', 'tiny'])
+def test_saved_state_dict_loads_strictly_and_reproduces_the_outputs(fixture, name):
+    torch.set_num_threads(1)
+    model = make_fixture.build_model(name)
+    if name == 'mevis':
+        assert [type(m).__name__ for m in (model, model.text_encoder, model.voc)] == [
+            'QueryPropagationSOC', 'MeanPoolRoBERTaTextEncoder', 'MotionAwareVOC']
+    else:
+        assert [type(m).__name__ for m in (model, model.text_encoder, model.voc)] == [
+            'SOC', 'RoBERTaTextEncoder', 'VOC']
+    saved = fixture[name]
+    # the state dict of the previous code's model (its keys, the shared random weights): loads strictly
+    make_fixture.load_weights(model, make_fixture.state_dict_of(fixture['weights'], saved['keys']))
+    losses, tensors = make_fixture.run(model, fixture['clips'])
+    assert losses.keys() == saved['losses'].keys()
+    for key, value in saved['losses'].items():
+        torch.testing.assert_close(losses[key], value, rtol=0, atol=ATOL, msg=f'{name}: {key}')
+    assert tensors.keys() == saved['tensors'].keys()
+    for key, value in saved['tensors'].items():
+        torch.testing.assert_close(tensors[key], value, rtol=0, atol=ATOL, msg=f'{name}: {key}')
