@@ -3,6 +3,7 @@ submission writer, against an independent implementation of the official rules w
 import importlib.util
 import json
 import math
+import multiprocessing
 import os
 import os.path as osp
 import re
@@ -284,6 +285,91 @@ def test_unreadable_png_and_wrong_size_are_errors_naming_them(split, tmp_path):
     cv2.imwrite(broken, np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match=f'prediction {re.escape(broken)} is 10x10 .H x W. but .*00000.png is 120x200'):
         evaluate_mevis_predictions(pred_dir, split['meta'], split['mask_dict'])
+
+
+def _tiny_split(root, num_exps=4, num_frames=2, size=(8, 8)):
+    """One video of ``num_exps`` expressions (no object each, so an empty PNG scores J = F = 1) with
+    their prediction PNGs: ``(pred_dir, meta, mask_dict, [png of expression e's first frame])``."""
+    frames = [f'{t:05d}' for t in range(num_frames)]
+    meta = {'videos': {'v': {'frames': frames, 'expressions': {
+        str(e): {'exp': f'e{e}', 'anno_id': []} for e in range(num_exps)}}}}
+    paths = (osp.join(root, 'meta.json'), osp.join(root, 'mask_dict.json'))
+    for path, data in zip(paths, (meta, {})):
+        with open(path, 'w') as f:
+            json.dump(data, f)
+    firsts = []
+    for e in range(num_exps):
+        os.makedirs(osp.join(root, 'pred', 'v', str(e)))
+        for frame in frames:
+            assert cv2.imwrite(osp.join(root, 'pred', 'v', str(e), f'{frame}.png'), np.zeros(size, np.uint8))
+        firsts.append(osp.join(root, 'pred', 'v', str(e), f'{frames[0]}.png'))
+    return osp.join(root, 'pred'), paths[0], paths[1], firsts
+
+
+@pytest.mark.timeout(300)
+def test_worker_errors_never_hang_the_pool(tmp_path):
+    """200 evaluations with 2 worker processes whose tasks fail (first task, last, several at once,
+    every kind of error the reader raises): each raises the worker's error naming the file, and none
+    hangs (the old ``Pool.__exit__`` could, now and then, block forever in its task handler)."""
+    num_exps = 4
+    pred_dir, meta, mask_dict, firsts = _tiny_split(str(tmp_path), num_exps)
+    good = evaluate_mevis_predictions(pred_dir, meta, mask_dict, workers=2)
+    assert good.metrics == {'J': 1.0, 'F': 1.0, 'J&F': 1.0}
+    small = cv2.imencode('.png', np.zeros((8, 8), np.uint8))[1].tobytes()
+    other_size = cv2.imencode('.png', np.zeros((5, 8), np.uint8))[1].tobytes()
+    cases = [([0], 'unreadable'), ([num_exps - 1], 'unreadable'), ([0, 1, 2, num_exps - 1], 'unreadable'),
+             ([0], 'missing'), ([num_exps - 1], 'missing'), ([1, num_exps - 1], 'missing'),
+             ([num_exps - 1], 'size'), ([0, num_exps - 1], 'size')]
+    for i in range(200):
+        broken, kind = cases[i % len(cases)]
+        paths = [firsts[e] for e in broken]
+        for path in paths:
+            if kind == 'unreadable':
+                with open(path, 'wb') as f:
+                    f.write(b'not a png')
+            elif kind == 'missing':
+                os.remove(path)
+            else:  # the second frame has another size than the first
+                with open(path.replace('00000.png', '00001.png'), 'wb') as f:
+                    f.write(other_size)
+        expected = {'unreadable': ValueError, 'missing': FileNotFoundError, 'size': ValueError}[kind]
+        with pytest.raises(expected) as info:
+            evaluate_mevis_predictions(pred_dir, meta, mask_dict, workers=2)
+        assert any(osp.dirname(path) in str(info.value) for path in paths), (i, kind, str(info.value))
+        assert 'in the worker evaluating video' in str(info.value.__cause__)  # the worker's traceback
+        for path in paths:  # repair
+            for target in (path, path.replace('00000.png', '00001.png')):
+                with open(target, 'wb') as f:
+                    f.write(small)
+    assert evaluate_mevis_predictions(pred_dir, meta, mask_dict, workers=2).metrics == good.metrics
+
+
+class _Unpicklable(Exception):
+
+    def __init__(self, path, reason):  # two required args: pickling the instance fails to rebuild it
+        super().__init__(f'{path}: {reason}')
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != 'fork', reason='patches the worker through fork')
+def test_unpicklable_worker_error_and_dead_worker_are_reported(tmp_path, monkeypatch):
+    from soc_mm.evaluation.functional import mevis
+    pred_dir, meta, mask_dict, firsts = _tiny_split(str(tmp_path), 4)
+
+    def read_unpicklable(path):
+        raise _Unpicklable(path, 'custom reader error')
+
+    monkeypatch.setattr(mevis, 'read_mask_png', read_unpicklable)
+    # every task fails; the first failed task (in task order) among those that ran is raised
+    named = '|'.join(re.escape(path) for path in firsts)
+    with pytest.raises(RuntimeError, match=f'_Unpicklable: ({named}): custom reader error'):
+        evaluate_mevis_predictions(pred_dir, meta, mask_dict, workers=2)
+
+    def die(path):
+        os._exit(3)  # a worker killed (e.g. out of memory) returns nothing
+
+    monkeypatch.setattr(mevis, 'read_mask_png', die)
+    with pytest.raises(RuntimeError, match='worker process died'):
+        evaluate_mevis_predictions(pred_dir, meta, mask_dict, workers=2)
 
 
 def _emulate_dist(split, samples, world_size=2):
