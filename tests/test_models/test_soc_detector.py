@@ -162,6 +162,29 @@ def test_train_loss_matches_official(variant):
     assert all(p.grad is None for p in model.text_encoder.model.parameters())  # frozen
 
 
+def test_golden_losses_unchanged_with_a_list_of_one_referred_object():
+    """The official model's golden losses (tests/data/soc_reference) are reproduced whether the referred
+    instance is given as an int ``ref_inst_idx`` or as a one-element list (bit for bit)."""
+    from soc_mm.official.reference import _load, _loss_rows, build_reference_model, fixture_batch, zero_dropout
+    fixture = osp.join(FIXTURE_ROOT, MAIN_VARIANT)
+    torch.set_num_threads(1)
+    model, _ = build_reference_model(fixture)
+    zero_dropout(model).train()
+    clips, samples = fixture_batch(_load(osp.join(fixture, 'inputs.pt')), with_targets=True)
+    listed = []
+    for s in samples:
+        meta = dict(s.metainfo)
+        meta['ref_inst_idx'] = [meta['ref_inst_idx']]
+        listed.append(RVOSDataSample(metainfo=meta, gt_instances=s.gt_instances))
+    by_index = model(clips, samples, mode='loss')
+    by_list = model(clips, listed, mode='loss')
+    assert by_index.keys() == by_list.keys()
+    for name in by_index:
+        assert torch.equal(by_index[name], by_list[name]), name
+    rows = _loss_rows(model, by_list, _load(osp.join(fixture, 'losses_train.pt')))
+    assert rows and all(r.ok for r in rows), [r for r in rows if not r.ok]
+
+
 @pytest.mark.parametrize('variant', ['ytvos_b2_t3_nc1_w0', 'ytvos_b1_t10_nc1_w2'])
 def test_fast_kernels_train_like_the_reference_kernels(variant):
     """The fused kernels (the model's default) also serve training: the reference kernels' losses

@@ -1,6 +1,6 @@
 """RoBERTaTextEncoder (soc_mm/models/text_encoders/roberta_text_encoder.py): the official fixtures' text
 features, freezing, bad inputs; expressions longer than the encoder's positions are truncated, with one
-warning; the sentence feature options."""
+warning (the mean-pooled sentence feature: test_text_encoder_mean_pool.py)."""
 import logging
 import os.path as osp
 from contextlib import contextmanager

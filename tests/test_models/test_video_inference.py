@@ -1,7 +1,8 @@
 """Video inference layer (``soc_mm.models.inference``): one backbone pass per clip for all expressions,
-long videos in clips, expression batches, identical clips known from the metainfo clip key, the test loop
-with the batch sampler that groups a video's expressions (the sampler itself:
-tests/test_datasets/test_video_batch_sampler.py), and the fused kernels as a build-time option."""
+long videos in clips (merged, with different object counts too), expression batches, identical clips known
+from the metainfo clip key, the test loop with the batch sampler that groups a video's expressions (the
+sampler itself: tests/test_datasets/test_video_batch_sampler.py), the fused kernels as a build-time option,
+and the threshold object selection through SOC.predict."""
 import contextlib
 import os.path as osp
 
@@ -12,6 +13,8 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 from conftest import FIXTURE_ROOT, REPO_ROOT
+from soc_mm.models.inference import merge_clip_results
+from soc_mm.structures import RVOSDataSample
 
 TEXT_ENCODER = osp.join(FIXTURE_ROOT, 'common', 'text_encoder')
 EXPRESSIONS = ['the red circle on the left', 'a blue square', 'the small green triangle moving right',
@@ -251,6 +254,19 @@ def test_inference_inputs_are_checked(model):
     assert model.test_cfg['clip_len'] is None and model.output_layer == 0
 
 
+def test_clips_with_different_object_counts_merge_padded():
+    def clip(query_lists):
+        k = len(query_lists)
+        return InstanceData(masks=torch.ones(1, 2, 2, dtype=torch.bool), scores=torch.ones(1),
+                            object_masks=torch.ones(1, k, 2, 2, dtype=torch.bool),
+                            object_scores=torch.full((1, k), 0.5),
+                            object_query_index=torch.tensor([query_lists], dtype=torch.long))
+    (merged, ) = merge_clip_results([[clip([3, 1])], [clip([])], [clip([0])]])
+    assert merged.object_query_index.tolist() == [[3, 1], [-1, -1], [0, -1]]
+    assert merged.object_scores.tolist() == [[0.5, 0.5], [0.0, 0.0], [0.5, 0.0]]
+    assert merged.object_masks.flatten(2).any(-1).tolist() == [[True, True], [False, False], [True, False]]
+
+
 # ---------------------------------------------------------------------- fused kernels
 def test_fast_kernels_are_a_build_option_equal_to_the_reference(model):
     from mmaction.models.backbones.swin import WindowAttention3D
@@ -362,3 +378,40 @@ def test_test_loop_with_video_batch_sampler_shares_the_backbone(tmp_path):
     assert plain_calls == num_samples > 3  # one backbone pass per expression
     assert grouped_calls == 3  # one per video
     assert grouped == pytest.approx(plain, abs=1e-6)
+
+
+# ---------------------------------------------------------------------- object selection through SOC.predict
+def test_soc_predict_with_threshold_selection_unites_the_selected_queries():
+    """Through SOC.predict (VideoInference, clips of 2 frames): score_thr 0 selects every query, so
+    pred_masks is the union of every query's mask (return_all_queries) in every clip."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from conftest import REPO_ROOT, TEXT_ENCODER_DIR
+    from soc_mm.registry import MODELS
+    torch.set_num_threads(1)
+    init_default_scope('soc_mm')
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')).model
+    cfg.text_encoder.model_path = TEXT_ENCODER_DIR
+    cfg.test_cfg = dict(cfg.test_cfg, object_selection='threshold', score_thr=0.0, return_all_queries=True,
+                        clip_len=2)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval()
+    clip = torch.randint(0, 256, (4, 3, 32, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sample = RVOSDataSample(metainfo=dict(img_shape=(32, 48), ori_shape=(64, 96), expression='the two red squares',
+                                          video_id='v', frame_ids=['0', '1', '2', '3']))
+    data = model.data_preprocessor(dict(inputs=[clip], data_samples=[sample]), False)
+    with torch.no_grad():
+        (pred, ) = model.predict(**data)
+    nq = cfg.num_queries
+    assert pred.pred_masks.shape == (4, 64, 96)
+    assert pred.pred_instances.masks.shape == (nq, 4, 64, 96)
+    assert torch.equal(pred.pred_masks, pred.pred_instances.masks.any(0))
+    torch.testing.assert_close(pred.pred_scores, pred.pred_instances.scores.max(0)[0])  # K = 1
+    # the selected objects themselves reach the data sample (every query: score_thr 0)
+    objects = pred.pred_objects
+    assert objects.masks.shape == (nq, 4, 64, 96) and objects.scores.shape == (nq, 4)
+    assert torch.equal(objects.masks.any(0), pred.pred_masks)
+    assert sorted(objects.query_index[:, 0].tolist()) == list(range(nq))
