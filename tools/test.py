@@ -9,7 +9,6 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -17,11 +16,12 @@ from soc_mm.utils import (CheckpointFormatError, CheckpointMismatchError, Unsafe
                           init_cpu_distributed, install_safe_checkpoint_loading, keep_freed_memory_for_reuse,
                           load_checkpoint_to_model, safe_load_local, shutdown_distributed)
 from soc_mm.registry import register_all_modules
-from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
+from soc_mm.utils.cli import (ConfigOptionError, UsageError, add_cfg_options_argument, check_launcher_env,
+                              check_output_dir, check_output_file, load_config, merge_cfg_options)
 
 #: errors whose message says everything (printed without a traceback)
 USER_ERRORS = (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError, ConfigOptionError,
-               FileNotFoundError)
+               FileNotFoundError, UsageError)
 
 
 def parse_args():
@@ -54,9 +54,14 @@ def main(args=None):
     register_all_modules(init_default_scope=False)
     install_safe_checkpoint_loading()
     keep_freed_memory_for_reuse()  # large CPU tensors reuse freed heap blocks (utils/cpu_allocator.py)
+    # outputs are checked before anything runs: a bad path must not cost a whole evaluation
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out}')
-    cfg = Config.fromfile(args.config)
+        raise UsageError(f'--out must be a .pkl/.pickle file, got {args.out}')
+    check_output_file(args.out, '--out')
+    check_output_dir(args.show_dir, '--show-dir')
+    check_output_dir(args.work_dir, '--work-dir')
+    check_launcher_env(args.launcher)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     merge_cfg_options(cfg, args.cfg_options)
     # before building anything: a bad file fails in seconds, naming itself
@@ -77,6 +82,8 @@ def main(args=None):
             raise RuntimeError('--show-dir needs default_hooks.visualization in the config')
         hooks.visualization.draw = True
         hooks.visualization.test_out_dir = args.show_dir
+        if 'default_hooks.visualization.interval' not in (args.cfg_options or {}):
+            hooks.visualization.interval = 1  # every sample (the config's interval would skip small test sets)
     if args.out is not None:
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict) \
             else list(cfg.test_evaluator)

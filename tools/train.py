@@ -18,11 +18,13 @@ from soc_mm.utils import (CheckpointFormatError, UnsafeCheckpointError, init_cpu
                           install_safe_checkpoint_loading, keep_freed_memory_for_reuse, safe_load_local,
                           shutdown_distributed)
 from soc_mm.registry import register_all_modules
-from soc_mm.utils.cli import ConfigOptionError, add_cfg_options_argument, merge_cfg_options
+from soc_mm.utils.cli import (ConfigOptionError, UsageError, add_cfg_options_argument, check_amp_device,
+                              check_launcher_env, check_output_dir, check_train_length, load_config,
+                              merge_cfg_options)
 
 #: errors whose message says everything (printed without a traceback)
 USER_ERRORS = (CheckpointFormatError, UnsafeCheckpointError, ConfigOptionError, ResumeCheckpointError,
-               FileNotFoundError)
+               FileNotFoundError, UsageError)
 
 
 def parse_args():
@@ -48,14 +50,17 @@ def parse_args():
 
 def setup_cfg(args) -> Config:
     """Load the config and apply the command-line overrides."""
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     merge_cfg_options(cfg, args.cfg_options)
+    check_train_length(cfg)  # max_iters=0 would exit 0 with an untrained model
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    check_output_dir(cfg.work_dir, '--work-dir' if args.work_dir is not None else 'work_dir')
     if args.amp:
+        check_amp_device()
         optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_type == 'AmpOptimWrapper':
             print('AMP is already enabled in the config.')
@@ -80,6 +85,7 @@ def setup_cfg(args) -> Config:
 
 def main():
     args = parse_args()
+    check_launcher_env(args.launcher)  # before anything slow: the variables torchrun sets
     register_all_modules(init_default_scope=False)
     install_safe_checkpoint_loading()  # every checkpoint MMEngine loads here goes through safe_load_local
     keep_freed_memory_for_reuse()  # large CPU tensors reuse freed heap blocks (utils/cpu_allocator.py)

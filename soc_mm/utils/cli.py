@@ -14,7 +14,12 @@ from mmengine.config import Config, DictAction
 _MISSING = object()
 
 
-class ConfigOptionError(ValueError):
+class UsageError(ValueError):
+    """A command-line argument the tools cannot use (the message names it and says what is expected);
+    the tools print it without a traceback."""
+
+
+class ConfigOptionError(UsageError):
     """A ``--cfg-options`` value that cannot replace the setting it names."""
 
 
@@ -104,16 +109,123 @@ def option_type_error(current: Any, new: Any) -> Optional[Tuple[str, str]]:
     return None if expected == got else (expected, got)
 
 
+#: settings (last part of the key) that must be whole numbers wherever they appear (MMEngine's loops,
+#: the data loaders and hooks refuse or mis-handle anything else).
+WHOLE_NUMBER_SETTINGS = frozenset({
+    'max_iters', 'max_epochs', 'val_interval', 'val_begin', 'interval', 'batch_size', 'num_workers',
+    'max_keep_ckpts', 'seed', 'clip_len', 'num_frames', 'num_queries'})
+
+#: closeness (``difflib`` ratio) from which a missing key counts as a typo of an existing one.
+TYPO_CUTOFF = 0.8
+
+
+def _top_level_keys() -> set:
+    """Top-level settings MMEngine's ``Runner.from_cfg`` reads even when a config does not list them."""
+    import inspect
+
+    from mmengine.runner import Runner
+    params = set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}
+    return params | {'runner_type', 'model_wrapper_cfg', 'find_unused_parameters', 'compile', 'strategy'}
+
+
+def _declared_keys(path: str) -> Optional[set]:
+    """Every key a dict of the config may have, for the dicts whose keys are fixed (``model.test_cfg``:
+    ``RVOSTestOptions``' fields and the renamed keys it explains), else None."""
+    if path != 'model.test_cfg':
+        return None
+    import dataclasses
+
+    from soc_mm.models.inference.test_options import RENAMED_KEYS, RVOSTestOptions
+    return {f.name for f in dataclasses.fields(RVOSTestOptions)} | set(RENAMED_KEYS)
+
+
+def unknown_key_error(cfg: Config, key: str) -> Optional[str]:
+    """Why ``key`` (a dotted ``--cfg-options`` key) names no setting of ``cfg``, or None.
+
+    The rule: follow the key through the config to its first part that does not exist. That part is
+
+    * refused at the top level unless it is a setting MMEngine's runner reads (``randomness``,
+      ``resume``, ...: :func:`_top_level_keys`): ``trian_cfg.max_iters=1`` would be ignored;
+    * refused in a dict whose keys are fixed (``model.test_cfg``: the fields of ``RVOSTestOptions``)
+      unless it is one of them: ``model.test_cfg.clip_lenn=2``;
+    * refused below the top level when it is a typo of a key of the same dict (``difflib`` ratio >=
+      ``TYPO_CUTOFF``, 0.8): ``train_cfg.max_itres=2`` (``max_iters`` exists) would be ignored;
+    * otherwise accepted, and created by the merge: a new setting, e.g. a constructor argument that the
+      module's config does not list (``model.backbone.new_arg=1``), or a new sub-dict.
+
+    The message names the closest existing key when there is one.
+    """
+    import difflib
+    node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+    parts = key.split('.')
+    for depth, part in enumerate(parts):
+        if isinstance(node, (list, tuple)) and part.lstrip('-').isdigit():
+            index = int(part)
+            if not -len(node) <= index < len(node):
+                return None  # merge_from_dict reports it
+            node = node[index]
+            continue
+        if not isinstance(node, dict):
+            return None  # setting inside a scalar: merge_from_dict reports it
+        if part in node:
+            node = node[part]
+            continue
+        existing = [str(k) for k in node]
+        parent = '.'.join(parts[:depth])
+        if depth == 0:
+            if part in _top_level_keys():
+                return None
+            close = difflib.get_close_matches(part, existing + sorted(_top_level_keys()), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f' (top-level keys: {sorted(existing)[:12]})'
+            return f'the config has no top-level key {part!r}{hint}'
+        declared = _declared_keys(parent)
+        if declared is not None:  # a dict whose keys are all known: anything else is unknown
+            if part in declared:
+                return None
+            close = difflib.get_close_matches(part, sorted(set(existing) | declared), n=1, cutoff=0.6)
+            hint = f"; did you mean '{parent}.{close[0]}'?" if close else ''
+            return f'{parent} has no key {part!r}{hint} (its keys: {sorted(declared)})'
+        close = difflib.get_close_matches(part, existing, n=1, cutoff=TYPO_CUTOFF)
+        if close:
+            return (f"{parent} has no key {part!r}; did you mean '{parent}.{close[0]}'? (a new key this close "
+                    'to an existing one is taken for a typo)')
+        return None
+    return None
+
+
+def whole_number_error(key: str, value: Any) -> Optional[str]:
+    """Why ``value`` cannot be the setting ``key`` when that setting must be a whole number, or None."""
+    if key.split('.')[-1] not in WHOLE_NUMBER_SETTINGS or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f'{key.split(".")[-1]} must be a whole number (e.g. 100), got {value!r}'
+    return None
+
+
 def merge_cfg_options(cfg: Config, options: Optional[dict]) -> None:
-    """Merge ``--cfg-options`` into ``cfg``, refusing values of another type than the setting's."""
+    """Merge ``--cfg-options`` into ``cfg``; refused (ConfigOptionError naming the option, nothing merged):
+
+    * a value of another type than the setting's (:func:`option_type_error`), or not a whole number where
+      one is needed (``WHOLE_NUMBER_SETTINGS``: ``train_cfg.max_iters=2.5``);
+    * a key that names no setting (:func:`unknown_key_error`: an unknown top-level key, or a typo of an
+      existing key such as ``model.test_cfg.clip_lenn``), with the closest existing key.
+    """
     if not options:
         return
     errors = []
     for key, value in options.items():
+        unknown = unknown_key_error(cfg, key)
+        if unknown:
+            errors.append(f'{key}={value!r}: {unknown}')
+            continue
         mismatch = option_type_error(_lookup(cfg, key), value)
         if mismatch:
             errors.append(f'{key}={value!r}: expected {mismatch[0]} (the config has '
                           f'{_lookup(cfg, key)!r}), got {mismatch[1]}')
+            continue
+        whole = whole_number_error(key, value)
+        if whole:
+            errors.append(f'{key}={value!r}: {whole}')
     if errors:
         raise ConfigOptionError('--cfg-options: ' + '; '.join(errors))
     try:
@@ -126,3 +238,126 @@ def merge_cfg_options(cfg: Config, options: Optional[dict]) -> None:
             except Exception:  # noqa: BLE001
                 raise ConfigOptionError(f'--cfg-options: cannot set {key}={value!r}: {err}') from err
         raise
+
+
+def check_train_length(cfg: Config) -> None:
+    """Refuse a training schedule that trains nothing (``train_cfg.max_iters=0``: the run would exit 0 with
+    an untrained model) or has a length that is not a whole number.
+
+    Raises:
+        ConfigOptionError: naming the setting and its value.
+    """
+    train_cfg = cfg.get('train_cfg') or {}
+    for name in ('max_iters', 'max_epochs'):
+        if name not in train_cfg:
+            continue
+        value = train_cfg[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigOptionError(f'train_cfg.{name}={value!r}: must be a whole number >= 1')
+        if value < 1:
+            raise ConfigOptionError(f'train_cfg.{name}={value!r}: training would run no {name[4:]} and leave an '
+                                    f'untrained model; give {name} >= 1')
+
+
+def load_config(path: str) -> Config:
+    """``Config.fromfile(path)``, with errors that name the file: missing, a directory, not a ``.py`` /
+    ``.json`` / ``.yaml`` config, or a config whose code fails (a syntax error, a bad ``_base_``).
+
+    Raises:
+        UsageError: naming ``path`` and the cause.
+    """
+    import os.path as osp
+    if osp.isdir(path):
+        raise UsageError(f'config {path} is a directory; expected a config file, e.g. '
+                         'configs/soc/soc_tiny_synthetic.py')
+    if not osp.isfile(path):
+        raise UsageError(f'config file not found: {path}')
+    if not path.endswith(('.py', '.json', '.yaml', '.yml')):
+        raise UsageError(f'config {path} is not a .py, .json or .yaml file')
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        filename = path if err.filename in (None, '<unknown>', '<string>') else err.filename
+        where = f'{filename}, line {err.lineno}' if err.lineno else filename
+        raise UsageError(f'config {path} cannot be read: syntax error in {where}: {err.msg}') from err
+    except Exception as err:  # noqa: BLE001  (MMEngine raises many kinds; the file must be named)
+        raise UsageError(f'config {path} cannot be read: {type(err).__name__}: {err}') from err
+
+
+def check_output_dir(path: Optional[str], option: str) -> None:
+    """An output folder argument (``--work-dir``, ``--show-dir``) must not be an existing file, nor lie
+    under one (checked before any work starts).
+
+    Raises:
+        UsageError: naming the option and the path.
+    """
+    import os.path as osp
+    if not path:
+        return
+    node = osp.abspath(path)
+    while True:
+        if osp.exists(node) and not osp.isdir(node):
+            inside = '' if node == osp.abspath(path) else f' (it lies under the file {node})'
+            raise UsageError(f'{option} {path} is a file{inside}; expected a folder (it is created when missing)')
+        parent = osp.dirname(node)
+        if parent == node:
+            return
+        node = parent
+
+
+def check_output_file(path: Optional[str], option: str) -> None:
+    """An output file argument (``--out``) must not be a folder and its folder must be writable (checked
+    before the evaluation runs, so that its results are not lost at the end).
+
+    Raises:
+        UsageError: naming the option and the path.
+    """
+    import os
+    import os.path as osp
+    if not path:
+        return
+    if osp.isdir(path):
+        raise UsageError(f'{option} {path} is a folder; expected a file path')
+    folder = osp.dirname(osp.abspath(path))
+    check_output_dir(folder, f'{option} folder')
+    existing = folder
+    while not osp.isdir(existing):
+        existing = osp.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f'{option} {path}: cannot write in {existing} (permission denied)')
+
+
+#: the variables ``torchrun`` (``torch.distributed.launch``) sets for each process.
+TORCHRUN_ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def check_launcher_env(launcher: str) -> None:
+    """``--launcher pytorch`` needs the variables that ``torchrun`` sets; without them MMEngine fails deep
+    inside ``torch.distributed`` (or waits for peers that never come).
+
+    Raises:
+        UsageError: naming the missing variables and the command to use.
+    """
+    import os
+    if launcher != 'pytorch':
+        return
+    missing = [name for name in TORCHRUN_ENV if name not in os.environ]
+    if missing:
+        raise UsageError(f'--launcher pytorch: the environment lacks {", ".join(missing)}, which torchrun sets; '
+                         'start the tool with torchrun (e.g. tools/dist_train.sh CONFIG NUM_PROCESSES, or '
+                         'torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch), or drop '
+                         '--launcher for one process')
+
+
+def check_amp_device() -> None:
+    """``--amp`` (MMEngine's ``AmpOptimWrapper``) runs on CUDA / NPU / MLU / MUSA devices only.
+
+    Raises:
+        UsageError: on a machine without one, saying what to do instead.
+    """
+    from mmengine.device import get_device
+    device = get_device()
+    if device not in ('cuda', 'npu', 'mlu', 'musa'):
+        raise UsageError(f'--amp needs a GPU (MMEngine\'s AmpOptimWrapper runs on CUDA, NPU, MLU or MUSA devices) '
+                         f'and this machine has none (device: {device}): drop --amp (training then runs in '
+                         'float32)')

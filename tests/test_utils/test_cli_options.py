@@ -1,6 +1,7 @@
 """``--cfg-options`` errors name the option and what was expected (tools/train.py, tools/test.py)."""
 import argparse
 import os.path as osp
+import re
 import runpy
 import sys
 
@@ -8,7 +9,9 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
-from soc_mm.utils.cli import CfgOptionsAction, ConfigOptionError, merge_cfg_options
+from soc_mm.utils.cli import (TORCHRUN_ENV, CfgOptionsAction, ConfigOptionError, UsageError, check_amp_device,
+                              check_launcher_env, check_output_dir, check_output_file, check_train_length,
+                              load_config, merge_cfg_options)
 
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
 
@@ -48,10 +51,10 @@ def test_wrong_type_names_key_and_expected_type(key, value, expected):
 
 def test_right_types_and_new_keys_merge():
     cfg = _cfg()
-    merge_cfg_options(cfg, {'train_cfg.max_iters': 7.5, 'model.name': 2024, 'model.opt': [1], 'model.flag': False,
+    merge_cfg_options(cfg, {'train_cfg.max_iters': 7, 'model.name': 2024, 'model.opt': [1], 'model.flag': False,
                             'model.layers.0.a': 3, 'model.sizes': (4, 5), 'model.new_key': 'x',
                             'model.num_queries': None})
-    assert cfg.train_cfg.max_iters == 7.5 and cfg.model.name == 2024 and cfg.model.opt == [1]
+    assert cfg.train_cfg.max_iters == 7 and cfg.model.name == 2024 and cfg.model.opt == [1]
     assert cfg.model.flag is False and cfg.model.layers[0].a == 3 and list(cfg.model.sizes) == [4, 5]
     assert cfg.model.new_key == 'x' and cfg.model.num_queries is None
 
@@ -72,3 +75,231 @@ def test_tools_report_the_option(tmp_path, monkeypatch):
     message = str(info.value.code)
     assert message.startswith('tools/test.py: error: --cfg-options:')
     assert "model.num_queries='many': expected a number (the config has 5)" in message
+
+
+# ------------------------------------------------------------------------------------------ unknown keys
+def _module_cfg():
+    return Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=100, val_interval=100),
+                       model=dict(type='SOC', test_cfg=dict(clip_len=8, score_thr=0), backbone=dict(type='Swin'))))
+
+
+@pytest.mark.parametrize('key,message', [
+    ('trian_cfg.max_iters', "trian_cfg.max_iters=1: the config has no top-level key 'trian_cfg'; did you mean "
+                            "'train_cfg'?"),
+    ('model.test_cfg.clip_lenn', "model.test_cfg.clip_lenn=1: model.test_cfg has no key 'clip_lenn'; did you mean "
+                                 "'model.test_cfg.clip_len'?"),
+    ('model.test_cfg.max_len', "model.test_cfg.max_len=1: model.test_cfg has no key 'max_len'"),  # fixed keys
+    ('train_cfg.max_itres', "train_cfg.max_itres=1: train_cfg has no key 'max_itres'; did you mean "
+                            "'train_cfg.max_iters'? (a new key this close to an existing one is taken for a typo)"),
+    ('model.backbone.typ', "model.backbone.typ=1: model.backbone has no key 'typ'; did you mean "
+                           "'model.backbone.type'?"),
+    ('model.test_cfgg.clip_len', "model.test_cfgg.clip_len=1: model has no key 'test_cfgg'; did you mean "
+                                 "'model.test_cfg'?"),
+    ('modle.x', "modle.x=1: the config has no top-level key 'modle'; did you mean 'model'?"),
+    ('zzz', "zzz=1: the config has no top-level key 'zzz' (top-level keys: ['model', 'train_cfg'])"),
+])
+def test_unknown_keys_are_errors_with_the_closest_key(key, message):
+    cfg = _module_cfg()
+    with pytest.raises(ConfigOptionError, match='^' + re.escape('--cfg-options: ' + message)):
+        merge_cfg_options(cfg, {key: 1})
+    assert cfg.to_dict() == _module_cfg().to_dict()  # nothing merged
+
+
+def test_new_keys_that_are_no_typo_are_allowed():
+    """A key not close to any existing one is a new setting (e.g. a constructor argument the module config
+    does not list, or a new sub-dict); top-level settings MMEngine's runner reads are allowed too."""
+    cfg = _module_cfg()
+    del cfg.model.test_cfg['clip_len']  # a test_cfg key the config does not list is still known
+    merge_cfg_options(cfg, {'model.test_cfg.clip_len': 4})
+    assert cfg.model.test_cfg.clip_len == 4
+    merge_cfg_options(cfg, {'model.test_cfg.bf16': True, 'model.backbone.drop_path_rate': 0.1,
+                            'model.backbone.init_cfg.checkpoint': 'x.pth', 'randomness.seed': 3,
+                            'load_from': 'ckpt.pth', 'model.test_cfg.score_thr': 0.5})
+    assert cfg.model.test_cfg.bf16 is True and cfg.model.backbone.drop_path_rate == 0.1
+    assert cfg.model.backbone.init_cfg.checkpoint == 'x.pth' and cfg.randomness.seed == 3
+    assert cfg.load_from == 'ckpt.pth' and cfg.model.test_cfg.score_thr == 0.5
+
+
+@pytest.mark.parametrize('key,value', [('train_cfg.max_iters', 2.5), ('train_cfg.max_iters', 2.0),
+                                       ('model.test_cfg.clip_len', 1.5), ('train_cfg.val_interval', 'ten')])
+def test_whole_number_settings(key, value):
+    with pytest.raises(ConfigOptionError, match=re.escape(f'{key}={value!r}:')):
+        merge_cfg_options(_module_cfg(), {key: value})
+    cfg = _module_cfg()
+    merge_cfg_options(cfg, {key: 7})
+    assert _lookup_value(cfg, key) == 7
+
+
+def _lookup_value(cfg, key):
+    node = cfg
+    for part in key.split('.'):
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize('train_cfg,message', [
+    (dict(max_iters=0), 'train_cfg.max_iters=0: training would run no iters and leave an untrained model'),
+    (dict(max_iters=-3), 'train_cfg.max_iters=-3: training would run no iters'),
+    (dict(type='EpochBasedTrainLoop', max_epochs=0), 'train_cfg.max_epochs=0: training would run no epochs'),
+    (dict(max_iters=2.5), 'train_cfg.max_iters=2.5: must be a whole number >= 1'),
+])
+def test_training_that_trains_nothing_is_refused(train_cfg, message):
+    with pytest.raises(ConfigOptionError, match='^' + re.escape(message)):
+        check_train_length(Config(dict(train_cfg=train_cfg)))
+    check_train_length(Config(dict(train_cfg=dict(max_iters=1))))
+    check_train_length(Config(dict()))
+
+
+# ------------------------------------------------------------------------------------------ files and launcher
+def test_load_config_names_the_file(tmp_path):
+    with pytest.raises(UsageError, match=f'^config {re.escape(str(tmp_path))} is a directory; expected a config '
+                                         'file'):
+        load_config(str(tmp_path))
+    with pytest.raises(UsageError, match='^config file not found: '):
+        load_config(str(tmp_path / 'nope.py'))
+    bad = tmp_path / 'bad.py'
+    bad.write_text('model = dict(\ntype="SOC"\nx = 1\n')
+    with pytest.raises(UsageError, match=f'^config {re.escape(str(bad))} cannot be read: syntax error in '
+                                         rf"{re.escape(str(bad))}, line \d+: '\(' was never closed"):
+        load_config(str(bad))
+    base = tmp_path / 'child.py'
+    base.write_text("_base_ = ['missing_base.py']\n")
+    with pytest.raises(UsageError, match=f'^config {re.escape(str(base))} cannot be read: .*missing_base'):
+        load_config(str(base))
+    (tmp_path / 'cfg.txt').write_text('x = 1')
+    with pytest.raises(UsageError, match=r'is not a \.py, \.json or \.yaml file'):
+        load_config(str(tmp_path / 'cfg.txt'))
+    assert load_config(TINY_CONFIG).model.type
+
+
+def test_output_paths_checked(tmp_path):
+    a_file = tmp_path / 'f'
+    a_file.write_text('x')
+    with pytest.raises(UsageError, match=f'^--work-dir {re.escape(str(a_file))} is a file; expected a folder'):
+        check_output_dir(str(a_file), '--work-dir')
+    with pytest.raises(UsageError, match=rf'^--show-dir {re.escape(str(a_file))}/sub is a file \(it lies under '
+                                         rf'the file {re.escape(str(a_file))}\)'):
+        check_output_dir(str(a_file / 'sub'), '--show-dir')
+    check_output_dir(str(tmp_path / 'new' / 'dir'), '--work-dir')
+    with pytest.raises(UsageError, match=f'^--out {re.escape(str(tmp_path))} is a folder; expected a file path'):
+        check_output_file(str(tmp_path), '--out')
+    with pytest.raises(UsageError, match=f'^--out folder {re.escape(str(a_file))} is a file'):
+        check_output_file(str(a_file / 'x.pkl'), '--out')
+    check_output_file(str(tmp_path / 'new' / 'x.pkl'), '--out')
+    check_output_file(None, '--out')
+
+
+def test_launcher_pytorch_needs_torchrun(monkeypatch):
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('RANK', '0')
+    with pytest.raises(UsageError, match='^--launcher pytorch: the environment lacks WORLD_SIZE, MASTER_ADDR, '
+                                         'MASTER_PORT, which torchrun sets; start the tool with torchrun'):
+        check_launcher_env('pytorch')
+    check_launcher_env('none')
+    for name, value in zip(TORCHRUN_ENV, ('0', '1', '127.0.0.1', '29500')):
+        monkeypatch.setenv(name, value)
+    check_launcher_env('pytorch')
+
+
+def test_amp_on_cpu_is_a_clear_error(monkeypatch):
+    import mmengine.device
+    monkeypatch.setattr(mmengine.device, 'get_device', lambda: 'cpu')
+    with pytest.raises(UsageError, match=r"^--amp needs a GPU \(MMEngine's AmpOptimWrapper .* drop --amp"):
+        check_amp_device()
+    monkeypatch.setattr(mmengine.device, 'get_device', lambda: 'cuda')
+    check_amp_device()
+
+
+# ------------------------------------------------------------------------------------------ the tools
+class _Built(Exception):
+    """Raised instead of building the runner: carries the final config."""
+
+
+def _run_tool(tool, argv, monkeypatch):
+    """Run tools/<tool> up to Runner.from_cfg; returns the config it would build, or the SystemExit message."""
+    from mmengine.runner import Runner
+
+    def fake_from_cfg(cfg):
+        raise _Built(cfg)
+    monkeypatch.setattr(Runner, 'from_cfg', staticmethod(fake_from_cfg))
+    monkeypatch.setattr(sys, 'argv', [tool, *argv])
+    try:
+        runpy.run_path(osp.join(REPO_ROOT, 'tools', tool), run_name='__main__')
+    except _Built as built:
+        return built.args[0]
+    except SystemExit as exit_:
+        return str(exit_.code)
+    raise AssertionError('the tool neither built a runner nor exited')
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    import torch
+    path = tmp_path / 'c.pth'
+    torch.save(dict(state_dict={}), path)
+    return str(path)
+
+
+def test_test_tool_show_dir_draws_every_sample(tmp_path, ckpt, monkeypatch):
+    show = str(tmp_path / 'show')
+    cfg = _run_tool('test.py', [TINY_CONFIG, ckpt, '--show-dir', show, '--work-dir', str(tmp_path / 'w')],
+                    monkeypatch)
+    assert cfg.default_hooks.visualization.interval == 1 and cfg.default_hooks.visualization.draw
+    assert cfg.default_hooks.visualization.test_out_dir == show
+    cfg = _run_tool('test.py', [TINY_CONFIG, ckpt, '--show-dir', show, '--work-dir', str(tmp_path / 'w'),
+                                '--cfg-options', 'default_hooks.visualization.interval=3'], monkeypatch)
+    assert cfg.default_hooks.visualization.interval == 3  # the user's choice stays
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--out', '{tmp}/d.pkl'], '--out {tmp}/d.pkl is a folder; expected a file path'),
+    (['--out', '{tmp}/f/x.pkl'], '--out folder {tmp}/f is a file'),
+    (['--show-dir', '{tmp}/f'], '--show-dir {tmp}/f is a file; expected a folder'),
+    (['--work-dir', '{tmp}/f'], '--work-dir {tmp}/f is a file; expected a folder'),
+    (['--launcher', 'pytorch'], '--launcher pytorch: the environment lacks'),
+    (['--cfg-options', 'model.test_cfg.clip_lenn=2'], "model.test_cfg has no key 'clip_lenn'; did you mean "
+                                                      "'model.test_cfg.clip_len'?"),
+])
+def test_test_tool_refuses_before_loading_anything(tmp_path, monkeypatch, extra, message):
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / 'f').write_text('x')
+    (tmp_path / 'd.pkl').mkdir()
+    extra = [e.format(tmp=tmp_path) for e in extra]
+    # a checkpoint that does not exist: the argument checks come first
+    out = _run_tool('test.py', [TINY_CONFIG, str(tmp_path / 'missing.pth'), *extra], monkeypatch)
+    assert out.startswith('tools/test.py: error: ') and message.format(tmp=tmp_path) in out, out
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--cfg-options', 'train_cfg.max_iters=0'], 'train_cfg.max_iters=0: training would run no iters'),
+    (['--cfg-options', 'train_cfg.max_iters=2.5'], 'train_cfg.max_iters=2.5: max_iters must be a whole number'),
+    (['--cfg-options', 'trian_cfg.max_iters=1'], "the config has no top-level key 'trian_cfg'; did you mean "
+                                                 "'train_cfg'?"),
+    (['--work-dir', '{tmp}/f'], '--work-dir {tmp}/f is a file'),
+    (['--launcher', 'pytorch'], '--launcher pytorch: the environment lacks'),
+])
+def test_train_tool_refuses(tmp_path, monkeypatch, args, message):
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / 'f').write_text('x')
+    args = [a.format(tmp=tmp_path) for a in args]
+    if '--work-dir' not in args:
+        args += ['--work-dir', str(tmp_path / 'w')]
+    out = _run_tool('train.py', [TINY_CONFIG, *args], monkeypatch)
+    assert out.startswith('tools/train.py: error: ') and message.format(tmp=tmp_path) in out, out
+
+
+def test_train_tool_amp_on_cpu_and_bad_config(tmp_path, monkeypatch):
+    import mmengine.device
+    monkeypatch.setattr(mmengine.device, 'get_device', lambda: 'cpu')
+    out = _run_tool('train.py', [TINY_CONFIG, '--amp', '--work-dir', str(tmp_path / 'w')], monkeypatch)
+    assert out.startswith("tools/train.py: error: --amp needs a GPU (MMEngine's AmpOptimWrapper"), out
+    out = _run_tool('train.py', [str(tmp_path), '--work-dir', str(tmp_path / 'w')], monkeypatch)
+    assert out == f'tools/train.py: error: config {tmp_path} is a directory; expected a config file, e.g. ' \
+                  'configs/soc/soc_tiny_synthetic.py'
+    bad = tmp_path / 'bad.py'
+    bad.write_text('x = (1,\n')
+    out = _run_tool('test.py', [str(bad), 'c.pth', '--work-dir', str(tmp_path / 'w')], monkeypatch)
+    assert out.startswith(f'tools/test.py: error: config {bad} cannot be read: syntax error in {bad}'), out

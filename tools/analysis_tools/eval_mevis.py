@@ -30,6 +30,11 @@ def main(argv=None):
     args = parse_args(argv)
     from soc_mm.evaluation.functional.mevis import (evaluate_mevis_predictions, mevis_missing_summary,
                                                     per_expression_json)
+    from soc_mm.utils.cli import UsageError, check_output_file
+    try:
+        check_output_file(args.out, '--out')  # before the evaluation: its result must not be lost at the end
+    except UsageError as error:
+        sys.exit(f'eval_mevis.py: error: {error}')
     try:
         result = evaluate_mevis_predictions(args.pred_dir, args.meta_expressions, args.mask_dict,
                                             workers=args.workers)
