@@ -11,7 +11,7 @@ from mmengine.dataset import BaseDataset
 from soc_mm.registry import DATASETS
 from soc_mm.structures import coco_gt_dict, encode_mask
 from .utils import (check_expression, check_not_empty, clean_expression, log_skips, parse_int, read_csv_dicts,
-                    read_csv_rows, require_path)
+                    read_csv_rows, read_json, require_path)
 
 A2D_LAYOUT = """<data_root>/
   Release/videoset.csv                 (no header: vid,label,start,end,height,width,total_frames,
@@ -35,7 +35,9 @@ def read_a2d_text_annotations(data_root: str, split: str) -> List[tuple]:
 
     Keeps the videos of the split that are not listed in ``a2d_missed_videos.txt`` and drops the
     dataset's one bad row (instance id ``'1 (copy)'``). The kept rows are checked: integer instance id,
-    non-empty query (an error names the file, the video and the instance id).
+    non-empty query (an error names the file, the video and the instance id); in the test split, at most
+    one query per (video, instance) (the evaluated frames are named by video, instance and frame: a
+    second query would get the same ids).
     """
     if split not in A2D_SUBSETS:
         raise ValueError(f"A2D-Sentences: split must be 'train' or 'test', got {split!r}")
@@ -55,14 +57,35 @@ def read_a2d_text_annotations(data_root: str, split: str) -> List[tuple]:
     texts = read_csv_dicts(texts_path, 'A2D-Sentences text annotations', A2D_LAYOUT,
                            ['video_id', 'instance_id', 'query'])
     check_not_empty(texts, texts_path, '<rows>', 'one row per referring expression (video_id,instance_id,query)')
-    kept = []
-    for t in texts:
+    kept, rows_of = [], {}
+    for line, t in enumerate(texts, start=2):  # line 1 is the header
         if t['video_id'] not in videos or t['instance_id'] == '1 (copy)':
             continue
-        parse_int(t['instance_id'], texts_path, f"instance_id of video {t['video_id']!r}")
+        instance = parse_int(t['instance_id'], texts_path, f"instance_id of video {t['video_id']!r}")
         check_expression(t['query'], texts_path, t['video_id'], t['instance_id'])
-        kept.append((t['video_id'], t['instance_id'].strip(), t['query']))
+        if split == 'test' and (t['video_id'], instance) in rows_of:
+            raise ValueError(
+                f"{texts_path}: lines {rows_of[(t['video_id'], instance)]} and {line} are two queries of video "
+                f"{t['video_id']!r} instance {instance}; the test split names each evaluated frame by (video, "
+                'instance, frame) (its COCO image id), so two queries of one instance cannot be told apart and '
+                'only one would be scored: keep one query per (video, instance)')
+        rows_of[(t['video_id'], instance)] = line
+        kept.append((t['video_id'], str(instance), t['query']))
     return kept
+
+
+def a2d_frame_index(path: str) -> int:
+    """The 1-based frame number of an A2D annotation file ``<video>/<frame:05d>.h5``.
+
+    Raises:
+        ValueError: the file name is not a frame number (a stray file in the annotation folder), naming it.
+    """
+    stem = osp.splitext(osp.basename(path))[0]
+    if not stem.isdigit():
+        raise ValueError(f'A2D-Sentences: {path} is not a frame annotation: the .h5 files of '
+                         'text_annotations/a2d_annotation_with_instances/<video>/ must be named by their 1-based '
+                         f'frame number (<frame:05d>.h5, e.g. 00023.h5); move or rename {osp.basename(path)!r}')
+    return int(stem)
 
 
 def read_a2d_h5(path: str, with_masks: bool = False) -> Tuple[List[int], Optional[np.ndarray], Optional[np.ndarray]]:
@@ -125,8 +148,7 @@ class A2DSentencesDataset(BaseDataset):
     def _samples(self) -> List[tuple]:
         """(query, video_id, frame_idx, instance_id) tuples, as SOC's text annotations by frame."""
         if self.cache_file and osp.isfile(self.cache_file):
-            with open(self.cache_file) as f:
-                return [tuple(s) for s in json.load(f)]
+            return [tuple(s) for s in read_json(self.cache_file, 'A2D-Sentences cache_file')]
         ann_root = require_path(osp.join(self.data_root, 'text_annotations', 'a2d_annotation_with_instances'),
                                 'A2D-Sentences instance masks', self.LAYOUT, is_dir=True)
         texts = read_a2d_text_annotations(self.data_root, self.split)
@@ -136,12 +158,12 @@ class A2DSentencesDataset(BaseDataset):
             paths = sorted(glob.glob(osp.join(ann_root, video_id, '*.h5')))
             found = False
             for p in paths:
+                frame_idx = a2d_frame_index(p)  # a stray file name is an error before reading the file
                 if p not in instances_by_path:
                     instances_by_path[p] = read_a2d_h5(p)[0]
                 if int(instance_id) in instances_by_path[p]:
                     found = True
-                    samples.append((clean_expression(query), video_id, int(osp.splitext(osp.basename(p))[0]),
-                                    int(instance_id)))
+                    samples.append((clean_expression(query), video_id, frame_idx, int(instance_id)))
             if not found:  # SOC also drops these (no ground-truth mask to supervise/evaluate)
                 no_frame.append(f'{video_id}/instance {instance_id}')
         log_skips(type(self).__name__, 'expressions whose instance has no mask in any annotated frame',
@@ -184,12 +206,13 @@ def create_a2d_coco_gt(data_root: str, out_file: str, split: str = 'test') -> di
     frames = []
     for video_id, instance_id, _ in read_a2d_text_annotations(data_root, split):
         for p in sorted(glob.glob(osp.join(ann_root, video_id, '*.h5'))):
+            frame_idx = a2d_frame_index(p)
             instances, masks, boxes = read_a2d_h5(p, with_masks=True)
             if int(instance_id) not in instances:
                 continue  # no mask of this instance in this frame: not evaluated (as SOC)
             k = instances.index(int(instance_id))
             x1, y1, x2, y2 = boxes[k]
-            frames.append((a2d_image_id(video_id, int(osp.splitext(osp.basename(p))[0]), instance_id),
+            frames.append((a2d_image_id(video_id, frame_idx, instance_id),
                            encode_mask(masks[k]), [x1, y1, x2 - x1, y2 - y1]))
     gt = coco_gt_dict(frames, source='A2D-Sentences text_annotations/a2d_annotation.txt')
     mmengine.dump(gt, out_file, file_format='json')

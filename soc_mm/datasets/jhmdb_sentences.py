@@ -1,6 +1,5 @@
 """JHMDB-Sentences (evaluation): 3 frames per video, each the centre of a window."""
 import glob
-import json
 import os.path as osp
 import random
 from typing import List, Optional
@@ -11,7 +10,7 @@ from mmengine.dataset import BaseDataset
 
 from soc_mm.registry import DATASETS
 from soc_mm.structures import coco_gt_dict, encode_mask
-from .utils import check_expression, check_not_empty, read_csv_dicts, require_path
+from .utils import check_expression, check_not_empty, load_json, read_csv_dicts, require_path
 
 JHMDB_LAYOUT = """<data_root>/
   jhmdb_annotation.txt                          (csv with header: video_id,query)
@@ -82,8 +81,7 @@ class JHMDBSentencesDataset(BaseDataset):
         mask_paths = self._folders('puppet_mask', '*/*/puppet_mask.mat')
         chosen = []  # (video_id, frame_idx, total_frames, query)
         if self.samples_file:
-            with open(require_path(self.samples_file, 'JHMDB-Sentences samples_file', self.LAYOUT, False)) as f:
-                samples = json.load(f)
+            samples = load_json(self.samples_file, 'JHMDB-Sentences samples_file', self.LAYOUT)
             if not isinstance(samples, list) or not samples:
                 raise ValueError(f'{self.samples_file}: expected a non-empty json list of samples '
                                  '[video_id, frame_path, mask_path, total_frames, query], got '

@@ -9,6 +9,7 @@ from mmengine.dataset import BaseDataset
 from PIL import Image
 
 from soc_mm.registry import DATASETS
+from soc_mm.structures.mask import check_rle
 from .ref_youtube_vos import sliding_windows
 from .utils import (check_dict, check_expression, check_key, check_not_empty, json_key, load_json, log_skips,
                     parse_int, require_path)
@@ -116,8 +117,10 @@ class MeViSDataset(BaseDataset):
     that is not sorted and unique or disagrees with the ``JPEGImages`` folder, ``obj_id``/``anno_id``
     lists of different lengths, an ``anno_id`` listed twice in an expression, missing from
     ``mask_dict.json`` or used in two videos, an
-    RLE list whose length is not the video's frame count, and an RLE that is not ``{"size": [H, W],
-    "counts": str}`` / null or whose size is not the frames' size.
+    RLE list whose length is not the video's frame count, an RLE that is not ``{"size": [H, W],
+    "counts": str}`` / null, whose size is not the frames' size or whose counts do not cover exactly
+    H * W pixels (``soc_mm.structures.mask.check_rle``, the check of the evaluator too), and a key
+    repeated anywhere in either json file.
 
     Args:
         data_root (str): the ``mevis`` folder (layout: ``MEVIS_LAYOUT``).
@@ -239,15 +242,8 @@ class MeViSDataset(BaseDataset):
             raise ValueError(f'{where}: expected a list of {len(frames)} entries (one COCO RLE or null per frame '
                              f'of the video), got {got}')
         for t, rle in enumerate(rles):
-            if rle is None:
-                continue
-            if not isinstance(rle, dict) or not isinstance(rle.get('counts'), str) or \
-                    not isinstance(rle.get('size'), list) or len(rle['size']) != 2:
-                raise ValueError(f'{where}, frame {frames[t]!r} (index {t}): expected a compressed COCO RLE '
-                                 f'{{"size": [H, W], "counts": str}} or null, got {str(rle)[:60]}')
-            if tuple(rle['size']) != tuple(frame_size):
-                raise ValueError(f'{where}, frame {frames[t]!r} (index {t}): RLE size {rle["size"]} (H, W) but the '
-                                 f'frames of the video are {list(frame_size)} ({size_from})')
+            if rle is not None:  # null: the object is not in this frame
+                check_rle(rle, f'{where}, frame {frames[t]!r} (index {t})', size=frame_size, size_from=size_from)
         return [rle is not None for rle in rles]
 
     # ------------------------------------------------------------------ data list

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .utils import read_json
+
 COLORS_BGR = {
     'red': (40, 40, 220), 'green': (60, 180, 60), 'blue': (220, 90, 30), 'yellow': (40, 220, 230),
     'purple': (180, 50, 150), 'white': (245, 245, 245)}
@@ -219,7 +221,8 @@ def generate_ref_youtube_vos(out_dir: str, num_train: int = 8, num_valid: int = 
 
     Writes ``train`` (frames, palette masks, meta.json), ``valid`` (the valid and test videos; with
     masks when ``valid_with_gt``: unlike the real release, so held-out J&F can be measured) and
-    ``meta_expressions/{train,valid,test}`` (valid lists valid + test videos, as the real file does).
+    ``meta_expressions/{train,valid,test}`` (valid lists valid + test videos, as the real file does;
+    ``num_test=0`` writes no test file, as ``RefYouTubeVOSDataset`` refuses an empty one).
     The splits draw from their own random streams of ``seed``: the held-out videos do not depend on
     the train options. ``train_same_color_prob`` (see ``pick_color_shapes``) makes train videos where
     only the shape tells two objects apart more frequent; the held-out videos keep the uniform draw.
@@ -239,7 +242,11 @@ def generate_ref_youtube_vos(out_dir: str, num_train: int = 8, num_valid: int = 
     test = {v: dict(frames=valid[v]['frames'],
                     expressions={k: dict(exp=e['exp']) for k, e in valid[v]['expressions'].items()})
             for v in test_ids}
-    _write_json(osp.join(out_dir, 'meta_expressions', 'test', 'meta_expressions.json'), dict(videos=test))
+    test_file = osp.join(out_dir, 'meta_expressions', 'test', 'meta_expressions.json')
+    if test:
+        _write_json(test_file, dict(videos=test))
+    elif osp.isfile(test_file):  # no test videos: no test file (the loader refuses an empty one)
+        os.remove(test_file)
     return _save_manifest(out_dir, dict(format='ref_youtube_vos', seed=seed, size=list(size),
                                         train_same_color_prob=train_same_color_prob, train=train,
                                         valid={v: valid[v] for v in valid_ids},

@@ -3,7 +3,7 @@ the checks of annotation fields (every error names the annotation file, the fiel
 import csv
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sized
+from typing import Any, Dict, List, Optional, Sized, Tuple, Union
 
 from mmengine.logging import MMLogger
 
@@ -92,14 +92,104 @@ def require_path(path: str, what: str, layout: str, is_dir: Optional[bool] = Non
     return path
 
 
-def load_json(path: str, what: str, layout: str) -> dict:
-    """Read a json file; missing or malformed files raise errors that name the file."""
-    require_path(path, what, layout, is_dir=False)
+class DuplicateKeyError(ValueError):
+    """A json object of an annotation file names the same key twice (``json.load`` would silently keep the
+    last value: an expression, a video or an annotation would be lost)."""
+
+
+class _DuplicateKeys(dict):
+    """A parsed json object that had repeated keys (``duplicates``: those keys, in file order)."""
+    duplicates: List[str] = []
+
+
+def _unique_pairs_hook(pairs: List[tuple]) -> dict:
+    """``object_pairs_hook`` of :func:`read_json`: the object as a dict, marked when a key repeats."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen, duplicates = set(), []
+    for key, _ in pairs:
+        if key in seen and key not in duplicates:
+            duplicates.append(key)
+        seen.add(key)
+    obj = _DuplicateKeys(obj)
+    obj.duplicates = duplicates
+    return obj
+
+
+def _find_duplicates(value: Any, field: str = '<top level>') -> Optional[Tuple[str, str]]:
+    """``(field, key)`` of the first object (depth-first, file order) with a repeated key."""
+    if isinstance(value, _DuplicateKeys):
+        return field, value.duplicates[0]
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        if isinstance(child, (dict, list)):
+            name = f'[{json_key(key)}]' if isinstance(value, dict) else f'[{key}]'
+            found = _find_duplicates(child, name if field == '<top level>' else field + name)
+            if found:
+                return found
+    return None
+
+
+def parse_json_unique(text: Union[str, bytes], source: str) -> Any:
+    """Parse json text, refusing an object that repeats a key (the one json rule of every annotation file).
+
+    Args:
+        text: the json document.
+        source (str): the file (or what the text is), named in errors.
+
+    Raises:
+        ValueError: not valid json (``json.JSONDecodeError`` is one).
+        DuplicateKeyError: an object repeats a key; names ``source``, the object's field (e.g.
+            ``["videos"]["v1"]["expressions"]``) and the key.
+    """
+    found = []
+
+    def hook(pairs):
+        obj = _unique_pairs_hook(pairs)
+        if isinstance(obj, _DuplicateKeys):
+            found.append(obj)
+        return obj
+
+    data = json.loads(text, object_pairs_hook=hook)
+    if found:
+        field, key = _find_duplicates(data)
+        raise DuplicateKeyError(f'{source}: the object at {field} has the key {json_key(key)} more than once '
+                                '(json readers keep only the last one, silently dropping the others); every '
+                                'key of an annotation file must be unique')
+    return data
+
+
+def read_json(path: str, what: str = 'json file') -> Any:
+    """Read a json annotation file with :func:`parse_json_unique` (duplicate keys are an error).
+
+    Every reader of annotation, meta and mask json files (datasets, metrics, evaluation tools) goes
+    through this function.
+
+    Args:
+        path (str): the file.
+        what (str): what the file is, named in errors.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not UTF-8 json, or :class:`DuplicateKeyError`.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what}: file not found: {path}')
+    with open(path, 'rb') as f:
+        raw = f.read()
     try:
-        with open(path, 'r') as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{what}: {path} is not valid json ({e})') from e
+        return parse_json_unique(raw, path)
+    except DuplicateKeyError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f'{what}: {path} is not valid json ({e})') from None
+
+
+def load_json(path: str, what: str, layout: str) -> dict:
+    """Read a json file (:func:`read_json`); missing or malformed files and repeated keys raise errors that
+    name the file."""
+    require_path(path, what, layout, is_dir=False)
+    return read_json(path, what)
 
 
 def read_csv_rows(path: str, what: str, layout: str, header: bool) -> List[List[str]]:

@@ -479,7 +479,7 @@ def test_rle_transform_checks_size_and_presence():
     results = dict(video_id='v', exp_id='3', frame_ids=['00000', '00001'], ori_shape=(10, 12), anno_ids=[7],
                    mask_file='mevis/train/mask_dict.json', mask_rles=[[None, synthetic_rle((10, 13))]])
     with raises(ValueError, "video 'v' expression '3': RLE of mevis/train/mask_dict.json of anno_id 7 frame "
-                "'00001' has size [10, 13] (H, W) but the frame is [10, 12]"):
+                "'00001': RLE size [10, 13] (H, W) but the frames of the video are [10, 12]"):
         load_masks(dict(results))
     ok = load_masks(dict(results, mask_rles=[[None, synthetic_rle((10, 12))], [None, None]], anno_ids=[7, 8]))
     assert ok['gt_masks'].shape == (2, 2, 10, 12) and ok['ref_inst_idx'] == [0, 1]
@@ -573,7 +573,11 @@ def test_bad_mask_dict_entries(tmp_path):
     expect(original[str(anno)][:-1], f'{where}: expected a list of 5 entries (one COCO RLE or null per frame of the '
            'video), got 4 entries')
     expect([dict(size=[H, W], counts=[1, 2])] + original[str(anno)][1:], f"{where}, frame '00000' (index 0): "
-           'expected a compressed COCO RLE {"size": [H, W], "counts": str} or null')
+           f'the RLE counts cover 3 pixels but its size [{H}, {W}] has {H * W}')
+    expect([dict(size=[H, W], counts=5)] + original[str(anno)][1:], f"{where}, frame '00000' (index 0): "
+           '"counts" must be a string (compressed RLE), bytes or a list of run lengths, got int')
+    expect([dict(size=[H, W])] + original[str(anno)][1:], f"{where}, frame '00000' (index 0): expected a COCO "
+           "RLE {'size': [H, W], 'counts': str}")
     # an anno_id shared by two videos
     dump(path, original)
     meta_path = osp.join(root, 'train', 'meta_expressions.json')

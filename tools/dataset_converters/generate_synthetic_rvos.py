@@ -18,7 +18,7 @@ import time
 from soc_mm.datasets import synthetic
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Generate a synthetic RVOS dataset in a real format')
     parser.add_argument('format', choices=['ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences',
                                            'refcoco', 'mevis'])
@@ -43,32 +43,53 @@ def parse_args():
     parser.add_argument('--no-valid-gt', action='store_true', help='Ref-YTVOS: no valid masks (as the real '
                         'release); held-out J&F then cannot be computed')
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    # every split the format's loader reads must have at least one video (MeViS splits may be empty; a
+    # Ref-YTVOS test split of 0 videos is written as no test file, which the loader accepts)
+    minimum = 0 if args.format == 'mevis' else 1
+    for option, value in (('--num-train', args.num_train), ('--num-valid', args.num_valid),
+                          ('--num-valid-u', args.num_valid_u)):
+        if value is not None and value < minimum:
+            parser.error(f'{option} {value}: must be >= {minimum} for {args.format} (its loader refuses an '
+                         'empty split)')
+    if args.num_frames is not None and args.num_frames < 1:
+        parser.error(f'--num-frames {args.num_frames}: must be >= 1')
+    if args.num_test < 0:
+        parser.error(f'--num-test {args.num_test}: must be >= 0')
+    if args.size is not None and min(args.size) < 1:
+        parser.error(f'--size {args.size[0]} {args.size[1]}: both must be >= 1')
+    return args
 
 
-def main():
-    args = parse_args()
+def _count(value, default: int) -> int:
+    """The count given on the command line (0 included), else the format's default."""
+    return default if value is None else value
+
+
+def main(argv=None):
+    args = parse_args(argv)
     opt = {k: v for k, v in dict(num_frames=args.num_frames, size=tuple(args.size) if args.size else None).items()
            if v is not None}
     t0 = time.perf_counter()
     if args.format == 'ref_youtube_vos':
         manifest = synthetic.generate_ref_youtube_vos(
-            args.out_dir, num_train=args.num_train or 8, num_valid=args.num_valid or 3, num_test=args.num_test,
+            args.out_dir, num_train=_count(args.num_train, 8), num_valid=_count(args.num_valid, 3),
+            num_test=args.num_test,
             num_objects=tuple(args.num_objects), valid_with_gt=not args.no_valid_gt,
             exit_prob=args.exit_prob or 0.0, train_same_color_prob=args.train_same_color_prob, seed=args.seed, **opt)
         counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
     elif args.format == 'ref_davis17':
-        manifest = synthetic.generate_ref_davis(args.out_dir, num_valid=args.num_valid or 2,
+        manifest = synthetic.generate_ref_davis(args.out_dir, num_valid=_count(args.num_valid, 2),
                                                 num_objects=tuple(args.num_objects), seed=args.seed, **opt)
         counts = {'valid': len(manifest['valid'])}
     elif args.format == 'a2d_sentences':
-        manifest = synthetic.generate_a2d_sentences(args.out_dir, num_train=args.num_train or 3,
-                                                    num_test=args.num_valid or 2,
+        manifest = synthetic.generate_a2d_sentences(args.out_dir, num_train=_count(args.num_train, 3),
+                                                    num_test=_count(args.num_valid, 2),
                                                     num_objects=tuple(args.num_objects), seed=args.seed, **opt)
         counts = {'videos': len(manifest['videos'])}
     elif args.format == 'jhmdb_sentences':
-        manifest = synthetic.generate_jhmdb_sentences(args.out_dir, num_videos=args.num_valid or 3, seed=args.seed,
-                                                      **opt)
+        manifest = synthetic.generate_jhmdb_sentences(args.out_dir, num_videos=_count(args.num_valid, 3),
+                                                      seed=args.seed, **opt)
         counts = {'videos': len(manifest['videos'])}
     elif args.format == 'mevis':
         if args.exit_prob is not None:
@@ -82,7 +103,7 @@ def main():
     else:
         opt.pop('num_frames', None)
         manifest = synthetic.generate_refcoco(
-            args.out_dir, num_images=dict(train=args.num_train or 3, val=args.num_valid or 2),
+            args.out_dir, num_images=dict(train=_count(args.num_train, 3), val=_count(args.num_valid, 2)),
             num_objects=tuple(args.num_objects), seed=args.seed, **opt)
         counts = {'images': len(manifest['images'])}
     print(f'wrote synthetic {args.format} to {args.out_dir} ({counts}) in {time.perf_counter() - t0:.1f} s')

@@ -21,6 +21,7 @@ from PIL import Image
 
 from soc_mm.registry import TRANSFORMS
 from soc_mm.structures.mask import decode_mask
+from ..a2d_sentences import read_a2d_h5
 
 
 def _out_frame_ids(results: dict) -> List[str]:
@@ -198,28 +199,17 @@ class LoadA2DInstanceMasks(BaseTransform):
     """Load the A2D-Sentences instance masks of the annotated frame from its ``.h5`` file.
 
     The h5 holds ``instance`` (ids) and ``reMask`` stored transposed ([N, W, H], or [W, H] for one
-    instance). Required keys: ``ann_path``, ``ref_instance_id``. Added keys: ``gt_masks`` [N, 1, H, W],
+    instance); it is read by ``soc_mm.datasets.a2d_sentences.read_a2d_h5``. Required keys: ``ann_path``,
+    ``ref_instance_id``. Added keys: ``gt_masks`` [N, 1, H, W],
     ``gt_labels`` (zeros), ``ref_inst_idx``, ``ori_gt_masks`` [1, H, W].
     """
 
     def transform(self, results: dict) -> dict:
-        import h5py
         path, video_id = results['ann_path'], results['video_id']
         frame = osp.splitext(osp.basename(path))[0]
         if not osp.isfile(path):
             raise FileNotFoundError(f'video {video_id!r} frame {frame!r}: annotation not found: {path}')
-        try:
-            with h5py.File(path, 'r') as f:
-                instances = [int(i) for i in np.asarray(f['instance']).reshape(-1)]
-                masks = np.asarray(f['reMask'])
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f'video {video_id!r} frame {frame!r}: corrupt annotation {path} ({e})') from e
-        if masks.ndim == 2:
-            masks = masks[None]
-        masks = masks.transpose(0, 2, 1) > 0  # stored [N, W, H]
-        if len(masks) != len(instances):
-            raise ValueError(f'video {video_id!r} frame {frame!r}: {path} has {len(instances)} instance ids '
-                             f'but {len(masks)} masks')
+        instances, masks, _ = read_a2d_h5(path, with_masks=True)  # the one reader of A2D's h5 files
         if results['ref_instance_id'] not in instances:
             raise ValueError(f"video {video_id!r} frame {frame!r}: instance {results['ref_instance_id']} not "
                              f'in {path} (ids {instances})')
@@ -317,13 +307,7 @@ class LoadRLEMasks(BaseTransform):
                     continue
                 where = (f'video {video_id!r} expression {results.get("exp_id")!r}: RLE{source} of anno_id '
                          f'{anno_ids[n]} frame {frame_ids[t]!r}')
-                if tuple(rle.get('size', ())) != (height, width):
-                    raise ValueError(f"{where} has size {rle.get('size')} (H, W) but the frame is "
-                                     f'{[height, width]}')
-                try:
-                    masks[n, k] = decode_mask(rle)
-                except Exception as e:  # noqa: BLE001 - pycocotools raises several error types
-                    raise ValueError(f'{where} cannot be decoded ({e})') from e
+                masks[n, k] = decode_mask(rle, where, size=(height, width))
         labels = results.get('gt_labels')
         labels = np.zeros(len(masks), np.int64) if labels is None else labels
         ref_ids = results.get('ref_inst_idx')

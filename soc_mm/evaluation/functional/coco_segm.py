@@ -14,9 +14,12 @@ def load_coco_gt(gt: Union[str, dict]):
     """pycocotools ``COCO`` of a ground-truth json file or of a dict from
     ``soc_mm.structures.coco_gt_dict``, indexed without COCO's prints."""
     from pycocotools.coco import COCO
+    if isinstance(gt, str):
+        from soc_mm.datasets.utils import read_json
+        path, gt = gt, read_json(gt, 'COCO ground truth')  # a repeated key is an error naming the file
+        if not isinstance(gt, dict):
+            raise ValueError(f'COCO ground truth {path}: expected a json object with "images" and "annotations"')
     with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(gt, str):
-            return COCO(gt)
         coco = COCO()
         coco.dataset = gt
         coco.createIndex()

@@ -21,21 +21,18 @@ Where the official script would crash inside a worker and then silently average 
 expressions (a missing or unreadable PNG, a frame of another size, an unknown ``anno_id``) we raise
 an error that names the file, video, expression and field instead.
 """
-import json
 import multiprocessing
 import os
 import os.path as osp
-import pickle
-import traceback
+import warnings
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from soc_mm.datasets.utils import read_json
 from soc_mm.structures.mask import decode_mask
 from .jf import jf_per_frame
 
@@ -44,13 +41,10 @@ MEVIS_BOUND_TH = 0.008
 
 
 def _load_json(path: str, what: str):
+    """A MeViS json file (``read_json``: a repeated key anywhere is an error naming the file and key)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'MeViS {what} {path} not found')
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f'MeViS {what} {path} is not valid JSON: {error}') from None
+    return read_json(path, f'MeViS {what}')
 
 
 def load_mevis_meta(meta_file: str) -> Dict[str, dict]:
@@ -136,14 +130,8 @@ def mevis_gt_masks(mask_dict: Dict[str, list], anno_ids: Sequence[str], num_fram
         for t, rle in enumerate(rles):
             if rle is None:
                 continue
-            if (not isinstance(rle, dict) or not isinstance(rle.get('counts'), (str, bytes))
-                    or not isinstance(rle.get('size'), (list, tuple)) or len(rle['size']) != 2):
-                raise ValueError(f'{where}: mask_dict.json[{str(anno_id)!r}][{t}] is not a compressed COCO RLE '
-                                 "{'size': [H, W], 'counts': str} or null")
-            if tuple(int(s) for s in rle['size']) != (height, width):
-                raise ValueError(f'{where}: mask_dict.json[{str(anno_id)!r}][{t}] has size {list(rle["size"])}, '
-                                 f'but the predicted frames are {height}x{width} (H x W)')
-            gt[t] |= decode_mask(rle)
+            gt[t] |= decode_mask(rle, f'{where}: mask_dict.json[{str(anno_id)!r}][{t}]', size=(height, width),
+                                 size_from='the size of its predicted PNGs')
     return gt
 
 
@@ -172,8 +160,51 @@ def mevis_summary(scores: Iterable[Tuple[float, float]]) -> Dict[str, float]:
     return {'J': float(j_mean), 'F': float(f_mean), 'J&F': float((j_mean + f_mean) / 2)}
 
 
+class PredictionBitDepthWarning(UserWarning):
+    """A prediction PNG is not 8-bit: it is scored as read (as the official script does), which may not be
+    the mask that was meant."""
+
+
+#: 16-bit PNGs named in warnings per process; further ones are not named (one line says so).
+MAX_BIT_DEPTH_WARNINGS = 10
+_bit_depth_warnings = [0]
+
+
+def png_bit_depth(path: str) -> Optional[int]:
+    """Bit depth per channel from a PNG's header (its ``IHDR`` chunk), or None if ``path`` is not a PNG."""
+    with open(path, 'rb') as f:
+        head = f.read(26)
+    if len(head) == 26 and head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+        return head[24]
+    return None
+
+
+def _warn_16_bit(path: str, read: np.ndarray) -> None:
+    """Say loudly that a 16-bit PNG was scored as its 8-bit reading, with what the file holds and what
+    was read."""
+    _bit_depth_warnings[0] += 1
+    if _bit_depth_warnings[0] > MAX_BIT_DEPTH_WARNINGS:
+        return
+    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    raw = raw if raw is None or raw.ndim == 2 else raw.max(axis=-1)
+    held = 'unknown' if raw is None else (f'{int(np.count_nonzero(raw))} non-zero pixels (values '
+                                          f'{int(raw.min())}..{int(raw.max())})')
+    more = (f' (further 16-bit PNGs are not named: this process found {MAX_BIT_DEPTH_WARNINGS})'
+            if _bit_depth_warnings[0] == MAX_BIT_DEPTH_WARNINGS else '')
+    warnings.warn(
+        f'prediction {path} is a 16-bit PNG: scored as read in 8-bit grayscale, as the official MeViS script '
+        f'reads it (OpenCV keeps the high byte, so values below 256, e.g. 1 or 255 for the object, read as '
+        f'background): the file holds {held}, read as {int(np.count_nonzero(read))} object pixels. The score '
+        f'is the official number for these files; save 8-bit PNGs (0 = background, 255 = object) to score '
+        f'the masks you meant{more}', PredictionBitDepthWarning, stacklevel=3)
+
+
 def read_mask_png(path: str) -> np.ndarray:
     """One predicted mask PNG -> bool ``[H, W]`` (non-zero pixels of the 8-bit grayscale image).
+
+    A 16-bit PNG is read as the official script reads it (OpenCV's 8-bit grayscale conversion keeps
+    the high byte) and a :class:`PredictionBitDepthWarning` names the file and what it held and what
+    was read.
 
     Raises:
         FileNotFoundError: the file does not exist; ValueError: it cannot be decoded.
@@ -183,7 +214,10 @@ def read_mask_png(path: str) -> np.ndarray:
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f'unreadable prediction {path}: not an image file OpenCV can decode')
-    return image != 0
+    mask = image != 0
+    if png_bit_depth(path) == 16:
+        _warn_16_bit(path, mask)
+    return mask
 
 
 def read_mevis_prediction(exp_dir: str, frames: Sequence[str]) -> np.ndarray:
@@ -224,14 +258,8 @@ class MeViSResult:
 _WORKER_STATE: dict = {}
 
 
-class WorkerTraceback(Exception):
-    """The traceback text of an error raised in an evaluation worker process (the ``__cause__`` of the
-    error re-raised in the caller)."""
-
-
-def _init_worker(videos: dict, mask_dict: dict, pred_dir: str, bound_th: float, failed=None) -> None:
-    _WORKER_STATE.update(videos=videos, mask_dict=mask_dict, pred_dir=pred_dir, bound_th=bound_th,
-                         failed=failed)
+def _init_worker(videos: dict, mask_dict: dict, pred_dir: str, bound_th: float) -> None:
+    _WORKER_STATE.update(videos=videos, mask_dict=mask_dict, pred_dir=pred_dir, bound_th=bound_th)
 
 
 def _evaluate_expression(key: Tuple[str, str]) -> Tuple[float, float]:
@@ -243,69 +271,6 @@ def _evaluate_expression(key: Tuple[str, str]) -> Tuple[float, float]:
     gt = mevis_gt_masks(_WORKER_STATE['mask_dict'], video['expressions'][exp_id]['anno_id'], len(frames),
                         pred.shape[1:], where=f'video {video_id!r}, expression {exp_id!r}')
     return mevis_expression_jf(pred, gt, bound_th=_WORKER_STATE['bound_th'])
-
-
-def _evaluate_expression_in_worker(key: Tuple[str, str]) -> tuple:
-    """:func:`_evaluate_expression` in a worker process; never raises across the pool.
-
-    Returns:
-        ``('ok', (J, F))``; ``('error', exception, traceback text)`` (the exception itself when it
-        pickles, else a RuntimeError with its type and message); ``('skipped',)`` when another task
-        has already failed (the shared ``failed`` event is set), so that the pool drains quickly.
-    """
-    failed = _WORKER_STATE.get('failed')
-    if failed is not None and failed.is_set():
-        return ('skipped', )
-    try:
-        return ('ok', _evaluate_expression(key))
-    except Exception as error:  # returned to the caller, which raises it
-        if failed is not None:
-            failed.set()
-        text = traceback.format_exc()
-        try:
-            pickle.loads(pickle.dumps(error))
-        except Exception:
-            error = RuntimeError(f'{type(error).__name__}: {error}')
-        return ('error', error, text)
-
-
-def _evaluate_in_processes(tasks: List[Tuple[str, str]], workers: int, initargs: tuple) -> List[Tuple[float, float]]:
-    """(J, F) of every task, computed by ``workers`` processes, in task order.
-
-    Ends in bounded time whatever the workers do: a worker returns its error as a value (no
-    exception crosses the pool), the other workers then skip their remaining tasks, and the pool is
-    shut down with its pending tasks cancelled; a worker process that dies (killed, out of memory)
-    breaks the pool, which ``concurrent.futures`` reports instead of waiting for its result.
-
-    Raises:
-        the error of the first failed task in task order (among the tasks that ran; its message names
-        the file), chained to the worker's traceback; RuntimeError if a worker process died.
-    """
-    context = multiprocessing.get_context()
-    failed = context.Event()
-    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker,
-                                   initargs=tuple(initargs) + (failed, ))
-    results = []
-    try:
-        futures = [executor.submit(_evaluate_expression_in_worker, task) for task in tasks]
-        for future in futures:
-            results.append(future.result())
-            if results[-1][0] != 'ok':
-                failed.set()  # a worker failed: the others skip what is left
-    except BrokenProcessPool as error:
-        raise RuntimeError('a MeViS evaluation worker process died (killed, or out of memory?) before '
-                           'returning its result; run with workers=1 to see where') from error
-    finally:
-        failed.set()
-        executor.shutdown(wait=True, cancel_futures=True)
-    for task, result in zip(tasks, results):
-        if result[0] == 'error':
-            _, error, text = result
-            raise error from WorkerTraceback(f'in the worker evaluating video {task[0]!r}, expression '
-                                             f'{task[1]!r}:\n{text}')
-    if any(result[0] != 'ok' for result in results):  # cannot happen: a skip follows an error
-        raise RuntimeError('MeViS evaluation: a worker skipped a task but none reported an error')
-    return [result[1] for result in results]
 
 
 def evaluate_mevis_predictions(pred_dir: str,
@@ -320,8 +285,7 @@ def evaluate_mevis_predictions(pred_dir: str,
         pred_dir (str): prediction folder.
         meta_file (str): the split's ``meta_expressions.json`` (with ``anno_id``).
         mask_dict_file (str): the split's ``mask_dict.json``.
-        workers (int): processes over expressions; results do not depend on it. An error in a
-            worker is raised here (the pool is shut down first, in bounded time).
+        workers (int): processes over expressions; results do not depend on it.
         bound_th (float): F boundary tolerance. Defaults to the official 0.008.
 
     Returns:
@@ -330,7 +294,6 @@ def evaluate_mevis_predictions(pred_dir: str,
     Raises:
         FileNotFoundError / ValueError: a missing or unreadable PNG in a predicted video, a frame
         of another size, a malformed meta or mask file; the message names the file or field.
-        RuntimeError: a worker process died (``workers > 1``).
     """
     if not osp.isdir(pred_dir):
         raise FileNotFoundError(f'prediction folder {pred_dir} not found')
@@ -357,7 +320,10 @@ def evaluate_mevis_predictions(pred_dir: str,
         finally:
             _WORKER_STATE.clear()
     else:
-        scores = _evaluate_in_processes(tasks, workers, (videos, mask_dict, pred_dir, bound_th))
+        with multiprocessing.get_context().Pool(
+                min(workers, len(tasks)), initializer=_init_worker,
+                initargs=(videos, mask_dict, pred_dir, bound_th)) as pool:
+            scores = list(pool.imap(_evaluate_expression, tasks, chunksize=1))
     scored = dict(zip(tasks, scores))
 
     per_expression = OrderedDict()

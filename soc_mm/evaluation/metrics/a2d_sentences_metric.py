@@ -123,7 +123,7 @@ class A2DSentencesMetric(BaseMetric):
             for t, (frame, img_id) in enumerate(zip(frames, img_ids)):
                 top = _last_argmax(scores[:, t])
                 entry = dict(key=(str(sample.get('video_id')), str(sample.get('exp_id')), frame),
-                             img_id=img_id, name=sample_name(sample),
+                             img_id=img_id, name=sample_name(sample), expression=sample.get('expression'),
                              top_rle=encode_mask(masks[top, t]),
                              dets=[(encode_mask(masks[q, t]), float(scores[q, t]))
                                    for q in range(masks.shape[0])] if 'map' in self.metrics else [])
@@ -141,9 +141,14 @@ class A2DSentencesMetric(BaseMetric):
         return load_coco_gt(self.ann_file)
 
     def compute_metrics(self, results: List[List[dict]]) -> Dict[str, float]:
-        # duplicates from padded samplers count once
-        frames = unique_by_key([entry for entries in results for entry in entries])
         name = type(self).__name__
+        # duplicates from padded samplers count once; two expressions with the same ids are an error
+        frames = unique_by_key([entry for entries in results for entry in entries], source='expression',
+                               metric=name, hint=(
+                                   ' (key = video_id, exp_id, frame). A2D-Sentences names a sample by its video, '
+                                   'instance and frame: two queries of one (video, instance) in '
+                                   'a2d_annotation.txt cannot be told apart (create_coco_gt.py refuses them '
+                                   'too); keep one query per (video, instance)'))
         if not frames:
             raise ValueError(f'{name}: no samples were evaluated')
         by_img = {}

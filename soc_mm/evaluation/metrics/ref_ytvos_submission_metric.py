@@ -2,7 +2,6 @@
 import collections
 import os
 import os.path as osp
-import shutil
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
@@ -48,6 +47,25 @@ def write_mask_pngs(frames: Sequence[Tuple[str, np.ndarray]], where: str) -> Non
             Image.fromarray(mask.view(np.uint8) * 255).save(path)
         except Exception as error:
             raise MaskWriteError(f'{where}: could not write {path}: {type(error).__name__}: {error}') from error
+
+
+def remove_written_pngs(root: str, files: Sequence[str]) -> None:
+    """Remove the PNGs ``root/<video>/<exp>/<frame>.png`` this evaluation wrote (``files``, relative to
+    ``root``), then the folders they were in and ``root`` if that left them empty. Files that were
+    already there (another run's, the user's) and their folders stay."""
+    folders = set()
+    for rel in files:
+        try:
+            os.remove(osp.join(root, rel))
+        except FileNotFoundError:
+            pass
+        parts = rel.split('/')[:-1]
+        folders.update('/'.join(parts[:k]) for k in range(1, len(parts) + 1))
+    for folder in sorted(folders, key=lambda f: f.count('/'), reverse=True) + ['']:  # deepest first, root last
+        try:
+            os.rmdir(osp.join(root, folder) if folder else root)
+        except OSError:  # not empty (files that were there before) or already gone
+            pass
 
 
 class AsyncMaskWriter:
@@ -140,7 +158,9 @@ class RefYTVOSSubmissionMetric(BaseMetric):
         zip_name (str): name of the zip in ``output_dir``. Defaults to ``'submission.zip'``.
         meta_file (str, optional): ``meta_expressions.json`` of the split; every video and
             expression in it must be predicted (else ValueError, nothing zipped).
-        keep_pngs (bool): keep ``Annotations/`` after zipping. Defaults to False.
+        keep_pngs (bool): keep the written PNGs after zipping. Defaults to False: the PNGs this
+            evaluation wrote are removed, and the folders of ``Annotations/`` they leave empty; files
+            that were there before stay.
         write_threads (int): threads that encode and write the PNGs; 0 writes them in
             :meth:`process`. Defaults to 1.
         max_pending_samples (int): at most this many samples wait for their PNGs to be written
@@ -228,7 +248,7 @@ class RefYTVOSSubmissionMetric(BaseMetric):
                 zf.write(osp.join(root, p), f'{prefix}{p}')
         os.replace(tmp_path, zip_path)
         if not self.keep_pngs:
-            shutil.rmtree(root, ignore_errors=True)
+            remove_written_pngs(root, files)
         print_log(f'{type(self).__name__}: wrote {len(files)} masks of {len(keys)} expressions '
                   f'({len({k[0] for k in keys})} videos) to {zip_path}', logger='current')
         return {}

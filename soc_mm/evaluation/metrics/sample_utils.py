@@ -106,15 +106,29 @@ def pred_and_gt_masks(sample: dict) -> Tuple[np.ndarray, np.ndarray]:
     return pred, gt
 
 
-def unique_by_key(items: Sequence[dict], key: str = 'key') -> List[dict]:
-    """Keep the first item per ``item[key]`` (drops duplicates, e.g. from padded samplers)."""
-    seen = set()
+def unique_by_key(items: Sequence[dict], key: str = 'key', source: Optional[str] = None,
+                  metric: str = 'metric', hint: str = '') -> List[dict]:
+    """Keep the first item per ``item[key]`` (drops duplicates, e.g. from padded samplers).
+
+    Args:
+        items: the results.
+        key (str): the field that identifies a result.
+        source (str, optional): a field that tells two samples apart (e.g. the expression): items with
+            the same ``key`` but a different ``source`` come from two different samples that got the
+            same ids, and would silently be scored as one: a ValueError naming both (with ``hint``).
+        metric (str): named in that error.
+    """
+    seen: dict = {}
     unique = []
     for item in items:
         k: Hashable = item[key]
         if k not in seen:
-            seen.add(k)
+            seen[k] = item
             unique.append(item)
+        elif source is not None and item.get(source) != seen[k].get(source):
+            raise ValueError(f'{metric}: two different samples have the same ids {k}: {source} '
+                             f'{seen[k].get(source)!r} and {item.get(source)!r}; only one of them would be '
+                             f'scored{hint}')
     return unique
 
 
@@ -124,13 +138,14 @@ def check_expected_expressions(keys: Sequence[Tuple[str, str]], meta_file: Optio
     ``keys``; raises ValueError naming the missing videos/expressions."""
     if meta_file is None:
         return
-    import json
     import os.path as osp
+
+    from soc_mm.datasets.utils import read_json
     if not osp.isfile(meta_file):
         raise FileNotFoundError(f'{metric}: meta_file {meta_file} not found (expected a '
                                 'meta_expressions.json with {"videos": {video_id: {"expressions": ...}}})')
-    with open(meta_file) as f:
-        videos = json.load(f).get('videos')
+    data = read_json(meta_file, f'{metric} meta_file')  # a repeated video or expression id is an error
+    videos = data.get('videos') if isinstance(data, dict) else None
     if not isinstance(videos, dict):
         raise ValueError(f"{metric}: {meta_file} has no 'videos' dict")
     have = set(keys)
