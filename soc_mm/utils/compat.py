@@ -32,13 +32,35 @@ class _MissingDRN:
                           '(mmaction/models/localizers/drn); it is unavailable.')
 
 
+class MMActionImportOrderError(ImportError):
+    """``mmaction.models`` was imported before ``soc_mm`` and failed (the mmaction2 1.2.0 wheel), and
+    importing it again with the stand-in did not recover."""
+
+
+def _failed_earlier() -> bool:
+    """Whether an earlier ``import mmaction.models`` started and failed: Python removes the failed package
+    from ``sys.modules`` but keeps the submodules it had finished (e.g. ``mmaction.models.backbones``)."""
+    return 'mmaction.models' not in sys.modules and any(
+        name.startswith('mmaction.models.') for name in list(sys.modules))
+
+
 def patch_mmaction() -> None:
-    """Make ``import mmaction.models`` work with the mmaction2 1.2.0 wheel."""
+    """Make ``import mmaction.models`` work with the mmaction2 1.2.0 wheel.
+
+    When ``mmaction.models`` was imported (and failed) before ``soc_mm`` — by the user's code, a config's
+    ``custom_imports`` listing it first, or MMEngine's registry, which swallows the error — the stand-in is
+    installed and ``mmaction.models`` imported again at once; if that still fails, a
+    :class:`MMActionImportOrderError` names the cause (the wheel lacks
+    ``mmaction/models/localizers/drn``) and the fix (import ``soc_mm`` first). An ``import mmaction.models``
+    that runs before ``soc_mm`` is imported at all cannot be helped from here: it fails with mmaction's own
+    ``No module named 'mmaction.models.localizers.drn'``.
+    """
     if 'mmaction.models' in sys.modules:
         return
     spec = importlib.util.find_spec('mmaction')
     if spec is None or not spec.submodule_search_locations:
         return  # mmaction2 not installed: nothing to patch
+    failed_earlier = _failed_earlier()
     import mmaction.utils.dependency as mmaction_dependency
     mmaction_dependency.WITH_MULTIMODAL = False
     pkg_dir = list(spec.submodule_search_locations)[0]
@@ -50,6 +72,17 @@ def patch_mmaction() -> None:
             module.DRN = _MissingDRN
             module.__path__ = []  # a package, so that ``.drn.drn`` resolves
             sys.modules[name] = module
+    if failed_earlier:
+        try:
+            importlib.import_module('mmaction.models')
+        except Exception as err:  # noqa: BLE001 - any failure here has the same cause and fix
+            raise MMActionImportOrderError(
+                'mmaction.models was imported before soc_mm and failed: the mmaction2 1.2.0 wheel does not '
+                'ship mmaction/models/localizers/drn, which mmaction.models imports. soc_mm installs a '
+                'stand-in for it when it is imported first, but the failed import left mmaction half '
+                f'imported ({type(err).__name__}: {err}). Fix: import soc_mm before anything that imports '
+                "mmaction (or list 'soc_mm' first in a config's custom_imports), or install mmaction2 from "
+                'source (which has the drn module).') from err
 
 
 def apply_all() -> None:
