@@ -23,6 +23,10 @@ from soc_mm.registry import MODELS, TRANSFORMS
 from soc_mm.structures import RVOSDataSample
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+#: smallest frame side (pixels, after the test pipeline's resize) the model accepts: smaller frames leave
+#: feature maps of one pixel (the finest level is 1/4 of the frame), which GroupNorm layers with one
+#: channel per group cannot normalise (the tiny configs' spatial decoder; 5x5 is its true minimum).
+MIN_FRAME_SIZE = 8
 DEFAULT_TEST_PIPELINE = [
     dict(type='RVOSRandomResize', short_side=[360], max_size=640),
     dict(type='PackRVOSInputs'),
@@ -200,15 +204,43 @@ def _stream_options(model: nn.Module, clip_len: Optional[int], share_clips: Opti
     return options if options.clip_len is not None else options.replace(clip_len=STREAM_CLIP_LEN)
 
 
+def check_frame_size(ori_shape: Sequence[int], img_shape: Sequence[int]) -> None:
+    """Frames must be at least ``MIN_FRAME_SIZE`` pixels on each side once the test pipeline has resized
+    them (the model's input): smaller ones can leave feature maps of a single pixel, which the model's
+    GroupNorm layers cannot normalise (torch's "Expected more than 1 value per channel when training").
+
+    Args:
+        ori_shape: (H0, W0) of the video's frames.
+        img_shape: (h, w) after the test pipeline's resize.
+
+    Raises:
+        ValueError: naming both sizes and the minimum.
+    """
+    h, w = (int(s) for s in img_shape[:2])
+    if min(h, w) < MIN_FRAME_SIZE:
+        h0, w0 = (int(s) for s in ori_shape[:2])
+        resized = '' if (h, w) == (h0, w0) else f', {h}x{w} after the test pipeline\'s resize'
+        raise ValueError(f'the video\'s frames are {h0}x{w0} pixels (H x W{resized}); the model needs frames of '
+                         f'at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} pixels after resizing (smaller ones leave '
+                         'feature maps of one pixel): use a larger video, or an input size (resize) that '
+                         'enlarges the frames')
+
+
 def prepare_clip(model: nn.Module, frames: Sequence[np.ndarray], expressions: Sequence[str],
                  transforms: Optional[list] = None) -> tuple:
-    """One clip of BGR frames -> (model inputs [1, T, 3, Hp, Wp], one data sample per expression)."""
+    """One clip of BGR frames -> (model inputs [1, T, 3, Hp, Wp], one data sample per expression).
+
+    Raises:
+        ValueError: frames smaller than ``MIN_FRAME_SIZE`` after the test pipeline's resize
+            (:func:`check_frame_size`).
+    """
     transforms = transforms if transforms is not None else _test_transforms(model)
     h, w = frames[0].shape[:2]
     results = dict(imgs=list(frames), ori_shape=(h, w), img_shape=(h, w), flip=False,
                    frame_ids=[str(i) for i in range(len(frames))], valid_frame_idx=None)
     for t in transforms:
         results = t(results)
+    check_frame_size((h, w), results['data_samples'].metainfo.get('img_shape', (h, w)))
     data = model.data_preprocessor(dict(inputs=[results['inputs']], data_samples=[results['data_samples']]),
                                    False)
     meta = data['data_samples'][0].metainfo
@@ -250,7 +282,8 @@ def inference_rvos(model: nn.Module,
 
     Raises:
         FileNotFoundError / ValueError: missing or unreadable video, zero frames, frames of
-        differing sizes, empty expression list.
+        differing sizes, frames smaller than ``MIN_FRAME_SIZE`` pixels after the test pipeline's
+        resize, empty expression list.
     """
     expressions = _check_expressions(expressions)
     options = _stream_options(model, clip_len, share_clips)
