@@ -1,7 +1,9 @@
 """Shared test helpers. Test files live in folders that mirror the package (tests/test_models/ for
 soc_mm/models, ...); pytest puts this folder on the import path (it holds the root conftest.py and no
 __init__.py), so tests import these helpers and the helper modules beside it (toy_rvos_modules,
-malicious_checkpoints, checkpoint_fault_injection) by name."""
+malicious_checkpoints, checkpoint_fault_injection, soc_reference_helpers) by name; a test folder's own
+helper modules (e.g. test_datasets/synthetic_datasets.py, test_evaluation/rvos_metric_samples.py) are
+imported by name from the tests beside them."""
 import json
 import os
 import os.path as osp
