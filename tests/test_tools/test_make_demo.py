@@ -8,17 +8,18 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
-from conftest import REPO_ROOT as REPO, load_script
+from conftest import REPO_ROOT as REPO
+from soc_mm.apis.demo_runner import schedule_overrides
+from soc_mm.datasets.synthetic import make_shuffled_expressions_root
 
-run_demo = load_script('tools/demo/run_demo.py')
 
-
-def test_make_shuffled_root_takes_texts_from_other_videos(tmp_path):
+def test_shuffled_root_takes_texts_from_other_videos(tmp_path):
     from soc_mm.datasets.synthetic import generate_ref_youtube_vos
     root = str(tmp_path / 'data')
     manifest = generate_ref_youtube_vos(root, num_train=1, num_valid=4, num_test=1, num_frames=2, size=(32, 32))
-    texts = run_demo.make_shuffled_root(root, str(tmp_path / 'shuffled'), seed=0)
+    texts = make_shuffled_expressions_root(root, str(tmp_path / 'shuffled'), 'ref_youtube_vos', seed=0)
     assert sorted(texts) == sorted([*manifest['valid'], *manifest['test']])
     for vid, exps in texts.items():
         own = {e['exp'] for e in manifest['valid'].get(vid, manifest['test'].get(vid))['expressions'].values()}
@@ -32,14 +33,17 @@ def test_make_shuffled_root_takes_texts_from_other_videos(tmp_path):
     assert [e['obj_id'] for e in meta[vid]['expressions'].values()] == \
         [e['obj_id'] for e in manifest['valid'][vid]['expressions'].values()]  # masks stay the video's own
     assert osp.isdir(tmp_path / 'shuffled' / 'valid' / 'JPEGImages' / vid)
+    assert osp.isfile(tmp_path / 'shuffled' / 'meta_expressions' / 'test' / 'meta_expressions.json')
+    with pytest.raises(ValueError, match="layout must be one of .*got 'davis'"):
+        make_shuffled_expressions_root(root, str(tmp_path / 'other'), 'davis')
 
 
 def test_schedule_overrides_follow_max_iters():
-    opts = dict(o.split('=', 1) for o in run_demo.schedule_overrides(1000))
+    opts = dict(o.split('=', 1) for o in schedule_overrides(1000))
     assert opts['train_cfg.max_iters'] == '1000'
     assert opts['param_scheduler.1.end'] == '1000'
     assert int(opts['param_scheduler.0.end']) + int(opts['param_scheduler.1.T_max']) == 1000
-    short = dict(o.split('=', 1) for o in run_demo.schedule_overrides(8))
+    short = dict(o.split('=', 1) for o in schedule_overrides(8))
     assert int(short['param_scheduler.0.end']) == 2 and short['param_scheduler.1.T_max'] == '6'
 
 
