@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import load_script
+from soc_mm.apis.web_demo import WebDemo
 from web_demo_server import WebDemoServer, read_video, synthetic_video
 
 pytest.importorskip('gradio_client')
@@ -82,8 +82,7 @@ def test_good_run(client, tmp_path):
 
 
 def test_the_example_clip(client, tmp_path):
-    web_demo = load_script('tools/demo/web_demo.py')
-    example = next(iter(web_demo.WebDemo.make_examples(str(tmp_path), 1)))  # the same clip as the server's
+    example = next(iter(WebDemo.make_examples(str(tmp_path), 1)))  # the same clip as the server's
     assert example.startswith('synthetic clip 1: the ')
     status = client.predict(None, example, 'the red circle', 8, 0, TOP1, 0.5, api_name='/segment')[0]
     assert status.startswith('**synthetic_1.mp4**: 16 frames (96x96) x 1 expression(s) in 2 clip(s)')

@@ -384,11 +384,11 @@ def test_init_model_refuses_the_corpus_and_wrong_checkpoints(rows, tmp_path):
 
 # ------------------------------------------------------------------ tools/demo/web_demo.py
 def test_web_demo_refuses_the_corpus(rows):
-    """The web demo's model loading (``load_demo_model``: what ``python tools/demo/web_demo.py --config
-    --checkpoint`` serves) refuses every corpus file before building anything, naming the global."""
-    from conftest import load_script
-    web_demo = load_script('tools/demo/web_demo.py')
+    """The web demo's model loading (``soc_mm.apis.web_demo.load_model``: what ``python
+    tools/demo/web_demo.py --config --checkpoint`` serves) refuses every corpus file before building
+    anything, naming the global."""
+    from soc_mm.apis.web_demo import load_model
     for path, _marker, name in rows:
         with pytest.raises(UnsafeCheckpointError, match=EXPECTED_GLOBAL[name].replace('.', r'\.')):
-            web_demo.load_demo_model(TINY_CONFIG, path, text_encoder=TEXT_ENCODER)
+            load_model(TINY_CONFIG, path, text_encoder=TEXT_ENCODER)
     _assert_nothing_ran(rows)

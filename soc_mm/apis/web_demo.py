@@ -1,0 +1,434 @@
+"""The request handling behind the web demo (``tools/demo/web_demo.py``, a Gradio page): one SOC model;
+a request (a video file or a zip of frame images, and expressions) -> the masks, drawn and written for
+download.
+
+``WebDemo.run`` handles one request in its own temporary folder under ``<temp_root>/requests/`` (a
+session's previous folder is deleted when it sends its next request): it checks the upload (size, type,
+frames) and the expressions, segments the video clip by clip (``inference_rvos`` on each clip of
+``clip_len`` frames: the backbone once per clip for all expressions; clips are independent in SOC's video
+inference, so this equals one call on the whole video) with the progress per clip, and writes the video
+with one colour per expression, each expression's score over time, a few key frames, the masks as PNGs in
+the Ref-YouTube-VOS submission layout (``Annotations/<video>/<exp_id>/<frame>.png``, zipped) and as COCO
+RLE in a JSON file. Nothing of an upload's (or a zip member's) name reaches the file system unsanitised.
+"""
+import copy
+import io
+import json
+import os
+import os.path as osp
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+VIDEO_UPLOAD_EXTENSIONS = ('.mp4', '.webm', '.avi', '.mov', '.mkv')
+FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+SELECTION_TOP1 = 'top-1: one object per expression'
+SELECTION_MULTI = 'multi-object: every object above the score threshold'
+
+
+@dataclass
+class Limits:
+    """What one request may ask for."""
+    max_upload_mb: float = 200.0     #: size of an uploaded file (and of a zip's frames, uncompressed)
+    max_frames: int = 600            #: frames of a video
+    max_expressions: int = 10        #: expressions per request (one colour each)
+    max_clip_len: int = 64           #: frames per clip
+    max_input_size: int = 720        #: short side the frames may be resized to
+
+
+# ---------------------------------------------------------------------- model
+def load_model(config, checkpoint: str, device: str = 'cpu', text_encoder: Optional[str] = None):
+    """The served model: ``soc_mm.apis.init_model`` (the checkpoint read by ``safe_load_local``, strict).
+
+    Args:
+        config (str | Config): model config.
+        checkpoint (str): checkpoint file.
+        device (str): e.g. 'cpu', 'cuda:0'.
+        text_encoder (str, optional): folder of the HF text encoder, overrides
+            ``model.text_encoder.model_path``.
+
+    Raises:
+        UnsafeCheckpointError / CheckpointFormatError / CheckpointMismatchError: see ``init_model``.
+    """
+    from soc_mm.apis.inference import init_model
+    options = {'model.text_encoder.model_path': text_encoder} if text_encoder else None
+    return init_model(config, checkpoint, device=device, cfg_options=options)
+
+
+# ---------------------------------------------------------------------- inputs
+def safe_name(name: str, default: str = 'video') -> str:
+    """A file-name-safe version of ``name`` (letters, digits, '-', '_'; at most 64 characters)."""
+    name = re.sub(r'[^A-Za-z0-9_-]+', '_', name).strip('_')[:64]
+    return name or default
+
+
+def parse_expressions(text: Optional[str], max_expressions: int) -> List[str]:
+    """One expression per line (blank lines ignored)."""
+    expressions = [line.strip() for line in (text or '').splitlines() if line.strip()]
+    if not expressions:
+        raise ValueError('No referring expression: type one expression per line (e.g. "the red circle").')
+    if len(expressions) > max_expressions:
+        raise ValueError(f'{len(expressions)} expressions, at most {max_expressions} per request '
+                         '(one colour each).')
+    return expressions
+
+
+def truncation_warnings(model, expressions: Sequence[str]) -> List[str]:
+    """One message per expression longer than the text encoder takes (it is truncated), from the text
+    encoder's own report (``RoBERTaTextEncoder.truncated_expressions``)."""
+    encoder = model.text_encoder
+    messages = []
+    for k, num in encoder.truncated_expressions(expressions):
+        text, max_tokens = expressions[k], encoder.max_tokens
+        messages.append(f'Expression {k + 1} has {num} tokens, more than the {max_tokens} the text encoder '
+                        f'takes (<s> and </s> included): it was truncated to its first {max_tokens - 2} '
+                        f'tokens ("{text[:60]}{"..." if len(text) > 60 else ""}").')
+    return messages
+
+
+def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: Limits) -> Tuple[str, List[str]]:
+    """Frame images of a zip -> ``out_dir/00000.<ext>, ...`` (names made here: nothing of the zip's
+    member names reaches the file system) in the order of the member names. Returns (folder,
+    frame names: the members' sanitized stems, or indices when those repeat)."""
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f'{display_name}: not a readable zip file ({e}).') from None
+    with archive:
+        members = sorted((m for m in archive.infolist()
+                          if not m.is_dir() and m.filename.lower().endswith(FRAME_EXTENSIONS)
+                          and not osp.basename(m.filename).startswith('.')), key=lambda m: m.filename)
+        if not members:
+            raise ValueError(f'{display_name}: the zip holds no frame images '
+                             f'(expected {"/".join(FRAME_EXTENSIONS)} files).')
+        if len(members) > limits.max_frames:
+            raise ValueError(f'{display_name}: {len(members)} frames, more than the limit of '
+                             f'{limits.max_frames} frames.')
+        total = sum(m.file_size for m in members)
+        if total > limits.max_upload_mb * 2 ** 20:
+            raise ValueError(f'{display_name}: the frames take {total / 2 ** 20:.0f} MB uncompressed, more than '
+                             f'the limit of {limits.max_upload_mb:.0f} MB.')
+        os.makedirs(out_dir)
+        for i, member in enumerate(members):
+            ext = osp.splitext(member.filename)[1].lower()
+            with archive.open(member) as src, open(osp.join(out_dir, f'{i:05d}{ext}'), 'wb') as dst:
+                shutil.copyfileobj(src, dst)
+    stems = [safe_name(osp.splitext(osp.basename(m.filename))[0], f'{i:05d}') for i, m in enumerate(members)]
+    if len(set(stems)) != len(stems):
+        stems = [f'{i:05d}' for i in range(len(members))]
+    return out_dir, stems
+
+
+def count_video_frames(path: str, display_name: str, max_frames: int) -> int:
+    """Decode the whole video once (fails early on unreadable, empty and too long videos)."""
+    import cv2
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise ValueError(f'{display_name}: cannot open the video (unreadable, truncated or unsupported format).')
+        count = 0
+        while cap.grab():
+            count += 1
+            if count > max_frames:
+                raise ValueError(f'{display_name}: the video has more than {max_frames} frames, the limit of this '
+                                 'server (trim it, or use a lower frame rate).')
+    finally:
+        cap.release()
+    if count == 0:
+        raise ValueError(f'{display_name}: the video has zero decodable frames (empty, truncated or unreadable).')
+    return count
+
+
+def iter_rgb_frames(source: str, display_name: str):
+    """RGB uint8 frames [H, W, 3] of a video file or frame folder (``iter_video_frames``), with our
+    temporary paths replaced by the upload's name in errors."""
+    from soc_mm.apis.inference import iter_video_frames
+    try:
+        for frame in iter_video_frames(source, channel_order='bgr'):
+            yield np.ascontiguousarray(frame[..., ::-1])
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(str(e).replace(source, display_name)) from None
+
+
+def source_fps(path: str, default: float = 10.0) -> float:
+    if osp.isdir(path):
+        return default
+    import cv2
+    cap = cv2.VideoCapture(path)
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
+    cap.release()
+    return float(fps) if fps and 0 < fps <= 120 else default
+
+
+# ---------------------------------------------------------------------- outputs
+def write_masks_zip(path: str, video_name: str, frame_names: Sequence[str], masks: Sequence[np.ndarray]) -> None:
+    """Ref-YouTube-VOS submission layout: ``Annotations/<video>/<exp_id>/<frame>.png`` (0/255 PNGs),
+    ``exp_id`` = the expression's line index from 0. Member names are built from sanitized names."""
+    from PIL import Image
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for exp_id, exp_masks in enumerate(masks):
+            for name, mask in zip(frame_names, exp_masks):
+                buffer = io.BytesIO()
+                Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format='PNG')
+                archive.writestr(f'Annotations/{video_name}/{exp_id}/{name}.png', buffer.getvalue())
+
+
+def rle_json(video_name: str, frame_names: Sequence[str], expressions: Sequence[str],
+             masks: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> dict:
+    """The masks as COCO RLE (``soc_mm.structures.mask.encode_mask``), one entry per expression."""
+    from soc_mm.structures.mask import encode_mask
+    height, width = masks[0].shape[1:]
+    return dict(video=video_name, height=int(height), width=int(width), frames=list(frame_names),
+                expressions=[dict(exp_id=str(k), expression=text, scores=[round(float(s), 6) for s in score],
+                                  masks=[encode_mask(m) for m in mask])
+                             for k, (text, mask, score) in enumerate(zip(expressions, masks, scores))])
+
+
+def score_figure(expressions: Sequence[str], scores: Sequence[np.ndarray]):
+    """Matplotlib figure: each expression's score [T] over the frames, in its mask colour."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib.figure import Figure
+    from soc_mm.visualization import PALETTE
+    fig = Figure(figsize=(6, 2.6), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, (text, score) in enumerate(zip(expressions, scores)):
+        color = np.array(PALETTE[k % len(PALETTE)]) / 255
+        ax.plot(np.arange(len(score)), score, marker='o', markersize=3, color=color,
+                label=text if len(text) <= 40 else text[:37] + '...')
+    ax.set_xlabel('frame')
+    ax.set_ylabel('score')
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='lower left')
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------- the request handler
+class WebDemo:
+    """The request handler behind the page: one model, one temporary root, per-request folders.
+
+    Args:
+        model: a SOC model (``load_model``).
+        temp_root (str): folder for the per-request folders (``requests/``) and the examples.
+        limits (Limits): upload limits.
+        num_examples (int): synthetic example clips generated at start-up.
+    """
+
+    def __init__(self, model, temp_root: str, limits: Limits = Limits(), num_examples: int = 3) -> None:
+        self.model = model
+        self.limits = limits
+        self.temp_root = osp.abspath(temp_root)
+        self.requests_root = osp.join(self.temp_root, 'requests')
+        os.makedirs(self.requests_root, exist_ok=True)
+        self.model_lock = threading.Lock()  # the model runs one inference at a time
+        self.default_clip_len = int(min(model.test_options.clip_len or 8, limits.max_clip_len))
+        self.examples = self.make_examples(osp.join(self.temp_root, 'examples'), num_examples)
+
+    # ------------------------------------------------------------------ examples
+    @staticmethod
+    def make_examples(out_dir: str, num: int) -> Dict[str, Tuple[str, List[str]]]:
+        """Synthetic clips (``soc_mm.datasets.synthetic.make_video``: moving coloured shapes, 16 frames at
+        96x96, as the demo model's training data) -> {name: (mp4 path, expressions)}."""
+        from soc_mm.datasets.synthetic import make_video
+        from soc_mm.visualization import write_video
+        os.makedirs(out_dir, exist_ok=True)
+        examples = {}
+        for k in range(num):
+            video = make_video(np.random.default_rng(100 + k), 16, 96, 96)
+            path = osp.join(out_dir, f'synthetic_{k + 1}.mp4')
+            write_video(path, [np.ascontiguousarray(f[..., ::-1]) for f in video['frames']], fps=8)
+            expressions = [video['expressions'][i] for i in sorted(video['expressions'])]
+            examples[f'synthetic clip {k + 1}: {", ".join(expressions)}'] = (path, expressions)
+        return examples
+
+    # ------------------------------------------------------------------ per-request folders
+    def _inside(self, path: str, root: str) -> bool:
+        root = osp.realpath(root)
+        return osp.commonpath([osp.realpath(path), root]) == root
+
+    def release(self, request_dir: Optional[str]) -> None:
+        """Delete a request folder (only ever one under ``requests_root``)."""
+        if request_dir and osp.isdir(request_dir) and self._inside(request_dir, self.requests_root) \
+                and osp.realpath(request_dir) != osp.realpath(self.requests_root):
+            shutil.rmtree(request_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ model settings of a request
+    def _request_cfg(self, input_size: int):
+        """``model.cfg`` with the test pipeline resizing to ``input_size`` (short side; long side at
+        most twice that); 0 keeps the config's pipeline."""
+        cfg = self.model.cfg
+        if not input_size:
+            return cfg
+        cfg = copy.deepcopy(cfg)
+        resize = dict(type='RVOSRandomResize', short_side=[int(input_size)], max_size=2 * int(input_size))
+        try:
+            pipeline = list(cfg.test_dataloader.dataset.pipeline)
+        except AttributeError:
+            from soc_mm.apis.inference import DEFAULT_TEST_PIPELINE
+            pipeline = copy.deepcopy(DEFAULT_TEST_PIPELINE)
+            cfg.test_dataloader = dict(dataset=dict(pipeline=pipeline))
+        pipeline = [t for t in pipeline if t['type'] != 'RVOSRandomResize']
+        pack = next(i for i, t in enumerate(pipeline) if t['type'] == 'PackRVOSInputs')
+        pipeline.insert(pack, resize)
+        cfg.test_dataloader.dataset.pipeline = pipeline
+        return cfg
+
+    def segment(self, frames: Sequence[np.ndarray], expressions: Sequence[str], input_size: int,
+                selection: Optional[str], score_thr: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+        """One clip of RGB frames -> per expression (masks bool [T, H, W], scores float [T])."""
+        from soc_mm.apis.inference import inference_rvos
+        with self.model_lock:
+            saved_cfg, saved_options = self.model.cfg, self.model.test_options
+            try:
+                self.model.cfg = self._request_cfg(input_size)
+                if selection is not None:
+                    if selection == SELECTION_MULTI:
+                        options = saved_options.replace(object_selection='threshold', score_thr=float(score_thr))
+                    else:
+                        options = saved_options.replace(object_selection='top1', score_thr=None,
+                                                        allow_no_target=False)
+                    self.model.test_options = options
+                results = inference_rvos(self.model, list(frames), list(expressions), clip_len=len(frames),
+                                         channel_order='rgb')
+            finally:
+                self.model.cfg = saved_cfg
+                self.model.test_options = saved_options
+        return ([r.pred_masks.numpy().astype(bool) for r in results],
+                [r.pred_scores.float().numpy() for r in results])
+
+    # ------------------------------------------------------------------ a request
+    def run(self, upload: Optional[str], example: Optional[str], expressions_text: str, clip_len: float,
+            input_size: float, selection: Optional[str], score_thr: float, previous_dir: Optional[str],
+            progress=None):
+        """Handle one request. Returns a dict: ``status`` (markdown), ``warnings`` (list of str),
+        ``video`` (path), ``figure`` (score plot), ``key_frames`` (RGB uint8 [h, w, 3]),
+        ``downloads`` (paths), ``request_dir`` (this request's folder). Raises ValueError with a
+        message for the page."""
+        self.release(previous_dir)  # the session's previous results
+        limits = self.limits
+        expressions = parse_expressions(expressions_text, limits.max_expressions)
+        clip_len = int(clip_len or self.default_clip_len)
+        if not 1 <= clip_len <= limits.max_clip_len:
+            raise ValueError(f'clip length must be 1-{limits.max_clip_len} frames, got {clip_len}.')
+        input_size = int(input_size or 0)
+        if input_size and not 32 <= input_size <= limits.max_input_size:
+            raise ValueError(f'input size must be 0 (the config\'s) or 32-{limits.max_input_size}, got {input_size}.')
+        if upload:
+            source, display_name = str(upload), osp.basename(str(upload))
+        elif example and example in self.examples:
+            source, display_name = self.examples[example][0], osp.basename(self.examples[example][0])
+        else:
+            raise ValueError('No video: upload a video (mp4/webm/avi or a zip of frames) or pick an example clip.')
+        if not osp.isfile(source):
+            raise ValueError(f'{display_name}: the uploaded file is gone; upload it again.')
+        size = osp.getsize(source)
+        if size > limits.max_upload_mb * 2 ** 20:
+            raise ValueError(f'{display_name}: {size / 2 ** 20:.0f} MB, more than the limit of '
+                             f'{limits.max_upload_mb:.0f} MB.')
+        ext = osp.splitext(display_name)[1].lower()
+        if ext not in VIDEO_UPLOAD_EXTENSIONS + ('.zip', ):
+            raise ValueError(f'{display_name}: unsupported file type {ext or "(none)"!r}; expected a video '
+                             f'({"/".join(VIDEO_UPLOAD_EXTENSIONS)}) or a .zip of frame images.')
+        warnings = truncation_warnings(self.model, expressions)
+        request_dir = tempfile.mkdtemp(prefix='req_', dir=self.requests_root)
+        try:
+            return self._segment_request(request_dir, source, display_name, ext, expressions, warnings, clip_len,
+                                         input_size, selection, score_thr, progress)
+        except BaseException:  # no folder left behind by a failed request
+            self.release(request_dir)
+            raise
+
+    def _segment_request(self, request_dir, source, display_name, ext, expressions, warnings, clip_len, input_size,
+                         selection, score_thr, progress):
+        """The part of ``run`` that works in ``request_dir`` (see ``run``)."""
+        limits = self.limits
+        video_name = safe_name(osp.splitext(display_name)[0])
+        if ext == '.zip':
+            source, frame_names = extract_zip_frames(source, display_name, osp.join(request_dir, 'frames'), limits)
+            num_frames = len(frame_names)
+        else:
+            num_frames = count_video_frames(source, display_name, limits.max_frames)
+            frame_names = [f'{t:05d}' for t in range(num_frames)]
+        fps = source_fps(source)
+
+        start = time.time()
+        num_clips = -(-num_frames // clip_len)
+        masks = [[] for _ in expressions]
+        scores = [[] for _ in expressions]
+        frames_read, clip = 0, []
+        if progress is not None:
+            progress((0, num_clips), desc='segmenting', unit='clip')
+
+        def flush(clip, index):
+            clip_masks, clip_scores = self.segment(clip, expressions, input_size, selection, score_thr)
+            for k in range(len(expressions)):
+                masks[k].append(clip_masks[k])
+                scores[k].append(clip_scores[k])
+            if progress is not None:
+                progress((index + 1, num_clips), desc=f'clip {index + 1}/{num_clips}', unit='clip')
+
+        for frame in iter_rgb_frames(source, display_name):
+            frames_read += 1
+            if frames_read > num_frames:  # the file changed under us, or the decoder disagrees
+                break
+            clip.append(frame)
+            if len(clip) == clip_len:
+                flush(clip, (frames_read - 1) // clip_len)
+                clip = []
+        if clip:
+            flush(clip, num_clips - 1)
+        num_frames = min(frames_read, num_frames)
+        frame_names = frame_names[:num_frames]
+        masks = [np.concatenate(m)[:num_frames] for m in masks]
+        scores = [np.concatenate(s)[:num_frames] for s in scores]
+        seconds = time.time() - start
+
+        # outputs (only files made here, all inside request_dir)
+        from soc_mm.visualization import RVOSVisualizer, write_video
+        height = masks[0].shape[1]
+        vis = RVOSVisualizer(name=f'web_demo_{osp.basename(request_dir)}', alpha=0.5,
+                             font_size=max(7, int(height / 24)), max_frames=4)
+        painted = []
+
+        def paint():
+            for t, frame in enumerate(iter_rgb_frames(source, display_name)):
+                if t >= num_frames:
+                    break
+                image = vis.draw_frame(frame, [m[t] for m in masks], expressions)
+                if t in key_ids:
+                    painted.append(image)
+                yield image
+
+        key_ids = set(np.unique(np.linspace(0, num_frames - 1, min(num_frames, 4)).round().astype(int)).tolist())
+        video_path = osp.join(request_dir, f'{video_name}_soc.mp4')
+        write_video(video_path, paint(), fps)
+        key_frames = vis.tile(painted)
+        zip_path = osp.join(request_dir, f'{video_name}_masks.zip')
+        write_masks_zip(zip_path, video_name, frame_names, masks)
+        json_path = osp.join(request_dir, f'{video_name}_masks_rle.json')
+        with open(json_path, 'w') as f:
+            json.dump(rle_json(video_name, frame_names, expressions, masks, scores), f)
+        downloads = [video_path, zip_path, json_path]
+        assert all(self._inside(p, request_dir) for p in downloads)
+        status = [f'**{display_name}**: {num_frames} frames ({masks[0].shape[2]}x{height}) x {len(expressions)} '
+                  f'expression(s) in {num_clips} clip(s) of up to {clip_len} frames, {seconds:.1f} s.']
+        status += [f'- <span style="color:rgb{tuple(self._color(k))}">&#9632;</span> {k}: {text} '
+                   f'(mean score {scores[k].mean():.2f})' for k, text in enumerate(expressions)]
+        status += [f'\n**Warning:** {w}' for w in warnings]
+        return dict(status='\n'.join(status), warnings=warnings, video=video_path,
+                    figure=score_figure(expressions, scores), key_frames=key_frames, downloads=downloads,
+                    request_dir=request_dir)
+
+    @staticmethod
+    def _color(k: int):
+        from soc_mm.visualization import PALETTE
+        return PALETTE[k % len(PALETTE)]
