@@ -9,7 +9,7 @@ from mmengine.dataset import BaseDataset
 from PIL import Image
 
 from soc_mm.registry import DATASETS
-from soc_mm.structures.mask import check_rle
+from soc_mm.structures.mask import check_rles
 from .ref_youtube_vos import sliding_windows
 from .utils import (check_dict, check_expression, check_key, check_not_empty, json_key, load_json, log_skips,
                     parse_int, require_path)
@@ -241,9 +241,9 @@ class MeViSDataset(BaseDataset):
             got = f'{len(rles)} entries' if isinstance(rles, list) else f'{type(rles).__name__} {str(rles)[:40]}'
             raise ValueError(f'{where}: expected a list of {len(frames)} entries (one COCO RLE or null per frame '
                              f'of the video), got {got}')
-        for t, rle in enumerate(rles):
-            if rle is not None:  # null: the object is not in this frame
-                check_rle(rle, f'{where}, frame {frames[t]!r} (index {t})', size=frame_size, size_from=size_from)
+        present = [t for t, rle in enumerate(rles) if rle is not None]  # null: the object is not in the frame
+        check_rles([rles[t] for t in present], lambda i: f'{where}, frame {frames[present[i]]!r} (index {present[i]})',
+                   size=frame_size, size_from=size_from)  # all frames of the object in one pass
         return [rle is not None for rle in rles]
 
     # ------------------------------------------------------------------ data list

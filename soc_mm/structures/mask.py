@@ -11,7 +11,7 @@ the category only has to exist).
 """
 import numbers
 import warnings
-from typing import Any, Hashable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,37 +33,81 @@ def encode_mask(mask: np.ndarray) -> dict:
     return rle
 
 
-def _compressed_run_lengths(counts: bytes) -> Optional[np.ndarray]:
-    """Run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), int64 ``[m]``; None when
-    the string is malformed (a character outside ``'0'..'o'``, or a number cut off at the end).
+#: the most 5-bit groups one number of a compressed RLE string may use (60 bits: far beyond any image).
+_MAX_GROUPS = 12
 
-    Each number is written in groups of 5 bits (6th bit: "more follows", 5th bit of the last group: sign);
-    from the 4th number on, each is stored as the difference to the number two places before it.
+
+def _run_length_stats(strings: Sequence[bytes]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse compressed COCO RLE strings (pycocotools' ``rleFrString``) in one vectorised pass.
+
+    Each number is written in groups of 5 bits (6th bit: "more follows", 5th bit of the last group: the
+    sign); from the 4th number of a string on, each is the difference to the number two places before.
+
+    Args:
+        strings: n compressed ``counts`` (bytes).
+
+    Returns:
+        (valid bool [n], total int64 [n], smallest run int64 [n]): ``valid`` False for a string with a
+        character outside ``'0'..'o'``, a number cut off at its end or wider than 60 bits (total and
+        smallest run are then 0); ``total`` the pixels its runs cover.
     """
-    chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if chars.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if chars.min() < 0 or chars.max() > 63 or chars[-1] & 0x20:
-        return None
-    ends = np.flatnonzero((chars & 0x20) == 0)  # last group of each number
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    if lengths.max() > 12:  # more than 60 bits: no run length of a real image
-        return None
-    shift = 5 * (np.arange(chars.size) - np.repeat(starts, lengths))
-    values = np.add.reduceat((chars & 0x1f) << shift, starts)
+    n = len(strings)
+    valid = np.ones(n, dtype=bool)
+    total = np.zeros(n, dtype=np.int64)
+    smallest = np.zeros(n, dtype=np.int64)
+    lens = np.fromiter(map(len, strings), dtype=np.int64, count=n)
+    if not n or not lens.any():
+        return valid, total, smallest
+    chars = np.frombuffer(b''.join(strings), dtype=np.uint8) - np.uint8(48)  # '0'..'o' -> 0..63, others wrap
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    nonempty = lens > 0
+    bad = np.zeros(n, dtype=bool)
+    if chars.max() > 63:
+        string_of_char = np.repeat(np.arange(n), lens)
+        bad[string_of_char[chars > 63]] = True
+    bad[nonempty] |= (chars[offsets[1:][nonempty] - 1] & 0x20) != 0  # the last number runs past the end
+    if not bad.any():  # every number ends inside its string: numbers that are too wide
+        ends = np.flatnonzero((chars & 0x20) == 0)
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        groups = ends - starts + 1
+        if groups.max() > _MAX_GROUPS:
+            bad[np.searchsorted(offsets, ends[groups > _MAX_GROUPS], side='right') - 1] = True
+    if bad.any():  # parse the well-formed strings alone
+        keep = np.flatnonzero(~bad)
+        sub = _run_length_stats([strings[i] for i in keep])
+        valid[:] = False
+        valid[keep], total[keep], smallest[keep] = sub
+        return valid, total, smallest
+    low = chars & 0x1f
+    values = low[starts].astype(np.int64)
+    for k in range(1, int(groups.max())):  # the k-th 5-bit group of the numbers that have one
+        has = np.flatnonzero(groups > k)
+        values[has] += low[starts[has] + k].astype(np.int64) << (5 * k)
     negative = (chars[ends] & 0x10) != 0
-    values[negative] -= np.left_shift(1, 5 * lengths[negative])
+    values[negative] -= np.left_shift(1, 5 * groups[negative])
+    string_of_number = np.searchsorted(offsets, ends, side='right') - 1
+    first_number = np.searchsorted(ends, offsets[:-1])  # of each string
+    position = np.arange(ends.size) - first_number[string_of_number]  # within its string
     runs = values.copy()
-    # from the 4th number on, each is a difference to the one two places before: running sums over the
-    # odd positions and over the even positions from the 3rd
-    runs[1::2] = np.cumsum(values[1::2])
-    runs[2::2] = np.cumsum(values[2::2])
-    return runs
+    for parity in (1, 0):  # running sums along numbers 2, 4, 6, ... and 3, 5, 7, ... (1-based) of each string
+        idx = np.flatnonzero((position & 1 == parity) & (position >= 1))
+        if not idx.size:
+            continue
+        sums = np.cumsum(values[idx])
+        chain_of = string_of_number[idx]
+        chain_start = np.flatnonzero(np.concatenate([[True], chain_of[1:] != chain_of[:-1]]))
+        before = np.concatenate([[0], sums])[chain_start]
+        runs[idx] = sums - np.repeat(before, np.diff(np.concatenate([chain_start, [idx.size]])))
+    first = first_number[nonempty]
+    total[nonempty] = np.add.reduceat(runs, first)
+    smallest[nonempty] = np.minimum.reduceat(runs, first)
+    return valid, total, smallest
 
 
-def check_rle(rle: Any, where: str, size: Optional[Sequence[int]] = None, size_from: str = '') -> dict:
-    """The one check of a COCO RLE read from a file (MeViS ``mask_dict.json``: dataset, metric, evaluator).
+def check_rles(rles: Sequence[Any], where: Callable[[int], str], size: Optional[Sequence[int]] = None,
+               size_from: str = '') -> List[dict]:
+    """The one check of COCO RLEs read from a file (MeViS ``mask_dict.json``: the dataset, ``LoadRLEMasks``,
+    the metric and the evaluator), for many RLEs at once (:func:`check_rle` for one).
 
     Accepted: ``{'size': [H, W], 'counts': c}`` with ``c`` a compressed RLE string (``str``, as in the
     json files, or ``bytes``, as pycocotools returns it) or an uncompressed list of run lengths (ints);
@@ -71,61 +115,86 @@ def check_rle(rle: Any, where: str, size: Optional[Sequence[int]] = None, size_f
     not check this: a shorter RLE would decode as a partial mask, a longer one would write past it).
 
     Args:
-        rle: the entry as read.
-        where (str): names the entry in errors (file, key, frame).
-        size (tuple, optional): the expected ``(H, W)`` (the frames' size).
+        rles: the entries as read (no None: a missing mask is the caller's business).
+        where (callable): ``where(i)`` names entry ``i`` in errors (file, key, frame).
+        size (tuple, optional): the expected ``(H, W)`` of every entry (the frames' size).
         size_from (str): where ``size`` comes from, named in the size error.
 
     Returns:
-        dict: ``{'size': [H, W], 'counts': bytes}`` (compressed), ready for ``pycocotools.mask.decode``.
+        list[dict]: ``{'size': [H, W], 'counts': bytes}`` (compressed) per entry, ready for
+        ``pycocotools.mask.decode``.
 
     Raises:
-        ValueError: naming ``where`` and what was expected.
+        ValueError: naming ``where(i)`` of the first bad entry and what was expected.
     """
     expected = ("a COCO RLE {'size': [H, W], 'counts': str} (compressed; bytes or a list of run lengths "
                 'are also accepted)')
-    if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
-        raise ValueError(f'{where}: expected {expected}, got {str(rle)[:60]}')
-    rle_size, counts = rle['size'], rle['counts']
-    if not isinstance(rle_size, (list, tuple)) or len(rle_size) != 2 or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in rle_size):
-        raise ValueError(f'{where}: "size" must be [H, W] (two integers >= 0), got {str(rle_size)[:40]}')
-    height, width = int(rle_size[0]), int(rle_size[1])
-    if size is not None and (height, width) != tuple(int(s) for s in size):
-        source = f' ({size_from})' if size_from else ''
-        raise ValueError(f'{where}: RLE size [{height}, {width}] (H, W) but the frames of the video are '
-                         f'{[int(s) for s in size]}{source}')
-    if isinstance(counts, str):
-        try:
-            counts = counts.encode('ascii')
-        except UnicodeEncodeError:
-            raise ValueError(f'{where}: "counts" is not a compressed COCO RLE string (non-ASCII characters)') \
-                from None
-    if isinstance(counts, bytes):
-        runs = _compressed_run_lengths(counts)
-        if runs is None:
-            raise ValueError(f'{where}: "counts" {str(rle["counts"])[:40]!r} is not a valid compressed COCO RLE '
-                             'string')
-    elif isinstance(counts, list):
-        if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in counts):
-            raise ValueError(f'{where}: "counts" must be a string (compressed RLE) or a list of integer run '
-                             f'lengths, got {str(counts)[:40]}')
+    sizes, compressed, lists = [], {}, {}
+    for i, rle in enumerate(rles):
+        if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
+            raise ValueError(f'{where(i)}: expected {expected}, got {str(rle)[:60]}')
+        rle_size, counts = rle['size'], rle['counts']
+        if not isinstance(rle_size, (list, tuple)) or len(rle_size) != 2 or not all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in rle_size):
+            raise ValueError(f'{where(i)}: "size" must be [H, W] (two integers >= 0), got {str(rle_size)[:40]}')
+        height, width = int(rle_size[0]), int(rle_size[1])
+        if size is not None and (height, width) != tuple(int(s) for s in size):
+            source = f' ({size_from})' if size_from else ''
+            raise ValueError(f'{where(i)}: RLE size [{height}, {width}] (H, W) but the frames of the video are '
+                             f'{[int(s) for s in size]}{source}')
+        sizes.append((height, width))
+        if isinstance(counts, str):
+            try:
+                counts = counts.encode('ascii')
+            except UnicodeEncodeError:
+                raise ValueError(f'{where(i)}: "counts" is not a compressed COCO RLE string (non-ASCII '
+                                 'characters)') from None
+        if isinstance(counts, bytes):
+            compressed[i] = counts
+        elif isinstance(counts, list):
+            if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in counts):
+                raise ValueError(f'{where(i)}: "counts" must be a string (compressed RLE) or a list of integer '
+                                 f'run lengths, got {str(counts)[:40]}')
+            lists[i] = counts
+        else:
+            raise ValueError(f'{where(i)}: "counts" must be a string (compressed RLE), bytes or a list of run '
+                             f'lengths, got {type(counts).__name__}')
+    stats = {}
+    if compressed:
+        valid, totals, smallest = _run_length_stats(list(compressed.values()))
+        stats = {i: (bool(v), int(t), int(m)) for i, v, t, m in zip(compressed, valid, totals, smallest)}
+    for i, counts in lists.items():
         runs = np.asarray(counts, dtype=np.int64)
-    else:
-        raise ValueError(f'{where}: "counts" must be a string (compressed RLE), bytes or a list of run lengths, '
-                         f'got {type(counts).__name__}')
-    if runs.size and runs.min() < 0:
-        raise ValueError(f'{where}: the RLE has a negative run length ({int(runs.min())}); the "counts" are '
-                         'corrupt')
-    total = int(runs.sum())
-    if total != height * width:
-        raise ValueError(f'{where}: the RLE counts cover {total} pixels but its size [{height}, {width}] has '
-                         f'{height * width} (the counts must cover every pixel exactly once)')
-    if isinstance(counts, list):
-        from pycocotools import mask as mask_utils
-        counts = mask_utils.frPyObjects({'size': [height, width], 'counts': list(map(int, counts))},
-                                        height, width)['counts']
-    return {'size': [height, width], 'counts': counts}
+        stats[i] = (True, int(runs.sum()), int(runs.min()) if runs.size else 0)
+    checked = []
+    for i, rle in enumerate(rles):
+        (height, width), (valid, total, smallest) = sizes[i], stats[i]
+        if not valid:
+            raise ValueError(f'{where(i)}: "counts" {str(rle["counts"])[:40]!r} is not a valid compressed COCO '
+                             'RLE string')
+        if smallest < 0:
+            raise ValueError(f'{where(i)}: the RLE has a negative run length ({smallest}); the "counts" are '
+                             'corrupt')
+        if total != height * width:
+            raise ValueError(f'{where(i)}: the RLE counts cover {total} pixels but its size [{height}, {width}] '
+                             f'has {height * width} (the counts must cover every pixel exactly once)')
+        if i in lists:
+            from pycocotools import mask as mask_utils
+            counts = mask_utils.frPyObjects({'size': [height, width], 'counts': [int(c) for c in lists[i]]},
+                                            height, width)['counts']
+        else:
+            counts = compressed[i]
+        checked.append({'size': [height, width], 'counts': counts})
+    return checked
+
+
+def check_rle(rle: Any, where: str, size: Optional[Sequence[int]] = None, size_from: str = '') -> dict:
+    """Check one COCO RLE read from a file: :func:`check_rles` (the same rules) for a single entry.
+
+    Returns:
+        dict: ``{'size': [H, W], 'counts': bytes}``. Raises ValueError naming ``where``.
+    """
+    return check_rles([rle], lambda _: where, size=size, size_from=size_from)[0]
 
 
 def decode_mask(rle: dict, where: str = 'COCO RLE', size: Optional[Sequence[int]] = None,

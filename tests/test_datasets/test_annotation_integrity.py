@@ -164,6 +164,55 @@ def test_check_rle_counts_must_cover_the_image():
         check_rle(dict(size=[4, 5], counts=[6, -2, 16]), 'm')
 
 
+def _reference_runs(counts: bytes):
+    """pycocotools' rleFrString, line by line (None: a number cut off at the end of the string)."""
+    runs, p = [], 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(counts):
+                return None
+            c = counts[p] - 48
+            x |= (c & 0x1f) << 5 * k
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << 5 * k
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def test_batched_run_lengths_equal_pycocotools_parse():
+    """check_rles parses many strings at once: the same totals as a line-by-line port of pycocotools."""
+    from soc_mm.structures.mask import _run_length_stats, check_rles
+    rng = np.random.default_rng(1)
+    strings = []
+    for k in range(60):
+        h, w = rng.integers(1, 300, size=2)
+        mask = np.zeros((h, w), bool)
+        for _ in range(rng.integers(0, 6)):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            mask[y:y + rng.integers(1, 80), x:x + rng.integers(1, 80)] = True
+        if k % 7 == 0:
+            mask = rng.random((h, w)) < 0.5
+        strings.append(encode_mask(mask)['counts'].encode())
+    strings += [b'', b'0', b'h', b'4\x7f', b'1o4', b'jjjjjjjjjjjjjj5']  # empty, 0 pixels, and malformed ones
+    valid, total, smallest = _run_length_stats(strings)
+    for s, v, t, m in zip(strings, valid, total, smallest):
+        ref = _reference_runs(s) if all(48 <= c <= 111 for c in s) else None
+        ok = ref is not None and b'jjjjjjjjjjjjjj' not in s  # a number of 14 groups (70 bits) is refused
+        assert v == ok, s
+        if ok:
+            assert t == sum(ref) and m == (min(ref) if ref else 0), s
+    # one list of RLEs: the first bad entry is named
+    good = [encode_mask(np.eye(5, dtype=bool)), encode_mask(np.ones((5, 5), bool))]
+    assert [r['size'] for r in check_rles(good, str, size=(5, 5))] == [[5, 5], [5, 5]]
+    with raises(ValueError, '1: the RLE counts cover 20 pixels but its size [5, 5] has 25'):
+        check_rles([good[0], dict(good[1], counts=encode_mask(np.ones((4, 5), bool))['counts']), good[1]], str)
+
+
 @pytest.mark.parametrize('rle,message', [
     ([1, 2], "expected a COCO RLE {'size': [H, W], 'counts': str}"),
     (dict(size=[2, 2]), "expected a COCO RLE {'size': [H, W], 'counts': str}"),
