@@ -1,9 +1,10 @@
 """tools/analysis_tools/gpu_check.sh and its helper gpu_check.py: what can be checked without a GPU.
 
 The script itself (bash syntax, --help, the commands of --dry-run with TORCH_CUDA_ARCH_LIST and the torch
-index from a given compute capability / driver CUDA version, option errors), the helper's pure parts
-(nvcc selection, pip toolkit layout, loss checks) and its training step on the CPU, and the clear failure
-of compare_with_reference.py --device cuda where CUDA is missing.
+index from a given compute capability / driver CUDA version, option errors), the helper's library parts
+(``soc_mm.utils.cuda_toolkit``: nvcc selection, pip toolkit layout; ``soc_mm.testing.gpu_check``: loss
+checks), its ``cuda-home`` without the ``soc_mm`` package and its training step on the CPU, and the clear
+failure of compare_with_reference.py --device cuda where CUDA is missing.
 """
 import json
 import os
@@ -15,10 +16,12 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_script, subprocess_env
+from conftest import REPO_ROOT, subprocess_env
+from soc_mm.testing.gpu_check import CheckFailed, check_losses
+from soc_mm.utils import cuda_toolkit
 
 SCRIPT = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_check.sh')
-gpu_check = load_script('tools/analysis_tools/gpu_check.py')
+HELPER = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_check.py')
 
 
 def run_script(*args, env=None, timeout=60):
@@ -120,9 +123,9 @@ def test_a_real_run_without_a_driver_stops_at_once(tmp_path):
 # ---------------------------------------------------------------------------------- cuda-home
 def test_pip_toolkit_requirements_follow_torch_cuda():
     torch_requires = ['filelock', 'cuda-toolkit[cublas,cudart]==13.0.3; platform_system == "Linux"']
-    assert gpu_check.pip_toolkit_requirements('13.0', torch_requires) == ['cuda-toolkit[nvcc,cccl]==13.0.3']
-    assert gpu_check.pip_toolkit_requirements('13.2', []) == ['cuda-toolkit[nvcc,cccl]==13.2.*']
-    assert gpu_check.pip_toolkit_requirements('12.8', ['nvidia-cuda-runtime-cu12==12.8.90']) == [
+    assert cuda_toolkit.pip_toolkit_requirements('13.0', torch_requires) == ['cuda-toolkit[nvcc,cccl]==13.0.3']
+    assert cuda_toolkit.pip_toolkit_requirements('13.2', []) == ['cuda-toolkit[nvcc,cccl]==13.2.*']
+    assert cuda_toolkit.pip_toolkit_requirements('12.8', ['nvidia-cuda-runtime-cu12==12.8.90']) == [
         'nvidia-cuda-nvcc-cu12==12.8.*', 'nvidia-cuda-cccl-cu12==12.8.*', 'nvidia-cuda-runtime-cu12==12.8.*']
 
 
@@ -132,10 +135,10 @@ def test_pip_cuda_home_uses_the_cuda13_tree_and_adds_the_cudart_link(tmp_path):
     (home / 'lib').mkdir()
     (home / 'bin' / 'nvcc').write_text('')
     (home / 'lib' / 'libcudart.so.13').write_text('')
-    assert gpu_check.pip_cuda_home(str(tmp_path / 'site'), 13, str(tmp_path / 'merged')) == str(home)
+    assert cuda_toolkit.pip_cuda_home(str(tmp_path / 'site'), 13, str(tmp_path / 'merged')) == str(home)
     assert os.readlink(home / 'lib' / 'libcudart.so') == 'libcudart.so.13'
     assert not (tmp_path / 'merged').exists()
-    assert gpu_check.pip_cuda_home(str(tmp_path / 'empty'), 13, str(tmp_path / 'merged')) is None
+    assert cuda_toolkit.pip_cuda_home(str(tmp_path / 'empty'), 13, str(tmp_path / 'merged')) is None
 
 
 def test_pip_cuda_home_gathers_the_cuda12_wheels(tmp_path):
@@ -147,7 +150,7 @@ def test_pip_cuda_home_gathers_the_cuda12_wheels(tmp_path):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(name)
     merged = tmp_path / 'venv' / 'cuda-home'
-    assert gpu_check.pip_cuda_home(str(tmp_path / 'site'), 12, str(merged)) == str(merged)
+    assert cuda_toolkit.pip_cuda_home(str(tmp_path / 'site'), 12, str(merged)) == str(merged)
     # nvcc and its profile copied (the profile's $(_HERE_)/.. is the merged home), the rest linked
     assert not (merged / 'bin' / 'nvcc').is_symlink() and (merged / 'bin' / 'nvcc').read_text() == 'cuda_nvcc/bin/nvcc'
     assert not (merged / 'bin' / 'nvcc.profile').is_symlink()
@@ -164,49 +167,62 @@ def test_cuda_home_takes_a_system_toolkit_of_torch_major_version(tmp_path, monke
     wrapper = tmp_path / 'wrapper'  # an nvcc without the toolkit's headers beside it
     write_fake_nvcc(str(wrapper), '13.0')
     os.remove(wrapper / 'include' / 'cuda_runtime.h')
-    monkeypatch.setattr(torch.version, 'cuda', '13.0')
-    monkeypatch.setattr(gpu_check, 'system_cuda_homes', lambda: [
+    monkeypatch.setattr(cuda_toolkit, 'system_cuda_homes', lambda: [
         (str(tmp_path / 'missing'), '$CUDA_HOME'), (str(tmp_path / 'cuda-12.4'), 'nvcc on PATH'),
         (str(wrapper), 'nvcc on PATH'), (str(tmp_path / 'cuda-13.0'), 'standard location')])
-    gpu_check.cuda_home(gpu_check.parse_args(['cuda-home']))
+    assert cuda_toolkit.find_cuda_home('13.0') == (str(tmp_path / 'cuda-13.0'), '13.0', 'system')
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1] == f'CUDA_HOME={tmp_path / "cuda-13.0"}'
-    assert 'nvcc must be CUDA 13.x' in out and 'RESULT nvcc=13.0' in out
+    assert 'nvcc must be CUDA 13.x' in out and f'system toolkit {tmp_path / "cuda-13.0"} (standard location)' in out
 
 
 def test_cuda_home_without_a_fitting_nvcc_names_what_to_install(tmp_path, monkeypatch):
     write_fake_nvcc(str(tmp_path / 'cuda-12.4'), '12.4')
-    monkeypatch.setattr(torch.version, 'cuda', '13.0')
-    monkeypatch.setattr(gpu_check, 'system_cuda_homes', lambda: [(str(tmp_path / 'cuda-12.4'), 'nvcc on PATH')])
-    monkeypatch.setattr(gpu_check.sysconfig, 'get_paths', lambda: dict(purelib=str(tmp_path / 'site')))
-    monkeypatch.setattr(gpu_check.sys, 'prefix', str(tmp_path / 'venv'))
-    with pytest.raises(gpu_check.CheckFailed, match=r'no nvcc for CUDA 13.*pip install cuda-toolkit\[nvcc,cccl\]'):
-        gpu_check.cuda_home(gpu_check.parse_args(['cuda-home']))
+    monkeypatch.setattr(cuda_toolkit, 'system_cuda_homes', lambda: [(str(tmp_path / 'cuda-12.4'), 'nvcc on PATH')])
+    with pytest.raises(cuda_toolkit.CudaToolkitError,
+                       match=r'no nvcc for CUDA 13.*pip install cuda-toolkit\[nvcc,cccl\]'):
+        cuda_toolkit.find_cuda_home('13.0', site_packages=str(tmp_path / 'site'),
+                                    merged_dir=str(tmp_path / 'venv' / 'cuda-home'))
+    assert not (tmp_path / 'venv').exists()
 
 
-def test_cuda_home_refuses_a_cpu_torch(monkeypatch):
-    monkeypatch.setattr(torch.version, 'cuda', None)
-    with pytest.raises(gpu_check.CheckFailed, match='CPU build'):
-        gpu_check.cuda_home(gpu_check.parse_args(['cuda-home']))
+def test_cuda_home_refuses_a_cpu_torch():
+    with pytest.raises(cuda_toolkit.CudaToolkitError, match='CPU build'):
+        cuda_toolkit.find_cuda_home(None)
+
+
+def test_cuda_home_command_runs_without_the_soc_mm_package(tmp_path):
+    """gpu_check.sh runs ``cuda-home`` before mmcv is built and soc_mm installed: the command must not
+    import the soc_mm package (here a stand-in that fails on import shadows it)."""
+    shadow = tmp_path / 'shadow' / 'soc_mm'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text("raise ImportError('the soc_mm package was imported')\n")
+    env = subprocess_env()
+    env['PYTHONPATH'] = os.pathsep.join([str(tmp_path / 'shadow'), env['PYTHONPATH']])
+    proc = subprocess.run([sys.executable, HELPER, 'cuda-home'], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert 'the soc_mm package was imported' not in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
+    assert 'torch ' in proc.stdout + proc.stderr
+    if torch.version.cuda is None:
+        assert proc.returncode == 1 and 'gpu_check.py cuda-home: FAILED: ' in proc.stderr and 'CPU build' in proc.stderr
 
 
 # ---------------------------------------------------------------------------------- training check
 def test_check_losses_wants_finite_falling_losses_of_every_step():
     falling = [(i + 1, 10.0 - 0.4 * i) for i in range(12)]
-    first, last = gpu_check.check_losses(falling, 12)
+    first, last = check_losses(falling, 12)
     assert first == pytest.approx(9.2) and last == pytest.approx(6.4)
-    with pytest.raises(gpu_check.CheckFailed, match='does not fall'):
-        gpu_check.check_losses([(i + 1, 5.0 + 0.1 * i) for i in range(12)], 12)
-    with pytest.raises(gpu_check.CheckFailed, match='non-finite'):
-        gpu_check.check_losses(falling[:5] + [(6, float('nan'))] + falling[6:], 12)
-    with pytest.raises(gpu_check.CheckFailed, match='iterations 1..12'):
-        gpu_check.check_losses(falling[:-1], 12)
+    with pytest.raises(CheckFailed, match='does not fall'):
+        check_losses([(i + 1, 5.0 + 0.1 * i) for i in range(12)], 12)
+    with pytest.raises(CheckFailed, match='non-finite'):
+        check_losses(falling[:5] + [(6, float('nan'))] + falling[6:], 12)
+    with pytest.raises(CheckFailed, match='iterations 1..12'):
+        check_losses(falling[:-1], 12)
 
 
 def test_train_runs_tools_train_and_checks_the_logged_losses(tmp_path):
     """The AMP step's plumbing on the CPU (fp32: MMEngine's AmpOptimWrapper needs a GPU): synthetic data,
     tiny text encoder, tools/train.py with per-iteration logging, the losses read back and checked."""
-    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_check.py'), 'train',
+    proc = subprocess.run([sys.executable, HELPER, 'train',
                            '--amp-dtype', 'none', '--steps', '10', '--num-train', '4', '--work-dir', str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=subprocess_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

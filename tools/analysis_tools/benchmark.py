@@ -41,16 +41,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import OrderedDict
-from contextlib import contextmanager
 
 import numpy as np
 import torch
+from mmengine.config import Config
+
+from soc_mm.testing import synthetic_batch, synthetic_expression_batch
+from soc_mm.testing.benchmark import (STAGES, StageTimer, build_for_training, gemm_peak_gflops, kernels,
+                                      run_per_expression, run_schedules, shared_head_inputs, stage_flops,
+                                      time_train_steps, timed_runs, write_base_text_encoder)
+from soc_mm.utils.cli import parse_cfg_options
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: the optimiser wrapper (AdamW, clipping) of every SOC training config, used by ``--train``
 TRAIN_SCHEDULE = osp.join(REPO, 'configs', '_base_', 'schedules', 'soc_adamw_30e.py')
-STAGES = ('backbone', 'neck', 'text', 'fusion+encoder', 'decoder+VOC', 'heads', 'post-processing')
 
 
 def parse_args(argv=None):
@@ -93,17 +97,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def parse_cfg_options(options):
-    out = {}
-    for opt in options:
-        if '=' not in opt:
-            raise ValueError(f'--cfg-options entries must be key=value, got {opt!r}')
-        key, value = opt.split('=', 1)
-        out[key] = None if value == 'None' else (
-            int(value) if value.lstrip('-').isdigit() else value)
-    return out
-
-
 def quiet_logs():
     import logging
     from mmengine.logging import MMLogger
@@ -113,142 +106,6 @@ def quiet_logs():
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-# ---------------------------------------------------------------------- stage timer
-class StageTimer:
-    """Accumulates wall time of the model's stage methods (wrapped on the instance)."""
-
-    def __init__(self, model):
-        self.model = model
-        self.times = OrderedDict((s, 0.0) for s in STAGES)
-        self._wrapped = []
-        m = model
-        self._wrap(m, 'backbone', 'backbone')
-        self._wrap(m, 'extract_text_feat', 'text')
-        self._wrap(m, 'neck', 'neck')
-        self._wrap(m, 'fuse', 'fusion+encoder')
-        self._wrap(m, 'forward_encoder', 'fusion+encoder')
-        self._wrap(m, 'forward_decoder', 'decoder+VOC')
-        self._wrap(m, 'forward_cluster', 'decoder+VOC')
-        self._wrap(m, 'spatial_decoder', 'heads')
-        self._wrap(m.bbox_head, 'forward_single', 'heads')
-        self._wrap(m.bbox_head, 'predict_by_feat', 'post-processing')
-
-    def _wrap(self, obj, name, stage):
-        fn = getattr(obj, name)
-        sync = self._sync
-
-        def timed(*args, **kwargs):
-            sync()
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            sync()
-            self.times[stage] += time.perf_counter() - t0
-            return out
-
-        if isinstance(obj, torch.nn.Module) and name in obj._modules:
-            # sub-module: time it with hooks (modules cannot be replaced by functions)
-            starts = []
-
-            def pre_hook(*_):
-                sync()
-                starts.append(time.perf_counter())
-
-            def post_hook(*_):
-                sync()
-                self.times[stage] += time.perf_counter() - starts.pop()
-
-            h1, h2 = fn.register_forward_pre_hook(pre_hook), fn.register_forward_hook(post_hook)
-            self._wrapped.append(('hook', (h1, h2)))
-        else:
-            setattr(obj, name, timed)
-            self._wrapped.append(('attr', (obj, name)))
-
-    def _sync(self):
-        if torch.cuda.is_available() and next(self.model.parameters()).is_cuda:
-            torch.cuda.synchronize()
-
-    def reset(self):
-        for k in self.times:
-            self.times[k] = 0.0
-
-    def remove(self):
-        for kind, item in self._wrapped:
-            if kind == 'hook':
-                for h in item:
-                    h.remove()
-            else:
-                delattr(*item)
-
-
-# ---------------------------------------------------------------------- inputs
-def synthetic_batch(model, frames, size, num_expr, seed=0):
-    """Random uint8 clip [T, 3, H, W] through the data preprocessor + K data samples."""
-    from soc_mm.structures import RVOSDataSample
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    clip = torch.randint(0, 256, (frames, 3, h, w), dtype=torch.uint8, generator=g)
-    words = ['the', 'red', 'car', 'on', 'left', 'person', 'riding', 'a', 'bike', 'dog', 'running', 'white']
-    samples = []
-    for k in range(num_expr):
-        n = 3 + (k * 2) % 6
-        expr = ' '.join(words[(k * 5 + i) % len(words)] for i in range(n))
-        samples.append(RVOSDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), expression=expr,
-                                                    frame_ids=[str(i) for i in range(frames)])))
-    data = model.data_preprocessor(dict(inputs=[clip], data_samples=[samples[0]]), False)
-    meta = {k: data['data_samples'][0].metainfo[k] for k in ('batch_input_shape', 'pad_shape')}
-    for s in samples:
-        s.set_metainfo(meta)
-    return data['inputs'], samples
-
-
-def run_per_expression(model, inputs, samples):
-    from soc_mm.models.inference import VideoInference
-    inference = VideoInference(model)
-    out = []
-    for s in samples:
-        out += inference.predict_clip(inputs, [s], torch.zeros(1, dtype=torch.long, device=inputs.device))
-    return out
-
-
-def shared_head_inputs(model, inputs, samples):
-    """``head_inputs_dict`` of the shared path: one clip's features repeated for the K expressions."""
-    from soc_mm.structures.batch_metainfo import get_texts
-    from soc_mm.models.inference import expand_clip_feats
-    index = torch.zeros(len(samples), dtype=torch.long, device=inputs.device)
-    clip_feats = expand_clip_feats(model.extract_feat(inputs, samples[:1]), index, inputs.shape[1])
-    return model.forward_transformer(**clip_feats, **model.extract_text_feat(get_texts(samples)))
-
-
-@contextmanager
-def kernels(model, fast):
-    from soc_mm.apis import disable_fast_kernels, enable_fast_kernels
-    disable_fast_kernels(model)
-    if fast:
-        enable_fast_kernels(model)
-    try:
-        yield
-    finally:
-        disable_fast_kernels(model)
-        enable_fast_kernels(model)
-
-
-def timed_runs(model, fn, inputs, samples, repeat, timer):
-    walls, stage_runs, outs = [], [], None
-    for _ in range(repeat):
-        timer.reset()
-        if inputs.is_cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            outs = fn(model, inputs, samples)
-        if inputs.is_cuda:
-            torch.cuda.synchronize()
-        walls.append(time.perf_counter() - t0)
-        stage_runs.append(dict(timer.times))
-    i = int(np.argsort(walls)[len(walls) // 2])
-    return walls[i], stage_runs[i], outs
 
 
 # ---------------------------------------------------------------------- memory
@@ -311,7 +168,6 @@ def measure_memory(args):
     return rows
 
 
-
 # ---------------------------------------------------------------------- official code (its own venv)
 def official_time(args, model='full', frames=8, size=(360, 640), batch=1, threads=None, train=False):
     """Median seconds of the official eval forward (or training step) through the harness's
@@ -335,115 +191,7 @@ def official_time(args, model='full', frames=8, size=(360, 640), batch=1, thread
     return float(found.group(1))
 
 
-def write_base_text_encoder(tokenizer_dir: str, out_dir: str) -> str:
-    """A RoBERTa-base-sized text encoder (random weights, seed 0) with ``tokenizer_dir``'s tokenizer,
-    as the official full-size timing builds it (no weights can be downloaded here)."""
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
-    RobertaTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
-    torch.manual_seed(0)
-    RobertaModel(RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
-                               layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
-                               eos_token_id=2)).save_pretrained(out_dir)
-    return out_dir
-
-
-def gemm_peak_gflops(dtype=torch.float32, n=2048, repeat=5) -> float:
-    """Best GFLOP/s (2 FLOPs per multiply-add) of an n x n matrix product at the current threads."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeat))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def stage_flops(model, inputs, samples) -> dict:
-    """FLOPs (2 per multiply-add, mmengine.analysis, reference kernels) of each timed stage for one
-    clip and one expression."""
-    from mmengine.analysis import FlopAnalyzer
-    from soc_mm.structures.batch_metainfo import img_shapes_tensor
-
-    class Forward(torch.nn.Module):
-        def __init__(self, soc):
-            super().__init__()
-            self.soc = soc
-
-        def forward(self, x):
-            head_inputs = shared_head_inputs(self.soc, x, samples[:1])
-            layer = self.soc.output_layer
-            return self.soc.bbox_head.forward_single(
-                head_inputs['hidden_states'][layer], head_inputs['references'][layer],
-                head_inputs['references'][layer + 1][..., :2], head_inputs['mask_feats'],
-                img_shapes_tensor(samples[:1], x.device), layer)
-
-    with kernels(model, fast=False):
-        analyzer = FlopAnalyzer(Forward(model), (inputs, ))
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        with torch.no_grad():
-            by_module = analyzer.by_module()
-    get = lambda *names: 2 * sum(by_module.get(f'soc.{n}', 0) for n in names)  # noqa: E731
-    return OrderedDict([('backbone', get('backbone')), ('neck', get('neck')), ('text', get('text_encoder')),
-                        ('fusion+encoder', get('vlf', 'lvf', 'encoder')), ('decoder+VOC', get('decoder', 'voc')),
-                        ('heads', get('spatial_decoder', 'bbox_head'))])
-
-
 # ---------------------------------------------------------------------- training step
-def synthetic_train_batch(model, frames, size, batch, seed=0):
-    """``batch`` random clips [T, 3, H, W], each with one referred object: an ellipse moving right
-    (the official harness's training target), through the data preprocessor."""
-    from mmengine.structures import InstanceData
-    from soc_mm.structures import RVOSDataSample
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing='ij')
-    clips, samples = [], []
-    for b in range(batch):
-        clips.append(torch.randint(0, 256, (frames, 3, h, w), dtype=torch.uint8, generator=g))
-        masks = torch.stack([((yy - h * 0.5) / (h * 0.22))**2 + ((xx - w * (0.3 + 0.1 * t)) / (w * 0.15))**2 <= 1
-                             for t in range(frames)])[None]  # [1, T, h, w]
-        boxes = []
-        for t in range(frames):
-            ys, xs = masks[0, t].nonzero(as_tuple=True)
-            x0, x1, y0, y1 = xs.min().item(), xs.max().item() + 1, ys.min().item(), ys.max().item() + 1
-            boxes.append([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h])
-        sample = RVOSDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), ref_inst_idx=0,
-                                              expression='a man riding a horse on the left',
-                                              frame_ids=[str(t) for t in range(frames)]))
-        sample.gt_instances = InstanceData(masks=masks, boxes=torch.tensor([boxes]), labels=torch.zeros(1, dtype=torch.long),
-                                           visible=torch.ones(1, frames, dtype=torch.bool))
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=clips, data_samples=samples), False)
-    if isinstance(data['inputs'], torch.Tensor):
-        return data['inputs'], data['data_samples']
-    # a pass-through preprocessor (the official tiny config's): normalised clips, no padding
-    for sample in samples:
-        sample.set_metainfo(dict(batch_input_shape=(h, w), pad_shape=(h, w)))
-    return torch.stack([(c.float() - 127.5) / 64.0 for c in clips]), samples
-
-
-def time_our_train_steps(model, inputs, samples, steps):
-    """Median seconds of ``steps`` training steps after one warm-up: forward, loss, then
-    ``OptimWrapper.update_params`` (backward, clip_grad_norm_ 0.1, AdamW step, zero_grad) with the
-    optimiser wrapper every SOC config trains with (``configs/_base_/schedules/soc_adamw_30e.py``)."""
-    from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
-    model.train()
-    optim_wrapper = build_optim_wrapper(model, Config.fromfile(TRAIN_SCHEDULE).optim_wrapper)
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        loss, _ = model.parse_losses(model(inputs, samples, mode='loss'))
-        optim_wrapper.update_params(loss)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def official_tiny_model_cfg():
     """Our config of the official tiny SOC (the golden fixtures' configuration)."""
     import json
@@ -454,24 +202,13 @@ def official_tiny_model_cfg():
     return official_model_cfg(official, osp.join(root, 'common', 'text_encoder'), referred_only=True)
 
 
-def build_for_training(cfg_model, fast=True):
-    from mmengine.registry import init_default_scope
-    from soc_mm.registry import MODELS
-    init_default_scope('soc_mm')
-    cfg_model = dict(cfg_model, fast_kernels=fast)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg_model)
-    model.init_weights()
-    from soc_mm.official.reference import zero_dropout
-    return zero_dropout(model)  # as the official harness's timed training step
-
-
 def benchmark_training(args, cfg_model):
     """Training steps: the full model of the config (--frames/--size, batch 1, --threads) and the
     official tiny config (3 frames at 64x96, batch 2, 1 thread), ours (fused and reference kernels)
     and, with --official-python, the official code, alternating over --rounds."""
     settings = [('full', cfg_model, args.frames, tuple(args.size), 1, args.threads or torch.get_num_threads()),
                 ('tiny', official_tiny_model_cfg(), 3, (64, 96), 2, 1)]
+    optim_wrapper_cfg = Config.fromfile(TRAIN_SCHEDULE).optim_wrapper
     rows = []
     for name, model_cfg, T, size, B, threads in settings:
         torch.set_num_threads(threads)
@@ -480,8 +217,8 @@ def benchmark_training(args, cfg_model):
         for _ in range(args.rounds):
             for fast in (True, False):
                 model = build_for_training(model_cfg, fast)
-                inputs, samples = synthetic_train_batch(model, T, size, B)
-                ours[fast].append(time_our_train_steps(model, inputs, samples, args.train_steps))
+                inputs, samples = synthetic_batch(model, T, size, B, with_targets=True)
+                ours[fast].append(time_train_steps(model, inputs, samples, args.train_steps, optim_wrapper_cfg))
                 del model
             if args.official_python:
                 theirs.append(official_time(args, model=name, frames=T, size=size, batch=B, threads=threads,
@@ -500,26 +237,12 @@ def benchmark_training(args, cfg_model):
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
 
-def run_schedules(model, inputs, samples, schedules, repeat):
-    """The K-expression shared path with ``expressions_per_batch`` = each schedule -> {schedule: s}."""
-    from soc_mm.models.inference import VideoInference
-    index = torch.zeros(len(samples), dtype=torch.long, device=inputs.device)
-    out = {}
-    for per_batch in schedules:
-        inference = VideoInference(model, expressions_per_batch=per_batch)
-        walls = []
-        for _ in range(repeat):
-            with torch.no_grad():
-                walls.append(_timed(lambda: inference.predict_clip(inputs, samples, index)))
-        out[per_batch] = float(np.median(walls))
-    return out
-
 # ---------------------------------------------------------------------- main
 def benchmark_inference(args, cfg_options):
     from soc_mm.apis import init_model
     quiet_logs()
     model = init_model(args.config, args.checkpoint, args.device, cfg_options)  # fused kernels (default)
-    inputs, samples = synthetic_batch(model, args.frames, args.size, args.expressions)
+    inputs, samples = synthetic_expression_batch(model, args.frames, tuple(args.size), args.expressions)
     inputs = inputs.to(args.device)
     K, T = args.expressions, args.frames
     timer = StageTimer(model)
@@ -616,7 +339,6 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sys.path.insert(0, REPO)
     if args.rss_run:
         return rss_run(args)
     if args.official_python and not args.official_harness:
@@ -631,7 +353,6 @@ def main(argv=None):
             cfg_options['model.text_encoder.model_path'] = write_base_text_encoder(
                 args.base_text_encoder, osp.join(tmp, 'roberta_base'))
         if args.train:
-            from mmengine.config import Config
             cfg = Config.fromfile(args.config)
             cfg.merge_from_dict(cfg_options)
             benchmark_training(args, cfg.model.to_dict())
