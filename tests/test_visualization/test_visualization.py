@@ -1,6 +1,9 @@
-"""RVOSVisualizer, RVOSVisualizationHook, tools/analysis_tools/browse_dataset.py and tools/demo/video_demo.py."""
+"""RVOSVisualizer, RVOSVisualizationHook, soc_mm.visualization.browse, and the tools
+tools/analysis_tools/browse_dataset.py and tools/demo/video_demo.py (as subprocesses)."""
 import glob
 import os.path as osp
+import re
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -10,7 +13,7 @@ import pytest
 import torch
 from mmengine.visualization import Visualizer
 
-from conftest import REPO_ROOT, TEXT_ENCODER_DIR, load_script
+from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env
 import soc_mm  # noqa: F401
 from soc_mm.datasets import synthetic
 from soc_mm.engine.hooks import RVOSVisualizationHook
@@ -22,7 +25,10 @@ REPO = REPO_ROOT
 TEXT_ENCODER = TEXT_ENCODER_DIR
 
 
-load_tool = load_script
+def run_tool(script, *args, timeout=240):
+    """``python tools/<script> args...`` from the repository root; the finished process."""
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', script), *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=subprocess_env())
 
 
 def read_video(path):
@@ -132,23 +138,23 @@ def ytvos(tmp_path_factory):
     return root
 
 
-def test_browse_dataset(ytvos, tmp_path, monkeypatch):
-    tool = load_tool('tools/analysis_tools/browse_dataset.py')
+def test_browse_dataset(ytvos, tmp_path):
     out = tmp_path / 'browse'
-    monkeypatch.setattr(sys, 'argv', [
-        'browse_dataset.py', osp.join(REPO, 'configs', 'soc', 'soc_swin-t_8xb1-30e_refytvos.py'),
-        '--output-dir', str(out), '--max-samples', '2', '--not-show', '--cfg-options',
+    proc = run_tool(
+        'analysis_tools/browse_dataset.py', osp.join(REPO, 'configs', 'soc', 'soc_swin-t_8xb1-30e_refytvos.py'),
+        '--output-dir', out, '--max-samples', '2', '--not-show', '--cfg-options',
         f'train_dataloader.dataset.data_root={ytvos}', 'train_dataloader.dataset.presence_cache=None',
         'train_dataloader.dataset.num_frames=3',
-        'train_dataloader.dataset.pipeline.3.short_side=[32]', 'train_dataloader.dataset.pipeline.3.max_size=64'])
-    tool.main()
+        'train_dataloader.dataset.pipeline.3.short_side=[32]', 'train_dataloader.dataset.pipeline.3.max_size=64')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'browsed 2 of ' in proc.stdout
     saved = sorted(glob.glob(str(out / '*.jpg')))
     assert len(saved) == 2
     # 3 frames resized to 32 x 40, side by side
     assert cv2.imread(saved[0]).shape == (32, 120, 3)
 
 
-def test_video_demo(ytvos, tmp_path, monkeypatch):
+def test_video_demo(ytvos, tmp_path):
     from soc_mm.apis import init_model
     cfg_file = tmp_path / 'tiny.py'
     cfg_file.write_text(f"_base_ = ['{osp.join(REPO, 'configs', 'soc', 'soc_tiny_synthetic.py')}']\n"
@@ -161,38 +167,31 @@ def test_video_demo(ytvos, tmp_path, monkeypatch):
     frames = [cv2.imread(f)[..., ::-1] for f in sorted(glob.glob(osp.join(frame_dir, '*.jpg')))]
     mp4 = str(tmp_path / 'in.mp4')
     write_video(mp4, frames, fps=5)
-    tool = load_tool('tools/demo/video_demo.py')
     for source, out in ((mp4, tmp_path / 'from_mp4.mp4'), (frame_dir, tmp_path / 'from_dir.mp4')):
-        monkeypatch.setattr(sys, 'argv', ['video_demo.py', source, 'the red circle', 'the square on the left',
-                                          '--config', str(cfg_file), '--checkpoint', ckpt, '--out', str(out),
-                                          '--clip-len', '3'])
-        tool.main()
+        proc = run_tool('demo/video_demo.py', source, 'the red circle', 'the square on the left', '--config', cfg_file,
+                        '--checkpoint', ckpt, '--out', out, '--clip-len', '3')
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f'wrote {len(frames)} frames to {out}' in proc.stdout
         video = read_video(str(out))
         assert len(video) == len(frames) and video[0].shape == (32, 40, 3)
         assert (video[0][:8] != np.asarray(frames[0])[:8]).any()  # the expressions are drawn
-    monkeypatch.setattr(sys, 'argv', ['video_demo.py', str(tmp_path / 'missing.mp4'), 'x', '--config',
-                                      str(cfg_file), '--checkpoint', ckpt])
-    with pytest.raises(FileNotFoundError, match='missing.mp4'):
-        tool.main()
 
 
-def test_video_demo_checks_the_output_format_before_inference(tmp_path, monkeypatch):
-    """``--out out.txt`` used to fail only after the whole inference."""
-    tool = load_tool('tools/demo/video_demo.py')
+def test_video_demo_checks_its_inputs_before_loading_the_model(tmp_path):
+    """A missing video and ``--out out.txt`` (which used to fail only after the whole inference) are refused
+    first: the config and checkpoint named here do not exist, so a model load would fail with another error."""
     video = tmp_path / 'in.mp4'
     write_video(str(video), [np.zeros((8, 8, 3), np.uint8)] * 2)
-
-    def no_model(*args, **kwargs):
-        raise AssertionError('the model was loaded before the output path was checked')
-
-    monkeypatch.setattr(tool, 'init_model', no_model)
-    for out, message in ((tmp_path / 'out.txt', r"unsupported extension '\.txt'.*\.mp4"),
-                         (tmp_path / 'noext', r"unsupported extension '\(none\)'"),
+    for source, out, error in (
+            (tmp_path / 'missing.mp4', tmp_path / 'out.mp4', r'FileNotFoundError: video not found: .*missing\.mp4'),
+            (video, tmp_path / 'out.txt', r"ValueError: .*unsupported extension '\.txt'.*\.mp4")):
+        proc = run_tool('demo/video_demo.py', source, 'x', '--config', tmp_path / 'c.py', '--checkpoint',
+                        tmp_path / 'c.pth', '--out', out, timeout=120)
+        assert proc.returncode == 1 and re.search(error, proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
+    for out, message in ((tmp_path / 'noext', r"unsupported extension '\(none\)'"),
                          (tmp_path, 'unsupported extension')):
-        monkeypatch.setattr(sys, 'argv', ['video_demo.py', str(video), 'x', '--config', 'c.py',
-                                          '--checkpoint', 'c.pth', '--out', str(out)])
         with pytest.raises(ValueError, match=message):
-            tool.main()
+            check_video_output_path(str(out))
     dir_like = tmp_path / 'folder.mp4'
     dir_like.mkdir()
     with pytest.raises(ValueError, match='is a directory'):
@@ -214,11 +213,11 @@ def test_ground_truth_of_several_or_no_referred_objects():
     assert not RVOSVisualizer._gt_masks(sample).any()
     sample.set_metainfo(dict(ref_inst_idx=1))
     assert torch.equal(RVOSVisualizer._gt_masks(sample), masks[1])
-    browse = load_tool('tools/analysis_tools/browse_dataset.py')
+    from soc_mm.visualization.browse import instance_masks
     sample.set_metainfo(dict(ref_inst_idx=[2, 0], expression='the shapes moving down'))
-    drawn, texts = browse.instance_masks(sample)
+    drawn, texts = instance_masks(sample)
     assert texts == ['the shapes moving down  (referred)'] * 2 + ['object 1']
     assert torch.equal(drawn[0], masks[2]) and torch.equal(drawn[2], masks[1])
     sample.set_metainfo(dict(ref_inst_idx=[]))
-    drawn, texts = browse.instance_masks(sample)
+    drawn, texts = instance_masks(sample)
     assert drawn[0] is None and texts[0].endswith('(refers to nothing)') and len(drawn) == 4

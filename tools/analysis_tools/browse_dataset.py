@@ -7,14 +7,14 @@
 import argparse
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from soc_mm.registry import DATASETS, VISUALIZERS
-from soc_mm.structures.rvos_data_sample import referred_instance_ids
-from soc_mm.registry import register_all_modules
+from soc_mm.registry import DATASETS, VISUALIZERS, register_all_modules
+from soc_mm.utils.cli import add_cfg_options_argument, merge_cfg_options
 from soc_mm.visualization import RVOSVisualizer, write_video
+from soc_mm.visualization.browse import browse_sample
 
 
 def parse_args():
@@ -27,53 +27,15 @@ def parse_args():
     parser.add_argument('--video', action='store_true', help='save videos (.mp4) instead of frame strips')
     parser.add_argument('--not-show', action='store_true', help='do not open a window')
     parser.add_argument('--show-interval', type=float, default=2, help='seconds per shown sample')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (xxx=[a,b] for lists)')
+    add_cfg_options_argument(parser)
     return parser.parse_args()
-
-
-def instance_masks(sample):
-    """(masks list, texts list): the referred instance first, then the other instances."""
-    meta = sample.metainfo
-    expression = meta.get('expression', '')
-    if 'gt_instances' not in sample or 'masks' not in sample.gt_instances or not len(sample.gt_instances.masks):
-        return [None], [expression]
-    masks = sample.gt_instances.masks
-    refs = referred_instance_ids(meta) if 'ref_inst_idx' in meta else [0]
-    if not refs:  # an expression that refers to nothing (MeViS v2)
-        return [None] + list(masks), [f'{expression}  (refers to nothing)'] + [f'object {i}' for i in range(len(masks))]
-    order = refs + [i for i in range(len(masks)) if i not in refs]
-    texts = [f'{expression}  (referred)'] * len(refs) + [f'object {i}' for i in order[len(refs):]]
-    return [masks[i] for i in order], texts
-
-
-def browse_sample(vis: RVOSVisualizer, item: dict):
-    """Painted RGB frames of one pipeline output ``{'inputs', 'data_samples'}``."""
-    sample = item['data_samples']
-    meta = sample.metainfo
-    frames = vis.clip_frames(item['inputs'], meta.get('img_shape'))
-    valid = meta.get('valid_frame_idx')
-    masks, texts = instance_masks(sample)
-    if valid is not None:  # masks exist for the supervised frames only: mark those frames
-        painted = []
-        for t, frame in enumerate(frames):
-            if t in valid:
-                k = list(valid).index(t)
-                painted += vis.draw_clip([frame], [None if m is None else m[k:k + 1] for m in masks], texts,
-                                         title=f'frame {t} (annotated)')
-            else:
-                painted += vis.draw_clip([frame], [None], [''], title=f'frame {t}')
-        return painted
-    title = f"{meta.get('video_id', '')}/{meta.get('exp_id', '')}" + ('  flipped' if meta.get('flip') else '')
-    return vis.draw_clip(frames, masks, texts, title=title)
 
 
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'soc_mm'))
     loader = cfg.get(f'{args.split}_dataloader')
     if not loader:
