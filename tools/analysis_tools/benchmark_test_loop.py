@@ -171,6 +171,7 @@ def prepare(args, work_dir: str) -> tuple:
 
     from soc_mm.datasets import synthetic
     from soc_mm.registry import MODELS
+    from soc_mm.testing.tiny_text_encoder import make_tiny_text_encoder, read_expressions
     torch.set_num_threads(args.threads)
     data_root = args.data_root
     if data_root is None:
@@ -183,11 +184,7 @@ def prepare(args, work_dir: str) -> tuple:
               f'{args.size[0]}x{args.size[1]} in {time.perf_counter() - start:.1f} s')
     data_root = osp.abspath(data_root) + '/'
     text_encoder = osp.join(work_dir, 'tiny_roberta')
-    spec = importlib.util.spec_from_file_location('make_tiny_text_encoder',
-                                                  osp.join(REPO, 'tools', 'misc', 'make_tiny_text_encoder.py'))
-    maker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(maker)
-    maker.make_tiny_text_encoder(maker.read_expressions([data_root]), text_encoder)
+    make_tiny_text_encoder(read_expressions([data_root]), text_encoder)
 
     cfg = Config.fromfile(TINY_CONFIG)
     ytvos = Config.fromfile(REFYTVOS_DATA_CONFIG)
