@@ -65,12 +65,12 @@ def setup_cfg(args) -> Config:
         if optim_type == 'AmpOptimWrapper':
             print('AMP is already enabled in the config.')
         elif optim_type != 'OptimWrapper':
-            raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got {optim_type}')
+            raise UsageError(f'--amp needs optim_wrapper.type OptimWrapper, got {optim_type}')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise RuntimeError('--auto-scale-lr needs `auto_scale_lr.base_batch_size` in the config')
+            raise UsageError('--auto-scale-lr needs `auto_scale_lr.base_batch_size` in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True
