@@ -79,6 +79,14 @@ class StageTimer:
                 delattr(*item)
 
 
+def quiet_logs() -> None:
+    """MMEngine's current logger at WARNING (not the per-parameter init table), transformers' at ERROR."""
+    import logging
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+    logging.getLogger('transformers').setLevel(logging.ERROR)
+
+
 def run_per_expression(model, inputs, samples):
     """One ``VideoInference.predict_clip`` per expression sample (the per-expression baseline)."""
     from soc_mm.models.inference import VideoInference

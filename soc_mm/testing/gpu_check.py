@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from soc_mm.apis.demo_runner import schedule_overrides
+from .benchmark import quiet_logs
 from .synthetic_batch import synthetic_batch
 
 
@@ -234,10 +235,7 @@ def bench(config: str, text_encoder: str, frames: int, size: Tuple[int, int], ba
     device_type = device.split(':')[0]
     if device_type == 'cuda' and not torch.cuda.is_available():
         raise CheckFailed('bench --device cuda: CUDA is not available (torch.cuda.is_available() is False)')
-    import logging
-    from mmengine.logging import MMLogger
-    MMLogger.get_current_instance().setLevel(logging.WARNING)  # not the per-parameter init table
-    logging.getLogger('transformers').setLevel(logging.ERROR)
+    quiet_logs()
     model = init_model(config, None, device, {'model.text_encoder.model_path': text_encoder,
                                               'model.backbone.init_cfg': None})
     T, (H, W) = frames, size

@@ -47,7 +47,7 @@ import torch
 from mmengine.config import Config
 
 from soc_mm.testing import synthetic_batch, synthetic_expression_batch
-from soc_mm.testing.benchmark import (STAGES, StageTimer, build_for_training, gemm_peak_gflops, kernels,
+from soc_mm.testing.benchmark import (STAGES, StageTimer, build_for_training, gemm_peak_gflops, kernels, quiet_logs,
                                       run_per_expression, run_schedules, shared_head_inputs, stage_flops,
                                       time_train_steps, timed_runs, write_base_text_encoder)
 from soc_mm.utils.cli import parse_cfg_options
@@ -95,13 +95,6 @@ def parse_args(argv=None):
                    help='expressions_per_batch values tried for the K-expression protocol')
     p.add_argument('--rss-run', nargs=3, metavar=('VIDEO', 'CLIP_LEN', 'K'), help=argparse.SUPPRESS)
     return p.parse_args(argv)
-
-
-def quiet_logs():
-    import logging
-    from mmengine.logging import MMLogger
-    MMLogger.get_current_instance().setLevel(logging.WARNING)
-    logging.getLogger('transformers').setLevel(logging.ERROR)
 
 
 def peak_rss_mib() -> float:
