@@ -47,6 +47,22 @@ def test_schedule_overrides_follow_max_iters():
     assert int(short['param_scheduler.0.end']) == 2 and short['param_scheduler.1.T_max'] == '6'
 
 
+def test_overrides_are_parsed_as_cfg_options():
+    """The demos pass key=value strings to tools/train.py and parse the same strings for their in-process
+    predictions (soc_mm.utils.cli.parse_cfg_options: the --cfg-options action)."""
+    from soc_mm.utils.cli import ConfigOptionError, parse_cfg_options
+    assert parse_cfg_options(['model.test_cfg.score_thr=0.35', 'model.test_cfg.score_thr2=None', 'a.b=[1,2]',
+                              'c=True', 'd=/data/root/', 'e=top1']) == {
+        'model.test_cfg.score_thr': 0.35, 'model.test_cfg.score_thr2': None, 'a.b': [1, 2], 'c': True,
+        'd': '/data/root/', 'e': 'top1'}
+    assert parse_cfg_options([]) == {}
+    with pytest.raises(ConfigOptionError, match="'model.num_queries' is not key=value"):
+        parse_cfg_options(['a=1', 'model.num_queries'])
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'demo', 'run_demo.py'), '--cfg-options', 'oops'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "'oops' is not key=value" in proc.stderr
+
+
 def test_demo_runs_end_to_end(tmp_path):
     work_dir = tmp_path / 'demo'
     cmd = [sys.executable, osp.join(REPO, 'tools', 'demo', 'run_demo.py'), '--work-dir', str(work_dir),
