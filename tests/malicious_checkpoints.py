@@ -177,3 +177,114 @@ def planted_globals() -> List[str]:
     if extra:
         changed.append(f'HistoryBuffer._statistics_methods gained {sorted(extra)}')
     return changed
+
+
+# ----------------------------------------------------------------------------- containers that hide, bombs
+def torch_zip_members(obj) -> List[Tuple[str, bytes]]:
+    """``(name, data)`` of each member of ``torch.save(obj)`` (a zip), in its order."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as archive:
+        return [(info.filename, archive.read(info)) for info in archive.infolist()]
+
+
+def write_members(path: str, members: List[Tuple[str, bytes]], compress: Tuple[str, ...] = ()) -> None:
+    """A zip of ``members`` in that order (duplicate names kept), deflating those whose name ends with
+    one of ``compress``."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # zipfile warns about duplicate names
+        with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+            for name, data in members:
+                method = zipfile.ZIP_DEFLATED if name.endswith(compress) and compress else zipfile.ZIP_STORED
+                archive.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+
+
+def write_compressed_bomb(path: str, inflated_bytes: int, member: str = 'data/0') -> None:
+    """A valid checkpoint whose ``member`` is deflate-compressed from ``inflated_bytes`` of zeros: a small
+    file torch inflates in full. ``'data/0'``: the record of ``state_dict['w']``; ``'data.pkl'``: the
+    pickle, holding ``meta['pad']`` of that many zero bytes."""
+    import torch
+    if member == 'data.pkl':
+        obj = {'state_dict': {'w': torch.zeros(4)}, 'meta': {'pad': bytes(inflated_bytes)}}
+    else:
+        obj = {'state_dict': {'w': torch.zeros(inflated_bytes // 4)}}
+    write_members(path, torch_zip_members(obj), compress=(member, ))
+
+
+def write_upper_case_pickle(path: str, payload: bytes) -> None:
+    """The zip layout with ``payload`` as ``archive/DATA.PKL`` (torch's reader ignores case)."""
+    write_members(path, [('archive/DATA.PKL', payload), ('archive/byteorder', b'little'),
+                         ('archive/version', b'3\n')])
+
+
+def write_duplicate_pickle(path: str, payload: bytes, decoy: bytes) -> None:
+    """Two ``archive/data.pkl`` members: ``payload`` first (what torch reads), ``decoy`` last (what
+    ``ZipFile.read`` returns)."""
+    write_members(path, [('archive/data.pkl', payload), ('archive/data.pkl', decoy),
+                         ('archive/byteorder', b'little'), ('archive/version', b'3\n')])
+
+
+def numpy1_checkpoint(path: str) -> dict:
+    """An MMEngine-like checkpoint with numpy values, its pickle rewritten to the numpy 1 names
+    (``numpy.core.multiarray.scalar`` / ``_reconstruct``, as checkpoints written under numpy 1 hold
+    them). Returns the object it holds."""
+    import numpy as np
+    import torch
+    obj = {'state_dict': {'w': torch.arange(4.0)}, 'meta': {'seed': np.int64(7), 'lr': np.float64(0.5),
+                                                           'arr': np.arange(3), 'mat': np.eye(2, dtype=np.float32)}}
+    members = []
+    for name, data in torch_zip_members(obj):
+        if name.endswith('data.pkl'):
+            assert b'numpy._core.multiarray' in data
+            data = data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+        members.append((name, data))
+    write_members(path, members)
+    return obj
+
+
+def huge_numpy_reconstruct(elements: int = 1 << 37) -> bytes:
+    """A pickle whose ``_reconstruct`` declares an array of ``elements`` bytes (numpy allocates it at once)."""
+    return _wrap(_call(_g('numpy._core.multiarray', '_reconstruct'), _g('numpy', 'ndarray'),
+                       b'(' + b'\x8a\x08' + elements.to_bytes(8, 'little') + b't',
+                       _call(_g('_codecs', 'encode'), _s('b'), _s('latin1'))))
+
+
+def huge_numpy_setstate(elements: int = 1 << 37) -> bytes:
+    """A pickle of an empty array whose ``__setstate__`` declares ``elements`` float64 values (1 TiB for the
+    default) but holds 3 bytes of data."""
+    empty = _call(_g('numpy._core.multiarray', '_reconstruct'), _g('numpy', 'ndarray'), b'(K\x00t',
+                  _call(_g('_codecs', 'encode'), _s('b'), _s('latin1')))
+    dtype = _call(_g('numpy', 'dtype'), _s('f8'), b'\x89\x88')
+    state = (b'(K\x01' + b'(\x8a\x08' + elements.to_bytes(8, 'little') + b't' + dtype + b'\x89'
+             + _call(_g('_codecs', 'encode'), _s('abc'), _s('latin1')) + b't')
+    return _wrap(empty + state + b'b')
+
+
+def setattr_counter() -> bytes:
+    """A ``Counter`` rebuilt with a second (``setattr``) state that gives the instance its own
+    ``most_common`` (shadowing the method) pointing at another allowed function."""
+    state = b'N}' + _s('most_common') + _g('_codecs', 'encode') + b's\x86'
+    return _wrap(_call(_g('collections', 'Counter')) + state + b'b')
+
+
+def history_buffer_shadow() -> bytes:
+    """A ``HistoryBuffer`` whose state gives the instance its own ``_statistics_methods`` dict (shadowing
+    the class registry), with ``mean`` pointing at another allowed function."""
+    state = b'}' + _s('_statistics_methods') + b'}' + _s('mean') + _g('_codecs', 'encode') + b'ss'
+    return _wrap(_HB + b')\x81' + state + b'b')
+
+
+def history_buffer_registry() -> bytes:
+    """A ``HistoryBuffer`` whose ``statistics_methods`` state maps ``mean`` to another allowed function:
+    ``HistoryBuffer.__setstate__`` merges it into the registry every buffer of the process uses."""
+    state = b'}' + _s('statistics_methods') + b'}' + _s('mean') + _g('_codecs', 'encode') + b'ss'
+    return _wrap(_HB + b')\x81' + state + b'b')
+
+
+def build_on_set() -> bytes:
+    """``BUILD`` of an allowed type without ``__dict__`` (a ``set``)."""
+    return _wrap(_call(_g('builtins', 'set'), b']') + b'}' + _s('x') + b'K\x01sb')

@@ -14,17 +14,19 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
+from soc_mm.engine.resume import enforce_strict_resume
 from soc_mm.utils import (CheckpointFormatError, UnsafeCheckpointError, init_cpu_distributed,
                           install_safe_checkpoint_loading, keep_freed_memory_for_reuse, safe_load_local,
                           shutdown_distributed)
 from soc_mm.registry import register_all_modules
+from soc_mm.utils.checkpoint import CheckpointMismatchError
 from soc_mm.utils.cli import (ConfigOptionError, UsageError, add_cfg_options_argument, check_amp_device,
                               check_launcher_env, check_output_dir, check_train_length, load_config,
                               merge_cfg_options)
 
 #: errors whose message says everything (printed without a traceback)
 USER_ERRORS = (CheckpointFormatError, UnsafeCheckpointError, ConfigOptionError, ResumeCheckpointError,
-               FileNotFoundError, UsageError)
+               FileNotFoundError, UsageError, CheckpointMismatchError)
 
 
 def parse_args():
@@ -93,9 +95,10 @@ def main():
     if cfg.get('load_from') and not cfg.get('resume'):
         safe_load_local(cfg.load_from, map_location='cpu')  # a bad file fails now, naming itself
     # --resume: the newest complete checkpoint (damaged ones are skipped and reported)
-    resolve_resume_checkpoint(cfg)
+    resume_from = resolve_resume_checkpoint(cfg)
     init_cpu_distributed(args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    enforce_strict_resume(runner, resume_from)  # missing/unexpected keys, NaN weights: an error naming them
     runner.train()
     shutdown_distributed()
 

@@ -18,7 +18,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from soc_mm.models.inference import STREAM_CLIP_LEN, RVOSTestOptions, VideoInference, iter_clips
-from soc_mm.utils.checkpoint import load_checkpoint_to_model, safe_load_local
+from soc_mm.utils.checkpoint import load_checkpoint_to_model, safe_checkpoint_loading, safe_load_local
 from soc_mm.registry import MODELS, TRANSFORMS
 from soc_mm.structures import RVOSDataSample
 
@@ -53,6 +53,12 @@ def init_model(config: Union[str, Config],
 
     Returns:
         nn.Module: the model in eval mode, its config in ``model.cfg``.
+
+    Raises:
+        RemoteCheckpointError: ``checkpoint`` (or a ``Pretrained`` ``init_cfg`` of the config) is a URL or
+            remote prefix (nothing is downloaded); UnsafeCheckpointError / CheckpointFormatError: see
+            ``safe_load_local``; CheckpointValueError: NaN/inf weights or integers for float parameters;
+            CheckpointMismatchError: keys or shapes that do not fit the model.
     """
     if isinstance(config, (str, os.PathLike)):
         if not osp.isfile(config):
@@ -71,10 +77,11 @@ def init_model(config: Union[str, Config],
     # read (safely) before building: a bad file fails at once, naming itself
     state = None if checkpoint is None else safe_load_local(checkpoint, map_location='cpu')
     init_default_scope(config.get('default_scope', 'soc_mm'))
-    model = MODELS.build(config.model)
-    if state is None:
-        model.init_weights()
-    else:
+    with safe_checkpoint_loading():  # an init_cfg checkpoint goes through the safe loader too
+        model = MODELS.build(config.model)
+        if state is None:
+            model.init_weights()
+    if state is not None:
         load_checkpoint_to_model(model, state, checkpoint, strict=True)
     model.cfg = config
     model.to(device)

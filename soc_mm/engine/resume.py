@@ -5,7 +5,9 @@ file, crashes) when that file is truncated or gone. :func:`resolve_resume_checkp
 candidates first: the one ``last_checkpoint`` names, then the ``*.pth`` files of the checkpoint folder,
 newest first. Each is loaded with the safe unpickler (``weights_only=True``) and must be a complete
 training checkpoint; the first that is one is used, and every skipped file is reported with the
-reason.
+reason. Remote checkpoints (``http://``, ``s3://``, any ``scheme://``) are refused naming the scheme
+(MMEngine would download and unpickle them unsafely). :func:`enforce_strict_resume` makes the
+resumed weights fit the model exactly (MMEngine's resume loads them non-strictly).
 """
 import glob
 import os
@@ -13,7 +15,13 @@ import os.path as osp
 import re
 from typing import Callable, List, Optional, Tuple
 
-from soc_mm.utils.checkpoint import UnsafeCheckpointError, safe_load_local
+from mmengine.hooks import Hook
+
+from soc_mm.utils.checkpoint import (RemoteCheckpointError, UnsafeCheckpointError, load_checkpoint_to_model,
+                                     refuse_remote, remote_scheme, safe_load_local)
+
+#: ``last_checkpoint`` holds one path; a longer file is not one
+MAX_POINTER_BYTES = 4096
 
 
 class ResumeCheckpointError(RuntimeError):
@@ -38,6 +46,8 @@ def check_resumable(filename: str, require_optimizer: bool = True) -> Optional[s
     (checkpoints saved for evaluation, e.g. the ``save_best`` ones, have none: resuming from them
     would restart the optimizer).
     """
+    if remote_scheme(filename) is not None:
+        return f'a remote checkpoint ({remote_scheme(filename)}), not loaded: download it and pass its local path'
     if not osp.exists(filename):
         return 'the file does not exist'
     if not osp.isfile(filename):
@@ -72,6 +82,24 @@ def _rank0_print(message: str) -> None:
         print(message, flush=True)
 
 
+def read_last_checkpoint(pointer: str) -> Tuple[Optional[str], Optional[str]]:
+    """The checkpoint path a ``last_checkpoint`` file names: ``(path, None)``, or ``(None, why not)`` when
+    it is empty, longer than :data:`MAX_POINTER_BYTES`, not UTF-8 text, or not one line of a path."""
+    with open(pointer, 'rb') as f:
+        data = f.read(MAX_POINTER_BYTES + 1)
+    if len(data) > MAX_POINTER_BYTES:
+        return None, f'more than {MAX_POINTER_BYTES} bytes, not a checkpoint path written by the checkpoint hook'
+    try:
+        named = data.decode('utf-8').strip()
+    except UnicodeDecodeError:
+        return None, f'binary data ({data[:16]!r}...), not the checkpoint path the checkpoint hook writes'
+    if not named:
+        return None, 'empty'
+    if '\n' in named or '\x00' in named or not named.isprintable():
+        return None, f'{named[:60]!r}... is not one line naming a checkpoint file'
+    return named, None
+
+
 def find_resume_checkpoint(work_dir: str, checkpoint_dir: Optional[str] = None,
                            log: Callable[[str], None] = _rank0_print) -> str:
     """The newest complete checkpoint of a run: the one ``<work_dir>/last_checkpoint`` names, else
@@ -86,16 +114,16 @@ def find_resume_checkpoint(work_dir: str, checkpoint_dir: Optional[str] = None,
     skipped: List[str] = []
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip()
+        named, problem = read_last_checkpoint(pointer)
         if named:
             candidates.append((named, f'named by {pointer}'))
         else:
-            skipped.append(f'{pointer}: empty')
-            log(f'--resume: skipped {pointer}: empty')
+            skipped.append(f'{pointer}: {problem}')
+            log(f'--resume: skipped {pointer}: {problem}')
     files = sorted(glob.glob(osp.join(glob.escape(checkpoint_dir), '*.pth')),
                    key=lambda p: (osp.getmtime(p), _natural_key(p)), reverse=True)
-    named_file = candidates[0][0] if candidates and osp.isfile(candidates[0][0]) else None
+    named_file = (candidates[0][0] if candidates and remote_scheme(candidates[0][0]) is None
+                  and osp.isfile(candidates[0][0]) else None)
     candidates += [(p, 'newest *.pth') for p in files if named_file is None or not osp.samefile(p, named_file)]
 
     for path, source in candidates:
@@ -128,8 +156,10 @@ def resolve_resume_checkpoint(cfg, log: Callable[[str], None] = _rank0_print) ->
         return None
     load_from = cfg.get('load_from', None)
     if load_from:
-        if '://' in str(load_from):  # remote: MMEngine reads it
-            return load_from
+        try:
+            refuse_remote(load_from)
+        except RemoteCheckpointError as err:
+            raise ResumeCheckpointError(f'--resume {err}') from None
         reason = check_resumable(str(load_from), require_optimizer=False)
         if reason is not None:
             raise ResumeCheckpointError(f'--resume {load_from}: cannot resume from this file: {reason}.')
@@ -143,3 +173,29 @@ def resolve_resume_checkpoint(cfg, log: Callable[[str], None] = _rank0_print) ->
         checkpoint_dir = osp.join(str(out_dir), osp.basename(work_dir.rstrip(os.sep)))
     cfg.load_from = find_resume_checkpoint(work_dir, checkpoint_dir, log)
     return cfg.load_from
+
+
+class StrictResumeHook(Hook):
+    """Check, when the runner resumes, that the checkpoint's weights fit the model exactly.
+
+    MMEngine's ``Runner.resume`` loads weights with ``strict=False``: missing keys would silently
+    train from their initial values. In ``after_load_checkpoint`` (before MMEngine copies the
+    weights) the checkpoint is loaded strictly (:func:`soc_mm.utils.checkpoint.load_checkpoint_to_model`,
+    values checked too), so a missing, unexpected or shape-mismatched key, a NaN/inf weight or an
+    integer tensor for a float parameter is an error naming them and the file.
+    """
+    priority = 'VERY_HIGH'
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        load_checkpoint_to_model(runner.model, checkpoint, self.filename, strict=True,
+                                 hint='--resume continues the training of this very model; to start from '
+                                 "another model's weights use load_from without --resume, which loads non-strictly")
+
+
+def enforce_strict_resume(runner, filename: Optional[str]) -> None:
+    """Make ``runner``'s resume from ``filename`` strict (:class:`StrictResumeHook`); nothing when None."""
+    if filename:
+        runner.register_hook(StrictResumeHook(filename))

@@ -16,22 +16,39 @@ function. We therefore never allow the generic ``getattr``:
   to torch's allow-list (additive, torch's own mechanism; ``import soc_mm`` does this
   so that other OpenMMLab tools can load our checkpoints with torch's default
   ``weights_only=True``). MMEngine's checkpoint loaders are left as they are.
-* :func:`safe_load_local` is what our tools and APIs load with: it checks the file
-  is a torch checkpoint, lists every global its pickles reference (zip and legacy
-  formats, every pickle protocol) and refuses, naming them, any outside the
-  allow-list before anything is unpickled, then loads with ``weights_only=True`` and
-  exactly our allow-list in force (whatever else the process has allow-listed).
+* :func:`safe_load_local` is what our tools and APIs load with: it refuses remote
+  paths (``http://``, ``s3://``, ``open-mmlab://``, any ``scheme://``: nothing is
+  downloaded), checks the file is a torch checkpoint, checks a zip checkpoint's
+  directory before reading any member (only uncompressed members whose stored and
+  declared sizes agree, no duplicate names, the same members torch sees), lists
+  every global its pickles reference (the ``data.pkl`` torch reads, as torch's own
+  zip reader returns it, every other ``*.pkl`` member, the legacy format's pickles,
+  every pickle protocol) and refuses, naming them, any outside the allow-list before
+  anything is unpickled, then loads with ``weights_only=True`` and exactly our
+  allow-list in force (whatever else the process has allow-listed). Objects the
+  unpickler rebuilt by setting attributes (``HistoryBuffer``, ``OrderedDict``) may
+  hold only the attributes ``torch.save`` / MMEngine write.
+* numpy arrays and scalars are accepted under their numpy 2 names
+  (``numpy._core.multiarray.*``) and the numpy 1 names of the same functions
+  (``numpy.core.multiarray.*``, how checkpoints written under numpy 1 reference
+  them); an array rebuilt by ``_reconstruct`` may declare at most
+  :data:`MAX_NUMPY_RECONSTRUCT_BYTES`.
+* :func:`check_state_dict_values`: weights loaded for evaluation, inference or
+  conversion must be finite, and floating point where the model's tensor is.
 """
 import contextlib
 import inspect
 import io
+import math
 import os
 import os.path as osp
 import pickle
 import pickletools
+import tarfile
 import zipfile
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
-from typing import Iterator, List, Optional, Set
+from collections import Counter, OrderedDict
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Set
 
 import numpy as np
 import torch
@@ -52,9 +69,78 @@ class CheckpointFormatError(ValueError):
     """A file is not a (complete) PyTorch checkpoint."""
 
 
-def _numpy_types() -> list:
+class RemoteCheckpointError(CheckpointFormatError):
+    """A checkpoint given by URL or remote scheme (``http://``, ``s3://``, ``open-mmlab://``...): never
+    downloaded nor loaded (only local files go through the safe loader)."""
+
+
+class CheckpointValueError(CheckpointFormatError):
+    """A checkpoint's weights cannot be used (NaN/inf values, integers where the model has floats)."""
+
+
+def remote_scheme(path) -> Optional[str]:
+    """``'<scheme>://'`` when ``path`` is a URL or an MMEngine remote prefix (any ``://``), else None."""
+    if isinstance(path, os.PathLike):
+        return None
+    text = str(path)
+    if '://' not in text:
+        return None
+    return text.split('://', 1)[0][:40] + '://'
+
+
+def refuse_remote(path, what: str = 'checkpoint') -> None:
+    """Raise :class:`RemoteCheckpointError` naming the scheme when ``path`` is remote."""
+    scheme = remote_scheme(path)
+    if scheme is not None:
+        raise RemoteCheckpointError(
+            f'{path}: remote {what}s ({scheme}) are not downloaded nor loaded (a downloaded checkpoint '
+            'could run code through loaders that are not the safe one); download the file, check where '
+            'it comes from, and pass its local path: local files are read by the safe loader')
+
+
+#: what an array rebuilt by numpy's ``_reconstruct`` may declare (numpy's own pickles declare shape
+#: ``(0,)`` and give the data in the following ``__setstate__``, which numpy checks against the data)
+MAX_NUMPY_RECONSTRUCT_BYTES = 1 << 26
+
+
+def _numpy_multiarray():
     core = getattr(np, '_core', None) or np.core
-    types_ = [np.ndarray, np.dtype, core.multiarray.scalar, core.multiarray._reconstruct]
+    return core.multiarray
+
+
+def numpy_reconstruct(subtype, shape, dtype):
+    """numpy's ``_reconstruct`` (how a pickled ``ndarray`` is rebuilt) for plain arrays of a bounded size.
+
+    Registered under ``numpy._core.multiarray._reconstruct`` and its numpy 1 name
+    ``numpy.core.multiarray._reconstruct``. The real function allocates ``shape`` at once (and fills
+    object arrays), so a crafted pickle could declare a huge array: more than
+    :data:`MAX_NUMPY_RECONSTRUCT_BYTES` (or a subclass of ``ndarray``) is refused.
+    """
+    if subtype is not np.ndarray:
+        raise UnsafeCheckpointError(f'numpy _reconstruct of {_describe(subtype)}: only numpy.ndarray is allowed')
+    dims = shape if isinstance(shape, tuple) else (shape, )
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise UnsafeCheckpointError(f'numpy _reconstruct with shape {shape!r:.80}: expected a tuple of ints >= 0')
+    try:
+        itemsize = max(np.dtype(dtype).itemsize, 1)
+    except (TypeError, ValueError) as err:
+        raise UnsafeCheckpointError(f'numpy _reconstruct with dtype {dtype!r:.80}: {err}') from None
+    count = math.prod(dims)
+    if count * itemsize > MAX_NUMPY_RECONSTRUCT_BYTES:
+        raise UnsafeCheckpointError(
+            f'the checkpoint declares a numpy array of shape {dims} ({count} elements of {itemsize} bytes), '
+            f'more than the {MAX_NUMPY_RECONSTRUCT_BYTES} bytes allowed (numpy itself pickles arrays as shape '
+            '(0,) plus their data)')
+    return _numpy_multiarray()._reconstruct(subtype, shape, dtype)
+
+
+def _numpy_types() -> list:
+    """numpy's types and rebuild functions, under their numpy 2 names and their numpy 1 names."""
+    multiarray = _numpy_multiarray()
+    types_ = [np.ndarray, np.dtype]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        types_.append((numpy_reconstruct, f'{module}._reconstruct'))
+        types_.append((multiarray.scalar, f'{module}.scalar'))
     for name in ('bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
                  'uint64', 'float16', 'float32', 'float64', 'complex64', 'complex128', 'str_'):
         types_.append(type(np.dtype(getattr(np, name))))
@@ -173,16 +259,88 @@ def pickle_globals(stream: io.BufferedIOBase) -> List[str]:
     return found
 
 
+def check_zip_directory(filename: str, archive: zipfile.ZipFile) -> List[zipfile.ZipInfo]:
+    """Check a zip checkpoint's directory before any member is read; returns its members.
+
+    ``torch.save`` writes every member uncompressed (``ZIP_STORED``), once, under one top-level
+    folder. Refused, naming the member: a compressed or encrypted member (torch would inflate it
+    whatever its size: a decompression bomb), a declared size other than the stored size or larger
+    than the file, a name with a NUL byte (Python's zipfile cuts it there, torch does not), two
+    members whose names differ at most in case (torch's zip reader compares names ignoring case and
+    takes the first, Python's the last).
+
+    Raises:
+        UnsafeCheckpointError: naming the member and what is wrong with it.
+    """
+    infos = archive.infolist()
+    file_size = osp.getsize(filename)
+    seen = {}
+    for info in infos:
+        where = f'Refusing to load checkpoint {filename!r}: zip member {info.orig_filename!r}'
+        if info.orig_filename != info.filename or '\x00' in info.orig_filename:
+            raise UnsafeCheckpointError(f'{where} has a NUL byte in its name (torch.save never writes one)')
+        key = info.filename.lower()
+        if key in seen:
+            raise UnsafeCheckpointError(
+                f'{where} appears twice (also as {seen[key]!r}; names are compared ignoring case as torch '
+                'does): torch would read one and a scan another, torch.save never writes this')
+        seen[key] = info.filename
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise UnsafeCheckpointError(
+                f'{where} is compressed (method {info.compress_type}); torch.save stores members '
+                'uncompressed, and torch would inflate it whatever its size (a decompression bomb)')
+        if info.flag_bits & 0x1:
+            raise UnsafeCheckpointError(f'{where} is encrypted (torch.save never encrypts)')
+        if info.file_size != info.compress_size or info.file_size > file_size:
+            raise UnsafeCheckpointError(
+                f'{where} declares {info.file_size} bytes but stores {info.compress_size} (file size '
+                f'{file_size}); an uncompressed member of torch.save stores exactly what it declares')
+    return infos
+
+
+def _torch_zip_view(filename: str, infos: List[zipfile.ZipInfo]):
+    """torch's own zip reader on ``filename``, checked to see the same members as Python's zipfile.
+
+    Returns:
+        (``torch._C.PyTorchFileReader``, the top-level folder of the members, e.g. ``'archive/'``).
+    """
+    try:
+        reader = torch._C.PyTorchFileReader(filename)
+        records = list(reader.get_all_records())
+    except Exception as err:  # torch's reader refuses the directory (no common folder, no version, ...)
+        raise CheckpointFormatError(f'{filename}: not a checkpoint torch can read '
+                                    f'({str(err).splitlines()[0] if str(err) else type(err).__name__})') from err
+    prefix = infos[0].filename.split('/', 1)[0] + '/' if infos else ''
+    ours = sorted(i.filename[len(prefix):].lower() if i.filename.startswith(prefix) else '/' + i.filename
+                  for i in infos)
+    if ours != sorted(r.lower() for r in records):
+        raise UnsafeCheckpointError(
+            f'Refusing to load checkpoint {filename!r}: its zip directory reads differently with torch '
+            f'({len(records)} members) and with Python ({len(infos)} members); torch.save never writes this')
+    return reader, prefix
+
+
 def _checkpoint_pickles(filename: str) -> Iterator[io.BufferedIOBase]:
-    """The pickle streams of a checkpoint file (zip: every ``*.pkl`` member; legacy: the first five)."""
+    """The pickle streams of a checkpoint file.
+
+    Zip: the ``data.pkl`` record exactly as torch's zip reader returns it (what ``torch.load`` unpickles;
+    names compare ignoring case), then every other member whose name ends in ``.pkl`` in any case,
+    after :func:`check_zip_directory`. Legacy: the first five pickles.
+    """
     with open(filename, 'rb') as f:
         head = f.read(4)
     if head == _ZIP_MAGIC:
         try:
             with zipfile.ZipFile(filename) as archive:
-                for member in archive.namelist():
-                    if member.endswith('.pkl'):
-                        yield io.BytesIO(archive.read(member))
+                infos = check_zip_directory(filename, archive)
+                reader, prefix = _torch_zip_view(filename, infos)
+                if reader.has_record('data.pkl'):
+                    yield io.BytesIO(reader.get_record('data.pkl'))
+                for info in infos:
+                    name = info.filename.lower()
+                    if name.endswith('.pkl') and name != (prefix + 'data.pkl').lower():
+                        with archive.open(info) as member:
+                            yield member
         except (zipfile.BadZipFile, OSError, EOFError) as err:
             raise CheckpointFormatError(
                 f'{filename}: damaged checkpoint (not a complete zip archive: {err}); '
@@ -225,7 +383,15 @@ def check_checkpoint_file(filename: str) -> None:
     if head.startswith(_ZIP_MAGIC):
         return
     if head[:3] == b'\x80\x02\x8a' and _first_pickle_integer(filename) == _LEGACY_MAGIC_NUMBER:
-        return  # legacy format: PROTO 2, LONG1 <magic number>
+        # legacy format: PROTO 2, LONG1 <magic number>; torch.load would read a file that is also a tar
+        # archive as torch's oldest (tar) format instead, whose storages our scan does not see
+        try:
+            with tarfile.open(filename, mode='r:'):
+                pass
+        except (tarfile.TarError, OSError, EOFError, ValueError):
+            return
+        raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: it is also a tar archive, '
+                                    "which torch.load would read in torch's oldest (tar) format")
     raise CheckpointFormatError(
         f'{filename}: not a PyTorch checkpoint (expected the zip archive written by torch.save or '
         f'the legacy torch format; the file starts with {head[:16]!r})')
@@ -245,11 +411,16 @@ def safe_load_local(filename: str, map_location=None):
     """Load a local checkpoint without ever running pickled code.
 
     Raises:
+        RemoteCheckpointError: a URL or remote prefix (``http://``, ``s3://``, ``open-mmlab://``, any
+            ``scheme://``), named in the message; nothing is downloaded.
         FileNotFoundError: no such file.
         CheckpointFormatError: not a (complete) torch checkpoint (empty, text, truncated).
         UnsafeCheckpointError: it references globals outside the allow-list (named in
-            the message) or misuses an allowed one.
+            the message) or misuses an allowed one; a zip member is compressed, duplicated or
+            declares another size than it stores; it declares a huge numpy array; an object holds
+            attributes its type does not have.
     """
+    refuse_remote(filename)
     filename = os.fspath(filename)
     check_checkpoint_file(filename)
     offending = unsafe_globals_in_checkpoint(filename)
@@ -259,11 +430,14 @@ def safe_load_local(filename: str, map_location=None):
             'on the allow-list (tensors, containers, numbers, strings, numpy arrays/scalars, '
             "MMEngine's HistoryBuffer). Loading it could run arbitrary code.")
     try:
-        with exact_safe_globals(mmengine_checkpoint_safe_globals()):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+        with exact_safe_globals(mmengine_checkpoint_safe_globals()), _history_buffer_registry_kept(filename):
+            checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
     except UnsafeCheckpointError as err:
         raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: {err}') from None
     except pickle.UnpicklingError as err:
+        original = err.__context__  # torch re-raises the unpickler's error with its advice, `from None`
+        if isinstance(original, UnsafeCheckpointError):  # ours (numpy_reconstruct, history_buffer_getattr)
+            raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: {original}') from None
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename!r}: the safe unpickler rejected it: '
             f'{_unpickler_reason(err)}') from None
@@ -271,25 +445,180 @@ def safe_load_local(filename: str, map_location=None):
         raise CheckpointFormatError(
             f'{filename}: damaged checkpoint ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}); '
             'was the save interrupted?') from err
+    except MemoryError as err:
+        raise CheckpointFormatError(f'{filename}: loading it needs more memory than is available '
+                                    f'(MemoryError: {err})') from None
+    except Exception as err:  # an allowed type rebuilt with arguments or a state it does not take
+        raise UnsafeCheckpointError(
+            f'Refusing to load checkpoint {filename!r}: the safe unpickler could not rebuild an object '
+            f'({type(err).__name__}: {_unpickler_reason(err)}); torch.save does not write such a pickle '
+            '(the file is damaged or crafted)') from None
+    check_rebuilt_objects(checkpoint, filename)
+    return checkpoint
+
+
+@contextlib.contextmanager
+def _history_buffer_registry_kept(filename: str) -> Iterator[None]:
+    """Refuse a checkpoint that changes ``HistoryBuffer``'s class-wide statistics registry.
+
+    ``HistoryBuffer.__setstate__`` merges a pickled ``statistics_methods`` dict into the registry that
+    every buffer of the process uses; MMEngine checkpoints hold its default methods under their own
+    names (``{'mean': HistoryBuffer.mean, ...}``). Any other change (``'mean'`` mapped to another
+    allowed function, a new name) is undone and refused.
+
+    Raises:
+        UnsafeCheckpointError: naming the statistics method(s).
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    registry = HistoryBuffer._statistics_methods
+    before = dict(registry)
+    try:
+        yield
+    finally:
+        changed = sorted(str(name) for name, method in registry.items() if before.get(name) is not method and not (
+            name in _HISTORY_BUFFER_STATISTICS and method is HistoryBuffer.__dict__.get(name)))
+        if changed:
+            registry.clear()
+            registry.update(before)
+    if changed:
+        raise UnsafeCheckpointError(
+            f'Refusing to load checkpoint {filename!r}: it changes the statistics methods {changed} of '
+            "MMEngine's HistoryBuffer (shared by the whole process); MMEngine checkpoints only hold "
+            f'the default ones ({sorted(_HISTORY_BUFFER_STATISTICS)}) under their own names')
+
+
+#: lower-case markers of the line of torch's weights-only message that says what was refused
+_UNPICKLER_MARKERS = ('refusing builtins.getattr', 'unsupported global', 'weightsunpickler error',
+                      'can only build', 'can only create new object', 'trying to call reduce')
 
 
 def _unpickler_reason(err: Exception) -> str:
-    """The line of torch's (long) weights-only message that says what was refused."""
+    """The line of torch's (long) weights-only message that says what was refused (torch's advice to
+    pass ``weights_only=False`` is left out): the unpickler's own error when torch chained it, else
+    the line with one of :data:`_UNPICKLER_MARKERS`."""
+    original = err.__context__
+    if isinstance(original, pickle.UnpicklingError) and str(original).strip():
+        return str(original).strip().splitlines()[0]
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for marker in ('Refusing builtins.getattr', 'Unsupported global', 'WeightsUnpickler error'):
+    for marker in _UNPICKLER_MARKERS:
         for line in lines:
-            if marker in line:
+            if marker in line.lower():
                 return line
     return lines[0] if lines else type(err).__name__
 
 
+def _rebuilt_types() -> tuple:
+    """Allowed types the unpickler rebuilds by setting attributes (``BUILD`` of a type without
+    ``__setstate__``)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return (HistoryBuffer, OrderedDict, Counter)
+
+
+def check_rebuilt_objects(obj, filename: str, max_depth: int = 32) -> None:
+    """Refuse objects of a loaded checkpoint whose rebuilt attributes shadow their type's.
+
+    The safe unpickler rebuilds an allowed type without ``__setstate__`` (``HistoryBuffer``,
+    ``OrderedDict``) by updating its ``__dict__`` and ``setattr``-ing a second state: a crafted pickle
+    could so give a ``HistoryBuffer`` its own ``_statistics_methods`` or ``mean``. An attribute that is
+    a dunder or that the type itself defines (a method, a class attribute) is refused; data
+    attributes (``HistoryBuffer``'s ``_log_history``, a state dict's ``_metadata``) are kept. Walks
+    containers (``dict``, ``list``, ``tuple``, ``set``) and those objects down to ``max_depth``.
+
+    Raises:
+        UnsafeCheckpointError: naming the object's place in the checkpoint and the attributes.
+    """
+    rebuilt = _rebuilt_types()
+    seen = set()
+    stack = [(obj, 'checkpoint', 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if id(item) in seen or isinstance(item, (torch.Tensor, np.ndarray, str, bytes, int, float)):
+            continue
+        seen.add(id(item))
+        attributes = vars(item) if isinstance(item, rebuilt) and hasattr(item, '__dict__') else {}
+        shadowing = sorted(str(name) for name in attributes
+                           if not isinstance(name, str) or name.startswith('__') or hasattr(type(item), name))
+        if shadowing:
+            raise UnsafeCheckpointError(
+                f'Refusing to load checkpoint {filename!r}: {where} (a {type(item).__name__}) was rebuilt with '
+                f'attributes {shadowing} that replace its type\'s own; torch.save / MMEngine never write these')
+        if depth >= max_depth:
+            continue
+        if isinstance(item, dict):
+            stack.extend((value, f'{where}[{key!r:.40}]', depth + 1) for key, value in item.items())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((value, f'{where}[{i}]', depth + 1) for i, value in enumerate(item))
+        stack.extend((value, f'{where}.{key}', depth + 1) for key, value in attributes.items())
+
+
+def _is_float_name(key: str) -> bool:
+    """Parameters named ``*.weight`` / ``*.bias`` are floating point in every model we convert."""
+    return key.rsplit('.', 1)[-1] in ('weight', 'bias')
+
+
+def check_state_dict_values(state_dict: Mapping[str, object], filename: str,
+                            reference: Optional[Mapping[str, torch.Tensor]] = None,
+                            max_listed: int = 10) -> None:
+    """Refuse weights a model cannot use: non-finite values and non-float tensors for float ones.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): the checkpoint's weights (any shapes).
+        filename (str): named in the error.
+        reference (Mapping[str, Tensor], optional): the model's own ``state_dict()``: a tensor whose
+            model counterpart is floating point must be floating point (``copy_`` would silently cast
+            integers), and NaN/inf is accepted only where the model's own tensor has NaN/inf too.
+            Without it, tensors named ``*.weight`` / ``*.bias`` must be floating point.
+        max_listed (int): offenders listed in the message (all are counted).
+
+    Raises:
+        CheckpointValueError: naming the tensors (key, dtype, how many NaN / inf values).
+    """
+    problems = []
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        ours = reference.get(key) if reference is not None else None
+        ours = ours if isinstance(ours, torch.Tensor) else None
+        wants_float = ours.is_floating_point() if ours is not None else (reference is None and _is_float_name(key))
+        if wants_float and not (value.is_floating_point() or value.is_complex()):
+            target = f'the model\'s {ours.dtype} tensor' if ours is not None else 'a floating-point parameter'
+            problems.append(f'{key}: {value.dtype} values for {target}')
+        elif value.is_floating_point() or value.is_complex():
+            if value.is_meta or value.numel() == 0:
+                continue
+            finite = torch.isfinite(value)
+            if not bool(finite.all()) and not (ours is not None and ours.shape == value.shape
+                                               and not bool(torch.isfinite(ours).all())):
+                nan = int(torch.isnan(value).sum())
+                problems.append(f'{key}: {nan} NaN and {int((~finite).sum()) - nan} inf of {value.numel()} values')
+    if problems:
+        listed = problems[:max_listed] + ([f'... ({len(problems) - max_listed} more)']
+                                          if len(problems) > max_listed else [])
+        raise CheckpointValueError(f'{filename}: {len(problems)} tensor(s) cannot be used as weights '
+                                   '(a diverged or corrupted training, or a wrong file):\n  ' + '\n  '.join(listed))
+
+
+def checkpoint_state_dict(checkpoint: dict) -> Dict[str, object]:
+    """The weights of a checkpoint as MMEngine takes them: ``checkpoint['state_dict']`` (or the dict
+    itself), keys without the ``module.`` prefix of wrapped models."""
+    state_dict = checkpoint['state_dict'] if 'state_dict' in checkpoint else checkpoint
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointFormatError(f"expected 'state_dict' to be a dict of tensors, got {type(state_dict).__name__}")
+    return {(key[len('module.'):] if isinstance(key, str) and key.startswith('module.') else key): value
+            for key, value in state_dict.items()}
+
+
 def load_checkpoint_to_model(model: torch.nn.Module, checkpoint: dict, filename: str, strict: bool = True,
-                             logger=None) -> None:
+                             logger=None, check_values: bool = True,
+                             hint: str = 'pass --non-strict / strict=False to load it anyway') -> None:
     """Put an already (safely) loaded checkpoint's weights into ``model`` (wrapped or not).
 
     With ``strict`` (default) a missing, unexpected or shape-mismatched key is a
     :class:`CheckpointMismatchError` listing all of them (MMEngine's ``load_state_dict``
-    messages); otherwise they are logged as warnings.
+    messages); otherwise they are logged as warnings. With ``check_values`` (default) the weights
+    are first checked by :func:`check_state_dict_values` against the model's own tensors
+    (NaN/inf, integers for float parameters: :class:`CheckpointValueError`, whatever ``strict``).
+    ``hint`` ends the mismatch message (what the user can do).
     """
     from mmengine.model import is_model_wrapper
     from mmengine.runner.checkpoint import _load_checkpoint_to_model
@@ -298,31 +627,62 @@ def load_checkpoint_to_model(model: torch.nn.Module, checkpoint: dict, filename:
                                     f'got {type(checkpoint).__name__}')
     if is_model_wrapper(model):
         model = model.module
+    if check_values:
+        try:
+            state_dict = checkpoint_state_dict(checkpoint)
+        except CheckpointFormatError as err:
+            raise CheckpointFormatError(f'{filename}: {err}') from None
+        check_state_dict_values(state_dict, filename, reference=model.state_dict())
     try:
         _load_checkpoint_to_model(model, checkpoint, strict=strict, logger=logger)
     except RuntimeError as err:
         raise CheckpointMismatchError(
-            f'checkpoint {filename} does not fit the model (pass --non-strict / strict=False to load '
-            f'it anyway):\n{err}') from None
+            f'checkpoint {filename} does not fit the model ({hint}):\n{err}') from None
 
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint's keys or shapes do not fit the model (strict loading)."""
 
 
-def install_safe_checkpoint_loading() -> None:
-    """Make MMEngine load local checkpoints through :func:`safe_load_local` in this process.
+#: MMEngine's remote checkpoint prefixes (also refused when a version of MMEngine does not register them)
+REMOTE_PREFIXES = ('http://', 'https://', 's3://', 'open-mmlab://', 'openmmlab://', 'mmcls://',
+                   'torchvision://', 'pavi://', 'modelzoo://')
 
-    For our entry points (``tools/train.py``, ``tools/test.py``); ``import soc_mm`` does
-    not call it (it only allow-lists MMEngine's checkpoint types, see
-    :func:`register_safe_globals`).
+
+def install_safe_checkpoint_loading() -> None:
+    """Make MMEngine load every checkpoint through :func:`safe_load_local` in this process.
+
+    Local paths are loaded safely; every remote prefix MMEngine knows (``http(s)://``, ``s3://``,
+    ``open-mmlab://``, ``torchvision://``... and any other it has registered) goes to
+    :func:`safe_load_local` too, which refuses it naming the scheme (MMEngine would otherwise
+    download and unpickle it without ``weights_only``). For our entry points (``tools/train.py``,
+    ``tools/test.py``); ``import soc_mm`` does not call it (it only allow-lists MMEngine's checkpoint
+    types, see :func:`register_safe_globals`); see also :func:`safe_checkpoint_loading`.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     register_safe_globals()
+    prefixes = sorted((set(CheckpointLoader._schemes) | set(REMOTE_PREFIXES)) - {''})
+    CheckpointLoader.register_scheme(prefixes=prefixes, force=True)(safe_load_local)
     CheckpointLoader.register_scheme(prefixes='', force=True)(safe_load_local)
 
 
-__all__ = ['UnsafeCheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError', 'safe_load_local',
-           'load_checkpoint_to_model', 'register_safe_globals',
-           'install_safe_checkpoint_loading', 'mmengine_checkpoint_safe_globals', 'history_buffer_getattr',
-           'unsafe_globals_in_checkpoint', 'check_checkpoint_file', 'exact_safe_globals']
+@contextlib.contextmanager
+def safe_checkpoint_loading() -> Iterator[None]:
+    """:func:`install_safe_checkpoint_loading` inside the block only (MMEngine's loaders restored after),
+    e.g. around a model's ``init_weights`` (``init_cfg=dict(type='Pretrained', checkpoint=...)``)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    saved = dict(CheckpointLoader._schemes)
+    install_safe_checkpoint_loading()
+    try:
+        yield
+    finally:
+        CheckpointLoader._schemes.clear()
+        CheckpointLoader._schemes.update(saved)
+
+
+__all__ = ['UnsafeCheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError', 'RemoteCheckpointError',
+           'CheckpointValueError', 'safe_load_local', 'load_checkpoint_to_model', 'register_safe_globals',
+           'install_safe_checkpoint_loading', 'safe_checkpoint_loading', 'mmengine_checkpoint_safe_globals',
+           'history_buffer_getattr', 'unsafe_globals_in_checkpoint', 'check_checkpoint_file', 'exact_safe_globals',
+           'check_state_dict_values', 'checkpoint_state_dict', 'check_zip_directory', 'check_rebuilt_objects',
+           'remote_scheme', 'refuse_remote', 'numpy_reconstruct', 'MAX_NUMPY_RECONSTRUCT_BYTES']

@@ -257,6 +257,21 @@ def test_auto_resume_skips_damaged_and_evaluation_checkpoints_until_none_is_left
         find_resume_checkpoint(str(tmp_path), log=messages.append)
 
 
+@pytest.mark.parametrize('content, reason', [
+    (bytes(range(128, 256)) * 4, 'binary data'),
+    (b'/some/where/iter_4.pth\x00garbage', 'is not one line naming a checkpoint file'),
+    (b'x' * 5000, 'more than 4096 bytes'),
+])
+def test_garbage_last_checkpoint_is_skipped_naming_it(toy_run, tmp_path, content, reason):
+    work = copy_run(toy_run, tmp_path / 'run')
+    pointer = osp.join(work, 'last_checkpoint')
+    with open(pointer, 'wb') as f:
+        f.write(content)
+    messages = []
+    assert find_resume_checkpoint(work, log=messages.append) == osp.join(work, 'epoch_3.pth')
+    assert messages[0].startswith(f'--resume: skipped {pointer}: ') and reason in messages[0], messages
+
+
 def toy_train(*args):
     """``tools/train.py`` on the toy config in one process (4 epochs); returns (exit status, output)."""
     cfg_file = osp.join(osp.dirname(args[1]), 'toy_4_epochs.py')
@@ -368,3 +383,30 @@ def test_periodic_best_and_last_checkpoint_files_are_all_written_atomically(tmp_
     assert saved[0]['message_hub']['runtime_info']['outdated_ckpt_ids'] == [1]
     assert saved[0]['message_hub']['runtime_info']['keep_ckpt_ids'] == [2]
     assert listing(str(tmp_path)) == ['best_acc_epoch_2.pth', 'epoch_2.pth']
+
+
+# ------------------------------------------------------------------ --resume is strict
+@pytest.mark.parametrize('change, expected', [
+    ('missing', ['missing keys in source state_dict: linear.bias']),
+    ('unexpected', ['unexpected key in source state_dict: head.weight']),
+    ('nan', ['linear.weight: 1 NaN and 0 inf of 4 values']),
+])
+def test_resume_from_a_checkpoint_that_does_not_fit_fails_naming_the_keys(toy_run, tmp_path, change, expected):
+    """MMEngine resumes non-strictly (missing weights would train from their initial values): ours must
+    be strict like tools/test.py, and refuse NaN weights."""
+    work = copy_run(toy_run, tmp_path / 'run')
+    ckpt = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)
+    if change == 'missing':
+        del ckpt['state_dict']['linear.bias']
+    elif change == 'unexpected':
+        ckpt['state_dict']['head.weight'] = torch.zeros(2, 2)
+    else:
+        ckpt['state_dict']['linear.weight'][0, 1] = float('nan')
+    path = osp.join(str(tmp_path), f'{change}.pth')
+    torch.save(ckpt, path)
+    status, out = toy_train('--work-dir', work, '--resume', path)
+    assert status != 0 and 'tools/train.py: error:' in out and path in out, out[-3000:]
+    assert 'Traceback' not in out, out[-3000:]
+    for text in expected:
+        assert text in out, out[-3000:]
+    assert 'resumed epoch' not in out and not osp.exists(osp.join(work, 'epoch_4.pth'))

@@ -12,6 +12,7 @@ import io
 import os
 import os.path as osp
 import pickle
+import re
 import runpy
 import subprocess
 import sys
@@ -222,6 +223,248 @@ def test_zip_checkpoint_with_extra_pickle_member_is_scanned(tmp_path):
         dst.writestr('archive/extra.pkl', pickle.dumps(os.system, protocol=2))
     with pytest.raises(UnsafeCheckpointError, match=r"posix\.system|os\.system"):
         safe_load_local(path)
+
+
+# ------------------------------------------------------------------ zip containers that hide, bombs
+def test_compressed_members_are_refused_before_they_are_inflated(tmp_path, monkeypatch):
+    """torch.save never compresses; torch would inflate a compressed record whatever its size. A 4 MiB
+    tensor record (or data.pkl) deflated to a few KiB is refused from the zip directory, before
+    anything is read or inflated (the inflaters are made to fail)."""
+    import zlib
+    for member in ('data/0', 'data.pkl'):
+        path = str(tmp_path / f'bomb_{member.replace("/", "_")}.pth')
+        corpus.write_compressed_bomb(path, 4 << 20, member=member)
+        assert os.path.getsize(path) < 64 << 10
+        with monkeypatch.context() as patch:
+            patch.setattr(zlib, 'decompressobj', lambda *a, **k: pytest.fail('a member was inflated'))
+            with pytest.raises(UnsafeCheckpointError, match=f"zip member '[^']*{member}' is compressed") as info:
+                safe_load_local(path)
+        assert path in str(info.value) and 'decompression bomb' in str(info.value)
+
+
+def test_member_declaring_another_size_than_it_stores_is_refused(tmp_path):
+    """A stored member whose declared (uncompressed) size differs from its stored size."""
+    path = str(tmp_path / 'sizes.pth')
+    corpus.write_members(path, corpus.torch_zip_members({'state_dict': {'w': torch.zeros(8)}}))
+    data = bytearray(open(path, 'rb').read())
+    with zipfile.ZipFile(path) as archive:
+        name = next(i.filename for i in archive.infolist() if i.filename.endswith('data/0')).encode()
+    central = data.find(b'PK\x01\x02')  # the member's central-directory entry (its name at offset 46)
+    while data[central + 46:central + 46 + len(name)] != name:
+        central = data.find(b'PK\x01\x02', central + 4)
+    data[central + 24:central + 28] = (1 << 30).to_bytes(4, 'little')  # declared uncompressed size: 1 GiB
+    open(path, 'wb').write(bytes(data))
+    with pytest.raises(UnsafeCheckpointError, match=r"data/0' declares 1073741824 bytes but stores 32"):
+        safe_load_local(path)
+
+
+def test_upper_case_and_duplicate_pickles_are_scanned_as_torch_reads_them(tmp_path):
+    """torch's zip reader finds ``data.pkl`` ignoring case and takes the first of two equal names; the
+    scan sees exactly that (and refuses duplicates), so the global is named by our allow-list check,
+    never by torch's message (which advises ``weights_only=False``)."""
+    payload = corpus.PAYLOADS['os_system_reduce'](str(tmp_path / 'marker'))
+    upper = str(tmp_path / 'upper.pth')
+    corpus.write_upper_case_pickle(upper, payload)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        safe_load_local(upper)
+    message = str(info.value)
+    assert "it references ['posix.system']" in message or "it references ['os.system']" in message, message
+    assert 'weights_only' not in message
+    duplicate = str(tmp_path / 'duplicate.pth')
+    corpus.write_duplicate_pickle(duplicate, payload, pickle.dumps({'state_dict': {}}, protocol=2))
+    with pytest.raises(UnsafeCheckpointError, match="zip member 'archive/data.pkl' appears twice"):
+        safe_load_local(duplicate)
+    case_twin = str(tmp_path / 'case_twin.pth')
+    corpus.write_members(case_twin, [('archive/data.pkl', pickle.dumps({}, protocol=2)),
+                                     ('archive/DATA.pkl', payload), ('archive/version', b'3\n')])
+    with pytest.raises(UnsafeCheckpointError, match='appears twice'):
+        safe_load_local(case_twin)
+    assert not osp.exists(tmp_path / 'marker')
+
+
+def test_unsupported_global_message_of_torch_is_rewritten(tmp_path):
+    """torch now writes "unsupported GLOBAL": the line that names the global is what the user sees."""
+    from soc_mm.utils.checkpoint import _unpickler_reason
+    err = pickle.UnpicklingError('Weights only load failed. In PyTorch 2.6, we changed the default ... '
+                                 'weights_only=False ...\nTrying to load unsupported GLOBAL posix.system whose '
+                                 'module posix is blocked.\nCheck the documentation of torch.load')
+    assert _unpickler_reason(err) == 'Trying to load unsupported GLOBAL posix.system whose module posix is blocked.'
+
+
+def test_numpy1_checkpoints_load_like_numpy2_ones(tmp_path):
+    """Checkpoints written under numpy 1 reference ``numpy.core.multiarray.scalar`` / ``_reconstruct``:
+    the same safe functions, accepted under both names (through torch's own weights-only unpickler)."""
+    import numpy as np
+    path = str(tmp_path / 'numpy1.pth')
+    expected = corpus.numpy1_checkpoint(path)
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith('data.pkl')))
+    assert b'numpy.core.multiarray' in data and b'numpy._core' not in data
+    loaded = safe_load_local(path)
+    for key, value in expected['meta'].items():
+        assert type(loaded['meta'][key]) is type(value) and np.array_equal(loaded['meta'][key], value), key
+    assert torch.equal(loaded['state_dict']['w'], expected['state_dict']['w'])
+
+
+def test_huge_numpy_declarations_and_setattr_rebuilds_are_refused_clearly(tmp_path):
+    cases = {
+        'reconstruct': (corpus.huge_numpy_reconstruct(), r'declares a numpy array of shape \(137438953472,\)'),
+        'setstate': (corpus.huge_numpy_setstate(), r'could not rebuild an object \(ValueError: .*size'),
+        'setattr': (corpus.setattr_counter(), r"checkpoint\['meta'\] \(a Counter\) was rebuilt with attributes "
+                    r"\['most_common'\] that replace its type's own"),
+        'shadow': (corpus.history_buffer_shadow(), r"\(a HistoryBuffer\) was rebuilt with attributes "
+                   r"\['_statistics_methods'\]"),
+        'registry': (corpus.history_buffer_registry(), r"changes the statistics methods \['mean'\] of MMEngine's "
+                     'HistoryBuffer'),
+        'build_on_set': (corpus.build_on_set(), r'could not rebuild an object \(AttributeError'),
+    }
+    for name, (payload, expected) in cases.items():
+        for container, write in (('zip', corpus.write_zip), ('legacy', corpus.write_legacy)):
+            path = str(tmp_path / f'{name}.{container}.pth')
+            write(path, payload)
+            with pytest.raises(UnsafeCheckpointError, match=expected) as info:
+                safe_load_local(path)
+            assert path in str(info.value), (name, container)
+    from mmengine.logging import HistoryBuffer
+    assert HistoryBuffer._statistics_methods['mean'] is HistoryBuffer.mean  # the registry was restored
+    assert corpus.planted_globals() == []
+
+
+def _state_with(model, key, value):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state[key] = value
+    return state
+
+
+def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(tmp_path, monkeypatch, mmengine_safe_scheme):
+    from mmengine.config import Config
+    from soc_mm.apis import init_model
+    from soc_mm.utils.checkpoint import CheckpointValueError
+    _, model = _tiny_soc()
+    key = next(k for k, v in model.state_dict().items() if v.is_floating_point() and v.numel() > 4)
+    weight = model.state_dict()[key]
+    nan = weight.clone().flatten()
+    nan[[0, 2]] = float('nan')
+    nan[3] = float('inf')
+    bad = {'nan': (nan.view_as(weight), f'{key}: 2 NaN and 1 inf of {weight.numel()} values'),
+           'int': (weight.to(torch.int32), f"{key}: torch.int32 values for the model's torch.float32 tensor")}
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.model.text_encoder.model_path = TEXT_ENCODER
+    options = ['--cfg-options', f'model.text_encoder.model_path={TEXT_ENCODER}']
+    for kind, (value, expected) in bad.items():
+        path = str(tmp_path / f'{kind}.pth')
+        torch.save(dict(state_dict=_state_with(model, key, value)), path)
+        with pytest.raises(CheckpointValueError) as info:
+            init_model(cfg, path)
+        assert expected in str(info.value) and path in str(info.value)
+        with pytest.raises(CheckpointValueError, match=re.escape(expected)):  # also with strict=False
+            load_checkpoint_to_model(model, safe_load_local(path), path, strict=False)
+        message = _run_tool('test.py', [TINY_CONFIG, path, '--work-dir', str(tmp_path / 'w')] + options, monkeypatch)
+        assert 'tools/test.py: error:' in message and expected in message, message
+
+
+def test_converter_refuses_non_finite_and_integer_weights(tmp_path, monkeypatch, capsys):
+    from conftest import FIXTURE_ROOT
+    official = torch.load(osp.join(FIXTURE_ROOT, 'common', 'official_state_dict.pt'), weights_only=True)
+    key = next(k for k, v in official.items() if k.endswith('.weight') and v.is_floating_point() and v.numel() > 1)
+    tool = osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py')
+    for kind in ('nan', 'int'):
+        state = dict(official)
+        state[key] = official[key].clone()
+        if kind == 'nan':
+            state[key].view(-1)[1] = float('nan')
+        else:
+            state[key] = state[key].to(torch.int64)
+        src, dst = str(tmp_path / f'{kind}.pth.tar'), tmp_path / f'{kind}_converted.pth'
+        torch.save(dict(model_state_dict=state), src)
+        monkeypatch.setattr(sys, 'argv', ['soc_official_to_mm.py', src, str(dst)])
+        with pytest.raises(SystemExit) as info:
+            runpy.run_path(tool, run_name='__main__')
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and not dst.exists(), err
+        expected = (f'{key}: 1 NaN and 0 inf' if kind == 'nan'
+                    else f'{key}: torch.int64 values for a floating-point parameter')
+        assert expected in err and src in err, err
+
+
+# ------------------------------------------------------------------ remote checkpoints
+@pytest.fixture
+def http_checkpoint(tmp_path):
+    """A malicious zip checkpoint served on 127.0.0.1 (a thread, shut down after the test):
+    ``(url, marker, requests)``; ``requests`` lists the paths asked for."""
+    import http.server
+    import threading
+    marker = str(tmp_path / 'http_marker')
+    corpus.write_zip(str(tmp_path / 'evil.pth'), corpus.PAYLOADS['os_system_reduce'](marker))
+    body = open(tmp_path / 'evil.pth', 'rb').read()
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, kwargs=dict(poll_interval=0.1), daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}/iter_8.pth', marker, requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_remote_checkpoints_are_refused_in_every_entry_point(http_checkpoint, tmp_path, monkeypatch, capsys,
+                                                             mmengine_safe_scheme):
+    """``--resume URL``, ``load_from=URL``, tools/test.py, init_model, the converter and MMEngine's loader as
+    our tools install it: refused naming the scheme, nothing downloaded, nothing run."""
+    from mmengine.config import Config
+    from mmengine.runner.checkpoint import CheckpointLoader
+    from soc_mm.apis import init_model
+    url, marker, requests = http_checkpoint
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # where a download would land
+    work = str(tmp_path / 'work')
+    for extra in (['--resume', url], ['--cfg-options', f'load_from={url}']):
+        message = _run_tool('train.py', [TINY_CONFIG, '--work-dir', work] + extra, monkeypatch)
+        assert 'tools/train.py: error:' in message and '(http://)' in message and url in message, message
+    message = _run_tool('test.py', [TINY_CONFIG, url, '--work-dir', work], monkeypatch)
+    assert 'tools/test.py: error:' in message and 'remote checkpoints (http://) are not' in message, message
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.model.text_encoder.model_path = TEXT_ENCODER
+    with pytest.raises(CheckpointFormatError, match=r'remote checkpoints \(http://\)'):
+        init_model(cfg, url)
+    converter = osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py')
+    monkeypatch.setattr(sys, 'argv', ['soc_official_to_mm.py', url, str(tmp_path / 'converted.pth')])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(converter, run_name='__main__')
+    assert info.value.code == 1 and '(http://)' in capsys.readouterr().err
+    for remote in (url, url.replace('http://', 'https://'), 's3://bucket/iter_8.pth', 'open-mmlab://resnet50_v1c',
+                   'torchvision://resnet50', 'pavi://model/1'):
+        with pytest.raises(CheckpointFormatError, match=re.escape(f'({remote.split("://")[0]}://)')):
+            CheckpointLoader.load_checkpoint(remote, map_location='cpu')
+    assert requests == [] and not osp.exists(marker)
+    assert not osp.exists(tmp_path / 'torch_home')
+
+
+def test_remote_resume_paths_are_refused_by_resume_resolution(tmp_path):
+    from mmengine.config import Config
+    from soc_mm.engine import ResumeCheckpointError, find_resume_checkpoint, resolve_resume_checkpoint
+    for remote in ('https://example.com/iter_8.pth', 's3://bucket/work/iter_8.pth', 'torchvision://resnet50'):
+        cfg = Config(dict(work_dir=str(tmp_path), resume=True, load_from=remote))
+        with pytest.raises(ResumeCheckpointError, match=re.escape(f'--resume {remote}: remote checkpoints')):
+            resolve_resume_checkpoint(cfg, log=lambda _: None)
+    (tmp_path / 'last_checkpoint').write_text('https://example.com/iter_8.pth')
+    with pytest.raises(ResumeCheckpointError, match=r'a remote checkpoint \(https://\), not loaded'):
+        find_resume_checkpoint(str(tmp_path), log=lambda _: None)
 
 
 # ------------------------------------------------------------------ tools/test.py

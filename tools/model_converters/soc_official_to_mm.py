@@ -8,10 +8,13 @@ SRC: an official checkpoint (the official trainer's ``{'model_state_dict': ..., 
 DST: written as ``{'state_dict': ..., 'meta': {...}}`` for ``load_from`` / tools/test.py, only
      when every check passed (written to a temporary file, then renamed).
 
+SRC must be a local file: URLs and remote prefixes (``http://``, ``s3://``...) are refused.
+
 Checks (any failure: a message listing every offender, exit status 1, DST not written):
 * always: every official key is claimed by exactly one rule of
   ``soc_mm.official.checkpoint.KEY_RULES`` (or is a named known extra) and every module the
-  rules describe is complete;
+  rules describe is complete; every tensor is finite (no NaN/inf) and every ``*.weight`` /
+  ``*.bias`` is floating point;
 * with ``--config``: the model built from CONFIG has every converted key with the same shape
   and dtype, and every key of the model is produced.
 """
@@ -26,6 +29,7 @@ from mmengine.config import DictAction
 
 from soc_mm.official.checkpoint import (OfficialCheckpointError, check_state_dict_against_model,
                                         convert_official_state_dict, load_official_checkpoint)
+from soc_mm.utils.checkpoint import CheckpointValueError, check_state_dict_values
 
 
 class ConversionError(RuntimeError):
@@ -75,8 +79,10 @@ def convert(src: str, dst: str, config=None, cfg_options=None) -> int:
     if osp.abspath(src) == osp.abspath(dst):
         raise ConversionError(f'{dst}: the output would overwrite the input')
     try:
-        state_dict = convert_official_state_dict(load_official_checkpoint(src))
-    except OfficialCheckpointError as err:
+        official = load_official_checkpoint(src)
+        check_state_dict_values(official, src)  # NaN/inf, integer weights: named as in SRC
+        state_dict = convert_official_state_dict(official)
+    except (OfficialCheckpointError, CheckpointValueError) as err:
         message = str(err)
         raise ConversionError(message if message.startswith(src) else f'{src}: {message}') from None
     if config:
