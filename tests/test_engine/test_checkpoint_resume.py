@@ -376,8 +376,9 @@ def test_periodic_best_and_last_checkpoint_files_are_all_written_atomically(tmp_
         ('complete', 'best_acc_epoch_1.pth'),
         ('complete', 'epoch_1.pth'), ('complete', 'last_checkpoint -> epoch_1.pth'),  # with the best's path
         ('complete', 'epoch_2.pth'), ('complete', 'last_checkpoint -> epoch_2.pth'), ('removed', 'epoch_1.pth'),
-        ('removed', 'best_acc_epoch_1.pth'), ('complete', 'best_acc_epoch_2.pth'),
-        ('complete', 'epoch_2.pth'), ('complete', 'last_checkpoint -> epoch_2.pth')]
+        ('complete', 'best_acc_epoch_2.pth'),  # the previous best is removed only after the new one is complete
+        ('complete', 'epoch_2.pth'), ('complete', 'last_checkpoint -> epoch_2.pth'),
+        ('removed', 'best_acc_epoch_1.pth')]
     # the checkpoint that drops epoch_1 records it, so that a run resumed from it finishes the removal
     saved = [content for kind, name, content in events if name == 'epoch_2.pth']
     assert saved[0]['message_hub']['runtime_info']['outdated_ckpt_ids'] == [1]
@@ -410,3 +411,83 @@ def test_resume_from_a_checkpoint_that_does_not_fit_fails_naming_the_keys(toy_ru
     for text in expected:
         assert text in out, out[-3000:]
     assert 'resumed epoch' not in out and not osp.exists(osp.join(work, 'epoch_4.pth'))
+
+
+# ------------------------------------------------------------------ save_best: the previous best stays
+def _rising_accuracy_run(work_dir, max_epochs, resume_from=None):
+    """The toy config with ``save_best='acc'`` and an accuracy that rises every validation (from 1 in each
+    runner), resumed from ``resume_from`` if given."""
+    from mmengine.evaluator import BaseMetric
+    from mmengine.runner import Runner
+
+    from soc_mm.registry import METRICS
+
+    @METRICS.register_module(force=True)
+    class RisingAccuracy(BaseMetric):
+        def process(self, data_batch, data_samples):
+            pass
+
+        def compute_metrics(self, results):
+            self.calls = getattr(self, 'calls', 0) + 1
+            return dict(acc=float(self.calls))
+
+    cfg = Config.fromfile(TOY_CONFIG)
+    cfg.work_dir = work_dir
+    # a message hub of its own (runners made within one second would share one, with its best score)
+    cfg.experiment_name = f'rising_accuracy_{time.monotonic_ns()}'
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.default_hooks.checkpoint.update(save_best='acc', rule='greater', max_keep_ckpts=1)
+    cfg.default_hooks.logger.interval = 8
+    cfg.val_dataloader, cfg.val_cfg, cfg.val_evaluator = cfg.train_dataloader, dict(type='ValLoop'), \
+        dict(type='RisingAccuracy')
+    if resume_from:
+        cfg.resume, cfg.load_from = True, resume_from
+    return Runner.from_cfg(cfg)
+
+
+@pytest.mark.parametrize('crash', ['mid_write', 'renamed', 'before_removal'])
+def test_previous_best_checkpoint_stays_until_the_new_one_is_complete(tmp_path, monkeypatch, crash):
+    """A kill while the new best checkpoint is written (half of it in its temporary file), just after it
+    is renamed into place, or just before the previous best is removed: the previous best is still
+    there and complete (MMEngine removed it first: a kill left no best checkpoint)."""
+    from soc_mm.engine.hooks import AtomicCheckpointHook
+    new_best = 'best_acc_epoch_2.pth'
+    write, replace = AtomicLocalBackend._write_temporary, AtomicLocalBackend._replace
+
+    def crashing_write(self, data, tmp_path_, filepath):
+        if crash == 'mid_write' and osp.basename(filepath) == new_best:
+            with open(tmp_path_, 'wb') as f:
+                f.write(data[:len(data) // 2])
+            raise KeyboardInterrupt
+        write(self, data, tmp_path_, filepath)
+
+    def crashing_replace(self, tmp_path_, filepath):
+        replace(self, tmp_path_, filepath)
+        if crash == 'renamed' and osp.basename(filepath) == new_best:
+            raise KeyboardInterrupt
+
+    remove_paths = getattr(AtomicCheckpointHook, '_remove_paths', None)
+
+    def crashing_remove(self, runner, paths, message):
+        if crash == 'before_removal' and any(osp.basename(p) == 'best_acc_epoch_1.pth' for p in paths):
+            raise KeyboardInterrupt
+        remove_paths(self, runner, paths, message)
+
+    work = str(tmp_path / 'run')
+    with monkeypatch.context() as patch:
+        patch.setattr(AtomicLocalBackend, '_write_temporary', crashing_write)
+        patch.setattr(AtomicLocalBackend, '_replace', crashing_replace)
+        patch.setattr(AtomicCheckpointHook, '_remove_paths', crashing_remove, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            _rising_accuracy_run(work, max_epochs=2).train()
+    previous = osp.join(work, 'best_acc_epoch_1.pth')
+    assert osp.isfile(previous), listing(work)
+    best = torch.load(previous, weights_only=True)
+    assert best['meta']['epoch'] == 1 and best['state_dict'].keys() == {'linear.weight', 'linear.bias'}
+    assert osp.isfile(osp.join(work, new_best)) == (crash != 'mid_write'), listing(work)
+    if crash == 'before_removal':
+        # the periodic checkpoint saved after the new best records the replaced one: resuming removes it
+        hub = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=True)['message_hub']['runtime_info']
+        assert hub['best_ckpt'] == osp.join(work, new_best) and hub['outdated_best_ckpts'] == [previous]
+        _rising_accuracy_run(work, max_epochs=3, resume_from=osp.join(work, 'epoch_2.pth')).train()
+        assert not osp.exists(previous) and osp.isfile(osp.join(work, new_best)), listing(work)

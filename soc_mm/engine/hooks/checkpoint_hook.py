@@ -13,6 +13,9 @@ from ..atomic_io import ATOMIC_LOCAL_BACKEND, TMP_PREFIX, TMP_SUFFIX, atomic_wri
 # message-hub key: steps whose checkpoint files were outdated by the checkpoint that holds this list
 # (a run resumed from it removes them if a kill came before their removal)
 OUTDATED_CKPT_IDS = 'outdated_ckpt_ids'
+# message-hub key: previous best checkpoints replaced by a new best one (removed once the new one is
+# complete; a run resumed from a checkpoint holding this list removes those a kill left behind)
+OUTDATED_BEST_CKPTS = 'outdated_best_ckpts'
 
 
 @HOOKS.register_module()
@@ -30,6 +33,9 @@ class AtomicCheckpointHook(CheckpointHook):
     3. only then removes the checkpoints that ``max_keep_ckpts`` drops.
 
     A kill therefore leaves ``last_checkpoint`` pointing to a complete checkpoint, which is on disk.
+    Likewise for ``save_best``: MMEngine removes the previous best checkpoint before it writes the new
+    one; here the previous best stays until the new one is complete on disk (a kill in between leaves
+    one or both, never none).
     ``max_keep_ckpts`` / ``keep_ckpt_ids`` behave as in MMEngine; the steps dropped by a save are also
     recorded in the message hub (``outdated_ckpt_ids``), so a run resumed from a checkpoint whose
     clean-up was interrupted removes them. Stale temporary files of a killed save are removed when
@@ -77,6 +83,11 @@ class AtomicCheckpointHook(CheckpointHook):
             keep = set(self.keep_ckpt_ids)
             outdated = runner.message_hub.runtime_info.get(OUTDATED_CKPT_IDS, [])
             self._remove_checkpoints(runner, [step for step in outdated if step not in keep])
+        if self.save_best:
+            best = {path for path in self._best_paths().values() if path}
+            replaced = runner.message_hub.runtime_info.get(OUTDATED_BEST_CKPTS, [])
+            self._remove_paths(runner, [p for p in replaced if isinstance(p, str) and p not in best],
+                               'Removed {}, a best checkpoint replaced before the previous run was killed.')
 
     def _remove_checkpoints(self, runner, steps: List[int]) -> None:
         """Remove the checkpoint files (or deepspeed folders) of ``steps`` that exist."""
@@ -91,6 +102,57 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.logger.info(f'Removed the outdated checkpoint {path} (max_keep_ckpts='
                                f'{self.max_keep_ckpts}).')
 
+    # ------------------------------------------------------------------ save_best
+    def _best_paths(self) -> dict:
+        """``{key indicator (None when there is one): path of its best checkpoint or None}``."""
+        if len(self.key_indicators) == 1:
+            return {None: self.best_ckpt_path}
+        return dict(self.best_ckpt_path_dict)
+
+    def _set_best_paths(self, paths: dict) -> None:
+        if None in paths:
+            self.best_ckpt_path = paths[None]
+        else:
+            self.best_ckpt_path_dict.update(paths)
+
+    def _replaced_best_paths(self) -> List[str]:
+        """Previous best checkpoints that a new best one replaces (in :meth:`_save_best_checkpoint`)."""
+        previous = getattr(self, '_previous_best', None) or {}
+        current = self._best_paths()
+        keep = {path for path in current.values() if path}
+        return [path for key, path in previous.items()
+                if path and current.get(key) is not None and path not in keep]
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        """MMEngine's ``save_best``, except that a previous best checkpoint is removed only after the new
+        one is complete on disk (MMEngine removes it first: a kill in between left no best checkpoint)."""
+        if not self.save_best:
+            return
+        previous = self._best_paths()
+        self._previous_best = previous
+        self._set_best_paths({key: None for key in previous})  # nothing for MMEngine to remove first
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+            replaced = self._replaced_best_paths()
+        finally:
+            current = self._best_paths()
+            self._set_best_paths({key: previous[key] if current[key] is None else current[key]
+                                  for key in previous})
+            self._previous_best = None
+        if replaced and is_main_process():
+            self._remove_paths(runner, replaced, 'The previous best checkpoint {} is removed (the new best is '
+                               'complete).')
+
+    def _remove_paths(self, runner, paths: List[str], message: str) -> None:
+        for path in paths:
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):
+                self.file_backend.rmtree(path)
+            else:
+                continue
+            runner.logger.info(message.format(path))
+
     def _write_last_checkpoint(self, runner) -> None:
         """Point ``<work_dir>/last_checkpoint`` to the checkpoint just saved (atomic write)."""
         atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
@@ -99,6 +161,8 @@ class AtomicCheckpointHook(CheckpointHook):
         """Save ``<out_dir>/filename_tmpl.format(step)``, then ``last_checkpoint``, then remove what
         ``max_keep_ckpts`` drops (MMEngine removes first and writes ``last_checkpoint`` in place)."""
         outdated = []
+        if getattr(self, '_previous_best', None):  # the re-save of `_save_best_checkpoint`: record the
+            runner.message_hub.update_info(OUTDATED_BEST_CKPTS, self._replaced_best_paths())  # replaced best
         # `_save_best_checkpoint` saves the step of the periodic checkpoint again: no new id then
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
