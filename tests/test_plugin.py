@@ -4,6 +4,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -122,34 +123,138 @@ def test_dist_train_two_processes_on_cpu_then_resume(tmp_path):
     assert ckpt['meta']['epoch'] == 3
 
 
-def _imported_modules(path):
-    """Absolute names of the soc_mm modules a source file imports (relative imports resolved)."""
+# (importing package, forbidden imports, why). A forbidden name matches itself and its submodules;
+# the bare package 'soc_mm' (whose __init__ imports every sub-package) matches only itself.
+IMPORT_RULES = [
+    ('soc_mm.models', ('soc_mm', 'soc_mm.datasets', 'soc_mm.evaluation', 'soc_mm.official', 'soc_mm.apis'),
+     'the model reads its data through soc_mm.structures; metrics, official code and the API sit above it'),
+    ('soc_mm.models.layers', ('soc_mm.models.detectors',), 'layers are the detector\'s parts, not its users'),
+    ('soc_mm.structures', ('soc_mm', 'soc_mm.models', 'soc_mm.datasets', 'soc_mm.evaluation', 'soc_mm.apis',
+                           'soc_mm.official'), 'the data contract between datasets, model and metrics'),
+    ('soc_mm.utils', ('soc_mm', 'soc_mm.models', 'soc_mm.official'), 'utilities sit below everything'),
+    ('soc_mm', ('soc_mm.official',), 'the official-code compatibility is for tools and tests only'),
+]
+IMPORT_RULE_EXCEPTIONS = {('soc_mm', 'soc_mm.official'): 'soc_mm.official'}  # official may import itself
+
+
+def module_name(path, root):
+    """'soc_mm/models/__init__.py' -> 'soc_mm.models'; 'soc_mm/models/soc.py' -> 'soc_mm.models.soc'."""
+    parts = osp.relpath(path, root)[:-len('.py')].split(osp.sep)
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def imported_names(path, root):
+    """Absolute names a source file imports (``from a import b`` gives ``a`` and ``a.b``; relative
+    imports resolved against the file's package), anywhere in the file (function-level too)."""
     import ast
-    rel = osp.relpath(path, REPO_ROOT)[:-3].replace(osp.sep, '.')
-    package = rel.rsplit('.', 1)[0] if not rel.endswith('__init__') else rel[:-len('.__init__')]
+    name = module_name(path, root)
+    package = name if osp.basename(path) == '__init__.py' else name.rpartition('.')[0]
     names = set()
-    for node in ast.walk(ast.parse(open(path).read())):
+    for node in ast.walk(ast.parse(open(path).read(), filename=path)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split('.')[:len(package.split('.')) - node.level + 1]
+                parts = package.split('.')
+                if node.level - 1 >= len(parts):
+                    raise ValueError(f'{path}: relative import beyond the top package (level {node.level})')
+                base = parts[:len(parts) - (node.level - 1)]
                 module = '.'.join(base + ([node.module] if node.module else []))
             else:
-                module = node.module or ''
+                module = node.module
             names.add(module)
-            names.update(f'{module}.{alias.name}' for alias in node.names)
-    return {n for n in names if n == 'soc_mm' or n.startswith('soc_mm.')}
+            names.update(f'{module}.{alias.name}' for alias in node.names if alias.name != '*')
+    return names
 
 
-def test_layering_utils_never_import_models_and_tests_never_touch_sys_path():
-    offenders = []
-    for path in glob.glob(osp.join(REPO_ROOT, 'soc_mm', 'utils', '*.py')):
-        bad = [m for m in _imported_modules(path) if m.startswith(('soc_mm.models', 'soc_mm.official'))
-               or m in ('soc_mm', 'soc_mm.models')]
-        if bad:
-            offenders.append((osp.relpath(path, REPO_ROOT), bad))
-    assert offenders == []
+def import_violations(root):
+    """[(module, imported name, why)] for every import of a package module against ``IMPORT_RULES``."""
+    def matches(name, forbidden):
+        return name == forbidden or (forbidden != 'soc_mm' and name.startswith(forbidden + '.'))
+
+    def inside(module, package):
+        return module == package or module.startswith(package + '.')
+
+    violations = []
+    for path in sorted(glob.glob(osp.join(root, 'soc_mm', '**', '*.py'), recursive=True)):
+        module = module_name(path, root)
+        for name in sorted(imported_names(path, root)):
+            for package, forbidden, why in IMPORT_RULES:
+                if not inside(module, package):
+                    continue
+                for bad in forbidden:
+                    allowed_inside = IMPORT_RULE_EXCEPTIONS.get((package, bad))
+                    if matches(name, bad) and not (allowed_inside and inside(module, allowed_inside)):
+                        violations.append((module, name, why))
+    return violations
+
+
+def test_import_directions_of_the_whole_package():
+    """models never import datasets / evaluation / official / apis (nor the package root), layers never
+    the detectors, structures nothing above them, utils nothing above them, and only soc_mm.official
+    imports soc_mm.official."""
+    assert import_violations(REPO_ROOT) == []
+
+
+def test_import_direction_check_finds_violations(tmp_path):
+    """The check above can fail: each rule catches a planted import, relative or absolute."""
+    files = {
+        'soc_mm/__init__.py': '',
+        'soc_mm/models/__init__.py': 'from . import layers\n',
+        'soc_mm/models/inference/run.py': 'def f():\n    from ...datasets.sampler import clip_key\n',
+        'soc_mm/models/layers/__init__.py': 'from ..detectors import soc\n',
+        'soc_mm/models/layers/ok.py': 'from . import other\nfrom ..inference import run\n',
+        'soc_mm/structures/meta.py': 'import soc_mm.models.detectors\n',
+        'soc_mm/engine/hook.py': 'from soc_mm.official.reference import harness\n',
+        'soc_mm/official/reference.py': 'from .checkpoint import load\nfrom soc_mm.models import SOC\n',
+        'soc_mm/utils/misc.py': 'from soc_mm import registry\n',
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = {(module, name) for module, name, _ in import_violations(str(tmp_path))}
+    assert found == {
+        ('soc_mm.models.inference.run', 'soc_mm.datasets.sampler'),
+        ('soc_mm.models.inference.run', 'soc_mm.datasets.sampler.clip_key'),
+        ('soc_mm.models.layers', 'soc_mm.models.detectors'),
+        ('soc_mm.models.layers', 'soc_mm.models.detectors.soc'),
+        ('soc_mm.structures.meta', 'soc_mm.models.detectors'),
+        ('soc_mm.engine.hook', 'soc_mm.official.reference'),
+        ('soc_mm.engine.hook', 'soc_mm.official.reference.harness'),
+        ('soc_mm.utils.misc', 'soc_mm'),
+    }
+    with pytest.raises(ValueError, match='beyond the top package'):
+        (tmp_path / 'soc_mm' / 'bad.py').write_text('from .. import x\n')
+        import_violations(str(tmp_path))
+
+
+def test_tests_never_touch_sys_path():
     touching = [osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(TESTS_DIR, '**', '*.py'), recursive=True)
                 if 'sys.path.' in open(p).read() and not p.endswith('test_plugin.py')]
     assert touching == []
+
+
+def test_import_changes_no_mmengine_file_backend():
+    """Importing soc_mm adds its own file backend name and replaces none of MMEngine's (no prefix)."""
+    proc = _run_python(
+        'from mmengine.fileio.backends import backends, prefix_to_backends\n'
+        'before, prefixes = dict(backends), dict(prefix_to_backends)\n'
+        'import soc_mm\n'
+        'print("ADDED", sorted(set(backends) - set(before)))\n'
+        'print("CHANGED", sorted(k for k in before if backends[k] is not before[k]))\n'
+        'print("PREFIXES", prefix_to_backends == prefixes)\n')
+    assert proc.returncode == 0, proc.stderr
+    assert "ADDED ['soc_mm_atomic_local']" in proc.stdout
+    assert 'CHANGED []' in proc.stdout and 'PREFIXES True' in proc.stdout
+
+
+def test_atomic_backend_name_taken_by_another_class_is_an_error(monkeypatch):
+    from mmengine.fileio import LocalBackend
+    from mmengine.fileio.backends import backends
+    from soc_mm.engine import atomic_io
+    atomic_io._register_atomic_backend()  # again for its own class: fine (a re-executed module)
+    assert backends[atomic_io.ATOMIC_LOCAL_BACKEND] is atomic_io.AtomicLocalBackend
+    monkeypatch.setitem(backends, atomic_io.ATOMIC_LOCAL_BACKEND, LocalBackend)
+    with pytest.raises(RuntimeError, match="'soc_mm_atomic_local' is taken by mmengine.*LocalBackend"):
+        atomic_io._register_atomic_backend()
+    assert backends[atomic_io.ATOMIC_LOCAL_BACKEND] is LocalBackend  # left as it was

@@ -8,7 +8,9 @@ The new content goes to a temporary file in the same folder (``.<name>.tmp``), w
 :class:`AtomicLocalBackend` is MMEngine's ``LocalBackend`` with such ``put`` / ``put_text``; it is
 registered as the MMEngine file backend ``'soc_mm_atomic_local'``, so anything MMEngine writes through
 ``backend_args=dict(backend='soc_mm_atomic_local')`` (``Runner.save_checkpoint`` in
-:class:`~soc_mm.engine.hooks.AtomicCheckpointHook`) is written this way.
+:class:`~soc_mm.engine.hooks.AtomicCheckpointHook`) is written this way. Only that new name is
+registered (no path prefix, no MMEngine backend replaced): importing soc_mm changes nothing for
+other projects' file I/O.
 """
 import os
 import os.path as osp
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Union
 
 from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio.backends import backends
 from mmengine.utils import mkdir_or_exist
 
 ATOMIC_LOCAL_BACKEND = 'soc_mm_atomic_local'
@@ -80,7 +83,18 @@ class AtomicLocalBackend(LocalBackend):
         fsync_dir(osp.dirname(filepath))
 
 
-register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=True)
+def _register_atomic_backend() -> None:
+    """Register ``AtomicLocalBackend`` under its own name only: never over another backend (a name
+    taken by another class is an error), again only for this module's class (a re-executed module)."""
+    registered = backends.get(ATOMIC_LOCAL_BACKEND)
+    ours = (AtomicLocalBackend.__module__, AtomicLocalBackend.__qualname__)
+    if registered is not None and (registered.__module__, registered.__qualname__) != ours:
+        raise RuntimeError(f'the MMEngine file backend name {ATOMIC_LOCAL_BACKEND!r} is taken by '
+                           f'{registered.__module__}.{registered.__qualname__}; soc_mm does not replace it')
+    register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=registered is not None)
+
+
+_register_atomic_backend()
 
 
 def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
