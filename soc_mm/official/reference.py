@@ -19,6 +19,7 @@ from torch import nn
 
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
+from soc_mm.testing.dropout import zero_dropout
 from .batch_regroup_soc import BatchRegroupSOC
 from .checkpoint import convert_official_state_dict
 from .config import official_model_cfg
@@ -82,20 +83,6 @@ def fixture_batch(inputs: Dict, with_targets: bool = False) -> Tuple[torch.Tenso
                 visible=masks.flatten(2).any(-1))
         samples.append(sample)
     return inputs['samples'].transpose(0, 1).contiguous(), samples
-
-
-def zero_dropout(model: nn.Module) -> nn.Module:
-    """Every dropout and drop-path probability 0 (as the official harness's ``zero_all_dropout``,
-    with which the train-mode fixtures were made and its training steps are timed)."""
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-        if isinstance(m, nn.MultiheadAttention):
-            m.dropout = 0.0
-        for attr in ('drop_prob', 'dropout_prob', 'attention_dropout'):
-            if isinstance(getattr(m, attr, None), float):
-                setattr(m, attr, 0.0)
-    return model
 
 
 def build_reference_model(fixture_dir: str, batch_regroup: Optional[bool] = None,

@@ -7,7 +7,7 @@ without naming the key. :class:`CfgOptionsAction` and :func:`merge_cfg_options` 
 the option and say what was expected.
 """
 import argparse
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
@@ -128,15 +128,23 @@ def _top_level_keys() -> set:
     return params | {'runner_type', 'model_wrapper_cfg', 'find_unused_parameters', 'compile', 'strategy'}
 
 
-def _declared_keys(path: str) -> Optional[set]:
-    """Every key a dict of the config may have, for the dicts whose keys are fixed (``model.test_cfg``:
-    ``RVOSTestOptions``' fields and the renamed keys it explains), else None."""
-    if path != 'model.test_cfg':
-        return None
-    import dataclasses
+#: dicts of a config whose keys are fixed: dotted path -> every key the dict may have. The package that
+#: reads such a dict registers its keys (:func:`register_fixed_keys`; ``soc_mm.models.inference.test_options``
+#: registers ``model.test_cfg``, imported with ``soc_mm``), so that this module imports nothing above it.
+FIXED_KEYS: Dict[str, FrozenSet[str]] = {}
 
-    from soc_mm.models.inference.test_options import RENAMED_KEYS, RVOSTestOptions
-    return {f.name for f in dataclasses.fields(RVOSTestOptions)} | set(RENAMED_KEYS)
+
+def register_fixed_keys(path: str, keys: Iterable[str]) -> None:
+    """Declare every key the config dict at ``path`` (dotted, e.g. ``'model.test_cfg'``) may have: a
+    ``--cfg-options`` key below ``path`` that is not one of them is refused (:func:`unknown_key_error`).
+    Registering a path again replaces its keys."""
+    FIXED_KEYS[path] = frozenset(keys)
+
+
+def _declared_keys(path: str) -> Optional[FrozenSet[str]]:
+    """Every key the dict at ``path`` may have, for the dicts whose keys are fixed (``FIXED_KEYS``;
+    ``model.test_cfg``: ``RVOSTestOptions``' fields and the renamed keys it explains), else None."""
+    return FIXED_KEYS.get(path)
 
 
 def unknown_key_error(cfg: Config, key: str) -> Optional[str]:

@@ -120,6 +120,21 @@ def test_new_keys_that_are_no_typo_are_allowed():
     assert cfg.load_from == 'ckpt.pth' and cfg.model.test_cfg.score_thr == 0.5
 
 
+def test_fixed_keys_come_from_the_package_that_reads_them(monkeypatch):
+    """soc_mm.utils.cli imports nothing above it: model.test_cfg's keys are registered by the model's
+    test options (its fields and the renamed keys), and any registered dict refuses other keys."""
+    from soc_mm.models.inference.test_options import RENAMED_KEYS, TEST_OPTION_NAMES
+    from soc_mm.utils import cli
+    assert cli.FIXED_KEYS['model.test_cfg'] == set(TEST_OPTION_NAMES) | set(RENAMED_KEYS)
+    monkeypatch.setitem(cli.FIXED_KEYS, 'model.backbone', frozenset({'type', 'depth'}))
+    cfg = _module_cfg()
+    with pytest.raises(ConfigOptionError, match=re.escape("model.backbone has no key 'drop_path_rate' (its keys: "
+                                                          "['depth', 'type'])")):
+        merge_cfg_options(cfg, {'model.backbone.drop_path_rate': 0.1})
+    merge_cfg_options(cfg, {'model.backbone.depth': 2})
+    assert cfg.model.backbone.depth == 2
+
+
 @pytest.mark.parametrize('key,value', [('train_cfg.max_iters', 2.5), ('train_cfg.max_iters', 2.0),
                                        ('model.test_cfg.clip_len', 1.5), ('train_cfg.val_interval', 'ten')])
 def test_whole_number_settings(key, value):

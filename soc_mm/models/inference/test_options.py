@@ -20,6 +20,8 @@ import numbers
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Union
 
+from soc_mm.utils.cli import register_fixed_keys
+
 OUTPUT_LAYERS = ('first', 'last')
 OBJECT_SELECTIONS = ('top1', 'threshold')
 
@@ -164,6 +166,10 @@ class RVOSTestOptions:
 
 
 TEST_OPTION_NAMES = tuple(field.name for field in dataclasses.fields(RVOSTestOptions))
+
+# ``--cfg-options model.test_cfg.KEY=...`` (soc_mm.utils.cli) accepts these keys only: the options, and the
+# renamed ones, whose message from_cfg gives.
+register_fixed_keys('model.test_cfg', TEST_OPTION_NAMES + tuple(RENAMED_KEYS))
 
 
 def check_keys(cfg: Mapping) -> None:
