@@ -37,16 +37,6 @@ def load_fixture(variant, name):
     return _FIXTURE_CACHE[key]
 
 
-def load_script(rel_path):
-    """A script of the repository (e.g. ``tools/demo/run_demo.py``) as a module (loaded from its path: the import path stays as it is)."""
-    import importlib.util
-    name = osp.splitext(osp.basename(rel_path))[0]
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, rel_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def repo_root():
     return REPO_ROOT

@@ -631,6 +631,99 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
     return _save_manifest(out_root, manifest)
 
 
+# ---------------------------------------------------------------------- one entry for every format
+#: the formats :func:`generate` writes (``tools/dataset_converters/generate_synthetic_rvos.py FORMAT``)
+FORMATS = ('ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences', 'refcoco', 'mevis')
+
+
+def check_generate_options(fmt: str, num_train: Optional[int] = None, num_valid: Optional[int] = None,
+                           num_valid_u: Optional[int] = None, num_test: int = 1, num_frames: Optional[int] = None,
+                           size: Optional[Sequence[int]] = None) -> None:
+    """Refuse counts that the loaders of ``fmt`` refuse, before anything is written: every split a format's
+    loader reads needs at least one video (MeViS splits may be empty; a Ref-YTVOS test split of 0 videos is
+    written as no test file, which the loader accepts); ``num_frames`` and both sides of ``size`` >= 1,
+    ``num_test`` >= 0. None = the format's default.
+
+    Raises:
+        ValueError: naming the option as ``generate_synthetic_rvos.py`` spells it (``--num-train 0: ...``).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f'unknown synthetic format {fmt!r}; expected one of {", ".join(FORMATS)}')
+    minimum = 0 if fmt == 'mevis' else 1
+    for option, value in (('--num-train', num_train), ('--num-valid', num_valid), ('--num-valid-u', num_valid_u)):
+        if value is not None and value < minimum:
+            raise ValueError(f'{option} {value}: must be >= {minimum} for {fmt} (its loader refuses an empty '
+                             'split)')
+    if num_frames is not None and num_frames < 1:
+        raise ValueError(f'--num-frames {num_frames}: must be >= 1')
+    if num_test < 0:
+        raise ValueError(f'--num-test {num_test}: must be >= 0')
+    if size is not None and min(size) < 1:
+        raise ValueError(f'--size {size[0]} {size[1]}: both must be >= 1')
+
+
+def _count(value: Optional[int], default: int) -> int:
+    """The count given (0 included), else the format's default."""
+    return default if value is None else value
+
+
+def generate(fmt: str, out_dir: str, num_train: Optional[int] = None, num_valid: Optional[int] = None,
+             num_valid_u: Optional[int] = None, num_test: int = 1, num_frames: Optional[int] = None,
+             size: Optional[Sequence[int]] = None, num_objects: Sequence[int] = (2, 3),
+             exit_prob: Optional[float] = None, train_motion_repeats: Optional[int] = None,
+             train_same_color_prob: Optional[float] = None, valid_with_gt: bool = True,
+             seed: int = 0) -> Tuple[dict, Dict[str, int]]:
+    """The synthetic dataset ``fmt`` (one of :data:`FORMATS`) written to ``out_dir`` by its writer
+    (``generate_<format>``); what ``generate_synthetic_rvos.py`` runs.
+
+    Counts left None take the format's defaults; ``num_valid`` is the held-out split (A2D: test videos,
+    JHMDB: its videos, RefCOCO: val images); ``num_valid_u`` and ``train_motion_repeats``: MeViS only;
+    ``num_test``, ``train_same_color_prob``, ``valid_with_gt``: Ref-YTVOS only; ``exit_prob``: Ref-YTVOS
+    (default 0) and MeViS (default 0.2); ``num_objects`` (min, max): every format but JHMDB and MeViS.
+    Options are checked first (:func:`check_generate_options`).
+
+    Returns:
+        ``(manifest, counts)``: the writer's manifest and the number of videos / images per split.
+    """
+    check_generate_options(fmt, num_train=num_train, num_valid=num_valid, num_valid_u=num_valid_u,
+                           num_test=num_test, num_frames=num_frames, size=size)
+    opt = {k: v for k, v in dict(num_frames=num_frames, size=tuple(size) if size else None).items()
+           if v is not None}
+    num_objects = tuple(num_objects)
+    if fmt == 'ref_youtube_vos':
+        manifest = generate_ref_youtube_vos(
+            out_dir, num_train=_count(num_train, 8), num_valid=_count(num_valid, 3), num_test=num_test,
+            num_objects=num_objects, valid_with_gt=valid_with_gt, exit_prob=exit_prob or 0.0,
+            train_same_color_prob=train_same_color_prob, seed=seed, **opt)
+        counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
+    elif fmt == 'ref_davis17':
+        manifest = generate_ref_davis(out_dir, num_valid=_count(num_valid, 2), num_objects=num_objects, seed=seed,
+                                      **opt)
+        counts = {'valid': len(manifest['valid'])}
+    elif fmt == 'a2d_sentences':
+        manifest = generate_a2d_sentences(out_dir, num_train=_count(num_train, 3), num_test=_count(num_valid, 2),
+                                          num_objects=num_objects, seed=seed, **opt)
+        counts = {'videos': len(manifest['videos'])}
+    elif fmt == 'jhmdb_sentences':
+        manifest = generate_jhmdb_sentences(out_dir, num_videos=_count(num_valid, 3), seed=seed, **opt)
+        counts = {'videos': len(manifest['videos'])}
+    elif fmt == 'mevis':
+        if exit_prob is not None:
+            opt['exit_prob'] = exit_prob
+        if train_motion_repeats is not None:
+            opt['train_motion_repeats'] = train_motion_repeats
+        split_counts = dict(num_train=num_train, num_valid_u=num_valid_u, num_valid=num_valid)
+        opt.update({k: v for k, v in split_counts.items() if v is not None})  # 0 is allowed (an empty split)
+        manifest = generate_mevis(out_dir, seed=seed, **opt)
+        counts = {s: len(manifest[s]) for s in ('train', 'valid_u', 'valid')}
+    else:
+        opt.pop('num_frames', None)
+        manifest = generate_refcoco(out_dir, num_images=dict(train=_count(num_train, 3), val=_count(num_valid, 2)),
+                                    num_objects=num_objects, seed=seed, **opt)
+        counts = {'images': len(manifest['images'])}
+    return manifest, counts
+
+
 # ---------------------------------------------------------------------- expressions of other videos
 #: what ``make_shuffled_expressions_root`` does per data layout: (meta_expressions.json of the held-out
 #: split, paths linked from the data root, folders copied when present), all relative to the root

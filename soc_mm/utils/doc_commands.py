@@ -24,6 +24,7 @@ existing objects.
 
 The argument parsers are obtained by running each script as ``__main__`` until it parses its
 arguments (``ArgumentParser.parse_args`` is intercepted there); nothing after that runs.
+:func:`run_matching_commands` runs documented commands for real (``check_doc_commands.py --run``).
 """
 import argparse
 import ast
@@ -35,7 +36,9 @@ import os.path as osp
 import re
 import runpy
 import shlex
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -611,3 +614,37 @@ def check_docs(root: str, patterns: Iterable[str] = DEFAULT_DOC_FILES,
         for line, target in extract_links(text):
             problems += [f'{path}:{line}: link ({target}): {p}' for p in checker.check_link(path, target)]
     return all_commands, problems
+
+
+# ---------------------------------------------------------------------------------------- running
+def run_command(command: str, root: str, timeout: float, log: Callable[[str], None] = print) -> str:
+    """Run one documented command in a shell in ``root`` (a leading ``python`` is this interpreter); '' when
+    it exits 0, else what happened (exit status and the end of its output, or the timeout). ``log`` gets a
+    line with the run time of each command that finished."""
+    text = re.sub(r'^(python3?|\.venv/bin/python)(?=\s)', lambda m: sys.executable, command.strip())
+    start = time.time()
+    try:
+        done = subprocess.run(text, shell=True, cwd=root, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f'did not finish in {timeout:.0f} s'
+    log(f'ran in {time.time() - start:.1f} s: {command}')
+    if done.returncode != 0:
+        return f'exit status {done.returncode}: {(done.stdout + done.stderr)[-2000:]}'
+    return ''
+
+
+def run_matching_commands(commands: Iterable[DocCommand], pattern: str, root: str, timeout: float = 600,
+                          log: Callable[[str], None] = print) -> List[str]:
+    """Run each distinct command of ``commands`` whose text matches the regular expression ``pattern``
+    (:func:`run_command`, in ``root``); the problems (``file:line: `command`: why``), one when nothing
+    matches."""
+    problems, seen = [], set()
+    for command in commands:
+        if re.search(pattern, command.text) and command.text not in seen:
+            seen.add(command.text)
+            failure = run_command(command.text, root, timeout, log)
+            if failure:
+                problems.append(f'{command.where()}: `{command.text}`: {failure}')
+    if not seen:
+        problems.append(f'--run {pattern!r} matches no documented command')
+    return problems

@@ -13,7 +13,6 @@ import pytest
 from mmengine.registry import init_default_scope
 
 import soc_mm  # noqa: F401
-from conftest import load_script
 from soc_mm.datasets import synthetic
 from soc_mm.datasets.utils import DuplicateKeyError, parse_json_unique, read_json
 from soc_mm.registry import DATASETS, TRANSFORMS
@@ -334,18 +333,14 @@ def test_load_a2d_instance_masks_reads_through_read_a2d_h5(a2d_pristine, monkeyp
 
 
 # ------------------------------------------------------------------------------------------ synthetic generator
-@pytest.fixture(scope='module')
-def generator():
-    return load_script('tools/dataset_converters/generate_synthetic_rvos.py')
-
-
-def test_generator_num_test_zero_writes_a_loadable_dataset(tmp_path, generator):
+def test_generator_num_test_zero_writes_a_loadable_dataset(tmp_path):
     out = str(tmp_path / 'ytvos')
     stale = osp.join(out, 'meta_expressions', 'test', 'meta_expressions.json')
     os.makedirs(osp.dirname(stale))
     open(stale, 'w').write('{"videos": {"old": 1}}')
-    generator.main(['ref_youtube_vos', out, '--num-train', '1', '--num-valid', '1', '--num-test', '0',
-                    '--num-frames', '2', '--size', '16', '16'])
+    _, counts = synthetic.generate('ref_youtube_vos', out, num_train=1, num_valid=1, num_test=0, num_frames=2,
+                                   size=(16, 16))
+    assert counts == {'train': 1, 'valid': 1, 'test': 0}
     assert not osp.exists(stale)  # no test file (the loader refuses an empty one), the stale one removed
     ds = DATASETS.build(dict(type='RefYouTubeVOSDataset', data_root=out, split='valid', pipeline=[]))
     assert {ds.get_data_info(i)['video_id'] for i in range(len(ds))} == {'valid_0000'}
@@ -354,17 +349,19 @@ def test_generator_num_test_zero_writes_a_loadable_dataset(tmp_path, generator):
     assert {train.get_data_info(i)['video_id'] for i in range(len(train))} == {'train_0000'}
 
 
-@pytest.mark.parametrize('args,message', [
-    (['ref_youtube_vos', '--num-train', '0'], '--num-train 0: must be >= 1 for ref_youtube_vos'),
-    (['a2d_sentences', '--num-valid', '0'], '--num-valid 0: must be >= 1 for a2d_sentences'),
-    (['ref_youtube_vos', '--num-test', '-1'], '--num-test -1: must be >= 0'),
-    (['mevis', '--num-frames', '0'], '--num-frames 0: must be >= 1'),
-    (['refcoco', '--size', '0', '8'], '--size 0 8: both must be >= 1'),
+@pytest.mark.parametrize('fmt,options,message', [
+    ('ref_youtube_vos', dict(num_train=0), '--num-train 0: must be >= 1 for ref_youtube_vos'),
+    ('a2d_sentences', dict(num_valid=0), '--num-valid 0: must be >= 1 for a2d_sentences'),
+    ('ref_youtube_vos', dict(num_test=-1), '--num-test -1: must be >= 0'),
+    ('mevis', dict(num_frames=0), '--num-frames 0: must be >= 1'),
+    ('refcoco', dict(size=[0, 8]), '--size 0 8: both must be >= 1'),
 ])
-def test_generator_refuses_counts_its_loaders_refuse(tmp_path, generator, capsys, args, message):
+def test_generator_refuses_counts_its_loaders_refuse(tmp_path, fmt, options, message):
+    """The options generate_synthetic_rvos.py refuses as a usage error (check_generate_options, as the
+    command line spells them), before anything is written."""
     out = str(tmp_path / 'out')
-    with pytest.raises(SystemExit) as info:
-        generator.main([args[0], out, *args[1:]])
-    assert info.value.code == 2
-    assert message in capsys.readouterr().err
+    with raises(ValueError, message):
+        synthetic.check_generate_options(fmt, **options)
+    with raises(ValueError, message):
+        synthetic.generate(fmt, out, **options)
     assert not osp.exists(out)  # refused before writing anything

@@ -6,13 +6,10 @@ import logging
 import os
 import os.path as osp
 import re
-import runpy
-import sys
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from pycocotools import mask as coco_mask
@@ -180,32 +177,29 @@ def test_generator_motion_tells_twins_apart(mevis):
         assert e['obj_id'] == [] and e['anno_id'] == []
 
 
-def test_generator_is_deterministic_and_cli(tmp_path, monkeypatch):
+def test_generator_is_deterministic_and_cli(tmp_path):
+    """Same seed, same files; generate() (what generate_synthetic_rvos.py mevis runs) writes those of
+    generate_mevis, an empty split included."""
     a, _ = small_mevis(tmp_path / 'a')
     b, _ = small_mevis(tmp_path / 'b')
     for split in ('train', 'valid_u', 'valid'):
         assert load(osp.join(a, split, 'meta_expressions.json')) == load(osp.join(b, split, 'meta_expressions.json'))
     assert load(osp.join(a, 'train', 'mask_dict.json')) == load(osp.join(b, 'train', 'mask_dict.json'))
     out = str(tmp_path / 'cli')
-    monkeypatch.setattr(sys, 'argv', ['generate_synthetic_rvos.py', 'mevis', out, '--num-train', '2', '--num-valid-u',
-                                      '1', '--num-valid', '0', '--num-frames', '5', '--size', str(H), str(W)])
-    runpy.run_path(osp.join(REPO_ROOT, 'tools', 'dataset_converters', 'generate_synthetic_rvos.py'),
-                   run_name='__main__')
+    _, counts = synthetic.generate('mevis', out, num_train=2, num_valid_u=1, num_valid=0, num_frames=5, size=[H, W])
+    assert counts == {'train': 2, 'valid_u': 1, 'valid': 0}
     assert load(osp.join(out, 'train', 'meta_expressions.json')) == load(osp.join(a, 'train', 'meta_expressions.json'))
     assert load(osp.join(out, 'valid', 'meta_expressions.json')) == {'videos': {}}
 
 
-def test_generator_train_motion_repeats(tmp_path, monkeypatch):
+def test_generator_train_motion_repeats(tmp_path):
     """``--train-motion-repeats 3``: the train split has every motion expression ('motion', 'motion_plural')
     three times (same text and objects, new exp_ids) and the other expressions once; the videos, masks and the
     other splits are those of the default."""
     plain, plain_manifest = small_mevis(tmp_path / 'plain')
     out = str(tmp_path / 'cli')
-    monkeypatch.setattr(sys, 'argv', ['generate_synthetic_rvos.py', 'mevis', out, '--num-train', '2', '--num-valid-u',
-                                      '1', '--num-valid', '1', '--num-frames', '5', '--size', str(H), str(W),
-                                      '--train-motion-repeats', '3'])
-    runpy.run_path(osp.join(REPO_ROOT, 'tools', 'dataset_converters', 'generate_synthetic_rvos.py'),
-                   run_name='__main__')
+    synthetic.generate('mevis', out, num_train=2, num_valid_u=1, num_valid=1, num_frames=5, size=[H, W],
+                       train_motion_repeats=3)  # generate_synthetic_rvos.py mevis ... --train-motion-repeats 3
     manifest = load(osp.join(out, 'synthetic_manifest.json'))
     for split in ('valid_u', 'valid'):
         assert load(osp.join(out, split, 'meta_expressions.json')) == \

@@ -27,6 +27,14 @@ def test_generator_cli_writes_loadable_dataset(tmp_path, repo_root):
     manifest = json.load(open(osp.join(out, 'synthetic_manifest.json')))
     assert len(ds) == sum(len(v['expressions']) for v in manifest['train'].values())
     assert ds[0]['inputs'].shape == (4, 3, 32, 48)
+    # a count the loaders refuse (synthetic.check_generate_options) is a usage error, nothing written
+    refused = str(tmp_path / 'refused')
+    proc = subprocess.run([sys.executable, osp.join(repo_root, 'tools', 'dataset_converters',
+                                                    'generate_synthetic_rvos.py'), 'a2d_sentences', refused,
+                           '--num-valid', '0'], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert 'generate_synthetic_rvos.py: error: --num-valid 0: must be >= 1 for a2d_sentences' in proc.stderr
+    assert not osp.exists(refused)
 
 
 def _shares_color(video):

@@ -1,12 +1,13 @@
 """MeViS evaluation: offline evaluator (tools/analysis_tools/eval_mevis.py), MeViSMetric and the
 submission writer, against an independent implementation of the official rules written here."""
-import importlib.util
 import json
 import math
 import multiprocessing
 import os
 import os.path as osp
 import re
+import subprocess
+import sys
 import warnings
 import zipfile
 
@@ -185,12 +186,11 @@ def reference_mevis(split, pred_dir):
     return per_exp, {'J': j_mean, 'F': f_mean, 'J&F': (j_mean + f_mean) / 2}
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'eval_mevis_tool', osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'eval_mevis.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_tool(*args):
+    """tools/analysis_tools/eval_mevis.py as users run it -> the finished process (stdout, stderr as text)."""
+    from conftest import subprocess_env
+    return subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'eval_mevis.py'),
+                           *map(str, args)], capture_output=True, text=True, timeout=300, env=subprocess_env())
 
 
 def _samples(split, videos=None):
@@ -227,21 +227,24 @@ def test_split_covers_the_cases(split):
     assert not osp.exists(osp.join(split['pred_dir'], MISSING_VIDEO))
 
 
-def test_offline_evaluator_equals_official_rules(split, tmp_path, capsys):
+def test_offline_evaluator_equals_official_rules(split, tmp_path):
     ref_per_exp, ref = reference_mevis(split, split['pred_dir'])
     assert 0.1 < ref['J&F'] < 0.9  # neither trivial nor perfect
     assert ref_per_exp[('vid_a', '0')] == (1.0, 1.0) and ref_per_exp[(MISSING_VIDEO, '3')] == (0.0, 0.0)
 
-    out = tmp_path / 'per_expression.json'
-    result = _load_tool().main([split['pred_dir'], '--meta-expressions', split['meta'],
-                                '--mask-dict', split['mask_dict'], '--out', str(out)])
+    result = evaluate_mevis_predictions(split['pred_dir'], split['meta'], split['mask_dict'])
     for key in ('J', 'F', 'J&F'):
         assert result.metrics[key] == pytest.approx(ref[key], abs=1e-9), key
     assert list(result.per_expression) == list(ref_per_exp)
     for key, (j, f) in ref_per_exp.items():
         assert result.per_expression[key] == pytest.approx((j, f), abs=1e-9), key
 
-    lines = capsys.readouterr().out.splitlines()
+    # the tool prints the same numbers and writes the per-expression scores with --out
+    out = tmp_path / 'per_expression.json'
+    proc = _run_tool(split['pred_dir'], '--meta-expressions', split['meta'], '--mask-dict', split['mask_dict'],
+                     '--out', out)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
     assert f'missing videos: 1 of {len(VIDEOS)} (6 expressions scored J = F = 0): {MISSING_VIDEO}' in lines
     printed = {line.split(': ')[0]: float(line.split(': ')[1]) for line in lines[-3:]}
     assert list(printed) == ['J', 'F', 'J&F']
@@ -271,8 +274,11 @@ def test_missing_frame_png_is_an_error_naming_it(split, tmp_path, workers):
     os.remove(missing)
     with pytest.raises(FileNotFoundError, match=f'missing prediction {re.escape(missing)} '):
         evaluate_mevis_predictions(pred_dir, split['meta'], split['mask_dict'], workers=workers)
-    with pytest.raises(SystemExit, match=f'eval_mevis.py: error: missing prediction {re.escape(missing)} '):
-        _load_tool().main([pred_dir, '--meta-expressions', split['meta'], '--mask-dict', split['mask_dict']])
+    if workers == 2:  # the tool: the same message, exit status 1
+        proc = _run_tool(pred_dir, '--meta-expressions', split['meta'], '--mask-dict', split['mask_dict'],
+                         '--workers', workers)
+        assert proc.returncode == 1 and proc.stdout == ''
+        assert f'eval_mevis.py: error: missing prediction {missing} ' in proc.stderr, proc.stderr
 
 
 def test_unreadable_png_and_wrong_size_are_errors_naming_them(split, tmp_path):

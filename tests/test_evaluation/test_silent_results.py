@@ -5,6 +5,8 @@ import json
 import os
 import os.path as osp
 import re
+import subprocess
+import sys
 import warnings
 import zipfile
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_script
+from conftest import REPO_ROOT, subprocess_env
 from soc_mm.evaluation import A2DSentencesMetric, evaluate_mevis_predictions
 from soc_mm.evaluation.functional.mevis import PredictionBitDepthWarning, png_bit_depth, read_mask_png
 from soc_mm.registry import METRICS
@@ -142,11 +144,9 @@ def test_submission_removes_only_what_it_wrote(tmp_path, metric_type):
 
 # ------------------------------------------------------------------------------------------ eval_mevis --out
 @pytest.mark.parametrize('kind', ['folder', 'under_a_file'])
-def test_eval_mevis_out_checked_before_evaluating(tmp_path, monkeypatch, kind):
-    tool = load_script('tools/analysis_tools/eval_mevis.py')
-    import soc_mm.evaluation.functional.mevis as mevis
-    calls = []
-    monkeypatch.setattr(mevis, 'evaluate_mevis_predictions', lambda *a, **k: calls.append(a))
+def test_eval_mevis_out_checked_before_evaluating(tmp_path, kind):
+    """The tool refuses an --out it cannot write before evaluating: the meta file does not exist, and the
+    error names --out, not the missing meta file (which the evaluation would report first)."""
     if kind == 'folder':
         out = tmp_path / 'scores'
         out.mkdir()
@@ -155,7 +155,10 @@ def test_eval_mevis_out_checked_before_evaluating(tmp_path, monkeypatch, kind):
         (tmp_path / 'file').write_text('x')
         out = tmp_path / 'file' / 'scores.json'
         expected = f'eval_mevis.py: error: --out folder {tmp_path / "file"} is a file'
-    with pytest.raises(SystemExit) as info:
-        tool.main([str(tmp_path), '--meta-expressions', 'm.json', '--mask-dict', 'd.json', '--out', str(out)])
-    assert str(info.value.code).startswith(expected)
-    assert calls == []  # refused before the evaluation ran
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'eval_mevis.py'),
+                           str(tmp_path), '--meta-expressions', str(tmp_path / 'm.json'), '--mask-dict',
+                           str(tmp_path / 'd.json'), '--out', str(out)],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr
+    assert 'm.json' not in proc.stderr and proc.stdout == ''  # refused before the evaluation ran

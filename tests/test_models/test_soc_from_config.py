@@ -1,5 +1,4 @@
 """SOC built from configs/_base_/models/soc_swin-t.py: one loss step and one predict step on CPU."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -12,11 +11,8 @@ from conftest import REPO_ROOT
 
 
 def _make_tiny_text_encoder(out_dir):
-    path = osp.join(REPO_ROOT, 'tools', 'misc', 'make_tiny_text_encoder.py')
-    spec = importlib.util.spec_from_file_location('make_tiny_text_encoder', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_tiny_text_encoder(
+    from soc_mm.testing.tiny_text_encoder import make_tiny_text_encoder
+    return make_tiny_text_encoder(
         ['the red circle on the left', 'a blue square moving right', 'the green triangle'], str(out_dir))
 
 

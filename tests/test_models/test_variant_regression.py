@@ -3,14 +3,18 @@ tiny SOC compute what they computed when the demo's options were arguments of SO
 RoBERTaTextEncoder: a state dict saved by that code loads strictly into the configs of today and gives the
 saved losses and tensors. The fixture and how it was made: tests/data/variants_regression/make_fixture.py."""
 import os.path as osp
+import sys
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT, load_script
+from conftest import TESTS_DIR
 
-make_fixture = load_script('tests/data/variants_regression/make_fixture.py')
-FIXTURE = osp.join(REPO_ROOT, 'tests', 'data', 'variants_regression', 'fixture.pt')
+FIXTURE_DIR = osp.join(TESTS_DIR, 'data', 'variants_regression')
+sys.path.insert(0, FIXTURE_DIR)  # the fixture's generator beside it is a helper module of this test
+import make_fixture  # noqa: E402
+
+FIXTURE = osp.join(FIXTURE_DIR, 'fixture.pt')
 ATOL = 1e-6
 
 

@@ -1,5 +1,5 @@
-"""tools/model_converters/soc_official_to_mm.py never writes an incomplete or wrongly shaped checkpoint."""
-import importlib.util
+"""tools/model_converters/soc_official_to_mm.py (soc_mm.official.convert) never writes an incomplete or wrongly
+shaped checkpoint."""
 import json
 import os.path as osp
 import subprocess
@@ -13,19 +13,10 @@ import soc_mm  # noqa: F401  (registries)
 from conftest import FIXTURE_ROOT, REPO_ROOT, subprocess_env
 from soc_mm.official.checkpoint import OfficialCheckpointError, load_official_checkpoint
 from soc_mm.official.config import official_model_cfg
+from soc_mm.official.convert import ConversionError, convert_official_checkpoint
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py')
 TEXT_ENCODER = osp.join(FIXTURE_ROOT, 'common', 'text_encoder')
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('soc_official_to_mm', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-converter = _load_tool()
 
 
 @pytest.fixture(scope='module')
@@ -43,11 +34,12 @@ def official_checkpoint(path, state_dict):
     return str(path)
 
 
-def run(capsys, *argv):
-    """The tool's main() in-process -> (exit status, stdout, stderr)."""
-    status = converter.main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return status, out.out, out.err
+def run(src, dst, config=None):
+    """convert_official_checkpoint (what the tool runs) -> (tensors written or None, the error message or '')."""
+    try:
+        return convert_official_checkpoint(str(src), str(dst), config), ''
+    except ConversionError as err:
+        return None, str(err)
 
 
 @pytest.fixture(scope='module')
@@ -60,30 +52,30 @@ def fixture_config(tmp_path_factory):
     return str(path)
 
 
-def test_one_missing_key_fails_with_its_name(tmp_path, capsys, official_sd):
+def test_one_missing_key_fails_with_its_name(tmp_path, official_sd):
     sd = dict(official_sd)
     del sd['voc.transformer_ffn_layers.1.norm.bias']
     dst = tmp_path / 'ours.pth'
-    status, out, err = run(capsys, official_checkpoint(tmp_path / 'official.pth.tar', sd), dst)
-    assert status == 1 and out == ''
+    count, err = run(official_checkpoint(tmp_path / 'official.pth.tar', sd), dst)
+    assert count is None
     assert '1 missing key(s): voc.transformer_ffn_layers.1.norm.bias' in err
     assert not dst.exists()
 
 
-def test_a_missing_layer_is_found_through_its_sibling_rule(tmp_path, capsys, official_sd):
+def test_a_missing_layer_is_found_through_its_sibling_rule(tmp_path, official_sd):
     """VOC encoder layer 1 = enc_self_attn.1 + enc_ffn.1: without enc_ffn.1 the layer is incomplete."""
     sd = {k: v for k, v in official_sd.items() if not k.startswith('voc.enc_ffn.1.')}
-    status, _, err = run(capsys, official_checkpoint(tmp_path / 'official.pth.tar', sd), tmp_path / 'ours.pth')
-    assert status == 1 and '1 missing key(s): voc.enc_ffn.1.*' in err
+    count, err = run(official_checkpoint(tmp_path / 'official.pth.tar', sd), tmp_path / 'ours.pth')
+    assert count is None and '1 missing key(s): voc.enc_ffn.1.*' in err
 
 
-def test_unknown_keys_are_listed(tmp_path, capsys, official_sd):
+def test_unknown_keys_are_listed(tmp_path, official_sd):
     sd = dict(official_sd, **{'voc.extra_norm.weight': torch.ones(128), 'mask_head.weight': torch.ones(1)})
-    status, _, err = run(capsys, official_checkpoint(tmp_path / 'official.pth.tar', sd), tmp_path / 'ours.pth')
-    assert status == 1 and '2 unknown key(s)' in err and 'mask_head.weight, voc.extra_norm.weight' in err
+    count, err = run(official_checkpoint(tmp_path / 'official.pth.tar', sd), tmp_path / 'ours.pth')
+    assert count is None and '2 unknown key(s)' in err and 'mask_head.weight, voc.extra_norm.weight' in err
 
 
-def test_wrong_class_embed_shape_fails_against_the_config(tmp_path, capsys, official_sd, fixture_config):
+def test_wrong_class_embed_shape_fails_against_the_config(tmp_path, official_sd, fixture_config):
     """A class head of 7 classes for a 1-class model: every offender in one error, nothing written."""
     sd = dict(official_sd)
     for level in (0, 1):
@@ -91,36 +83,33 @@ def test_wrong_class_embed_shape_fails_against_the_config(tmp_path, capsys, offi
         sd[f'class_embed.{level}.bias'] = torch.zeros(7)
     src = official_checkpoint(tmp_path / 'official.pth.tar', sd)
     dst = tmp_path / 'ours.pth'
-    assert run(capsys, src, dst)[0] == 0  # complete by the rule table: only the model can tell
+    assert run(src, dst) == (344, '')  # complete by the rule table: only the model can tell
     dst.unlink()
-    status, out, err = run(capsys, src, dst, '--config', fixture_config)
-    assert status == 1 and not dst.exists()
+    count, err = run(src, dst, fixture_config)
+    assert count is None and not dst.exists()
     assert '(4 problem(s))' in err
     assert 'bbox_head.cls_branches.0.weight: shape [7, 128] in the checkpoint, [1, 128] in the model' in err
     assert 'bbox_head.cls_branches.1.bias: shape [7] in the checkpoint, [1] in the model' in err
 
 
-def test_model_keys_not_produced_and_dtypes_are_errors(tmp_path, capsys, official_sd):
+def test_model_keys_not_produced_and_dtypes_are_errors(tmp_path, official_sd):
     with open(osp.join(FIXTURE_ROOT, 'ytvos_b2_t3_nc1_w0', 'config.json')) as f:
         official = json.load(f)['official_config']
     official['VOC'] = dict(official['VOC'], dec_layers=3)  # the model has a third VOC decoder layer
     config = tmp_path / 'soc_voc3.py'
     Config(dict(model=official_model_cfg(official, TEXT_ENCODER))).dump(str(config))
     sd = dict(official_sd, **{'query_embed.weight': official_sd['query_embed.weight'].half()})
-    status, _, err = run(capsys, official_checkpoint(tmp_path / 'official.pth.tar', sd), tmp_path / 'ours.pth',
-                         '--config', config)
-    assert status == 1
+    count, err = run(official_checkpoint(tmp_path / 'official.pth.tar', sd), tmp_path / 'ours.pth', str(config))
+    assert count is None
     assert 'query_embedding.weight: dtype torch.float16 in the checkpoint, torch.float32 in the model' in err
     assert 'voc.decoder_layers.2.norms.2.bias: in the model, not produced by the conversion' in err
 
 
-def test_correct_checkpoint_with_config_is_written_and_loads_strictly(tmp_path, capsys, official_sd, fixture_config):
+def test_correct_checkpoint_with_config_is_written_and_loads_strictly(tmp_path, official_sd, fixture_config):
     from soc_mm.registry import MODELS
     dst = tmp_path / 'out' / 'ours.pth'
-    status, out, err = run(capsys, official_checkpoint(tmp_path / 'official.pth.tar', official_sd), dst,
-                           '--config', fixture_config)
-    assert status == 0, err
-    assert out.startswith(f'converted 344 tensors -> {dst} (checked against')
+    count, err = run(official_checkpoint(tmp_path / 'official.pth.tar', official_sd), dst, fixture_config)
+    assert count == 344, err
     ckpt = torch.load(dst, weights_only=True)
     model = MODELS.build(Config.fromfile(fixture_config).model)
     assert model.load_state_dict(ckpt['state_dict'], strict=True)
@@ -136,11 +125,11 @@ def test_correct_checkpoint_with_config_is_written_and_loads_strictly(tmp_path, 
                          "torch format; the file starts with b'\\x80\\x02garbage')"),
     (b'PK\x03\x04truncated zip', 'damaged checkpoint (not a complete zip archive'),
 ])
-def test_files_that_are_not_checkpoints(tmp_path, capsys, content, message):
+def test_files_that_are_not_checkpoints(tmp_path, content, message):
     src = tmp_path / 'ckpt.pth.tar'
     src.write_bytes(content)
-    status, _, err = run(capsys, src, tmp_path / 'ours.pth')
-    assert status == 1 and f'{src}: {message}' in err and not (tmp_path / 'ours.pth').exists()
+    count, err = run(src, tmp_path / 'ours.pth')
+    assert count is None and f'{src}: {message}' in err and not (tmp_path / 'ours.pth').exists()
 
 
 @pytest.mark.parametrize('obj, message', [

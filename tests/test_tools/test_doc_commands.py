@@ -1,6 +1,5 @@
 """Every command shown in README.md, docs/*.md and configs/soc/README.md runs as written
 (tools/misc/check_doc_commands.py, soc_mm/utils/doc_commands.py)."""
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -9,7 +8,8 @@ import textwrap
 import pytest
 
 from soc_mm.utils.doc_commands import (DocCommand, DocCommandChecker, DocSnippet, check_docs, expand_braces,
-                                       extract_commands, load_parser, normalise_words, split_simple_commands)
+                                       extract_commands, load_parser, normalise_words, run_matching_commands,
+                                       split_simple_commands)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -186,19 +186,20 @@ def test_documented_commands_run_as_written():
     assert 'documented commands in' in done.stdout
 
 
-def test_run_option_runs_the_matching_documented_commands(repo, capsys):
-    """``--run REGEX`` runs the matching commands in the repository root and fails on a non-zero exit.
-    (The suite does not run the documented golden comparison this way: ``tests/test_official/
+def test_run_option_runs_the_matching_documented_commands(repo):
+    """``--run REGEX`` (run_matching_commands) runs the matching commands in the repository root and fails on a
+    non-zero exit. (The suite does not run the documented golden comparison this way: ``tests/test_official/
     test_compare_with_reference.py`` runs the same tool on the same fixtures.)"""
-    spec = importlib.util.spec_from_file_location('check_doc_commands',
-                                                  osp.join(REPO, 'tools', 'misc', 'check_doc_commands.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     (repo / 'tools' / 'fail.py').write_text('import sys\nsys.exit(3)\n')
     (repo / 'README.md').write_text(
         '```bash\npython tools/tool.py configs/a.py --frames 2\npython tools/fail.py\n```\n')
-    assert tool.main(['--root', str(repo), '--files', 'README.md', '--run', 'tool.py']) == 0
+    commands, problems = check_docs(str(repo), ['README.md'])
+    assert problems == []
+    ran = []
+    assert run_matching_commands(commands, 'tool.py', str(repo), timeout=120, log=ran.append) == []
     assert (repo / 'ran_past_parsing').exists()  # it ran past the parser this time
-    assert tool.main(['--root', str(repo), '--files', 'README.md', '--run', 'fail.py']) == 1
-    assert 'README.md:3: `python tools/fail.py`: exit status 3' in capsys.readouterr().out
-    assert tool.main(['--root', str(repo), '--files', 'README.md', '--run', 'nothing-matches']) == 1
+    assert [line.split(': ', 1)[1] for line in ran] == ['python tools/tool.py configs/a.py --frames 2']
+    assert run_matching_commands(commands, 'fail.py', str(repo), timeout=120, log=ran.append) == [
+        'README.md:3: `python tools/fail.py`: exit status 3: ']
+    assert run_matching_commands(commands, 'nothing-matches', str(repo), log=ran.append) == [
+        "--run 'nothing-matches' matches no documented command"]

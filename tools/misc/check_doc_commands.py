@@ -12,10 +12,7 @@ Exit status 1 when a command does not run as written (each problem is printed wi
 """
 import argparse
 import os.path as osp
-import re
-import subprocess
 import sys
-import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -33,40 +30,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_command(command: str, root: str, timeout: float) -> str:
-    """Run one documented command in ``root`` (a leading ``python`` is this interpreter); '' when it
-    exits 0, else what happened."""
-    text = re.sub(r'^(python3?|\.venv/bin/python)(?=\s)', lambda m: sys.executable, command.strip())
-    start = time.time()
-    try:
-        done = subprocess.run(text, shell=True, cwd=root, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f'did not finish in {timeout:.0f} s'
-    print(f'ran in {time.time() - start:.1f} s: {command}')
-    if done.returncode != 0:
-        return f'exit status {done.returncode}: {(done.stdout + done.stderr)[-2000:]}'
-    return ''
-
-
 def main(argv=None):
     args = parse_args(argv)
     if REPO not in sys.path:
         sys.path.insert(0, REPO)  # soc_mm of this checkout when run as a script
-    from soc_mm.utils.doc_commands import DEFAULT_DOC_FILES, check_docs
+    from soc_mm.utils.doc_commands import DEFAULT_DOC_FILES, check_docs, run_matching_commands
     commands, problems = check_docs(args.root, args.files or DEFAULT_DOC_FILES)
     if args.list:
         for command in commands:
             print(f'{command.where()}: {command.text}')
     if args.run:
-        seen = set()
-        for command in commands:
-            if re.search(args.run, command.text) and command.text not in seen:
-                seen.add(command.text)
-                failure = run_command(command.text, args.root, args.timeout)
-                if failure:
-                    problems.append(f'{command.where()}: `{command.text}`: {failure}')
-        if not seen:
-            problems.append(f'--run {args.run!r} matches no documented command')
+        problems += run_matching_commands(commands, args.run, args.root, args.timeout)
     files = sorted({c.path for c in commands})
     print(f'{len(commands)} documented commands in {len(files)} files checked')
     for problem in problems:

@@ -147,7 +147,7 @@ def make_batch(clips: torch.Tensor) -> Dict:
 
 def no_dropout(model):
     """Every dropout / drop-path probability 0 (the golden-fixture harness's setting)."""
-    from soc_mm.official.reference import zero_dropout
+    from soc_mm.testing.dropout import zero_dropout
     return zero_dropout(model)
 
 
