@@ -24,8 +24,12 @@ an error that names the file, video, expression and field instead.
 import multiprocessing
 import os
 import os.path as osp
+import pickle
+import traceback
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -258,8 +262,14 @@ class MeViSResult:
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(videos: dict, mask_dict: dict, pred_dir: str, bound_th: float) -> None:
-    _WORKER_STATE.update(videos=videos, mask_dict=mask_dict, pred_dir=pred_dir, bound_th=bound_th)
+class WorkerTraceback(Exception):
+    """The traceback text of an error raised in an evaluation worker process (the ``__cause__`` of the
+    error re-raised in the caller)."""
+
+
+def _init_worker(videos: dict, mask_dict: dict, pred_dir: str, bound_th: float, failed=None) -> None:
+    _WORKER_STATE.update(videos=videos, mask_dict=mask_dict, pred_dir=pred_dir, bound_th=bound_th,
+                         failed=failed)
 
 
 def _evaluate_expression(key: Tuple[str, str]) -> Tuple[float, float]:
@@ -271,6 +281,69 @@ def _evaluate_expression(key: Tuple[str, str]) -> Tuple[float, float]:
     gt = mevis_gt_masks(_WORKER_STATE['mask_dict'], video['expressions'][exp_id]['anno_id'], len(frames),
                         pred.shape[1:], where=f'video {video_id!r}, expression {exp_id!r}')
     return mevis_expression_jf(pred, gt, bound_th=_WORKER_STATE['bound_th'])
+
+
+def _evaluate_expression_in_worker(key: Tuple[str, str]) -> tuple:
+    """:func:`_evaluate_expression` in a worker process; never raises across the pool.
+
+    Returns:
+        ``('ok', (J, F))``; ``('error', exception, traceback text)`` (the exception itself when it
+        pickles, else a RuntimeError with its type and message); ``('skipped',)`` when another task
+        has already failed (the shared ``failed`` event is set), so that the pool drains quickly.
+    """
+    failed = _WORKER_STATE.get('failed')
+    if failed is not None and failed.is_set():
+        return ('skipped', )
+    try:
+        return ('ok', _evaluate_expression(key))
+    except Exception as error:  # returned to the caller, which raises it
+        if failed is not None:
+            failed.set()
+        text = traceback.format_exc()
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            error = RuntimeError(f'{type(error).__name__}: {error}')
+        return ('error', error, text)
+
+
+def _evaluate_in_processes(tasks: List[Tuple[str, str]], workers: int, initargs: tuple) -> List[Tuple[float, float]]:
+    """(J, F) of every task, computed by ``workers`` processes, in task order.
+
+    Ends in bounded time whatever the workers do: a worker returns its error as a value (no
+    exception crosses the pool), the other workers then skip their remaining tasks, and the pool is
+    shut down with its pending tasks cancelled; a worker process that dies (killed, out of memory)
+    breaks the pool, which ``concurrent.futures`` reports instead of waiting for its result.
+
+    Raises:
+        the error of the first failed task in task order (among the tasks that ran; its message names
+        the file), chained to the worker's traceback; RuntimeError if a worker process died.
+    """
+    context = multiprocessing.get_context()
+    failed = context.Event()
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker,
+                                   initargs=tuple(initargs) + (failed, ))
+    results = []
+    try:
+        futures = [executor.submit(_evaluate_expression_in_worker, task) for task in tasks]
+        for future in futures:
+            results.append(future.result())
+            if results[-1][0] != 'ok':
+                failed.set()  # a worker failed: the others skip what is left
+    except BrokenProcessPool as error:
+        raise RuntimeError('a MeViS evaluation worker process died (killed, or out of memory?) before '
+                           'returning its result; run with workers=1 to see where') from error
+    finally:
+        failed.set()
+        executor.shutdown(wait=True, cancel_futures=True)
+    for task, result in zip(tasks, results):
+        if result[0] == 'error':
+            _, error, text = result
+            raise error from WorkerTraceback(f'in the worker evaluating video {task[0]!r}, expression '
+                                             f'{task[1]!r}:\n{text}')
+    if any(result[0] != 'ok' for result in results):  # cannot happen: a skip follows an error
+        raise RuntimeError('MeViS evaluation: a worker skipped a task but none reported an error')
+    return [result[1] for result in results]
 
 
 def evaluate_mevis_predictions(pred_dir: str,
@@ -285,7 +358,8 @@ def evaluate_mevis_predictions(pred_dir: str,
         pred_dir (str): prediction folder.
         meta_file (str): the split's ``meta_expressions.json`` (with ``anno_id``).
         mask_dict_file (str): the split's ``mask_dict.json``.
-        workers (int): processes over expressions; results do not depend on it.
+        workers (int): processes over expressions; results do not depend on it. An error in a
+            worker is raised here (the pool is shut down first, in bounded time).
         bound_th (float): F boundary tolerance. Defaults to the official 0.008.
 
     Returns:
@@ -294,6 +368,7 @@ def evaluate_mevis_predictions(pred_dir: str,
     Raises:
         FileNotFoundError / ValueError: a missing or unreadable PNG in a predicted video, a frame
         of another size, a malformed meta or mask file; the message names the file or field.
+        RuntimeError: a worker process died (``workers > 1``).
     """
     if not osp.isdir(pred_dir):
         raise FileNotFoundError(f'prediction folder {pred_dir} not found')
@@ -320,10 +395,7 @@ def evaluate_mevis_predictions(pred_dir: str,
         finally:
             _WORKER_STATE.clear()
     else:
-        with multiprocessing.get_context().Pool(
-                min(workers, len(tasks)), initializer=_init_worker,
-                initargs=(videos, mask_dict, pred_dir, bound_th)) as pool:
-            scores = list(pool.imap(_evaluate_expression, tasks, chunksize=1))
+        scores = _evaluate_in_processes(tasks, workers, (videos, mask_dict, pred_dir, bound_th))
     scored = dict(zip(tasks, scores))
 
     per_expression = OrderedDict()
