@@ -1,17 +1,20 @@
-"""``--cfg-options`` errors name the option and what was expected (tools/train.py, tools/test.py)."""
+"""``--cfg-options`` errors name the option and what was expected; the arguments of tools/train.py and
+tools/test.py checked before anything runs (soc_mm/utils/cli.py, soc_mm/utils/launch.py)."""
 import argparse
+import os
 import os.path as osp
 import re
-import runpy
+import subprocess
 import sys
 
 import pytest
 from mmengine.config import Config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, subprocess_env
 from soc_mm.utils.cli import (TORCHRUN_ENV, CfgOptionsAction, ConfigOptionError, UsageError, check_amp_device,
                               check_launcher_env, check_output_dir, check_output_file, check_train_length,
                               load_config, merge_cfg_options)
+from soc_mm.utils.launch import config_for_testing, config_for_training, parse_tool_args, set_work_dir
 
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
 
@@ -64,17 +67,21 @@ def test_setting_inside_a_scalar_names_the_key():
         merge_cfg_options(_cfg(), {'model.num_queries.x': 1})
 
 
-def test_tools_report_the_option(tmp_path, monkeypatch):
+@pytest.mark.parametrize('tool', ['train.py', 'test.py'])
+def test_tools_report_the_option(tmp_path, tool):
+    """The tools as users run them: the message names the option, without a traceback, exit status 1."""
     ckpt = tmp_path / 'c.pth'
     import torch
     torch.save(dict(state_dict={}), ckpt)
-    monkeypatch.setattr(sys, 'argv', ['test.py', TINY_CONFIG, str(ckpt), '--cfg-options',
-                                      'model.num_queries=many'])
-    with pytest.raises(SystemExit) as info:
-        runpy.run_path(osp.join(REPO_ROOT, 'tools', 'test.py'), run_name='__main__')
-    message = str(info.value.code)
-    assert message.startswith('tools/test.py: error: --cfg-options:')
+    args = [str(ckpt)] if tool == 'test.py' else []
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', tool), TINY_CONFIG, *args, '--work-dir',
+                           str(tmp_path / 'w'), '--cfg-options', 'model.num_queries=many'],
+                          capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f'tools/{tool}: error: --cfg-options:'), proc.stderr
     assert "model.num_queries='many': expected a number (the config has 5)" in message
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'w').exists()
 
 
 # ------------------------------------------------------------------------------------------ unknown keys
@@ -227,25 +234,22 @@ def test_amp_on_cpu_is_a_clear_error(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ the tools
-class _Built(Exception):
-    """Raised instead of building the runner: carries the final config."""
+def _train_args(config=TINY_CONFIG, **kwargs):
+    """tools/train.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
+    defaults = dict(config=config, work_dir=None, amp=False, auto_scale_lr=False, resume=None, cfg_options=None,
+                    launcher='none', local_rank=0)
+    return argparse.Namespace(**dict(defaults, **kwargs))
 
 
-def _run_tool(tool, argv, monkeypatch):
-    """Run tools/<tool> up to Runner.from_cfg; returns the config it would build, or the SystemExit message."""
-    from mmengine.runner import Runner
+def _test_args(checkpoint, config=TINY_CONFIG, **kwargs):
+    """tools/test.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
+    defaults = dict(config=config, checkpoint=checkpoint, work_dir=None, out=None, show_dir=None, non_strict=False,
+                    cfg_options=None, bf16=False, reference_kernels=False, launcher='none', local_rank=0)
+    return argparse.Namespace(**dict(defaults, **kwargs))
 
-    def fake_from_cfg(cfg):
-        raise _Built(cfg)
-    monkeypatch.setattr(Runner, 'from_cfg', staticmethod(fake_from_cfg))
-    monkeypatch.setattr(sys, 'argv', [tool, *argv])
-    try:
-        runpy.run_path(osp.join(REPO_ROOT, 'tools', tool), run_name='__main__')
-    except _Built as built:
-        return built.args[0]
-    except SystemExit as exit_:
-        return str(exit_.code)
-    raise AssertionError('the tool neither built a runner nor exited')
+
+def _format(options, tmp):
+    return {k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in options.items()}
 
 
 @pytest.fixture
@@ -256,65 +260,102 @@ def ckpt(tmp_path):
     return str(path)
 
 
-def test_test_tool_show_dir_draws_every_sample(tmp_path, ckpt, monkeypatch):
+def test_launcher_arguments_and_local_rank(monkeypatch):
+    """parse_tool_args (both tools): --launcher and --local-rank added; LOCAL_RANK from --local-rank unless the
+    launcher set it."""
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    args = parse_tool_args(argparse.ArgumentParser(), ['--local-rank', '3'])
+    assert args.launcher == 'none' and args.local_rank == 3 and os.environ['LOCAL_RANK'] == '3'
+    monkeypatch.setenv('LOCAL_RANK', '1')  # torchrun's
+    assert parse_tool_args(argparse.ArgumentParser(), ['--launcher', 'pytorch', '--local_rank', '5']).launcher == \
+        'pytorch'
+    assert os.environ['LOCAL_RANK'] == '1'
+    with pytest.raises(SystemExit):
+        parse_tool_args(argparse.ArgumentParser(), ['--launcher', 'ssh'])
+
+
+def test_work_dir_from_the_option_the_config_or_the_config_name():
+    cfg = Config(dict(work_dir='from_config'))
+    assert set_work_dir(cfg, 'given', 'configs/x/my_cfg.py') == 'given' == cfg.work_dir
+    cfg = Config(dict(work_dir='from_config'))
+    assert set_work_dir(cfg, None, 'configs/x/my_cfg.py') == 'from_config'
+    cfg = Config(dict(model=dict()))
+    assert set_work_dir(cfg, None, 'configs/x/my_cfg.py') == osp.join('./work_dirs', 'my_cfg') == cfg.work_dir
+
+
+def test_test_tool_show_dir_draws_every_sample(tmp_path, ckpt):
     show = str(tmp_path / 'show')
-    cfg = _run_tool('test.py', [TINY_CONFIG, ckpt, '--show-dir', show, '--work-dir', str(tmp_path / 'w')],
-                    monkeypatch)
+    cfg, checkpoint = config_for_testing(_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w')))
+    assert checkpoint == dict(state_dict={}) and cfg.load_from is None and cfg.work_dir == str(tmp_path / 'w')
     assert cfg.default_hooks.visualization.interval == 1 and cfg.default_hooks.visualization.draw
     assert cfg.default_hooks.visualization.test_out_dir == show
-    cfg = _run_tool('test.py', [TINY_CONFIG, ckpt, '--show-dir', show, '--work-dir', str(tmp_path / 'w'),
-                                '--cfg-options', 'default_hooks.visualization.interval=3'], monkeypatch)
+    cfg, _ = config_for_testing(_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w'),
+                                           cfg_options={'default_hooks.visualization.interval': 3}))
     assert cfg.default_hooks.visualization.interval == 3  # the user's choice stays
 
 
-@pytest.mark.parametrize('extra,message', [
-    (['--out', '{tmp}/d.pkl'], '--out {tmp}/d.pkl is a folder; expected a file path'),
-    (['--out', '{tmp}/f/x.pkl'], '--out folder {tmp}/f is a file'),
-    (['--show-dir', '{tmp}/f'], '--show-dir {tmp}/f is a file; expected a folder'),
-    (['--work-dir', '{tmp}/f'], '--work-dir {tmp}/f is a file; expected a folder'),
-    (['--launcher', 'pytorch'], '--launcher pytorch: the environment lacks'),
-    (['--cfg-options', 'model.test_cfg.clip_lenn=2'], "model.test_cfg has no key 'clip_lenn'; did you mean "
-                                                      "'model.test_cfg.clip_len'?"),
+@pytest.mark.parametrize('options,message', [
+    (dict(out='{tmp}/d.pkl'), '--out {tmp}/d.pkl is a folder; expected a file path'),
+    (dict(out='{tmp}/f/x.pkl'), '--out folder {tmp}/f is a file'),
+    (dict(out='{tmp}/x.json'), '--out must be a .pkl/.pickle file, got {tmp}/x.json'),
+    (dict(show_dir='{tmp}/f'), '--show-dir {tmp}/f is a file; expected a folder'),
+    (dict(work_dir='{tmp}/f'), '--work-dir {tmp}/f is a file; expected a folder'),
+    (dict(launcher='pytorch'), '--launcher pytorch: the environment lacks'),
+    (dict(cfg_options={'model.test_cfg.clip_lenn': 2}), "model.test_cfg has no key 'clip_lenn'; did you mean "
+                                                        "'model.test_cfg.clip_len'?"),
 ])
-def test_test_tool_refuses_before_loading_anything(tmp_path, monkeypatch, extra, message):
+def test_test_tool_refuses_before_loading_anything(tmp_path, monkeypatch, options, message):
     for name in TORCHRUN_ENV:
         monkeypatch.delenv(name, raising=False)
     (tmp_path / 'f').write_text('x')
     (tmp_path / 'd.pkl').mkdir()
-    extra = [e.format(tmp=tmp_path) for e in extra]
     # a checkpoint that does not exist: the argument checks come first
-    out = _run_tool('test.py', [TINY_CONFIG, str(tmp_path / 'missing.pth'), *extra], monkeypatch)
-    assert out.startswith('tools/test.py: error: ') and message.format(tmp=tmp_path) in out, out
+    with pytest.raises(UsageError, match=re.escape(message.format(tmp=tmp_path))):
+        config_for_testing(_test_args(str(tmp_path / 'missing.pth'), **_format(options, tmp_path)))
 
 
-@pytest.mark.parametrize('args,message', [
-    (['--cfg-options', 'train_cfg.max_iters=0'], 'train_cfg.max_iters=0: training would run no iters'),
-    (['--cfg-options', 'train_cfg.max_iters=2.5'], 'train_cfg.max_iters=2.5: max_iters must be a whole number'),
-    (['--cfg-options', 'trian_cfg.max_iters=1'], "the config has no top-level key 'trian_cfg'; did you mean "
-                                                 "'train_cfg'?"),
-    (['--work-dir', '{tmp}/f'], '--work-dir {tmp}/f is a file'),
-    (['--launcher', 'pytorch'], '--launcher pytorch: the environment lacks'),
+@pytest.mark.parametrize('options,message', [
+    (dict(cfg_options={'train_cfg.max_iters': 0}), 'train_cfg.max_iters=0: training would run no iters'),
+    (dict(cfg_options={'train_cfg.max_iters': 2.5}), 'train_cfg.max_iters=2.5: max_iters must be a whole number'),
+    (dict(cfg_options={'trian_cfg.max_iters': 1}), "the config has no top-level key 'trian_cfg'; did you mean "
+                                                   "'train_cfg'?"),
+    (dict(work_dir='{tmp}/f'), '--work-dir {tmp}/f is a file'),
+    (dict(launcher='pytorch'), '--launcher pytorch: the environment lacks'),
+    (dict(auto_scale_lr=True), '--auto-scale-lr needs `auto_scale_lr.base_batch_size` in the config'),
 ])
-def test_train_tool_refuses(tmp_path, monkeypatch, args, message):
+def test_train_tool_refuses(tmp_path, monkeypatch, options, message):
     for name in TORCHRUN_ENV:
         monkeypatch.delenv(name, raising=False)
     (tmp_path / 'f').write_text('x')
-    args = [a.format(tmp=tmp_path) for a in args]
-    if '--work-dir' not in args:
-        args += ['--work-dir', str(tmp_path / 'w')]
-    out = _run_tool('train.py', [TINY_CONFIG, *args], monkeypatch)
-    assert out.startswith('tools/train.py: error: ') and message.format(tmp=tmp_path) in out, out
+    options = dict(dict(work_dir=str(tmp_path / 'w')), **_format(options, tmp_path))
+    with pytest.raises(UsageError, match=re.escape(message.format(tmp=tmp_path))):
+        config_for_training(_train_args(**options))
+
+
+def test_train_tool_config(tmp_path, ckpt):
+    """--resume (auto: the work dir's newest; a path: that checkpoint), load_from read before the runner."""
+    work = str(tmp_path / 'w')
+    cfg = config_for_training(_train_args(work_dir=work, resume='auto', cfg_options={'train_cfg.max_iters': 3}))
+    assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == work and cfg.train_cfg.max_iters == 3
+    assert cfg.launcher == 'none' and cfg.model_wrapper_cfg.type == 'soc_mm.RVOSDistributedDataParallel'
+    cfg = config_for_training(_train_args(work_dir=work, resume=ckpt))
+    assert cfg.resume is True and cfg.load_from == ckpt
+    with pytest.raises(FileNotFoundError):  # load_from without --resume: read now
+        config_for_training(_train_args(work_dir=work, cfg_options={'load_from': str(tmp_path / 'missing.pth')}))
+    assert config_for_training(_train_args(work_dir=work, cfg_options={'load_from': ckpt})).load_from == ckpt
 
 
 def test_train_tool_amp_on_cpu_and_bad_config(tmp_path, monkeypatch):
     import mmengine.device
     monkeypatch.setattr(mmengine.device, 'get_device', lambda: 'cpu')
-    out = _run_tool('train.py', [TINY_CONFIG, '--amp', '--work-dir', str(tmp_path / 'w')], monkeypatch)
-    assert out.startswith("tools/train.py: error: --amp needs a GPU (MMEngine's AmpOptimWrapper"), out
-    out = _run_tool('train.py', [str(tmp_path), '--work-dir', str(tmp_path / 'w')], monkeypatch)
-    assert out == f'tools/train.py: error: config {tmp_path} is a directory; expected a config file, e.g. ' \
-                  'configs/soc/soc_tiny_synthetic.py'
+    with pytest.raises(UsageError, match=re.escape("--amp needs a GPU (MMEngine's AmpOptimWrapper")):
+        config_for_training(_train_args(amp=True, work_dir=str(tmp_path / 'w')))
+    with pytest.raises(UsageError) as error:
+        config_for_training(_train_args(str(tmp_path), work_dir=str(tmp_path / 'w')))
+    assert str(error.value) == f'config {tmp_path} is a directory; expected a config file, e.g. ' \
+                               'configs/soc/soc_tiny_synthetic.py'
     bad = tmp_path / 'bad.py'
     bad.write_text('x = (1,\n')
-    out = _run_tool('test.py', [str(bad), 'c.pth', '--work-dir', str(tmp_path / 'w')], monkeypatch)
-    assert out.startswith(f'tools/test.py: error: config {bad} cannot be read: syntax error in {bad}'), out
+    with pytest.raises(UsageError, match=f'^config {re.escape(str(bad))} cannot be read: syntax error in '
+                                         f'{re.escape(str(bad))}'):
+        config_for_testing(_test_args('c.pth', config=str(bad), work_dir=str(tmp_path / 'w')))
