@@ -7,7 +7,7 @@
 # Model: the base SOC (../_base_/models/soc_swin-t.py: losses, matcher, heads, pre-processing) at the
 # sizes of the calibrated official tiny SOC: d_model 128, 16-channel Video-Swin (random init), 5 queries,
 # 2+2 deformable layers, 2+2 VOC layers, FFNs of 128, trainable tiny RoBERTa. Only those sizes are
-# overridden below (tests/test_configs.py lists them).
+# overridden below (tests/test_configs/test_configs.py lists them).
 _base_ = ['../_base_/models/soc_swin-t.py', '../_base_/default_runtime.py']
 
 data_root = 'data/synthetic_refytvos/'
@@ -16,7 +16,7 @@ backbone_checkpoint = None  # no Kinetics weights: the 16-channel Video-Swin sta
 num_frames = 4
 # `make demo` trains in 2 data-parallel processes of batch 1 (tools/dist_train.sh ... 2; gloo, 1 thread
 # each): 2 clips per iteration, 4000 iterations in 13-14.4 min on 2 cores. One process (1 clip per
-# iteration, ~0.16 s) reached 0.834 held-out J&F where 2 processes reach 0.887 (README, "make demo").
+# iteration, ~0.16 s) reached 0.834 held-out J&F where 2 processes reach 0.887 (docs/make_demo.md, "Why two processes").
 max_iters = 4000
 base_lr = 3e-4            # best lr of the official-model calibration; one lr for every part
 
@@ -96,7 +96,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=0.1, norm_type=2))
 # short linear warm-up, then cosine decay to 1 %. With 1 process (batch 1): 5000 iterations, step
 # decay, dropout 0, EMA, lr 6e-4 (the model then follows the text only late) and a 5x text-encoder lr
-# were not better than this schedule (README, "make demo").
+# were not better than this schedule (docs/make_demo.md, "Other settings tried with one process").
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', T_max=max_iters - 200, eta_min=base_lr * 0.01, by_epoch=False,

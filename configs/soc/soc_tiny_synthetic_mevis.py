@@ -30,7 +30,7 @@ score_thr = 0.5
 allow_no_target = True
 
 # Motion: SOC's VOC clusters an unordered set of frame queries, so the tiny model segments the twins but
-# cannot tell which one "moves left" (README, "MeViS demo"). The tiny SOC's classes are therefore replaced
+# cannot tell which one "moves left" (docs/mevis_demo.md). The tiny SOC's classes are therefore replaced
 # by variants (subclasses that keep SOC's modules and add the options; SOC and the Swin configs use none;
 # each tested in tests/test_models/); `type` replaces the base's, its other keys are kept:
 # - QueryPropagationSOC: frames decoded in order, each from the previous frame's queries (a query slot

@@ -16,7 +16,7 @@ from soc_mm.official.reference import build_reference_model, fixture_batch
 def test_regroup_reproduces_the_official_video_queries_and_soc_clusters_per_video():
     """The main fixture (B=2, T=3): the harness builds BatchRegroupSOC by default, which gives the official
     VOC output; SOC's video queries of the batch equal those of each video alone, and differ from the
-    official ones (README: up to ~0.18)."""
+    official ones (docs/official_parity.md, the VOC regrouping row)."""
     torch.set_num_threads(1)
     fixture = osp.join(FIXTURE_ROOT, MAIN_VARIANT)
     inputs, samples = fixture_batch(load_fixture(MAIN_VARIANT, 'inputs.pt'))

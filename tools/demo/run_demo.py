@@ -15,7 +15,7 @@ Steps (everything under ``--work-dir``, default ``work_dirs/demo/``):
 6. print the results table (also ``results.md`` / ``results.json``) and draw a few held-out clips
    (``vis/<video>.png``: a row per expression, prediction lit, ground truth outlined).
 
-    python tools/demo/run_demo.py                      # the full demo (see the README for timings)
+    python tools/demo/run_demo.py                      # the full demo (timings: docs/make_demo.md)
     python tools/demo/run_demo.py --max-iters 500      # a quick look
 """
 import argparse

@@ -19,7 +19,7 @@ Steps (everything under ``--work-dir``, default ``work_dirs/demo_mevis/``):
 6. print the table (``results.md`` / ``results.json``): J&F of all, multi-object, motion-only and no-target
    expressions (kinds from ``synthetic_manifest.json``), shuffled J&F, training time.
 
-    python tools/demo/run_mevis_demo.py                    # the full demo (see the README for timings)
+    python tools/demo/run_mevis_demo.py                    # the full demo (timings: docs/mevis_demo.md)
     python tools/demo/run_mevis_demo.py --max-iters 50     # a quick look at the plumbing
 """
 import argparse

@@ -138,7 +138,7 @@ class VideoInference:
     ``clip_len`` (None: whole videos) applies only when every sample keeps all frames (no
     ``valid_frame_idx``); ``share_clips`` False gives every sample of a test-loop batch its own
     clip; ``bf16`` runs the model under CPU ``torch.autocast`` with bfloat16 (CPUs with bf16 matrix
-    units run it several times faster; see the README's speed section for its effect on accuracy)
+    units run it several times faster; see docs/speed.md, section bf16, for its effect on accuracy)
     and returns float32 results.
     """
 
