@@ -1,20 +1,15 @@
 """The tiny MeViS-demo model (QueryPropagationSOC + MeanPoolRoBERTaTextEncoder + MotionAwareVOC) and the plain
 tiny SOC compute what they computed when the demo's options were arguments of SOC, VOC and
 RoBERTaTextEncoder: a state dict saved by that code loads strictly into the configs of today and gives the
-saved losses and tensors. The fixture and how it was made: tests/data/variants_regression/make_fixture.py."""
+saved losses and tensors. The fixture and how it was made: variant_regression_fixture.py (beside this file)."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
 
-from conftest import TESTS_DIR
+import variant_regression_fixture as make_fixture
 
-FIXTURE_DIR = osp.join(TESTS_DIR, 'data', 'variants_regression')
-sys.path.insert(0, FIXTURE_DIR)  # the fixture's generator beside it is a helper module of this test
-import make_fixture  # noqa: E402
-
-FIXTURE = osp.join(FIXTURE_DIR, 'fixture.pt')
+FIXTURE = make_fixture.DEFAULT_OUT
 ATOL = 1e-6
 
 

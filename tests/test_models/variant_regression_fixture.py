@@ -1,4 +1,5 @@
-"""Make ``fixture.pt``: the outputs of the tiny MeViS-demo SOC and of the plain tiny SOC with known weights.
+"""Make ``tests/data/variants_regression/fixture.pt``: the outputs of the tiny MeViS-demo SOC and of the plain
+tiny SOC with known weights.
 
 ``tests/test_models/test_variant_regression.py`` builds both configs with the code of the checkout, loads the
 saved state dicts strictly and checks that the same batch gives the saved losses and tensors. The saved file
@@ -7,7 +8,7 @@ was made with the code in which the MeViS-demo options were arguments of ``SOC``
 ``MeanPoolRoBERTaTextEncoder`` subclasses): a checkpoint trained with the previous demo config loads into the
 new one strictly and computes the same. Regenerate it only on purpose (a change of the maths)::
 
-    python tests/data/variants_regression/make_fixture.py [--out tests/data/variants_regression/fixture.pt]
+    python tests/test_models/variant_regression_fixture.py [--out tests/data/variants_regression/fixture.pt]
 
 The script reads the configs of the checkout it lives in (``configs/soc/soc_tiny_synthetic{,_mevis}.py``) and
 shrinks them with :data:`SIZE_OVERRIDES` (size-only settings); the text encoder is the tiny RoBERTa of the
@@ -28,9 +29,9 @@ from typing import Dict, List, Tuple
 import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
+REPO_ROOT = osp.dirname(osp.dirname(HERE))
 TEXT_ENCODER_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'soc_reference', 'common', 'text_encoder')
-DEFAULT_OUT = osp.join(HERE, 'fixture.pt')
+DEFAULT_OUT = osp.join(REPO_ROOT, 'tests', 'data', 'variants_regression', 'fixture.pt')
 #: name -> config (relative to the repository root)
 CONFIGS = {'tiny': 'configs/soc/soc_tiny_synthetic.py', 'mevis': 'configs/soc/soc_tiny_synthetic_mevis.py'}
 #: size-only overrides of both configs (``Config.merge_from_dict`` keys): an 8-channel Video-Swin of one
