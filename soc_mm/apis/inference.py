@@ -169,14 +169,15 @@ def iter_video_frames(video, channel_order: str = 'rgb') -> Iterator[np.ndarray]
 
 
 # ---------------------------------------------------------------------- inference
-def _test_transforms(model: nn.Module) -> list:
-    """The non-loading transforms of the config's test pipeline (default: 360/640 resize + pack)."""
-    cfg = getattr(model, 'cfg', None)
-    pipeline = None
-    try:
-        pipeline = cfg.test_dataloader.dataset.pipeline
-    except AttributeError:
-        pass
+def _test_transforms(model: nn.Module, pipeline: Optional[Sequence[dict]] = None) -> list:
+    """The non-loading transforms of ``pipeline`` (list of transform dicts), default the config's test
+    pipeline (default: 360/640 resize + pack)."""
+    if pipeline is None:
+        cfg = getattr(model, 'cfg', None)
+        try:
+            pipeline = cfg.test_dataloader.dataset.pipeline
+        except AttributeError:
+            pass
     pipeline = [copy.deepcopy(t) for t in (pipeline or DEFAULT_TEST_PIPELINE)
                 if not str(t['type']).startswith('Load')]
     for t in pipeline:
@@ -198,10 +199,16 @@ def _check_expressions(expressions) -> List[str]:
     return list(expressions)
 
 
-def _stream_options(model: nn.Module, clip_len: Optional[int], share_clips: Optional[bool]) -> RVOSTestOptions:
-    """The model's test options (``model.test_options``) with the call's ``clip_len`` / ``share_clips``
-    (None: the model's), and ``STREAM_CLIP_LEN`` frames per clip where they say "whole video"."""
-    options = getattr(model, 'test_options', None) or RVOSTestOptions()
+def _stream_options(model: nn.Module, clip_len: Optional[int], share_clips: Optional[bool],
+                    test_options: Optional[RVOSTestOptions] = None) -> RVOSTestOptions:
+    """``test_options`` (None: the model's, ``model.test_options``) with the call's ``clip_len`` /
+    ``share_clips`` (None: the options'), and ``STREAM_CLIP_LEN`` frames per clip where they say
+    "whole video"."""
+    if test_options is not None and not isinstance(test_options, RVOSTestOptions):
+        raise TypeError('inference_rvos: test_options must be an RVOSTestOptions (e.g. '
+                        f'model.test_options.replace(object_selection="threshold", score_thr=0.5)), '
+                        f'got {type(test_options).__name__}')
+    options = test_options or getattr(model, 'test_options', None) or RVOSTestOptions()
     changes = {key: value for key, value in dict(clip_len=clip_len, share_clips=share_clips).items()
                if value is not None}
     try:
@@ -262,7 +269,9 @@ def inference_rvos(model: nn.Module,
                    expressions: Union[str, Sequence[str]],
                    clip_len: Optional[int] = None,
                    channel_order: str = 'rgb',
-                   share_clips: Optional[bool] = None) -> List[RVOSDataSample]:
+                   share_clips: Optional[bool] = None,
+                   test_options: Optional[RVOSTestOptions] = None,
+                   test_pipeline: Optional[Sequence[dict]] = None) -> List[RVOSDataSample]:
     """Segment the object each expression refers to in every frame of a video.
 
     The video is read and processed in consecutive clips of ``clip_len`` frames (each clip
@@ -281,6 +290,14 @@ def inference_rvos(model: nn.Module,
         share_clips (bool, optional): share the text-independent stages (``test_cfg.share_clips``;
             None: the model's, default True); False gives every expression its own copy of each
             clip (the per-expression baseline).
+        test_options (RVOSTestOptions, optional): the test options of this call only (object
+            selection, score threshold, clip length, ...; e.g. ``model.test_options.replace(
+            object_selection='threshold', score_thr=0.5)``); None: ``model.test_options``. The
+            model's options are neither read nor changed when given, so concurrent calls with
+            different options share no mutable state.
+        test_pipeline (list[dict], optional): the test pipeline of this call only (its loading
+            transforms are skipped; it must end with ``PackRVOSInputs``); None: the model config's
+            ``test_dataloader.dataset.pipeline``.
 
     Returns:
         list[RVOSDataSample]: one per expression, in order, with ``pred_masks`` bool Tensor
@@ -293,8 +310,8 @@ def inference_rvos(model: nn.Module,
         resize, empty expression list.
     """
     expressions = _check_expressions(expressions)
-    options = _stream_options(model, clip_len, share_clips)
-    transforms = _test_transforms(model)
+    options = _stream_options(model, clip_len, share_clips, test_options)
+    transforms = _test_transforms(model, test_pipeline)
     num_frames, meta = 0, {}
 
     def clip_stream():

@@ -2,14 +2,20 @@
 a request (a video file or a zip of frame images, and expressions) -> the masks, drawn and written for
 download.
 
-``WebDemo.run`` handles one request in its own temporary folder under ``<temp_root>/requests/`` (a
-session's previous folder is deleted when it sends its next request): it checks the upload (size, type,
-frames) and the expressions, segments the video clip by clip (``inference_rvos`` on each clip of
+``WebDemo.run`` handles one request in its own temporary folder under ``<temp_root>/requests/``: it
+checks the upload (size, type, frames, and pixels per frame and per request from the image / video
+headers, before anything is decoded) and the expressions, segments the video clip by clip (``inference_rvos`` on each clip of
 ``clip_len`` frames: the backbone once per clip for all expressions; clips are independent in SOC's video
 inference, so this equals one call on the whole video) with the progress per clip, and writes the video
 with one colour per expression, each expression's score over time, a few key frames, the masks as PNGs in
 the Ref-YouTube-VOS submission layout (``Annotations/<video>/<exp_id>/<frame>.png``, zipped) and as COCO
 RLE in a JSON file. Nothing of an upload's (or a zip member's) name reaches the file system unsanitised.
+
+Result folders are removed when the page has taken its copies (``release``), and otherwise after
+``results_ttl_s`` seconds; at most ``max_results`` are kept (the oldest removed first). The request's
+selection settings (top-1 / multi-object, score threshold) and input size go to ``inference_rvos`` as
+per-call ``test_options`` / ``test_pipeline``: the shared model is never changed, so concurrent
+requests run their inferences at the same time.
 """
 import copy
 import io
@@ -23,7 +29,7 @@ import threading
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,6 +47,47 @@ class Limits:
     max_expressions: int = 10        #: expressions per request (one colour each)
     max_clip_len: int = 64           #: frames per clip
     max_input_size: int = 720        #: short side the frames may be resized to
+    max_frame_pixels: int = 1920 * 1080      #: width x height of one frame (from the header, before decoding)
+    max_request_pixels: int = 150_000_000    #: frames x width x height of a request
+
+
+def check_frame_pixels(display_name: str, what: str, width: int, height: int, limits: Limits) -> int:
+    """``width * height`` of one frame (``what``: e.g. 'the video's frames'), or ValueError naming the
+    per-frame limit and the size received."""
+    pixels = int(width) * int(height)
+    if pixels > limits.max_frame_pixels:
+        raise ValueError(f'{display_name}: {what} {int(width)}x{int(height)} pixels ({pixels / 1e6:.2f} megapixels), '
+                         f'more than the limit of {limits.max_frame_pixels / 1e6:.2f} megapixels per frame '
+                         f'(max_frame_pixels={limits.max_frame_pixels}): downscale the video.')
+    return pixels
+
+
+def check_request_pixels(display_name: str, num_frames: int, total_pixels: int, limits: Limits) -> None:
+    """ValueError naming the per-request limit (frames x pixels) when ``total_pixels`` exceeds it."""
+    if total_pixels > limits.max_request_pixels:
+        raise ValueError(f'{display_name}: {num_frames} frames of {total_pixels / 1e6:.1f} megapixels in all '
+                         f'(frames x width x height), more than the limit of {limits.max_request_pixels / 1e6:.1f} '
+                         f'megapixels per request (max_request_pixels={limits.max_request_pixels}): trim or '
+                         'downscale the video.')
+
+
+def image_header_size(archive: zipfile.ZipFile, member: zipfile.ZipInfo, display_name: str) -> Tuple[int, int]:
+    """(width, height) of a zip member's image, read from its header only (PIL reads the size lazily;
+    nothing is decoded)."""
+    import warnings
+    from PIL import Image
+    name = osp.basename(member.filename)[:80]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with archive.open(member) as f, Image.open(f, formats=('JPEG', 'PNG', 'BMP', 'WEBP')) as image:
+                return image.size
+    except Image.DecompressionBombError:
+        raise ValueError(f'{display_name}: frame {name!r} has more than {2 * Image.MAX_IMAGE_PIXELS} pixels, far '
+                         'more than the limit per frame: downscale the frames.') from None
+    except Exception as e:  # unreadable header (PIL, zlib, zip errors)
+        raise ValueError(f'{display_name}: frame {name!r} is not a readable JPEG/PNG/BMP/WebP image '
+                         f'({type(e).__name__}).') from None
 
 
 # ---------------------------------------------------------------------- model
@@ -95,8 +142,10 @@ def truncation_warnings(model, expressions: Sequence[str]) -> List[str]:
 
 def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: Limits) -> Tuple[str, List[str]]:
     """Frame images of a zip -> ``out_dir/00000.<ext>, ...`` (names made here: nothing of the zip's
-    member names reaches the file system) in the order of the member names. Returns (folder,
-    frame names: the members' sanitized stems, or indices when those repeat)."""
+    member names reaches the file system) in the order of the member names. Every member's size is
+    read from its image header and checked (``limits.max_frame_pixels``, ``max_request_pixels``)
+    before anything is extracted. Returns (folder, frame names: the members' sanitized stems, or
+    indices when those repeat)."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -115,6 +164,12 @@ def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: L
         if total > limits.max_upload_mb * 2 ** 20:
             raise ValueError(f'{display_name}: the frames take {total / 2 ** 20:.0f} MB uncompressed, more than '
                              f'the limit of {limits.max_upload_mb:.0f} MB.')
+        total_pixels = 0
+        for member in members:
+            width, height = image_header_size(archive, member, display_name)
+            total_pixels += check_frame_pixels(display_name, f'frame {osp.basename(member.filename)[:80]!r} is',
+                                               width, height, limits)
+        check_request_pixels(display_name, len(members), total_pixels, limits)
         os.makedirs(out_dir)
         for i, member in enumerate(members):
             ext = osp.splitext(member.filename)[1].lower()
@@ -126,19 +181,33 @@ def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: L
     return out_dir, stems
 
 
-def count_video_frames(path: str, display_name: str, max_frames: int) -> int:
-    """Decode the whole video once (fails early on unreadable, empty and too long videos)."""
+def count_video_frames(path: str, display_name: str, max_frames: int, limits: Optional[Limits] = None) -> int:
+    """Decode the whole video once (fails early on unreadable, empty and too long videos). With
+    ``limits``, the frame size and the declared frame count are read from the container's header and
+    checked (``max_frame_pixels``, ``max_request_pixels``) before any frame is decoded, and counting
+    stops as soon as the frames counted exceed the request's pixels."""
     import cv2
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
             raise ValueError(f'{display_name}: cannot open the video (unreadable, truncated or unsupported format).')
+        frame_pixels, budget = 0, max_frames
+        if limits is not None:
+            width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            frame_pixels = check_frame_pixels(display_name, "the video's frames are", width, height, limits)
+            if frame_pixels:
+                if 0 < declared <= max_frames:
+                    check_request_pixels(display_name, declared, declared * frame_pixels, limits)
+                budget = min(max_frames, limits.max_request_pixels // frame_pixels)
         count = 0
         while cap.grab():
             count += 1
             if count > max_frames:
                 raise ValueError(f'{display_name}: the video has more than {max_frames} frames, the limit of this '
                                  'server (trim it, or use a lower frame rate).')
+            if count > budget:
+                check_request_pixels(display_name, count, count * frame_pixels, limits)
     finally:
         cap.release()
     if count == 0:
@@ -213,25 +282,73 @@ def score_figure(expressions: Sequence[str], scores: Sequence[np.ndarray]):
 
 
 # ---------------------------------------------------------------------- the request handler
+class _SerializedTokenizer:
+    """A HF fast tokenizer whose calls run one at a time: a call sets the Rust tokenizer's truncation
+    and padding (shared, mutable state), so concurrent calls with different settings fail ("Already
+    borrowed") or read each other's. Everything else is the tokenizer's."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
 class WebDemo:
     """The request handler behind the page: one model, one temporary root, per-request folders.
+
+    Requests may run concurrently (threads): a request's selection settings and input size are
+    passed to ``inference_rvos`` for that call only (``test_options``, ``test_pipeline``); the model
+    and its ``test_options`` are never changed.
 
     Args:
         model: a SOC model (``load_model``).
         temp_root (str): folder for the per-request folders (``requests/``) and the examples.
         limits (Limits): upload limits.
         num_examples (int): synthetic example clips generated at start-up.
+        results_ttl_s (float): a finished request's folder is removed this many seconds after its
+            results were written, if ``release`` has not removed it before (default 30 min).
+        max_results (int): at most this many finished request folders are kept; the oldest go first.
+        sweep_interval_s (float, optional): a background thread removes expired folders this often
+            (None: only when a request starts or finishes, and on ``sweep()``).
+        clock (callable): seconds (monotonic); tests pass a fake clock.
     """
 
-    def __init__(self, model, temp_root: str, limits: Limits = Limits(), num_examples: int = 3) -> None:
+    def __init__(self, model, temp_root: str, limits: Limits = Limits(), num_examples: int = 3,
+                 results_ttl_s: float = 1800.0, max_results: int = 32, sweep_interval_s: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not results_ttl_s > 0 or max_results < 1:
+            raise ValueError(f'results_ttl_s must be > 0 and max_results >= 1, got {results_ttl_s}, {max_results}')
         self.model = model
         self.limits = limits
         self.temp_root = osp.abspath(temp_root)
         self.requests_root = osp.join(self.temp_root, 'requests')
         os.makedirs(self.requests_root, exist_ok=True)
-        self.model_lock = threading.Lock()  # the model runs one inference at a time
+        self.results_ttl_s, self.max_results, self.clock = float(results_ttl_s), int(max_results), clock
+        self._results: Dict[str, float] = {}  # finished request folder -> clock() when its results were written
+        self._results_lock = threading.Lock()
+        encoder = getattr(model, 'text_encoder', None)
+        if getattr(encoder, 'tokenizer', None) is not None and not isinstance(encoder.tokenizer, _SerializedTokenizer):
+            encoder.tokenizer = _SerializedTokenizer(encoder.tokenizer)
         self.default_clip_len = int(min(model.test_options.clip_len or 8, limits.max_clip_len))
         self.examples = self.make_examples(osp.join(self.temp_root, 'examples'), num_examples)
+        self._stop = threading.Event()
+        if sweep_interval_s:
+            threading.Thread(target=self._sweep_loop, args=(float(sweep_interval_s), ), daemon=True,
+                             name='web-demo-sweeper').start()
+
+    def close(self) -> None:
+        """Stop the background sweeper (if any)."""
+        self._stop.set()
+
+    def _sweep_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.sweep()
 
     # ------------------------------------------------------------------ examples
     @staticmethod
@@ -257,51 +374,75 @@ class WebDemo:
 
     def release(self, request_dir: Optional[str]) -> None:
         """Delete a request folder (only ever one under ``requests_root``)."""
-        if request_dir and osp.isdir(request_dir) and self._inside(request_dir, self.requests_root) \
+        if not request_dir:
+            return
+        with self._results_lock:
+            self._results.pop(request_dir, None)
+        if osp.isdir(request_dir) and self._inside(request_dir, self.requests_root) \
                 and osp.realpath(request_dir) != osp.realpath(self.requests_root):
             shutil.rmtree(request_dir, ignore_errors=True)
 
+    def result_dirs(self) -> List[str]:
+        """The finished request folders still kept, oldest first."""
+        with self._results_lock:
+            return sorted(self._results, key=self._results.get)
+
+    def sweep(self) -> List[str]:
+        """Remove the finished request folders older than ``results_ttl_s`` and, beyond
+        ``max_results``, the oldest ones. Returns the folders removed."""
+        now = self.clock()
+        with self._results_lock:
+            by_age = sorted(self._results, key=self._results.get)
+            expired = [d for d in by_age if now - self._results[d] >= self.results_ttl_s]
+            kept = [d for d in by_age if d not in expired]
+            expired += kept[:max(0, len(kept) - self.max_results)]
+        for request_dir in expired:
+            self.release(request_dir)
+        return expired
+
+    def _keep_results(self, request_dir: str) -> None:
+        with self._results_lock:
+            self._results[request_dir] = self.clock()
+        self.sweep()
+
     # ------------------------------------------------------------------ model settings of a request
-    def _request_cfg(self, input_size: int):
-        """``model.cfg`` with the test pipeline resizing to ``input_size`` (short side; long side at
-        most twice that); 0 keeps the config's pipeline."""
-        cfg = self.model.cfg
+    def request_pipeline(self, input_size: int) -> Optional[list]:
+        """The test pipeline (list of transform dicts) of a request resizing to ``input_size`` (short
+        side; long side at most twice that); None for 0 (the config's pipeline). A new list: the
+        model's config is not changed."""
         if not input_size:
-            return cfg
-        cfg = copy.deepcopy(cfg)
+            return None
         resize = dict(type='RVOSRandomResize', short_side=[int(input_size)], max_size=2 * int(input_size))
         try:
-            pipeline = list(cfg.test_dataloader.dataset.pipeline)
+            pipeline = copy.deepcopy(list(self.model.cfg.test_dataloader.dataset.pipeline))
         except AttributeError:
             from soc_mm.apis.inference import DEFAULT_TEST_PIPELINE
             pipeline = copy.deepcopy(DEFAULT_TEST_PIPELINE)
-            cfg.test_dataloader = dict(dataset=dict(pipeline=pipeline))
         pipeline = [t for t in pipeline if t['type'] != 'RVOSRandomResize']
         pack = next(i for i, t in enumerate(pipeline) if t['type'] == 'PackRVOSInputs')
         pipeline.insert(pack, resize)
-        cfg.test_dataloader.dataset.pipeline = pipeline
-        return cfg
+        return pipeline
+
+    def request_options(self, selection: Optional[str], score_thr: float):
+        """The model's test options with a request's object selection (None: the model's own); a
+        new ``RVOSTestOptions`` (frozen): the model's are not changed."""
+        options = self.model.test_options
+        if selection is None:
+            return options
+        if selection == SELECTION_MULTI:
+            return options.replace(object_selection='threshold', score_thr=float(score_thr))
+        if selection == SELECTION_TOP1:
+            return options.replace(object_selection='top1', score_thr=None, allow_no_target=False)
+        raise ValueError(f'objects per expression must be {SELECTION_TOP1!r} or {SELECTION_MULTI!r}, got {selection!r}.')
 
     def segment(self, frames: Sequence[np.ndarray], expressions: Sequence[str], input_size: int,
                 selection: Optional[str], score_thr: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:
-        """One clip of RGB frames -> per expression (masks bool [T, H, W], scores float [T])."""
+        """One clip of RGB frames [H, W, 3] -> per expression (masks bool [T, H, W], scores float [T]).
+        Thread-safe: the request's settings go to this call only."""
         from soc_mm.apis.inference import inference_rvos
-        with self.model_lock:
-            saved_cfg, saved_options = self.model.cfg, self.model.test_options
-            try:
-                self.model.cfg = self._request_cfg(input_size)
-                if selection is not None:
-                    if selection == SELECTION_MULTI:
-                        options = saved_options.replace(object_selection='threshold', score_thr=float(score_thr))
-                    else:
-                        options = saved_options.replace(object_selection='top1', score_thr=None,
-                                                        allow_no_target=False)
-                    self.model.test_options = options
-                results = inference_rvos(self.model, list(frames), list(expressions), clip_len=len(frames),
-                                         channel_order='rgb')
-            finally:
-                self.model.cfg = saved_cfg
-                self.model.test_options = saved_options
+        results = inference_rvos(self.model, list(frames), list(expressions), clip_len=len(frames),
+                                 channel_order='rgb', test_options=self.request_options(selection, score_thr),
+                                 test_pipeline=self.request_pipeline(input_size))
         return ([r.pred_masks.numpy().astype(bool) for r in results],
                 [r.pred_scores.float().numpy() for r in results])
 
@@ -312,8 +453,10 @@ class WebDemo:
         """Handle one request. Returns a dict: ``status`` (markdown), ``warnings`` (list of str),
         ``video`` (path), ``figure`` (score plot), ``key_frames`` (RGB uint8 [h, w, 3]),
         ``downloads`` (paths), ``request_dir`` (this request's folder). Raises ValueError with a
-        message for the page."""
+        message for the page. The folder is kept until ``release`` (call it once the results have
+        been copied or sent), ``results_ttl_s`` or ``max_results`` removes it."""
         self.release(previous_dir)  # the session's previous results
+        self.sweep()
         limits = self.limits
         expressions = parse_expressions(expressions_text, limits.max_expressions)
         clip_len = int(clip_len or self.default_clip_len)
@@ -338,14 +481,17 @@ class WebDemo:
         if ext not in VIDEO_UPLOAD_EXTENSIONS + ('.zip', ):
             raise ValueError(f'{display_name}: unsupported file type {ext or "(none)"!r}; expected a video '
                              f'({"/".join(VIDEO_UPLOAD_EXTENSIONS)}) or a .zip of frame images.')
+        self.request_options(selection, score_thr)  # a bad selection fails before any work
         warnings = truncation_warnings(self.model, expressions)
         request_dir = tempfile.mkdtemp(prefix='req_', dir=self.requests_root)
         try:
-            return self._segment_request(request_dir, source, display_name, ext, expressions, warnings, clip_len,
-                                         input_size, selection, score_thr, progress)
+            out = self._segment_request(request_dir, source, display_name, ext, expressions, warnings, clip_len,
+                                        input_size, selection, score_thr, progress)
         except BaseException:  # no folder left behind by a failed request
             self.release(request_dir)
             raise
+        self._keep_results(request_dir)
+        return out
 
     def _segment_request(self, request_dir, source, display_name, ext, expressions, warnings, clip_len, input_size,
                          selection, score_thr, progress):
@@ -356,7 +502,7 @@ class WebDemo:
             source, frame_names = extract_zip_frames(source, display_name, osp.join(request_dir, 'frames'), limits)
             num_frames = len(frame_names)
         else:
-            num_frames = count_video_frames(source, display_name, limits.max_frames)
+            num_frames = count_video_frames(source, display_name, limits.max_frames, limits)
             frame_names = [f'{t:05d}' for t in range(num_frames)]
         fps = source_fps(source)
 
@@ -376,10 +522,15 @@ class WebDemo:
             if progress is not None:
                 progress((index + 1, num_clips), desc=f'clip {index + 1}/{num_clips}', unit='clip')
 
+        pixels_read = 0
         for frame in iter_rgb_frames(source, display_name):
             frames_read += 1
             if frames_read > num_frames:  # the file changed under us, or the decoder disagrees
                 break
+            # the decoded frames against the limits too (a header may understate the size)
+            pixels_read += check_frame_pixels(display_name, f'frame {frames_read - 1} is', frame.shape[1],
+                                              frame.shape[0], limits)
+            check_request_pixels(display_name, frames_read, pixels_read, limits)
             clip.append(frame)
             if len(clip) == clip_len:
                 flush(clip, (frames_read - 1) // clip_len)

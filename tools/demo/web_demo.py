@@ -10,10 +10,14 @@ text encoder ``work_dirs/demo/tiny_roberta``) and says how to get it when it is 
 The request handling (checks, clip-by-clip segmentation, outputs) is ``soc_mm.apis.web_demo.WebDemo``;
 this script is the page around it. What runs where: the model is loaded once, in this process, through
 ``soc_mm.apis.init_model`` (``safe_load_local``: nothing in a checkpoint can run code). Requests go
-through Gradio's queue (``--concurrency`` requests at a time, default 1; the model itself runs one
-inference at a time). Each request works in its own temporary folder under ``--temp-dir`` (Gradio's
-upload cache lives there too); a session's previous folder is deleted when it sends its next request or
-closes, and everything at exit. The page never opens a public share link and binds to 127.0.0.1 unless
+through Gradio's queue (``--concurrency`` requests at a time, default 1; their inferences run at the
+same time: a request's selection settings and input size are passed to that inference only, the model
+is never changed). Each request works in its own temporary folder under ``--temp-dir`` (Gradio's upload
+cache lives there too); the folder is deleted as soon as Gradio has copied the results into its cache
+(what the page and the API serve), else after ``--results-ttl`` seconds, at most ``--max-results`` are
+kept (oldest removed first), and everything at exit. Gradio's cache keeps files ``--results-ttl``
+seconds. Uploads are bounded in bytes, frames and pixels (``--max-frame-pixels`` per frame,
+``--max-request-pixels`` for frames x pixels), read from the image / video headers before decoding. The page never opens a public share link and binds to 127.0.0.1 unless
 told.
 
 A request: a video (mp4/webm/avi/mov/mkv, or a zip of frame images) or one of the bundled synthetic
@@ -76,24 +80,33 @@ def build_app(demo: WebDemo, concurrency: int = 1):
 
     def on_run(upload, example, expressions, clip_len, input_size, selection, score_thr, previous_dir,
                progress=gr.Progress()):
+        # a generator of one output: Gradio copies the files of a yielded output into its cache (what the
+        # page and the API download) before it resumes the generator, which then deletes the request's folder
         try:
             out = demo.run(upload, example, expressions, clip_len, input_size, selection, score_thr, previous_dir,
                            progress)
         except ValueError as e:
             raise gr.Error(str(e), print_exception=False) from None
-        for warning in out['warnings']:
-            gr.Warning(warning)
-        return out['status'], out['video'], out['figure'], out['key_frames'], out['downloads'], out['request_dir']
+        try:
+            for warning in out['warnings']:
+                gr.Warning(warning)
+            yield (out['status'], out['video'], out['figure'], out['key_frames'], out['downloads'],
+                   out['request_dir'])
+        finally:
+            demo.release(out['request_dir'])
 
     theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
                               font_mono=['ui-monospace', 'monospace'])  # no web fonts: works offline
+    ttl = max(1, int(demo.results_ttl_s))
     with gr.Blocks(title='SOC: referring video object segmentation', analytics_enabled=False,
-                   delete_cache=(600, 3600)) as app:
+                   delete_cache=(min(600, ttl), ttl)) as app:
         app.soc_theme = theme
         gr.Markdown('## SOC: segment the objects your sentences refer to in a video\n'
                     'Upload a video (mp4/webm/avi, or a zip of frame images) or pick an example, type one '
                     f'expression per line, press **Run**. Limits: {limits.max_upload_mb:.0f} MB, '
-                    f'{limits.max_frames} frames, {limits.max_expressions} expressions.')
+                    f'{limits.max_frames} frames, {limits.max_frame_pixels / 1e6:.1f} megapixels per frame, '
+                    f'{limits.max_request_pixels / 1e6:.0f} megapixels per request, {limits.max_expressions} '
+                    'expressions.')
         request_dir = gr.State(None, delete_callback=demo.release)
         with gr.Row():
             with gr.Column():
@@ -140,14 +153,30 @@ def parse_args(argv=None):
     parser.add_argument('--max-upload-mb', type=float, default=200.0, help='largest upload in MB (default 200)')
     parser.add_argument('--max-frames', type=int, default=600, help='longest video in frames (default 600)')
     parser.add_argument('--max-expressions', type=int, default=10, help='expressions per request (default 10)')
+    parser.add_argument('--max-frame-pixels', type=int, default=Limits.max_frame_pixels,
+                        help=f'largest frame, width x height, read from the header before decoding '
+                        f'(default {Limits.max_frame_pixels} = 1920x1080)')
+    parser.add_argument('--max-request-pixels', type=int, default=Limits.max_request_pixels,
+                        help=f'frames x width x height of a request (default {Limits.max_request_pixels})')
+    parser.add_argument('--results-ttl', type=float, default=1800.0,
+                        help='seconds a request\'s results are kept when not removed after the page took them '
+                        '(default 1800)')
+    parser.add_argument('--max-results', type=int, default=32,
+                        help='request result folders kept at most, the oldest removed first (default 32)')
     parser.add_argument('--temp-dir', help='folder for uploads and results (default: a new temporary folder, '
                         'removed at exit)')
     parser.add_argument('--num-examples', type=int, default=3, help='synthetic example clips (default 3)')
     args = parser.parse_args(argv)
     if (args.config is None) != (args.checkpoint is None):
         parser.error('give both --config and --checkpoint, or neither (the `make demo` model)')
-    if args.concurrency < 1 or args.max_frames < 1 or args.max_upload_mb <= 0 or args.max_expressions < 1:
-        parser.error('--concurrency, --max-frames, --max-upload-mb and --max-expressions must be positive')
+    if args.concurrency < 1 or args.max_frames < 1 or args.max_upload_mb <= 0 or args.max_expressions < 1 \
+            or args.max_frame_pixels < 1 or args.max_request_pixels < 1 or not args.results_ttl > 0 \
+            or args.max_results < 1:
+        parser.error('--concurrency, --max-frames, --max-upload-mb, --max-expressions, --max-frame-pixels, '
+                     '--max-request-pixels, --results-ttl and --max-results must be positive')
+    if args.max_results < args.concurrency:
+        parser.error(f'--max-results ({args.max_results}) must be at least --concurrency ({args.concurrency}): '
+                     'a request\'s results are kept until the page has taken them')
     return args
 
 
@@ -189,8 +218,10 @@ def main(argv=None):
     print(f'loading {checkpoint} ({config}) ...', flush=True)
     model = load_model(config, checkpoint, args.device, text_encoder)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_frames=args.max_frames,
-                    max_expressions=args.max_expressions)
-    demo = WebDemo(model, temp_root, limits, num_examples=args.num_examples)
+                    max_expressions=args.max_expressions, max_frame_pixels=args.max_frame_pixels,
+                    max_request_pixels=args.max_request_pixels)
+    demo = WebDemo(model, temp_root, limits, num_examples=args.num_examples, results_ttl_s=args.results_ttl,
+                   max_results=args.max_results, sweep_interval_s=min(60.0, args.results_ttl / 2))
     app = build_app(demo, concurrency=args.concurrency)
     print(f'temporary files under {temp_root}', flush=True)
     # `kill` / a service manager's stop: exit normally so that the temporary files go (atexit)

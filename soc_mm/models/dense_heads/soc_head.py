@@ -404,18 +404,34 @@ class SOCHead(BaseModule):
         return torch.tensor([list(s.metainfo['img_shape'][:2]) for s in batch_data_samples],
                             dtype=torch.long, device=device)
 
+    def _options(self, options: Optional[RVOSTestOptions]) -> RVOSTestOptions:
+        """The options of one call: ``options`` when given (checked), else ``self.test_options``."""
+        if options is None:
+            return self._test_options
+        if not isinstance(options, RVOSTestOptions):
+            raise TypeError(f'SOCHead: options must be an RVOSTestOptions (RVOSTestOptions.from_cfg(dict)), '
+                            f'got {type(options).__name__}')
+        options.layer_index(self.num_pred_layer)
+        return options
+
     def predict(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
-                batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True) -> List[InstanceData]:
-        """Heads of decoder layer ``test_cfg.output_layer`` (default 'first'), then ``predict_by_feat``."""
-        layer = self.test_options.layer_index(len(hidden_states))
+                batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True,
+                options: Optional[RVOSTestOptions] = None) -> List[InstanceData]:
+        """Heads of decoder layer ``test_cfg.output_layer`` (default 'first'), then ``predict_by_feat``.
+
+        ``options``: the test options of this call only (e.g. a request's object selection; the
+        head's ``test_options`` are neither read nor changed); None: ``self.test_options``."""
+        options = self._options(options)
+        layer = options.layer_index(len(hidden_states))
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
         cls, _, masks = self.forward_single(hidden_states[layer], references[layer],
                                             references[layer + 1][..., :2], mask_feats, img_sizes, layer)
-        return self.predict_by_feat(cls, masks, [s.metainfo for s in batch_data_samples], rescale=rescale)
+        return self.predict_by_feat(cls, masks, [s.metainfo for s in batch_data_samples], rescale=rescale,
+                                    options=options)
 
     @torch.no_grad()
     def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_img_metas: Sequence[dict],
-                        rescale: bool = True) -> List[InstanceData]:
+                        rescale: bool = True, options: Optional[RVOSTestOptions] = None) -> List[InstanceData]:
         """Post-process: one ``InstanceData`` per sample whose items are its T frames.
 
         Each video query's score is its class probability averaged over the T frames (max over the
@@ -436,6 +452,8 @@ class SOCHead(BaseModule):
             masks (Tensor): [B, T, nq, h, w] mask logits.
             batch_img_metas (list[dict]): ``img_shape``, ``ori_shape`` (``rescale``) and the padded
                 size (``batch_input_shape`` / ``pad_shape``, else the largest ``img_shape``).
+            options (RVOSTestOptions, optional): the options of this call (``object_selection``,
+                ``score_thr``, ...); None: ``self.test_options``.
 
         Returns:
             list[InstanceData]: per sample, fields over its T frames: ``masks`` bool [T, H0, W0]
@@ -453,7 +471,7 @@ class SOCHead(BaseModule):
         prob = cls.sigmoid()
         video_scores = prob.mean(1).max(-1)[0]  # [B, nq]
         frame_scores = prob.max(-1)[0]  # [B, T, nq]
-        options = self.test_options
+        options = self._options(options)
         mode, score_thr, allow_no_target = options.object_selection, options.score_thr, options.allow_no_target
         return_all = options.return_all_queries
         num_frames = prob.shape[1]

@@ -135,6 +135,10 @@ class VideoInference:
         **changes: options replaced for this inference only (e.g. ``clip_len=8``), checked as in
             a config.
 
+    The head reads its options (``object_selection``, ``score_thr``, ...) from ``options`` too (passed
+    to ``bbox_head.predict`` on every call): concurrent inferences with different options share no
+    mutable state, and the model's ``test_options`` are never changed.
+
     ``clip_len`` (None: whole videos) applies only when every sample keeps all frames (no
     ``valid_frame_idx``); ``share_clips`` False gives every sample of a test-loop batch its own
     clip; ``bf16`` runs the model under CPU ``torch.autocast`` with bfloat16 (CPUs with bf16 matrix
@@ -223,7 +227,8 @@ class VideoInference:
                 **{key: value[part] for key, value in text_feats.items()})
             results += model.bbox_head.predict(
                 hidden_states=head_inputs_dict['hidden_states'], references=head_inputs_dict['references'],
-                mask_feats=head_inputs_dict['mask_feats'], batch_data_samples=data_samples[part], rescale=rescale)
+                mask_feats=head_inputs_dict['mask_feats'], batch_data_samples=data_samples[part], rescale=rescale,
+                options=self.options)
         return results
 
     @staticmethod
