@@ -15,13 +15,17 @@ from web_demo_server import WebDemoServer, read_video, synthetic_video
 pytest.importorskip('gradio_client')
 
 MAX_FRAMES = 20
+MAX_FRAME_PIXELS = 200 * 200
+MAX_REQUEST_PIXELS = 400_000
 TOP1 = 'top-1: one object per expression'
 NO_EXAMPLE = '(none: use the uploaded video)'
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    srv = WebDemoServer(str(tmp_path_factory.mktemp('web_demo_api')), ['--max-frames', str(MAX_FRAMES)])
+    srv = WebDemoServer(str(tmp_path_factory.mktemp('web_demo_api')),
+                        ['--max-frames', str(MAX_FRAMES), '--max-frame-pixels', str(MAX_FRAME_PIXELS),
+                         '--max-request-pixels', str(MAX_REQUEST_PIXELS)])
     yield srv
     srv.stop()
     assert not osp.exists(osp.join(srv.temp_dir, 'requests')), 'request folders left after exit'
@@ -184,8 +188,8 @@ def test_too_long_expression_is_truncated_with_a_warning(client, tmp_path):
 
 def test_object_selection_and_input_size(client, tmp_path):
     """Multi-object selection gives the union of every query above the threshold (a superset of the
-    top-1 mask); another input size still gives masks at the video's size. The model's settings are
-    restored after each request."""
+    top-1 mask); another input size still gives masks at the video's size. A request's settings are its
+    own (passed to its inference, the model is not changed): the next request is back to top-1."""
     from gradio_client import handle_file
     from soc_mm.structures.mask import decode_mask
     synthetic_video(str(tmp_path / 'v.mp4'), num_frames=4)
@@ -204,3 +208,38 @@ def test_object_selection_and_input_size(client, tmp_path):
     assert np.array_equal(masks(TOP1), top1)  # back to top-1
     small = masks(TOP1, input_size=48)
     assert small.shape == (4, 96, 128) and not np.array_equal(small, top1)
+
+
+def test_pixel_bomb_zip_is_refused(server, client, tmp_path):
+    """A zip of a few hundred bytes holding one 2048x2048 PNG: refused from the PNG's header, with the
+    limit and what was received, no folder left."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new('RGB', (2048, 2048)).save(buffer, format='PNG')
+    path = tmp_path / 'bomb.zip'
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr('big.png', buffer.getvalue())
+    assert osp.getsize(path) < 20000
+    requests_dir = osp.join(server.temp_dir, 'requests')
+    before = set(os.listdir(requests_dir))
+    assert app_error(client, str(path)) == (
+        "bomb.zip: frame 'big.png' is 2048x2048 pixels (4.19 megapixels), more than the limit of 0.04 megapixels "
+        f'per frame (max_frame_pixels={MAX_FRAME_PIXELS}): downscale the video.')
+    assert set(os.listdir(requests_dir)) <= before
+    # frames within the per-frame limit whose total exceeds the request's: 16 x 160x160 = 409600 pixels
+    synthetic_video(str(tmp_path / 'big.mp4'), num_frames=16, size=(160, 160))
+    message = app_error(client, str(tmp_path / 'big.mp4'))
+    assert message.startswith('big.mp4: 16 frames of 0.4 megapixels in all (frames x width x height), more than the '
+                              f'limit of 0.4 megapixels per request (max_request_pixels={MAX_REQUEST_PIXELS})')
+
+
+def test_one_shot_api_call_leaves_no_result_folder(server, client, tmp_path):
+    """The request's folder is removed once Gradio has copied the results into its cache; the client
+    still downloads them."""
+    synthetic_video(str(tmp_path / 'v.mp4'), num_frames=3)
+    requests_dir = osp.join(server.temp_dir, 'requests')
+    for _ in range(2):
+        status, video, _plot, key_frames, downloads = segment(client, str(tmp_path / 'v.mp4'), 'the red circle')
+        assert status.startswith('**v.mp4**: 3 frames')
+        assert all(osp.getsize(p) > 0 for p in downloads) and osp.getsize(video) > 0 and osp.isfile(key_frames)
+        assert os.listdir(requests_dir) == []
