@@ -4,16 +4,18 @@ The malicious corpus (``malicious_checkpoints.py``: os.system reduces, a custom 
 chains to eval/exec/__import__, __globals__/__builtins__ writes, protocol 0/4/5 pickles, zip and
 legacy containers) goes through every loading path: ``safe_load_local``, MMEngine's loader as our
 tools install it, torch/MMEngine's own loaders in a process that imported soc_mm (other OpenMMLab
-projects), ``tools/test.py``, ``tools/train.py`` (``--resume`` and ``load_from``), ``init_model``
-and the official-checkpoint converter. Each must be refused naming the offending global, create
-no marker file and change no global.
+projects), what ``tools/test.py`` and ``tools/train.py`` (``--resume`` and ``load_from``) run
+(``soc_mm.utils.launch``, ``soc_mm.engine.resume``, ``load_checkpoint_to_model``; each tool once as a
+subprocess), ``init_model`` and the official-checkpoint converter (``soc_mm.official.convert``). Each
+must be refused naming the offending global, create no marker file and change no global.
 """
+import argparse
+import ast
 import io
 import os
 import os.path as osp
 import pickle
 import re
-import runpy
 import subprocess
 import sys
 import zipfile
@@ -24,8 +26,11 @@ import torch
 import malicious_checkpoints as corpus
 import soc_mm  # noqa: F401  (allow-lists MMEngine's checkpoint types, as for any importer)
 from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env
+from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
+from soc_mm.official.convert import ConversionError, convert_official_checkpoint
 from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
                                      load_checkpoint_to_model, safe_load_local)
+from soc_mm.utils.launch import config_for_testing, config_for_training
 
 #: the global each payload's refusal must name
 EXPECTED_GLOBAL = {
@@ -336,7 +341,7 @@ def _state_with(model, key, value):
     return state
 
 
-def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(tmp_path, monkeypatch, mmengine_safe_scheme):
+def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(tmp_path, mmengine_safe_scheme):
     from mmengine.config import Config
     from soc_mm.apis import init_model
     from soc_mm.utils.checkpoint import CheckpointValueError
@@ -350,7 +355,6 @@ def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(tmp_path, 
            'int': (weight.to(torch.int32), f"{key}: torch.int32 values for the model's torch.float32 tensor")}
     cfg = Config.fromfile(TINY_CONFIG)
     cfg.model.text_encoder.model_path = TEXT_ENCODER
-    options = ['--cfg-options', f'model.text_encoder.model_path={TEXT_ENCODER}']
     for kind, (value, expected) in bad.items():
         path = str(tmp_path / f'{kind}.pth')
         torch.save(dict(state_dict=_state_with(model, key, value)), path)
@@ -359,15 +363,16 @@ def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(tmp_path, 
         assert expected in str(info.value) and path in str(info.value)
         with pytest.raises(CheckpointValueError, match=re.escape(expected)):  # also with strict=False
             load_checkpoint_to_model(model, safe_load_local(path), path, strict=False)
-        message = _run_tool('test.py', [TINY_CONFIG, path, '--work-dir', str(tmp_path / 'w')] + options, monkeypatch)
-        assert 'tools/test.py: error:' in message and expected in message, message
+        with pytest.raises(CheckpointValueError, match=re.escape(expected)):  # tools/test.py, also --non-strict
+            _tools_test(_test_args(path, work_dir=str(tmp_path / 'w'), non_strict=kind == 'int',
+                                   cfg_options={'model.text_encoder.model_path': TEXT_ENCODER}))
 
 
-def test_converter_refuses_non_finite_and_integer_weights(tmp_path, monkeypatch, capsys):
+def test_converter_refuses_non_finite_and_integer_weights(tmp_path):
+    """``convert_official_checkpoint`` (all ``tools/model_converters/soc_official_to_mm.py`` runs)."""
     from conftest import FIXTURE_ROOT
     official = torch.load(osp.join(FIXTURE_ROOT, 'common', 'official_state_dict.pt'), weights_only=True)
     key = next(k for k, v in official.items() if k.endswith('.weight') and v.is_floating_point() and v.numel() > 1)
-    tool = osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py')
     for kind in ('nan', 'int'):
         state = dict(official)
         state[key] = official[key].clone()
@@ -377,14 +382,13 @@ def test_converter_refuses_non_finite_and_integer_weights(tmp_path, monkeypatch,
             state[key] = state[key].to(torch.int64)
         src, dst = str(tmp_path / f'{kind}.pth.tar'), tmp_path / f'{kind}_converted.pth'
         torch.save(dict(model_state_dict=state), src)
-        monkeypatch.setattr(sys, 'argv', ['soc_official_to_mm.py', src, str(dst)])
-        with pytest.raises(SystemExit) as info:
-            runpy.run_path(tool, run_name='__main__')
-        err = capsys.readouterr().err
-        assert info.value.code == 1 and not dst.exists(), err
+        with pytest.raises(ConversionError) as info:
+            convert_official_checkpoint(src, str(dst))
+        err = str(info.value)
         expected = (f'{key}: 1 NaN and 0 inf' if kind == 'nan'
                     else f'{key}: torch.int64 values for a floating-point parameter')
         assert expected in err and src in err, err
+        assert not dst.exists() and not [n for n in os.listdir(tmp_path) if 'converted' in n or n.startswith('.')]
 
 
 # ------------------------------------------------------------------ remote checkpoints
@@ -423,30 +427,30 @@ def http_checkpoint(tmp_path):
         assert not thread.is_alive()
 
 
-def test_remote_checkpoints_are_refused_in_every_entry_point(http_checkpoint, tmp_path, monkeypatch, capsys,
+def test_remote_checkpoints_are_refused_in_every_entry_point(http_checkpoint, tmp_path, monkeypatch,
                                                              mmengine_safe_scheme):
-    """``--resume URL``, ``load_from=URL``, tools/test.py, init_model, the converter and MMEngine's loader as
-    our tools install it: refused naming the scheme, nothing downloaded, nothing run."""
+    """``--resume URL``, ``load_from=URL`` (tools/train.py), tools/test.py, init_model, the converter and
+    MMEngine's loader as our tools install it: refused naming the scheme, nothing downloaded, nothing run."""
     from mmengine.config import Config
     from mmengine.runner.checkpoint import CheckpointLoader
     from soc_mm.apis import init_model
     url, marker, requests = http_checkpoint
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # where a download would land
     work = str(tmp_path / 'work')
-    for extra in (['--resume', url], ['--cfg-options', f'load_from={url}']):
-        message = _run_tool('train.py', [TINY_CONFIG, '--work-dir', work] + extra, monkeypatch)
-        assert 'tools/train.py: error:' in message and '(http://)' in message and url in message, message
-    message = _run_tool('test.py', [TINY_CONFIG, url, '--work-dir', work], monkeypatch)
-    assert 'tools/test.py: error:' in message and 'remote checkpoints (http://) are not' in message, message
+    for error, args in ((ResumeCheckpointError, _train_args(work_dir=work, resume=url)),
+                        (CheckpointFormatError, _train_args(work_dir=work, cfg_options={'load_from': url}))):
+        with pytest.raises(error) as info:
+            _tools_train(args)
+        assert '(http://)' in str(info.value) and url in str(info.value), str(info.value)
+    with pytest.raises(CheckpointFormatError, match=r'remote checkpoints \(http://\) are not'):
+        _tools_test(_test_args(url, work_dir=work))
     cfg = Config.fromfile(TINY_CONFIG)
     cfg.model.text_encoder.model_path = TEXT_ENCODER
     with pytest.raises(CheckpointFormatError, match=r'remote checkpoints \(http://\)'):
         init_model(cfg, url)
-    converter = osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py')
-    monkeypatch.setattr(sys, 'argv', ['soc_official_to_mm.py', url, str(tmp_path / 'converted.pth')])
-    with pytest.raises(SystemExit) as info:
-        runpy.run_path(converter, run_name='__main__')
-    assert info.value.code == 1 and '(http://)' in capsys.readouterr().err
+    with pytest.raises(ConversionError, match=r'\(http://\)'):
+        convert_official_checkpoint(url, str(tmp_path / 'converted.pth'))
+    assert not osp.exists(tmp_path / 'converted.pth')
     for remote in (url, url.replace('http://', 'https://'), 's3://bucket/iter_8.pth', 'open-mmlab://resnet50_v1c',
                    'torchvision://resnet50', 'pavi://model/1'):
         with pytest.raises(CheckpointFormatError, match=re.escape(f'({remote.split("://")[0]}://)')):
@@ -467,32 +471,90 @@ def test_remote_resume_paths_are_refused_by_resume_resolution(tmp_path):
         find_resume_checkpoint(str(tmp_path), log=lambda _: None)
 
 
-# ------------------------------------------------------------------ tools/test.py
-def _run_tool(script, argv, monkeypatch):
-    """Run ``tools/<script>`` in this process as ``python tools/<script> argv...``; its SystemExit message."""
-    monkeypatch.setattr(sys, 'argv', [script] + list(argv))
-    with pytest.raises(SystemExit) as info:
-        runpy.run_path(osp.join(REPO_ROOT, 'tools', script), run_name='__main__')
-    return str(info.value.code)
+# ------------------------------------------------------------------ tools/train.py and tools/test.py
+#: what each tool's ``main`` calls to read its config and checkpoints (``_tools_train`` / ``_tools_test``
+#: below run the same calls; ``test_tools_call_the_library_loading_path`` checks the tools still do)
+TOOL_CALLS = {
+    'train.py': ['install_safe_checkpoint_loading', 'config_for_training', 'resolve_resume_checkpoint',
+                 'enforce_strict_resume'],
+    'test.py': ['install_safe_checkpoint_loading', 'config_for_testing', 'load_checkpoint_to_model'],
+}
 
 
-def test_tools_test_refuses_the_corpus(rows, tmp_path, monkeypatch, mmengine_safe_scheme):
+def _train_args(config=TINY_CONFIG, **kwargs):
+    """tools/train.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
+    defaults = dict(config=config, work_dir=None, amp=False, auto_scale_lr=False, resume=None, cfg_options=None,
+                    launcher='none', local_rank=0)
+    return argparse.Namespace(**dict(defaults, **kwargs))
+
+
+def _test_args(checkpoint, config=TINY_CONFIG, **kwargs):
+    """tools/test.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
+    defaults = dict(config=config, checkpoint=checkpoint, work_dir=None, out=None, show_dir=None, non_strict=False,
+                    cfg_options=None, bf16=False, reference_kernels=False, launcher='none', local_rank=0)
+    return argparse.Namespace(**dict(defaults, **kwargs))
+
+
+def _tools_train(args):
+    """What ``tools/train.py``'s ``main`` does with ``args`` before building the runner (the safe loader is
+    installed by the ``mmengine_safe_scheme`` fixture): the config, every checkpoint it names read safely;
+    returns the checkpoint it resumes from (None: not resuming)."""
+    return resolve_resume_checkpoint(config_for_training(args), log=lambda _: None)
+
+
+def _tools_test(args):
+    """What ``tools/test.py``'s ``main`` does with ``args`` up to ``runner.test()`` (the safe loader is installed
+    by the ``mmengine_safe_scheme`` fixture): the config and the checkpoint read safely, the runner built, the
+    checkpoint loaded into its model (strictly unless ``args.non_strict``)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    cfg, checkpoint = config_for_testing(args)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    load_checkpoint_to_model(runner.model, checkpoint, args.checkpoint, strict=not args.non_strict,
+                             logger=runner.logger)
+
+
+def _main_calls(script):
+    """The names of the functions ``tools/<script>``'s ``main`` calls, in order (its source parsed, not run)."""
+    tree = ast.parse(open(osp.join(REPO_ROOT, 'tools', script)).read())
+    main = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == 'main')
+    calls = sorted((node for node in ast.walk(main) if isinstance(node, ast.Call)),
+                   key=lambda node: (node.lineno, node.col_offset))
+    return [getattr(node.func, 'id', getattr(node.func, 'attr', None)) for node in calls]
+
+
+@pytest.mark.parametrize('script', sorted(TOOL_CALLS))
+def test_tools_call_the_library_loading_path(script):
+    """The tools install the safe loader first, then read their checkpoints only through the library calls the
+    tests below make: a tool that stopped doing so fails here."""
+    calls = _main_calls(script)
+    assert [c for c in calls if c in TOOL_CALLS[script]] == TOOL_CALLS[script], calls
+    assert not {'load', 'load_checkpoint', '_load_checkpoint', 'safe_load_local'} & set(calls), calls
+
+
+def test_tools_test_refuses_the_corpus(rows, tmp_path, mmengine_safe_scheme):
     for path, _marker, name in rows:
-        message = _run_tool('test.py', [TINY_CONFIG, path, '--work-dir', str(tmp_path)], monkeypatch)
-        assert 'tools/test.py: error:' in message and EXPECTED_GLOBAL[name] in message, message
+        with pytest.raises(UnsafeCheckpointError) as info:
+            _tools_test(_test_args(path, work_dir=str(tmp_path)))
+        assert EXPECTED_GLOBAL[name] in str(info.value) and path in str(info.value), str(info.value)
     _assert_nothing_ran(rows)
 
 
-def test_tools_test_in_a_subprocess_refuses_and_runs_nothing(rows, tmp_path):
-    picked = [r for r in rows if osp.basename(r[0]) in ('os_system_reduce.zip.pth', 'getattr_chain_eval.legacy.pth')]
-    assert len(picked) == 2
-    for path, marker, name in picked:
-        proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'), TINY_CONFIG, path,
-                               '--work-dir', str(tmp_path)], capture_output=True, text=True,
-                              env=subprocess_env(), timeout=300, cwd=REPO_ROOT)
-        assert proc.returncode != 0
-        assert EXPECTED_GLOBAL[name] in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+def test_tools_in_a_subprocess_refuse_and_run_nothing(rows, tmp_path):
+    """``python tools/test.py CONFIG CKPT`` and ``python tools/train.py CONFIG --resume CKPT`` as users run them:
+    exit status 1, one line naming the global, no traceback, nothing run."""
+    picked = {osp.basename(r[0]): r for r in rows}
+    runs = [('test.py', picked['os_system_reduce.zip.pth'], ['{path}']),
+            ('train.py', picked['getattr_chain_eval.legacy.pth'], ['--resume', '{path}'])]
+    for script, (path, marker, name), extra in runs:
+        proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', script), TINY_CONFIG,
+                               *(a.format(path=path) for a in extra), '--work-dir', str(tmp_path / 'w')],
+                              capture_output=True, text=True, env=subprocess_env(), timeout=300, cwd=str(tmp_path))
+        assert proc.returncode == 1, (script, proc.stderr[-2000:])
+        assert f'tools/{script}: error:' in proc.stderr and EXPECTED_GLOBAL[name] in proc.stderr, proc.stderr[-2000:]
+        assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
         assert not osp.exists(marker)
+    assert corpus.planted_globals() == []
 
 
 def _tiny_soc(**model_overrides):
@@ -548,34 +610,39 @@ def test_strict_loading_names_every_mismatch(tmp_path):
     assert changed and all(torch.equal(after[k], other['state_dict'][k]) for k in changed)
 
 
-def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, monkeypatch, mmengine_safe_scheme):
+def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, mmengine_safe_scheme):
     paths, _ = _wrong_checkpoints(tmp_path)
-    options = ['--cfg-options', f'model.text_encoder.model_path={TEXT_ENCODER}']
-    message = _run_tool('test.py', [TINY_CONFIG, paths['queries'], '--work-dir', str(tmp_path / 'w')] + options,
-                        monkeypatch)
+    with pytest.raises(CheckpointMismatchError) as info:
+        _tools_test(_test_args(paths['queries'], work_dir=str(tmp_path / 'w'),
+                               cfg_options={'model.text_encoder.model_path': TEXT_ENCODER}))
+    message = str(info.value)
     assert 'does not fit the model' in message and 'size mismatch' in message and '--non-strict' in message
+    assert paths['queries'] in message
 
 
-# ------------------------------------------------------------------ tools/train.py
-def test_tools_train_refuses_the_corpus_as_resume_and_load_from(rows, tmp_path, monkeypatch, mmengine_safe_scheme):
+def test_tools_train_refuses_the_corpus_as_resume_and_load_from(rows, tmp_path, mmengine_safe_scheme):
     work = str(tmp_path / 'work')
     for path, _marker, name in rows:
-        for extra in (['--resume', path], ['--cfg-options', f'load_from={path}']):
-            message = _run_tool('train.py', [TINY_CONFIG, '--work-dir', work] + extra, monkeypatch)
-            assert 'tools/train.py: error:' in message and EXPECTED_GLOBAL[name] in message, (extra, message)
+        for error, args in ((ResumeCheckpointError, _train_args(work_dir=work, resume=path)),
+                            (UnsafeCheckpointError, _train_args(work_dir=work, cfg_options={'load_from': path}))):
+            with pytest.raises(error) as info:
+                _tools_train(args)
+            message = str(info.value)
+            assert EXPECTED_GLOBAL[name] in message and path in message, (error.__name__, message)
     _assert_nothing_ran(rows)
 
 
-def test_tools_train_auto_resume_skips_a_malicious_latest_checkpoint(rows, tmp_path, monkeypatch,
-                                                                     mmengine_safe_scheme):
+def test_tools_train_auto_resume_skips_a_malicious_latest_checkpoint(rows, tmp_path, mmengine_safe_scheme):
     import shutil
     work = tmp_path / 'work'
     work.mkdir()
     path, marker, name = next(r for r in rows if r[2] == 'getattr_chain_exec')
     shutil.copy(path, work / 'iter_10.pth')
     (work / 'last_checkpoint').write_text(str(work / 'iter_10.pth'))
-    message = _run_tool('train.py', [TINY_CONFIG, '--work-dir', str(work), '--resume'], monkeypatch)
-    assert 'no complete checkpoint to resume from' in message and 'builtins.getattr' in message
+    with pytest.raises(ResumeCheckpointError) as info:
+        _tools_train(_train_args(work_dir=str(work), resume='auto'))
+    message = str(info.value)
+    assert 'no complete checkpoint to resume from' in message and 'builtins.getattr' in message, message
     assert not osp.exists(marker) and corpus.planted_globals() == []
 
 
@@ -593,15 +660,15 @@ def test_mmengine_checkpoint_loads_in_a_fresh_process(tmp_path):
 
 
 # ------------------------------------------------------------------ the official-checkpoint converter
-def test_converter_refuses_the_corpus(rows, tmp_path, monkeypatch, capsys):
+def test_converter_refuses_the_corpus(rows, tmp_path):
+    """``convert_official_checkpoint`` (what ``tools/model_converters/soc_official_to_mm.py`` runs; its command
+    line: tests/test_official/test_converter.py)."""
     dst = tmp_path / 'converted.pth'
     for path, _marker, name in rows:
-        monkeypatch.setattr(sys, 'argv', ['soc_official_to_mm.py', path, str(dst)])
-        with pytest.raises(SystemExit) as info:
-            runpy.run_path(osp.join(REPO_ROOT, 'tools', 'model_converters', 'soc_official_to_mm.py'),
-                           run_name='__main__')
-        err = capsys.readouterr().err
-        assert info.value.code == 1 and EXPECTED_GLOBAL[name] in err and path in err, err
+        with pytest.raises(ConversionError) as info:
+            convert_official_checkpoint(path, str(dst))
+        err = str(info.value)
+        assert EXPECTED_GLOBAL[name] in err and path in err, err
         assert not dst.exists()
     _assert_nothing_ran(rows)
 
