@@ -116,7 +116,8 @@ def child_main(timings_path: str, profile_path: str, test_argv: list) -> None:
     _mark(marks, 'imported')
     marks['soc_mm'] = osp.dirname(osp.abspath(submission.__file__))
 
-    test_tool.safe_load_local = _timed(spent, 'checkpoint_read', test_tool.safe_load_local)
+    import soc_mm.utils.launch as launch  # tools/test.py reads the checkpoint through config_for_testing
+    launch.safe_load_local = _timed(spent, 'checkpoint_read', launch.safe_load_local)
     test_tool.load_checkpoint_to_model = _timed(spent, 'weight_load', test_tool.load_checkpoint_to_model)
     Runner.from_cfg = classmethod(_timed(spent, 'runner_build', Runner.from_cfg.__func__))
     torch_dataloader.DataLoader.__iter__ = _timed(spent, 'data', torch_dataloader.DataLoader.__iter__)
