@@ -37,6 +37,27 @@ def load_fixture(variant, name):
     return _FIXTURE_CACHE[key]
 
 
+TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
+
+
+def tools_train_args(config=TINY_CONFIG, **kwargs):
+    """tools/train.py's parsed arguments (its defaults, ``kwargs`` replacing them), for calling
+    ``soc_mm.utils.launch.config_for_training`` as the tool does."""
+    import argparse
+    defaults = dict(config=config, work_dir=None, amp=False, auto_scale_lr=False, resume=None, cfg_options=None,
+                    launcher='none', local_rank=0)
+    return argparse.Namespace(**dict(defaults, **kwargs))
+
+
+def tools_test_args(checkpoint, config=TINY_CONFIG, **kwargs):
+    """tools/test.py's parsed arguments (its defaults, ``kwargs`` replacing them), for calling
+    ``soc_mm.utils.launch.config_for_testing`` as the tool does."""
+    import argparse
+    defaults = dict(config=config, checkpoint=checkpoint, work_dir=None, out=None, show_dir=None, non_strict=False,
+                    cfg_options=None, bf16=False, reference_kernels=False, launcher='none', local_rank=0)
+    return argparse.Namespace(**dict(defaults, **kwargs))
+
+
 @pytest.fixture
 def repo_root():
     return REPO_ROOT

@@ -9,7 +9,6 @@ projects), what ``tools/test.py`` and ``tools/train.py`` (``--resume`` and ``loa
 subprocess), ``init_model`` and the official-checkpoint converter (``soc_mm.official.convert``). Each
 must be refused naming the offending global, create no marker file and change no global.
 """
-import argparse
 import ast
 import io
 import os
@@ -25,7 +24,7 @@ import torch
 
 import malicious_checkpoints as corpus
 import soc_mm  # noqa: F401  (allow-lists MMEngine's checkpoint types, as for any importer)
-from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env
+from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env, tools_test_args, tools_train_args
 from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
 from soc_mm.official.convert import ConversionError, convert_official_checkpoint
 from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
@@ -364,7 +363,7 @@ def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(tmp_path, 
         with pytest.raises(CheckpointValueError, match=re.escape(expected)):  # also with strict=False
             load_checkpoint_to_model(model, safe_load_local(path), path, strict=False)
         with pytest.raises(CheckpointValueError, match=re.escape(expected)):  # tools/test.py, also --non-strict
-            _tools_test(_test_args(path, work_dir=str(tmp_path / 'w'), non_strict=kind == 'int',
+            _tools_test(tools_test_args(path, work_dir=str(tmp_path / 'w'), non_strict=kind == 'int',
                                    cfg_options={'model.text_encoder.model_path': TEXT_ENCODER}))
 
 
@@ -437,13 +436,13 @@ def test_remote_checkpoints_are_refused_in_every_entry_point(http_checkpoint, tm
     url, marker, requests = http_checkpoint
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))  # where a download would land
     work = str(tmp_path / 'work')
-    for error, args in ((ResumeCheckpointError, _train_args(work_dir=work, resume=url)),
-                        (CheckpointFormatError, _train_args(work_dir=work, cfg_options={'load_from': url}))):
+    for error, args in ((ResumeCheckpointError, tools_train_args(work_dir=work, resume=url)),
+                        (CheckpointFormatError, tools_train_args(work_dir=work, cfg_options={'load_from': url}))):
         with pytest.raises(error) as info:
             _tools_train(args)
         assert '(http://)' in str(info.value) and url in str(info.value), str(info.value)
     with pytest.raises(CheckpointFormatError, match=r'remote checkpoints \(http://\) are not'):
-        _tools_test(_test_args(url, work_dir=work))
+        _tools_test(tools_test_args(url, work_dir=work))
     cfg = Config.fromfile(TINY_CONFIG)
     cfg.model.text_encoder.model_path = TEXT_ENCODER
     with pytest.raises(CheckpointFormatError, match=r'remote checkpoints \(http://\)'):
@@ -481,18 +480,6 @@ TOOL_CALLS = {
 }
 
 
-def _train_args(config=TINY_CONFIG, **kwargs):
-    """tools/train.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
-    defaults = dict(config=config, work_dir=None, amp=False, auto_scale_lr=False, resume=None, cfg_options=None,
-                    launcher='none', local_rank=0)
-    return argparse.Namespace(**dict(defaults, **kwargs))
-
-
-def _test_args(checkpoint, config=TINY_CONFIG, **kwargs):
-    """tools/test.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
-    defaults = dict(config=config, checkpoint=checkpoint, work_dir=None, out=None, show_dir=None, non_strict=False,
-                    cfg_options=None, bf16=False, reference_kernels=False, launcher='none', local_rank=0)
-    return argparse.Namespace(**dict(defaults, **kwargs))
 
 
 def _tools_train(args):
@@ -535,7 +522,7 @@ def test_tools_call_the_library_loading_path(script):
 def test_tools_test_refuses_the_corpus(rows, tmp_path, mmengine_safe_scheme):
     for path, _marker, name in rows:
         with pytest.raises(UnsafeCheckpointError) as info:
-            _tools_test(_test_args(path, work_dir=str(tmp_path)))
+            _tools_test(tools_test_args(path, work_dir=str(tmp_path)))
         assert EXPECTED_GLOBAL[name] in str(info.value) and path in str(info.value), str(info.value)
     _assert_nothing_ran(rows)
 
@@ -613,7 +600,7 @@ def test_strict_loading_names_every_mismatch(tmp_path):
 def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, mmengine_safe_scheme):
     paths, _ = _wrong_checkpoints(tmp_path)
     with pytest.raises(CheckpointMismatchError) as info:
-        _tools_test(_test_args(paths['queries'], work_dir=str(tmp_path / 'w'),
+        _tools_test(tools_test_args(paths['queries'], work_dir=str(tmp_path / 'w'),
                                cfg_options={'model.text_encoder.model_path': TEXT_ENCODER}))
     message = str(info.value)
     assert 'does not fit the model' in message and 'size mismatch' in message and '--non-strict' in message
@@ -623,8 +610,8 @@ def test_tools_test_refuses_a_checkpoint_that_does_not_fit(tmp_path, mmengine_sa
 def test_tools_train_refuses_the_corpus_as_resume_and_load_from(rows, tmp_path, mmengine_safe_scheme):
     work = str(tmp_path / 'work')
     for path, _marker, name in rows:
-        for error, args in ((ResumeCheckpointError, _train_args(work_dir=work, resume=path)),
-                            (UnsafeCheckpointError, _train_args(work_dir=work, cfg_options={'load_from': path}))):
+        for error, args in ((ResumeCheckpointError, tools_train_args(work_dir=work, resume=path)),
+                            (UnsafeCheckpointError, tools_train_args(work_dir=work, cfg_options={'load_from': path}))):
             with pytest.raises(error) as info:
                 _tools_train(args)
             message = str(info.value)
@@ -640,7 +627,7 @@ def test_tools_train_auto_resume_skips_a_malicious_latest_checkpoint(rows, tmp_p
     shutil.copy(path, work / 'iter_10.pth')
     (work / 'last_checkpoint').write_text(str(work / 'iter_10.pth'))
     with pytest.raises(ResumeCheckpointError) as info:
-        _tools_train(_train_args(work_dir=str(work), resume='auto'))
+        _tools_train(tools_train_args(work_dir=str(work), resume='auto'))
     message = str(info.value)
     assert 'no complete checkpoint to resume from' in message and 'builtins.getattr' in message, message
     assert not osp.exists(marker) and corpus.planted_globals() == []

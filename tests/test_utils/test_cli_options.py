@@ -10,7 +10,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from conftest import REPO_ROOT, subprocess_env
+from conftest import REPO_ROOT, subprocess_env, tools_test_args, tools_train_args
 from soc_mm.utils.cli import (TORCHRUN_ENV, CfgOptionsAction, ConfigOptionError, UsageError, check_amp_device,
                               check_launcher_env, check_output_dir, check_output_file, check_train_length,
                               load_config, merge_cfg_options)
@@ -234,18 +234,6 @@ def test_amp_on_cpu_is_a_clear_error(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ the tools
-def _train_args(config=TINY_CONFIG, **kwargs):
-    """tools/train.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
-    defaults = dict(config=config, work_dir=None, amp=False, auto_scale_lr=False, resume=None, cfg_options=None,
-                    launcher='none', local_rank=0)
-    return argparse.Namespace(**dict(defaults, **kwargs))
-
-
-def _test_args(checkpoint, config=TINY_CONFIG, **kwargs):
-    """tools/test.py's parsed arguments: its defaults, ``kwargs`` replacing them."""
-    defaults = dict(config=config, checkpoint=checkpoint, work_dir=None, out=None, show_dir=None, non_strict=False,
-                    cfg_options=None, bf16=False, reference_kernels=False, launcher='none', local_rank=0)
-    return argparse.Namespace(**dict(defaults, **kwargs))
 
 
 def _format(options, tmp):
@@ -285,11 +273,11 @@ def test_work_dir_from_the_option_the_config_or_the_config_name():
 
 def test_test_tool_show_dir_draws_every_sample(tmp_path, ckpt):
     show = str(tmp_path / 'show')
-    cfg, checkpoint = config_for_testing(_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w')))
+    cfg, checkpoint = config_for_testing(tools_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w')))
     assert checkpoint == dict(state_dict={}) and cfg.load_from is None and cfg.work_dir == str(tmp_path / 'w')
     assert cfg.default_hooks.visualization.interval == 1 and cfg.default_hooks.visualization.draw
     assert cfg.default_hooks.visualization.test_out_dir == show
-    cfg, _ = config_for_testing(_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w'),
+    cfg, _ = config_for_testing(tools_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w'),
                                            cfg_options={'default_hooks.visualization.interval': 3}))
     assert cfg.default_hooks.visualization.interval == 3  # the user's choice stays
 
@@ -311,7 +299,7 @@ def test_test_tool_refuses_before_loading_anything(tmp_path, monkeypatch, option
     (tmp_path / 'd.pkl').mkdir()
     # a checkpoint that does not exist: the argument checks come first
     with pytest.raises(UsageError, match=re.escape(message.format(tmp=tmp_path))):
-        config_for_testing(_test_args(str(tmp_path / 'missing.pth'), **_format(options, tmp_path)))
+        config_for_testing(tools_test_args(str(tmp_path / 'missing.pth'), **_format(options, tmp_path)))
 
 
 @pytest.mark.parametrize('options,message', [
@@ -329,33 +317,33 @@ def test_train_tool_refuses(tmp_path, monkeypatch, options, message):
     (tmp_path / 'f').write_text('x')
     options = dict(dict(work_dir=str(tmp_path / 'w')), **_format(options, tmp_path))
     with pytest.raises(UsageError, match=re.escape(message.format(tmp=tmp_path))):
-        config_for_training(_train_args(**options))
+        config_for_training(tools_train_args(**options))
 
 
 def test_train_tool_config(tmp_path, ckpt):
     """--resume (auto: the work dir's newest; a path: that checkpoint), load_from read before the runner."""
     work = str(tmp_path / 'w')
-    cfg = config_for_training(_train_args(work_dir=work, resume='auto', cfg_options={'train_cfg.max_iters': 3}))
+    cfg = config_for_training(tools_train_args(work_dir=work, resume='auto', cfg_options={'train_cfg.max_iters': 3}))
     assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == work and cfg.train_cfg.max_iters == 3
     assert cfg.launcher == 'none' and cfg.model_wrapper_cfg.type == 'soc_mm.RVOSDistributedDataParallel'
-    cfg = config_for_training(_train_args(work_dir=work, resume=ckpt))
+    cfg = config_for_training(tools_train_args(work_dir=work, resume=ckpt))
     assert cfg.resume is True and cfg.load_from == ckpt
     with pytest.raises(FileNotFoundError):  # load_from without --resume: read now
-        config_for_training(_train_args(work_dir=work, cfg_options={'load_from': str(tmp_path / 'missing.pth')}))
-    assert config_for_training(_train_args(work_dir=work, cfg_options={'load_from': ckpt})).load_from == ckpt
+        config_for_training(tools_train_args(work_dir=work, cfg_options={'load_from': str(tmp_path / 'missing.pth')}))
+    assert config_for_training(tools_train_args(work_dir=work, cfg_options={'load_from': ckpt})).load_from == ckpt
 
 
 def test_train_tool_amp_on_cpu_and_bad_config(tmp_path, monkeypatch):
     import mmengine.device
     monkeypatch.setattr(mmengine.device, 'get_device', lambda: 'cpu')
     with pytest.raises(UsageError, match=re.escape("--amp needs a GPU (MMEngine's AmpOptimWrapper")):
-        config_for_training(_train_args(amp=True, work_dir=str(tmp_path / 'w')))
+        config_for_training(tools_train_args(amp=True, work_dir=str(tmp_path / 'w')))
     with pytest.raises(UsageError) as error:
-        config_for_training(_train_args(str(tmp_path), work_dir=str(tmp_path / 'w')))
+        config_for_training(tools_train_args(str(tmp_path), work_dir=str(tmp_path / 'w')))
     assert str(error.value) == f'config {tmp_path} is a directory; expected a config file, e.g. ' \
                                'configs/soc/soc_tiny_synthetic.py'
     bad = tmp_path / 'bad.py'
     bad.write_text('x = (1,\n')
     with pytest.raises(UsageError, match=f'^config {re.escape(str(bad))} cannot be read: syntax error in '
                                          f'{re.escape(str(bad))}'):
-        config_for_testing(_test_args('c.pth', config=str(bad), work_dir=str(tmp_path / 'w')))
+        config_for_testing(tools_test_args('c.pth', config=str(bad), work_dir=str(tmp_path / 'w')))
