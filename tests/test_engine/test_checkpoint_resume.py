@@ -336,20 +336,6 @@ def test_atomic_put_keeps_the_old_file_when_the_write_dies(tmp_path):
 def test_periodic_best_and_last_checkpoint_files_are_all_written_atomically(tmp_path, monkeypatch):
     """Every file the hook writes (periodic, ``save_best`` and ``last_checkpoint``) is renamed into place
     complete, and an outdated checkpoint goes only after ``last_checkpoint`` names the new one."""
-    from mmengine.evaluator import BaseMetric
-    from mmengine.runner import Runner
-
-    from soc_mm.registry import METRICS
-
-    @METRICS.register_module(force=True)
-    class RisingAccuracy(BaseMetric):
-        def process(self, data_batch, data_samples):
-            pass
-
-        def compute_metrics(self, results):
-            self.calls = getattr(self, 'calls', 0) + 1
-            return dict(acc=float(self.calls))
-
     events = []
     replace = AtomicLocalBackend._replace
 
@@ -362,13 +348,7 @@ def test_periodic_best_and_last_checkpoint_files_are_all_written_atomically(tmp_
     monkeypatch.setattr(AtomicLocalBackend, 'remove',
                         lambda self, path: (events.append(('removed', osp.basename(path), None)), remove(self, path)))
 
-    cfg = Config.fromfile(TOY_CONFIG)
-    cfg.work_dir = str(tmp_path)
-    cfg.train_cfg.max_epochs = 2
-    cfg.default_hooks.checkpoint.update(save_best='acc', rule='greater', max_keep_ckpts=1)
-    cfg.val_dataloader, cfg.val_cfg, cfg.val_evaluator = cfg.train_dataloader, dict(type='ValLoop'), \
-        dict(type='RisingAccuracy')
-    Runner.from_cfg(cfg).train()
+    _rising_accuracy_run(str(tmp_path), max_epochs=2).train()
     order = [(kind, name if name != 'last_checkpoint' else f'last_checkpoint -> {osp.basename(content)}')
              for kind, name, content in events]
     assert order == [

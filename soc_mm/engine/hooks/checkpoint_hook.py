@@ -91,16 +91,9 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _remove_checkpoints(self, runner, steps: List[int]) -> None:
         """Remove the checkpoint files (or deepspeed folders) of ``steps`` that exist."""
-        for step in steps:
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):
-                self.file_backend.rmtree(path)
-            else:
-                continue
-            runner.logger.info(f'Removed the outdated checkpoint {path} (max_keep_ckpts='
-                               f'{self.max_keep_ckpts}).')
+        paths = [self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step)) for step in steps]
+        self._remove_paths(runner, paths, 'Removed the outdated checkpoint {} (max_keep_ckpts='
+                           f'{self.max_keep_ckpts}).')
 
     # ------------------------------------------------------------------ save_best
     def _best_paths(self) -> dict:
@@ -144,6 +137,7 @@ class AtomicCheckpointHook(CheckpointHook):
                                'complete).')
 
     def _remove_paths(self, runner, paths: List[str], message: str) -> None:
+        """Remove the files (or deepspeed folders) of ``paths`` that exist, logging ``message.format(path)``."""
         for path in paths:
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
