@@ -17,19 +17,23 @@ This package sits above :mod:`soc_mm.models`: it imports the models, nothing in
 * :mod:`.decoder_samples` — ``DecoderSamplingRecorder``: the official decoder's ``inter_samples`` (the
   sampling locations with the largest attention weights per layer), recovered from mmdet's deformable
   decoder without touching its forward.
-* :mod:`.batch_regroup_soc` — ``BatchRegroupSOC`` (registered on import): SOC with the official VOC's
-  batch regrouping quirk, which the harness builds when the quirk mixes videos.
+* :mod:`.batch_regroup_soc` — ``BatchRegroupSOC`` / ``BatchRegroupSOCPlusPlus`` (registered on import):
+  SOC / SOC++ with the official VOC's batch regrouping quirk, which the harness builds when the quirk mixes
+  videos.
 """
-from .batch_regroup_soc import BatchRegroupSOC
-from .checkpoint import (KEY_RULES, KNOWN_EXTRA_KEYS, OfficialCheckpointError, check_state_dict_against_model,
-                         convert_official_key, convert_official_state_dict, extract_official_state_dict,
-                         load_official_checkpoint)
+from .batch_regroup_soc import BatchRegroupSOC, BatchRegroupSOCPlusPlus
+from .checkpoint import (KEY_RULES, KNOWN_EXTRA_KEYS, OFFICIAL_LAYOUTS, SOCPP_KEY_RULES, OfficialCheckpointError,
+                         check_state_dict_against_model, convert_official_key, convert_official_state_dict,
+                         detect_official_layout, extract_official_state_dict, load_official_checkpoint)
 from .config import NOT_AFFECTING_COMPUTATION, OfficialConfigError, load_official_config, official_model_cfg
 from .convert import ConversionError, convert_official_checkpoint
 from .loss_names import OFFICIAL_LOSS_COEFS, OFFICIAL_LOSS_NAMES, to_official_loss_name
+from .socpp_class_target_head import SOCPlusPlusOfficialHead
 
 __all__ = [
-    'BatchRegroupSOC', 'KEY_RULES', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError',
+    'BatchRegroupSOC', 'BatchRegroupSOCPlusPlus', 'SOCPlusPlusOfficialHead', 'KEY_RULES', 'SOCPP_KEY_RULES',
+    'OFFICIAL_LAYOUTS',
+    'detect_official_layout', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError',
     'check_state_dict_against_model', 'ConversionError', 'convert_official_checkpoint',
     'convert_official_key', 'convert_official_state_dict', 'extract_official_state_dict',
     'load_official_checkpoint', 'NOT_AFFECTING_COMPUTATION', 'OfficialConfigError', 'load_official_config',

@@ -1,6 +1,8 @@
-"""Official SOC checkpoints (RobertLuo1/NeurIPS2023_SOC) -> ``soc_mm`` state dicts.
+"""Official SOC checkpoints (RobertLuo1/NeurIPS2023_SOC) and SOC++ checkpoints (yongliu20/MRVS_SOC)
+-> ``soc_mm`` state dicts.
 
-One rule table (:data:`KEY_RULES`) and one engine (:func:`convert_official_state_dict`).
+One rule table per official model (:data:`KEY_RULES` for SOC, :data:`SOCPP_KEY_RULES` for SOC++; both in
+:data:`OFFICIAL_LAYOUTS`) and one engine (:func:`convert_official_state_dict`).
 
 A rule maps one official *module* (a path pattern such as
 ``transformer.encoder.layers.{i}``) to our module, and lists the parameters/buffers
@@ -36,7 +38,8 @@ from torch import nn
 from soc_mm.utils.checkpoint import CheckpointFormatError, UnsafeCheckpointError, safe_load_local
 
 __all__ = [
-    'KeyRule', 'KEY_RULES', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError', 'convert_official_key',
+    'KeyRule', 'KEY_RULES', 'SOCPP_KEY_RULES', 'OFFICIAL_LAYOUTS', 'detect_official_layout', 'KNOWN_EXTRA_KEYS',
+    'OfficialCheckpointError', 'convert_official_key',
     'convert_official_state_dict', 'extract_official_state_dict', 'load_official_checkpoint',
     'check_state_dict_against_model'
 ]
@@ -224,6 +227,45 @@ KEY_RULES: List[KeyRule] = [
 ]
 
 
+def _scorer(official: str, ours: str) -> List[KeyRule]:
+    """SOC++'s per-frame scorer ``Sequential(FFNLayer, Linear, Sigmoid)`` -> our ``FrameScorer``."""
+    return [KeyRule(f'{official}.0', ours, {**_wb('linear1', 'ffn.layers.0.0'), **_wb('linear2', 'ffn.layers.1'),
+                                              **_wb('norm', 'norm')}),
+            KeyRule(f'{official}.1', f'{ours}.fc', _wb())]
+
+
+_SOC_VOC_ENCODER_ATTN = 'voc.enc_self_attn.{i}'
+_SOC_VOC_MODULE = 'voc'
+
+#: SOC++ (yongliu20/MRVS_SOC) -> ``SOCPlusPlus``: SOC's table with the VOC encoder's attention a
+#: cross-attention (``multihead_attn``), the cluster decoder's scorers and learned query content,
+#: the proxies (``proxy_embed``, ``v2p``) and the query fusion.
+SOCPP_KEY_RULES: List[KeyRule] = [
+    rule for rule in KEY_RULES if rule.official not in (_SOC_VOC_ENCODER_ATTN, _SOC_VOC_MODULE)
+] + [
+    KeyRule(_SOC_VOC_ENCODER_ATTN, 'voc.encoder_layers.{i}', group='voc encoder', leaves={
+        **_mha('multihead_attn', 'cross_attn.attn'), **_wb('norm', 'norms.0')}),
+    KeyRule(_SOC_VOC_MODULE, 'voc', {'fq_pos.weight': 'frame_query_pos.weight',
+                                     'query_embed.weight': 'query_pos.weight',
+                                     'video_query_embed.weight': 'query_content.weight',
+                                     **_wb('decoder_norm', 'decoder_norm')}),
+    *_scorer('voc.score_embd', 'voc.visibility_scorer'),
+    *_scorer('voc.diff_embd', 'voc.difference_scorer'),
+    KeyRule('proxy_embed', 'proxy_queries', {'weight': 'weight'}),
+    KeyRule('v2p', 'proxy_fusion', _mha('multihead_attn', 'attn')),
+    KeyRule('query_fusion', 'query_fusion', {**_mha('multihead_attn', 'cross_attn.attn'), **_wb('norm', 'norm')}),
+]
+
+#: the official models whose checkpoints convert: name -> (description, rule table, our model class)
+OFFICIAL_LAYOUTS = {
+    'soc': ('SOC (RobertLuo1/NeurIPS2023_SOC)', KEY_RULES, 'SOC'),
+    'socpp': ('SOC++ (yongliu20/MRVS_SOC)', SOCPP_KEY_RULES, 'SOCPlusPlus'),
+}
+#: keys only a SOC++ checkpoint holds (how :func:`detect_official_layout` tells them apart)
+_SOCPP_ONLY_PREFIXES = ('proxy_embed.', 'v2p.', 'query_fusion.', 'voc.score_embd.', 'voc.diff_embd.',
+                        'voc.video_query_embed.')
+
+
 def _build_leaf_index(rules: Sequence[KeyRule]) -> Dict[str, List[KeyRule]]:
     index: Dict[str, List[KeyRule]] = {}
     for rule in rules:
@@ -232,34 +274,51 @@ def _build_leaf_index(rules: Sequence[KeyRule]) -> Dict[str, List[KeyRule]]:
     return index
 
 
-_LEAF_INDEX = _build_leaf_index(KEY_RULES)
+_LEAF_INDEX = {name: _build_leaf_index(rules) for name, (_, rules, _) in OFFICIAL_LAYOUTS.items()}
 
 
-def _claims(key: str) -> List[Tuple[KeyRule, Dict[str, int], str]]:
-    """Every (rule, placeholder values, leaf) that claims ``key``."""
+def detect_official_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``'socpp'`` when the state dict holds any SOC++-only module (proxies, query fusion, the
+    cluster decoder's scorers), else ``'soc'`` (a ``module.`` prefix is ignored)."""
+    for key in state_dict:
+        key = key[len('module.'):] if key.startswith('module.') else key
+        if key.startswith(_SOCPP_ONLY_PREFIXES):
+            return 'socpp'
+    return 'soc'
+
+
+def _layout(layout: Optional[str]) -> str:
+    if layout not in OFFICIAL_LAYOUTS:
+        raise ValueError(f'unknown official checkpoint layout {layout!r}: expected one of {sorted(OFFICIAL_LAYOUTS)}')
+    return layout
+
+
+def _claims(key: str, layout: str = 'soc') -> List[Tuple[KeyRule, Dict[str, int], str]]:
+    """Every (rule, placeholder values, leaf) of the layout's table that claims ``key``."""
     hits = []
     for pos in [m.start() for m in re.finditer(r'\.', key)] + [-1]:
         module, leaf = (key[:pos], key[pos + 1:]) if pos >= 0 else ('', key)
-        for rule in _LEAF_INDEX.get(leaf, ()):
+        for rule in _LEAF_INDEX[layout].get(leaf, ()):
             m = rule.regex.fullmatch(module)
             if m is not None:
                 hits.append((rule, {k: int(v) for k, v in m.groupdict().items()}, leaf))
     return hits
 
 
-def convert_official_key(key: str) -> Optional[str]:
-    """Our key for one official key; None for a dropped duplicate or a known extra.
+def convert_official_key(key: str, layout: str = 'soc') -> Optional[str]:
+    """Our key for one official key (``layout``: 'soc' or 'socpp'); None for a dropped duplicate or a
+    known extra.
 
     Raises:
         KeyError: no rule claims the key, or several do.
     """
     if key in KNOWN_EXTRA_KEYS:
         return None
-    hits = _claims(key)
+    hits = _claims(key, _layout(layout))
     if len(hits) != 1:
         what = 'matches no rule' if not hits else f'matches {len(hits)} rules ' \
             f'({", ".join(h[0].describe() for h in hits)})'
-        raise KeyError(f'official key {key!r} {what} of soc_mm.official.checkpoint.KEY_RULES')
+        raise KeyError(f'official key {key!r} {what} of the {OFFICIAL_LAYOUTS[layout][0]} table in soc_mm.official.checkpoint')
     rule, values, leaf = hits[0]
     module = rule.our_module(values)
     return None if module is None else _join(module, rule.all_leaves[leaf])
@@ -288,10 +347,10 @@ def _index_gaps(rule: KeyRule, instances: Iterable[Tuple[int, ...]]) -> List[str
     return sorted(gaps)
 
 
-def _group_gaps(present: Mapping[int, Mapping[Tuple[int, ...], set]]) -> List[str]:
+def _group_gaps(present: Mapping[int, Mapping[Tuple[int, ...], set]], rules: Sequence[KeyRule]) -> List[str]:
     """Official module paths missing from a group (a first-placeholder value some member has)."""
     groups: Dict[str, List[KeyRule]] = {}
-    for rule in KEY_RULES:
+    for rule in rules:
         if rule.group is not None and present[id(rule)]:
             groups.setdefault(rule.group, []).append(rule)
     gaps = []
@@ -303,12 +362,17 @@ def _group_gaps(present: Mapping[int, Mapping[Tuple[int, ...], set]]) -> List[st
     return gaps
 
 
-def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
-    """Official SOC state dict -> ``soc_mm`` ``SOC`` state dict (complete, or an error).
+def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor],
+                                layout: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """Official SOC / SOC++ state dict -> ``soc_mm`` ``SOC`` / ``SOCPlusPlus`` state dict (complete, or
+    an error).
 
     Args:
         state_dict: the official model's ``state_dict()`` (``model_state_dict`` of a training
             checkpoint); a ``module.`` prefix (DDP) is removed.
+        layout (str, optional): 'soc' (:data:`KEY_RULES`) or 'socpp' (:data:`SOCPP_KEY_RULES`); None:
+            :func:`detect_official_layout`. A SOC++ checkpoint given as 'soc' fails on its SOC++-only
+            keys; a SOC checkpoint given as 'socpp', on SOC++'s missing modules.
 
     Returns:
         Our state dict, sorted by key.
@@ -318,14 +382,16 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> 'Orde
             inconsistent key.
     """
     state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    layout = detect_official_layout(state_dict) if layout is None else _layout(layout)
+    name, rules, _ = OFFICIAL_LAYOUTS[layout]
     unknown, ambiguous, problems = [], [], []
-    present: Dict[int, Dict[Tuple[int, ...], set]] = {id(r): {} for r in KEY_RULES}
+    present: Dict[int, Dict[Tuple[int, ...], set]] = {id(r): {} for r in rules}
     converted: Dict[str, torch.Tensor] = {}
     source: Dict[str, str] = {}
     for key, value in state_dict.items():
         if key in KNOWN_EXTRA_KEYS:
             continue
-        hits = _claims(key)
+        hits = _claims(key, layout)
         if not hits:
             unknown.append(key)
             continue
@@ -353,7 +419,7 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> 'Orde
         converted[new_key], source[new_key] = value, key
 
     missing = []
-    for rule in KEY_RULES:
+    for rule in rules:
         instances = present[id(rule)]
         if not instances:
             if rule.required:
@@ -364,21 +430,25 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> 'Orde
             module = rule.official_module(dict(zip(rule.placeholders, inst)))
             missing += [_join(module, leaf) for leaf in rule.leaves if leaf not in leaves]
         missing += _index_gaps(rule, instances)
-    missing += _group_gaps(present)
+    missing += _group_gaps(present, rules)
     # one input projection per feature level: transformer.level_embed [num_levels, C] says how many
     level_embed = state_dict.get('transformer.level_embed')
     if isinstance(level_embed, torch.Tensor) and level_embed.dim() == 2:
-        levels = {inst[0] for rule in KEY_RULES if rule.official.startswith('input_proj.')
+        levels = {inst[0] for rule in rules if rule.official.startswith('input_proj.')
                   for inst in present[id(rule)]}
         missing += [f'input_proj.{i}.*' for i in range(level_embed.shape[0]) if i not in levels]
         problems += [f'input_proj.{i}.* (transformer.level_embed has {level_embed.shape[0]} levels)'
                      for i in sorted(levels) if i >= level_embed.shape[0]]
 
     if unknown or ambiguous or missing or problems:
-        msg = ['not a complete official SOC checkpoint of the expected layout:']
+        msg = [f'not a complete official {name} checkpoint of the expected layout:']
+        other = detect_official_layout(state_dict)
+        if other != layout:
+            msg.append(f'it looks like an official {OFFICIAL_LAYOUTS[other][0]} checkpoint: convert it with a '
+                       f'{OFFICIAL_LAYOUTS[other][2]} config')
         if unknown:
-            msg.append(f'{len(unknown)} unknown key(s) (no rule of soc_mm.official.checkpoint.KEY_RULES '
-                       f'and not a known extra): {_format_list(sorted(unknown))}')
+            msg.append(f'{len(unknown)} unknown key(s) (no rule of the {name} table in '
+                       f'soc_mm.official.checkpoint and not a known extra): {_format_list(sorted(unknown))}')
         if missing:
             msg.append(f'{len(missing)} missing key(s): {_format_list(missing)}')
         if ambiguous:

@@ -18,7 +18,7 @@ import os.path as osp
 from typing import Any, Dict, Mapping, Optional
 
 __all__ = ['OfficialConfigError', 'NOT_AFFECTING_COMPUTATION', 'NESTED_NOT_AFFECTING_COMPUTATION',
-           'TRANSLATED_KEYS', 'NESTED_TRANSLATED_KEYS', 'SWIN_ARCHS', 'DATASET_MODES',
+           'TRANSLATED_KEYS', 'NESTED_TRANSLATED_KEYS', 'SOCPP_KEYS', 'is_socpp_config', 'SWIN_ARCHS', 'DATASET_MODES',
            'official_model_cfg', 'load_official_config']
 
 
@@ -73,6 +73,8 @@ TRANSLATED_KEYS = (
     'set_costs_box', 'set_costs_giou', 'class_loss_coef', 'con_loss_coef', 'sigmoid_focal_loss_coef',
     'dice_loss_coef', 'box_loss_coef', 'giou_coef')
 _OPTIONAL_KEYS = ('backbone_swin_config', )
+#: SOC++ (yongliu20/MRVS_SOC) keys: a configuration that has them is SOC++'s (both or neither).
+SOCPP_KEYS = ('use_proxymmf', 'num_proxy_query')
 
 #: keys of the nested official dicts that official_model_cfg translates.
 NESTED_TRANSLATED_KEYS: Dict[str, tuple] = {
@@ -105,6 +107,7 @@ DATASET_MODES: Dict[str, Dict[str, bool]] = {
     'a2d_sentences': dict(referred_only=False, return_all_queries=True),
     'jhmdb_sentences': dict(referred_only=False, return_all_queries=True),
     'coco': dict(referred_only=True, return_all_queries=True),
+    'mevis': dict(referred_only=True, return_all_queries=False),  # SOC++ only
 }
 
 
@@ -112,7 +115,7 @@ def _check_keys(official: Mapping) -> None:
     """Raise naming every unknown and every missing key (top level and nested)."""
     unknown, missing = [], []
     for key in official:
-        if key not in TRANSLATED_KEYS and key not in NOT_AFFECTING_COMPUTATION:
+        if key not in TRANSLATED_KEYS and key not in NOT_AFFECTING_COMPUTATION and key not in SOCPP_KEYS:
             unknown.append(key)
     missing += [k for k in TRANSLATED_KEYS if k not in official and k not in _OPTIONAL_KEYS]
     for name, translated in NESTED_TRANSLATED_KEYS.items():
@@ -161,9 +164,42 @@ def _unsupported(key: str, value, why: str) -> OfficialConfigError:
     return OfficialConfigError(f'official configuration: {key}={value!r} is not supported by soc_mm: {why}')
 
 
+def is_socpp_config(official: Mapping) -> bool:
+    """Whether an official configuration is SOC++'s (it has ``use_proxymmf`` and ``num_proxy_query``).
+
+    Raises:
+        OfficialConfigError: only one of the two keys.
+    """
+    present = [k for k in SOCPP_KEYS if k in official]
+    if present and len(present) != len(SOCPP_KEYS):
+        missing = [k for k in SOCPP_KEYS if k not in official]
+        raise OfficialConfigError(f'official configuration: {present} without {missing}: a SOC++ configuration '
+                                  f'has both {list(SOCPP_KEYS)}, a SOC configuration neither')
+    return bool(present)
+
+
+def _socpp_cfg(cfg: Dict, official: Mapping) -> Dict:
+    """SOC's translated config -> SOC++'s (``SOCPlusPlus``, ``FrameScoredVOC``, last-layer evaluation)."""
+    if not _flag(official, 'use_proxymmf'):
+        raise _unsupported('use_proxymmf', False, "SOC++'s forward needs the proxies (every SOC++ training "
+                           'script passes --use_proxymmf; without it the official forward fails)')
+    if cfg['voc']['window_size'] != 0:
+        raise _unsupported('VOC.window_size', cfg['voc']['window_size'],
+                           "SOC++'s windowed cluster-decoder path does not run (its cross-attention layers are "
+                           'called with self-attention arguments): use 0')
+    cfg.update(type='SOCPlusPlus', num_proxy_queries=_int(official, 'num_proxy_query'),
+               query_fusion=dict(num_heads=8, dropout=0.1))  # hard-coded in the official model
+    cfg['voc']['type'] = 'FrameScoredVOC'
+    if cfg['bbox_head']['num_classes'] > 1:  # SOC++'s criterion has no class positives then
+        cfg['bbox_head']['type'] = 'SOCPlusPlusOfficialHead'
+    cfg['test_cfg']['output_layer'] = 'last'  # the official output is the last decoder layer's
+    return cfg
+
+
 def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None,
                        referred_only: Optional[bool] = None) -> Dict:
-    """Our ``SOC`` model config for an official configuration.
+    """Our ``SOC`` (or, for a SOC++ configuration, ``SOCPlusPlus``) model config for an official
+    configuration.
 
     Args:
         official (Mapping): the official configuration, flat (``value`` of every yaml entry
@@ -183,6 +219,7 @@ def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None
             our model cannot reproduce.
     """
     _check_keys(official)
+    socpp = is_socpp_config(official)
     dt, voc = official['DeformTransformer'], official['VOC']
 
     # ---- backbone
@@ -235,6 +272,8 @@ def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None
     if dataset not in DATASET_MODES:
         raise OfficialConfigError(f'official configuration: unknown dataset_name {dataset!r} '
                                   f'(known: {sorted(DATASET_MODES)})')
+    if dataset == 'mevis' and not socpp:
+        raise _unsupported('dataset_name', dataset, 'the official SOC code has no mevis dataset_name (SOC++ has)')
     mode = DATASET_MODES[dataset]
     if referred_only is not None and bool(referred_only) != mode['referred_only']:
         raise OfficialConfigError(f'official_model_cfg: referred_only={referred_only} contradicts '
@@ -254,7 +293,7 @@ def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None
                ffn_drop=dropout)
     focal = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0)
     mask_dims = _int(official, 'mask_kernels_dim')
-    return dict(
+    cfg = dict(
         type='SOC', num_queries=num_queries, num_feature_levels=levels, with_box_refine=True,
         backbone=dict(type='VideoSwinTransformer',
                       arch=dict(embed_dims=swin['embed_dim'], depths=list(swin['depths']),
@@ -303,6 +342,7 @@ def official_model_cfg(official: Mapping, text_encoder_dir: Optional[str] = None
         # no output level/layer key: SOC's default is the official evaluation (the first decoder
         # level's heads with the last level's VOC output)
         test_cfg=dict(return_all_queries=mode['return_all_queries']))
+    return _socpp_cfg(cfg, official) if socpp else cfg
 
 
 def load_official_config(path: str, **overrides) -> Dict:

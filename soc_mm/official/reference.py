@@ -20,7 +20,7 @@ from torch import nn
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
 from soc_mm.testing.dropout import zero_dropout
-from .batch_regroup_soc import BatchRegroupSOC
+from .batch_regroup_soc import BatchRegroupSOC, BatchRegroupSOCPlusPlus
 from .checkpoint import convert_official_state_dict
 from .config import official_model_cfg
 from .loss_names import to_official_loss_name
@@ -74,8 +74,9 @@ def fixture_batch(inputs: Dict, with_targets: bool = False) -> Tuple[torch.Tenso
         sample = RVOSDataSample(metainfo=meta)
         if with_targets:
             steps = [inputs['targets'][t][b] for t in range(len(inputs['targets']))]
-            labels = steps[0]['labels'].reshape(-1)
             num = steps[0]['masks'].shape[0]
+            # SOC++'s MeViS targets carry no labels (its criterion reads them only when num_classes > 1)
+            labels = steps[0]['labels'].reshape(-1) if 'labels' in steps[0] else torch.zeros(1, dtype=torch.long)
             masks = torch.stack([s['masks'] for s in steps], 1)
             sample.gt_instances = InstanceData(
                 masks=masks, boxes=torch.stack([s['boxes'] for s in steps], 1),
@@ -104,7 +105,7 @@ def build_reference_model(fixture_dir: str, batch_regroup: Optional[bool] = None
         referred_only=inputs['mode'] != 'a2d')  # must agree with official dataset_name
     # the official VOC mixes videos when B > 1 and T > 1: reproduce it only here
     if (inputs['B'] > 1 and T_out > 1) if batch_regroup is None else batch_regroup:
-        cfg['type'] = BatchRegroupSOC.__name__
+        cfg['type'] = {'SOC': BatchRegroupSOC, 'SOCPlusPlus': BatchRegroupSOCPlusPlus}[cfg['type']].__name__
     cfg.update(cfg_overrides)
     model = MODELS.build(cfg)
     state_dict = convert_official_state_dict(load_fixture_state_dict(fixture_dir, config))
@@ -159,6 +160,104 @@ def _loss_rows(model: nn.Module, losses: Dict[str, torch.Tensor], ref: Dict) -> 
     return rows
 
 
+class _InternalRecorder:
+    """Forward hooks on our model that record its internal tensors in the official layouts of a fixture's
+    ``intermediates_eval.pt`` (only what the fixture holds is compared; see :func:`_intermediate_rows`)."""
+
+    def __init__(self, model: nn.Module, num_videos: int) -> None:
+        self.model, self.B, self.out, self.handles = model, num_videos, {}, []
+        self._hook(model.decoder, self._decoder)
+        self.handles.append(model.voc.register_forward_pre_hook(self._voc_input))
+        self._hook(model.voc, self._voc)
+        if hasattr(model, 'proxy_fusion'):  # SOC++
+            self.out['proxies'], self.out['v2p_out'] = [], []
+            self._hook(model.proxy_fusion, self._proxies)
+            self._hook(model.lvf, lambda m, a, o: self.out.__setitem__('lvf_words', o.transpose(0, 1)))
+            self._hook(model.voc.visibility_scorer, lambda m, a, o: self.out.__setitem__('frame_score_vis', o))
+            self._hook(model.voc.difference_scorer, lambda m, a, o: self.out.__setitem__('frame_score_diff', o))
+            self._hook(model.query_fusion, self._query_fusion)
+            if len(model.voc.encoder_layers):
+                self._hook(model.voc.encoder_layers[-1], self._voc_encoder_out)
+            scores = model.voc.frame_scores  # a method: wrapped on the instance until remove()
+
+            def frame_scores(*args, **kwargs):
+                self.out['frame_score'] = scores(*args, **kwargs)
+                return self.out['frame_score']
+
+            model.voc.frame_scores = frame_scores
+
+    def _hook(self, module: nn.Module, fn) -> None:
+        self.handles.append(module.register_forward_hook(fn))
+
+    def _decoder(self, module, args, output) -> None:
+        hidden_states, references = output
+        self.out['hs'], self.out['inter_references'] = hidden_states, references
+
+    def _voc_input(self, module, args) -> None:
+        frames = args[0]  # [N, T, q, C] as the cluster decoder reads them (after any regrouping)
+        self.out['voc_encoder_in'] = frames.permute(1, 2, 0, 3)
+        self.frames_shape = frames.shape
+
+    def _voc(self, module, args, output) -> None:
+        self.out['voc_hs'] = output.view(-1, self.B, *output.shape[1:])
+
+    def _proxies(self, module, args, output) -> None:
+        self.out['proxies'].append((args[0] + output).transpose(0, 1))
+        self.out['v2p_out'].append(output.transpose(0, 1))
+
+    def _query_fusion(self, module, args, output) -> None:
+        self.out['bmrw'] = args[1]
+        self.out['query_fusion'] = output.transpose(0, 1)
+
+    def _voc_encoder_out(self, module, args, output) -> None:
+        N, T, q, C = self.frames_shape
+        self.out['voc_encoder_out'] = output.view(N, T, q, C).permute(1, 2, 0, 3)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.model.voc.__dict__.pop('frame_scores', None)
+
+
+def _intermediate_rows(model: nn.Module, clips: torch.Tensor, samples: List[RVOSDataSample],
+                       ref: Dict) -> List[Row]:
+    """Eval-forward internals against the fixture's ``intermediates_eval.pt``: the deformable decoder's
+    frame queries and references, the cluster decoder's output and, for SOC++, every recorded stage (proxies
+    per level, updated words, frame scores, cluster-decoder encoder, random walk, query fusion)."""
+    recorder = _InternalRecorder(model, clips.shape[0])
+    try:
+        with torch.no_grad():
+            model.forward_head_inputs(clips, samples)
+    finally:
+        recorder.remove()
+    got, rows = recorder.out, []
+    dt = ref.get('deformable_transformer', {})
+    if 'hs' in dt:
+        rows.append(_row('internal.deformable_transformer.hs', got['hs'], dt['hs']))
+    if 'inter_references' in dt:
+        rows.append(_row('internal.deformable_transformer.inter_references', got['inter_references'],
+                         dt['inter_references']))
+    if 'voc_hs' in ref.get('voc', {}):
+        rows.append(_row('internal.voc.voc_hs', got['voc_hs'], ref['voc']['voc_hs']))
+    socpp = ref.get('socpp', {})
+    if socpp and 'proxies' not in got:
+        rows.append(Row('internal.socpp (a SOC++ fixture, a model without proxies)', float('inf'), 0.0, False))
+        return rows
+    for key in ('proxies', 'v2p_out'):
+        if key in socpp:
+            if len(got[key]) != len(socpp[key]):
+                rows.append(Row(f'internal.socpp.{key} (count {len(got[key])} vs {len(socpp[key])})',
+                                float('inf'), 0.0, False))
+            rows += [_row(f'internal.socpp.{key}[{i}]', a, b) for i, (a, b) in enumerate(zip(got[key], socpp[key]))]
+    for key in ('lvf_words', 'bmrw', 'query_fusion', 'voc_encoder_in', 'voc_encoder_out'):
+        if key in socpp:
+            rows.append(_row(f'internal.socpp.{key}', got[key], socpp[key]))
+    for key in ('frame_score_vis', 'frame_score_diff', 'frame_score'):  # ours [N, T, 1], official [T, N, 1]
+        if key in socpp:
+            rows.append(_row(f'internal.socpp.{key}', got[key].transpose(0, 1), socpp[key]))
+    return rows
+
+
 def _to_device(clips: torch.Tensor, samples: List[RVOSDataSample],
                device: str) -> Tuple[torch.Tensor, List[RVOSDataSample]]:
     return clips.to(device), [sample.to(device) for sample in samples]
@@ -183,6 +282,9 @@ def compare_fixture(fixture_dir: str, fast_kernels: bool = True, device: str = '
     with torch.no_grad():
         rows += _compare_outputs('eval', official_outputs(model, clips, samples),
                                  _load(osp.join(fixture_dir, 'outputs_eval.pt')))
+    intermediates = osp.join(fixture_dir, 'intermediates_eval.pt')
+    if osp.isfile(intermediates):
+        rows += _intermediate_rows(model, clips, samples, _load(intermediates))
     zero_dropout(model).train()
     with torch.no_grad():
         rows += _compare_outputs('train', official_outputs(model, clips, samples),

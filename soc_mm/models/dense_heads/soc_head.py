@@ -330,6 +330,13 @@ class SOCHead(BaseModule):
             losses.update({prefix + k: v for k, v in layer_losses.items()})
         return losses
 
+    @staticmethod
+    def class_target(target: InstanceData, ref: int, num_classes: int) -> Optional[int]:
+        """The class a query matched to referred object ``ref`` is a positive of, on the frames where the
+        object is visible: 0 (the binary "referred" class) when ``num_classes == 1``, else its label;
+        None: no class positive."""
+        return 0 if num_classes == 1 else int(target.labels[ref])
+
     def loss_by_feat_single(self, cls: Tensor, boxes: Tensor, masks: Tensor, video_queries: Tensor,
                             fused_sentence_feat: Tensor, targets: List[InstanceData],
                             ref_indices: List[List[int]],
@@ -347,7 +354,9 @@ class SOCHead(BaseModule):
                     continue
                 q = int(q_idx[hit[0]])
                 positive_queries[b, q] = True
-                label = 0 if K == 1 else int(target.labels[ref])
+                label = self.class_target(target, ref, K)
+                if label is None:
+                    continue
                 if not 0 <= label < K:
                     raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
                 cls_target[b, target.visible[ref], q, label] = 1

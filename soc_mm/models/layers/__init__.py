@@ -4,3 +4,6 @@ from .dynamic_mask_head import DynamicMaskHead, aligned_bilinear, compute_locati
 from .spatial_decoder import SOCSpatialDecoder  # noqa: F401  (back)
 from .voc import VOC, VOCDecoderLayer  # noqa: F401  (back)
 from .motion_aware_voc import MotionAwareVOC  # noqa: F401  (variant of VOC)
+from .frame_scored_voc import FrameScoredVOC, FrameScorer, VOCCrossEncoderLayer  # noqa: F401  (SOC++)
+from .query_fusion import QueryFusion  # noqa: F401  (SOC++)
+from .random_walk import random_walk_refine  # noqa: F401  (SOC++)
