@@ -1,5 +1,5 @@
-"""An official SOC checkpoint file converted to an ``soc_mm`` checkpoint file, written only when complete and
-correct: what ``tools/model_converters/soc_official_to_mm.py`` runs (see its docstring for the checks)."""
+"""An official SOC or SOC++ checkpoint file converted to an ``soc_mm`` checkpoint file, written only when complete
+and correct: what ``tools/model_converters/soc_official_to_mm.py`` runs (see its docstring for the checks)."""
 import os
 import os.path as osp
 import tempfile
@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from soc_mm.utils.checkpoint import CheckpointValueError, check_state_dict_values
-from .checkpoint import (OfficialCheckpointError, check_state_dict_against_model, convert_official_state_dict,
-                         load_official_checkpoint)
+from .checkpoint import (OFFICIAL_LAYOUTS, OfficialCheckpointError, check_state_dict_against_model,
+                         convert_official_state_dict, load_official_checkpoint)
 
-__all__ = ['ConversionError', 'build_config_model', 'check_against_config', 'convert_official_checkpoint']
+__all__ = ['ConversionError', 'build_config_model', 'check_against_config', 'convert_official_checkpoint',
+           'official_layout_of']
 
 
 class ConversionError(RuntimeError):
@@ -44,11 +45,19 @@ def build_config_model(config: str, cfg_options: Optional[dict] = None) -> nn.Mo
         raise ConversionError(f'--config {config}: cannot build its model ({type(err).__name__}: {err})') from err
 
 
+def official_layout_of(model: nn.Module) -> str:
+    """The official key table a model's checkpoint converts with: 'socpp' for a ``SOCPlusPlus``, else 'soc'."""
+    from soc_mm.models.detectors import SOCPlusPlus
+    return 'socpp' if isinstance(model, SOCPlusPlus) else 'soc'
+
+
 def check_against_config(state_dict: Mapping[str, torch.Tensor], config: str,
-                         cfg_options: Optional[dict] = None) -> None:
+                         cfg_options: Optional[dict] = None, model: Optional[nn.Module] = None) -> None:
     """Raise :class:`ConversionError` listing every key / shape / dtype disagreement of the converted
-    ``state_dict`` with the model of ``config`` (:func:`~.checkpoint.check_state_dict_against_model`)."""
-    problems = check_state_dict_against_model(state_dict, build_config_model(config, cfg_options))
+    ``state_dict`` with the model of ``config`` (:func:`~.checkpoint.check_state_dict_against_model`);
+    ``model``: that model, already built."""
+    model = build_config_model(config, cfg_options) if model is None else model
+    problems = check_state_dict_against_model(state_dict, model)
     if problems:
         raise ConversionError(f'the converted checkpoint does not fit the model of {config} '
                               f'({len(problems)} problem(s)):\n  ' + '\n  '.join(problems))
@@ -57,8 +66,9 @@ def check_against_config(state_dict: Mapping[str, torch.Tensor], config: str,
 def convert_official_checkpoint(src: str, dst: str, config: Optional[str] = None,
                                 cfg_options: Optional[dict] = None) -> int:
     """Convert the official checkpoint ``src`` (a local file, loaded with ``weights_only=True``) to ``dst``
-    (``{'state_dict': ..., 'meta': {'converted_from': abspath(src)}}``); with ``config``, the converted
-    state dict must fit that config's model exactly. ``dst`` is written to a temporary file beside it and
+    (``{'state_dict': ..., 'meta': {'converted_from': abspath(src)}}``); with ``config``, the checkpoint
+    must be of the config's model (SOC or SOC++: a checkpoint of the other one is refused, saying so) and
+    the converted state dict must fit that model exactly; without it, the model is detected from the keys. ``dst`` is written to a temporary file beside it and
     renamed, only when every check passed.
 
     Returns:
@@ -70,15 +80,20 @@ def convert_official_checkpoint(src: str, dst: str, config: Optional[str] = None
     """
     if osp.abspath(src) == osp.abspath(dst):
         raise ConversionError(f'{dst}: the output would overwrite the input')
+    model = build_config_model(config, cfg_options) if config else None
+    layout = None if model is None else official_layout_of(model)
     try:
         official = load_official_checkpoint(src)
         check_state_dict_values(official, src)  # NaN/inf, integer weights: named as in SRC
-        state_dict = convert_official_state_dict(official)
+        state_dict = convert_official_state_dict(official, layout)
     except (OfficialCheckpointError, CheckpointValueError) as err:
         message = str(err)
+        if layout is not None:
+            message = f'{message}\n  (--config {config} builds {type(model).__name__}: an official ' \
+                      f'{OFFICIAL_LAYOUTS[layout][0]} checkpoint is expected)'
         raise ConversionError(message if message.startswith(src) else f'{src}: {message}') from None
     if config:
-        check_against_config(state_dict, config, cfg_options)
+        check_against_config(state_dict, config, cfg_options, model)
     out_dir = osp.dirname(osp.abspath(dst))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.soc_official_to_mm.', suffix='.pth', dir=out_dir)

@@ -1,4 +1,4 @@
-"""Convert a checkpoint of the official SOC code (RobertLuo1/NeurIPS2023_SOC) to soc_mm.
+"""Convert an official SOC (RobertLuo1/NeurIPS2023_SOC) or SOC++ (yongliu20/MRVS_SOC) checkpoint to soc_mm.
 
 Usage: python tools/model_converters/soc_official_to_mm.py SRC DST [--config CONFIG] [--cfg-options k=v ...]
 
@@ -12,9 +12,10 @@ SRC must be a local file: URLs and remote prefixes (``http://``, ``s3://``...) a
 
 Checks (``soc_mm.official.convert``; any failure: a message listing every offender, exit status 1, DST not
 written):
-* always: every official key is claimed by exactly one rule of
-  ``soc_mm.official.checkpoint.KEY_RULES`` (or is a named known extra) and every module the
-  rules describe is complete; every tensor is finite (no NaN/inf) and every ``*.weight`` /
+* always: every official key is claimed by exactly one rule of the model's key table
+  (``soc_mm.official.checkpoint.KEY_RULES`` for SOC, ``SOCPP_KEY_RULES`` for SOC++; the model is CONFIG's,
+  or detected from the keys without --config; a checkpoint of the other model is refused, saying so) or is
+  a named known extra, and every module the rules describe is complete; every tensor is finite (no NaN/inf) and every ``*.weight`` /
   ``*.bias`` is floating point;
 * with ``--config``: the model built from CONFIG has every converted key with the same shape
   and dtype, and every key of the model is produced.
