@@ -17,8 +17,9 @@ def random_walk_refine(video_queries: Tensor, frame_queries: Tensor, weight: flo
     ``(1 - w) (I - w^2 A)^{-1} (x + w Z^T y)``, a linear solve (as SOC++).
 
     SOC++ calls ``torch.linalg.solve(M, I)`` with an unbatched identity, which torch reads as a
-    batch of vectors when the batch size equals the number of video queries (and then fails); the
-    identity is expanded to the batch here, so every size works (same numbers otherwise).
+    batch of vectors when the batch size equals the number of video queries (a wrong [n, n] result
+    instead of [N, n, n], then a shape error downstream); the identity is expanded to the batch here,
+    so every size works (same numbers otherwise).
 
     Args:
         video_queries (Tensor): x [N, n, C] (N = decoder layers x videos).
