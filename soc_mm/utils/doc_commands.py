@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 # Markdown files whose commands are checked (relative to the repository root; globs allowed).
-DEFAULT_DOC_FILES = ('README.md', 'docs/*.md', 'configs/soc/README.md')
+DEFAULT_DOC_FILES = ('README.md', 'docs/*.md', 'configs/*/README.md')
 SHELL_LANGS = ('bash', 'sh', 'shell', 'console')
 # inline code spans that are commands
 INLINE_COMMAND = re.compile(r'^(python3?|\.venv/bin/python|bash|make)\s+\S')

@@ -1,4 +1,4 @@
-"""Every command shown in README.md, docs/*.md and configs/soc/README.md runs as written
+"""Every command shown in README.md, docs/*.md and configs/*/README.md runs as written
 (tools/misc/check_doc_commands.py, soc_mm/utils/doc_commands.py)."""
 import os.path as osp
 import subprocess
@@ -179,7 +179,7 @@ def test_load_parser_of_a_script_that_fails_before_parsing(tmp_path):
 
 
 def test_documented_commands_run_as_written():
-    """README.md, docs/*.md and configs/soc/README.md, checked by the tool as a user runs it."""
+    """README.md, docs/*.md and configs/*/README.md, checked by the tool as a user runs it."""
     done = subprocess.run([sys.executable, 'tools/misc/check_doc_commands.py'],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

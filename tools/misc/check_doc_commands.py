@@ -1,4 +1,4 @@
-"""Check that every command shown in README.md, docs/*.md and configs/soc/README.md runs as written.
+"""Check that every command shown in README.md, docs/*.md and configs/*/README.md runs as written.
 
 Commands come from the ```bash blocks and from inline code spans that start with ``python``, ``bash`` or
 ``make``. Without running them it checks that scripts, make targets and repository paths exist and
@@ -22,7 +22,7 @@ def parse_args(argv=None):
     parser.add_argument('--root', default=REPO, help='repository root (default: this checkout)')
     parser.add_argument('--files', nargs='+', default=None, metavar='PATTERN',
                         help='Markdown files (globs, relative to the root; default: README.md docs/*.md '
-                        'configs/soc/README.md)')
+                        'configs/*/README.md)')
     parser.add_argument('--list', action='store_true', help='print every command found')
     parser.add_argument('--run', metavar='REGEX', default=None,
                         help='also run the documented commands matching REGEX; each must exit 0')
