@@ -4,12 +4,16 @@
 the model's video inference (``soc_mm.models.inference.VideoInference``, the same schedule as the test
 loop's ``SOC.predict``): the video backbone and every text-independent stage once per clip for all
 expressions, the text-dependent stages batched over the expressions, the clips merged; the peak memory
-does not grow with the video length.
+of the model does not grow with the video length (the merged masks do). ``stream_rvos`` is the same
+schedule as a generator: it yields each clip's frames and results as soon as they are predicted and
+keeps nothing, so that the peak memory does not grow with the video length at all (long videos,
+``tools/demo/video_demo.py``).
 """
 import copy
+import dataclasses
 import os
 import os.path as osp
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -200,21 +204,23 @@ def _check_expressions(expressions) -> List[str]:
 
 
 def _stream_options(model: nn.Module, clip_len: Optional[int], share_clips: Optional[bool],
-                    test_options: Optional[RVOSTestOptions] = None) -> RVOSTestOptions:
+                    test_options: Optional[RVOSTestOptions] = None, caller: str = 'inference_rvos',
+                    **changes) -> RVOSTestOptions:
     """``test_options`` (None: the model's, ``model.test_options``) with the call's ``clip_len`` /
-    ``share_clips`` (None: the options'), and ``STREAM_CLIP_LEN`` frames per clip where they say
-    "whole video"."""
+    ``share_clips`` and other test-option ``changes`` (None values: the options'), and
+    ``STREAM_CLIP_LEN`` frames per clip where they say "whole video"."""
     if test_options is not None and not isinstance(test_options, RVOSTestOptions):
-        raise TypeError('inference_rvos: test_options must be an RVOSTestOptions (e.g. '
+        raise TypeError(f'{caller}: test_options must be an RVOSTestOptions (e.g. '
                         f'model.test_options.replace(object_selection="threshold", score_thr=0.5)), '
                         f'got {type(test_options).__name__}')
     options = test_options or getattr(model, 'test_options', None) or RVOSTestOptions()
-    changes = {key: value for key, value in dict(clip_len=clip_len, share_clips=share_clips).items()
+    changes = {key: value for key, value in dict(changes, clip_len=clip_len, share_clips=share_clips).items()
                if value is not None}
     try:
         options = options.replace(**changes)
     except ValueError as error:
-        raise ValueError(f'inference_rvos: {error} (the clip_len / share_clips argument)') from error
+        names = ' / '.join(sorted(changes)) or 'clip_len / share_clips'
+        raise ValueError(f'{caller}: {error} (the {names} argument)') from error
     return options if options.clip_len is not None else options.replace(clip_len=STREAM_CLIP_LEN)
 
 
@@ -316,22 +322,153 @@ def inference_rvos(model: nn.Module,
 
     def clip_stream():
         nonlocal num_frames, meta
-        for frames in iter_clips(iter_video_frames(video, channel_order), options.clip_len):
-            inputs, samples = prepare_clip(model, frames, expressions, transforms)
+        for frames, inputs, samples, clip_index in _clip_batches(model, video, expressions, options, transforms,
+                                                                 channel_order):
             meta = samples[0].metainfo
             num_frames += len(frames)
-            if options.share_clips:  # one clip for every expression
-                yield inputs, samples, inputs.new_zeros(len(samples), dtype=torch.long)
-            else:  # every expression its own copy of the clip: no stage shared
-                yield (inputs.expand(len(samples), *inputs.shape[1:]), samples,
-                       torch.arange(len(samples), device=inputs.device))
+            yield inputs, samples, clip_index
 
     inference = VideoInference(model, options)
     merged = inference.predict_stream(clip_stream(), results_device='cpu')
-    results = []
-    for k, (expression, result) in enumerate(zip(expressions, merged)):
-        out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
-                                           img_shape=meta['img_shape'], num_frames=num_frames,
-                                           frame_ids=[str(i) for i in range(num_frames)]))
-        results.append(model.add_pred_to_datasample([out], [result])[0])
-    return results
+    return [_result_sample(model, expression, k, result, meta, 0, num_frames)
+            for k, (expression, result) in enumerate(zip(expressions, merged))]
+
+
+def _clip_batches(model: nn.Module, video, expressions: List[str], options: RVOSTestOptions, transforms: list,
+                  channel_order: str) -> Iterator[Tuple[List[np.ndarray], torch.Tensor, list, torch.Tensor]]:
+    """The video's consecutive clips of ``options.clip_len`` frames, read lazily: per clip its BGR frames,
+    the model inputs [G, t, 3, Hp, Wp], one sample per expression and the clip of each sample (G = 1 when
+    ``options.share_clips``; else every expression its own copy of the clip: no stage shared)."""
+    for frames in iter_clips(iter_video_frames(video, channel_order), options.clip_len):
+        inputs, samples = prepare_clip(model, frames, expressions, transforms)
+        if options.share_clips:  # one clip for every expression
+            yield frames, inputs, samples, inputs.new_zeros(len(samples), dtype=torch.long)
+        else:
+            yield (frames, inputs.expand(len(samples), *inputs.shape[1:]), samples,
+                   torch.arange(len(samples), device=inputs.device))
+
+
+def _result_sample(model: nn.Module, expression: str, k: int, result, meta: dict, start: int,
+                   num_frames: int) -> RVOSDataSample:
+    """The head's result over ``num_frames`` frames from frame ``start`` -> an ``RVOSDataSample``
+    (``pred_masks``, ``pred_scores``, ...; metainfo ``expression``, ``exp_id``, shapes, ``frame_ids``)."""
+    out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
+                                       img_shape=meta['img_shape'], num_frames=num_frames,
+                                       frame_ids=[str(i) for i in range(start, start + num_frames)]))
+    return model.add_pred_to_datasample([out], [result])[0]
+
+
+@dataclasses.dataclass
+class StreamClip:
+    """One clip of ``stream_rvos``.
+
+    Attributes:
+        index (int): the clip's number (0, 1, ...).
+        start (int): the video index of its first frame (its frames are ``start`` ... ``start + len(frames) - 1``).
+        frames (list[np.ndarray]): its frames as read, BGR uint8 [H0, W0, 3].
+        results (list[RVOSDataSample]): one per expression, in order: ``pred_masks`` bool Tensor
+            [t, H0, W0] and ``pred_scores`` float Tensor [t] of the clip's t frames (plus ``pred_objects``
+            with threshold selection), metainfo ``expression``, ``exp_id``, ``ori_shape``, ``img_shape``,
+            ``num_frames`` (t) and ``frame_ids`` (video frame indices ``start`` ... as strings).
+    """
+    index: int
+    start: int
+    frames: List[np.ndarray]
+    results: List[RVOSDataSample]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+
+def stream_rvos(model: nn.Module,
+                video,
+                expressions: Union[str, Sequence[str]],
+                channel_order: str = 'rgb',
+                test_options: Optional[RVOSTestOptions] = None,
+                test_pipeline: Optional[Sequence[dict]] = None,
+                **options) -> Iterator[StreamClip]:
+    """Segment the objects the expressions refer to in a video of any length, yielding clip by clip.
+
+    The frames are decoded lazily (a video file or a frame folder, ``clip_len`` frames at a time); each
+    clip runs through the model's video inference as in ``inference_rvos`` (backbone and every
+    text-independent stage once per frame for all expressions, the text-dependent stages batched over
+    the expressions) and is yielded at once with its frames and results; nothing is kept after that but
+    the choice of the objects (``link_clips``), so the peak memory does not grow with the video length.
+    With the same options, the clips' results concatenated over time equal ``inference_rvos``'s.
+
+    Args:
+        model (nn.Module): a SOC model (``init_model``).
+        video: video file path (anything OpenCV decodes), frame-folder path, uint8 array [T, H, W, 3]
+            or list of [H, W, 3] arrays.
+        expressions (str | list[str]): referring expressions.
+        channel_order (str): channel order of array inputs: 'rgb' (default) or 'bgr'.
+        test_options (RVOSTestOptions, optional): the test options of this call (None: ``model.test_options``;
+            the model's are never changed).
+        test_pipeline (list[dict], optional): as ``inference_rvos``.
+        **options: test options changed for this call (``RVOSTestOptions`` fields; None keeps the
+            option), e.g. ``clip_len=36`` (default: the options', ``STREAM_CLIP_LEN`` when None),
+            ``link_clips=True`` (follow the chosen object from clip to clip), ``presence_thr=0.5``
+            (empty masks on the frames where the object is absent), ``share_clips``,
+            ``object_selection`` / ``score_thr``.
+
+    Yields:
+        StreamClip: ``index``, ``start``, ``frames`` (BGR) and ``results`` (one ``RVOSDataSample`` per
+        expression over the clip's frames).
+
+    Raises:
+        FileNotFoundError / ValueError: as ``inference_rvos`` (raised when the generator is first advanced
+        for a bad video; at once for bad expressions or options).
+    """
+    expressions = _check_expressions(expressions)
+    clip_len, share_clips = options.pop('clip_len', None), options.pop('share_clips', None)
+    options = _stream_options(model, clip_len, share_clips, test_options, 'stream_rvos', **options)
+    transforms = _test_transforms(model, test_pipeline)
+    return _stream(model, video, expressions, options, transforms, channel_order)
+
+
+@torch.no_grad()
+def _stream(model: nn.Module, video, expressions: List[str], options: RVOSTestOptions, transforms: list,
+            channel_order: str) -> Iterator[StreamClip]:
+    """``stream_rvos``'s generator (its arguments already checked)."""
+    batches = _clip_batches(model, video, expressions, options, transforms, channel_order)
+    clip_frames: List[List[np.ndarray]] = []
+    clip_meta: List[dict] = []
+
+    def clip_stream():
+        for frames, inputs, samples, clip_index in batches:
+            clip_frames.append(frames)
+            clip_meta.append(samples[0].metainfo)
+            yield inputs, samples, clip_index
+
+    start = 0
+    inference = VideoInference(model, options)
+    for index, results in enumerate(inference.iter_stream(clip_stream(), results_device='cpu')):
+        frames, meta = clip_frames.pop(), clip_meta.pop()
+        yield StreamClip(index=index, start=start, frames=frames,
+                         results=[_result_sample(model, expression, k, result, meta, start, len(frames))
+                                  for k, (expression, result) in enumerate(zip(expressions, results))])
+        start += len(frames)
+
+
+def count_video_frames(video) -> Optional[int]:
+    """The number of frames of ``video`` when known without decoding it (for a progress bar): a frame
+    folder's image files, an array's or list's length, a video file's frame count as its container
+    states it (may differ slightly from the decodable frames); None when unknown."""
+    if isinstance(video, (str, os.PathLike)):
+        path = os.fspath(video)
+        if osp.isdir(path):
+            return sum(1 for f in os.listdir(path) if f.lower().endswith(IMG_EXTENSIONS))
+        if not osp.isfile(path):
+            return None
+        import cv2
+        cap = cv2.VideoCapture(path)
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        finally:
+            cap.release()
+        return count if count > 0 else None
+    try:
+        return len(video)
+    except TypeError:
+        return None

@@ -17,8 +17,9 @@ def test_defaults_one_per_option():
     options = RVOSTestOptions.from_cfg(None)
     assert options == RVOSTestOptions.from_cfg({}) == RVOSTestOptions()
     assert options.to_cfg() == dict(output_layer='first', object_selection='top1', score_thr=None,
-                                    allow_no_target=False, return_all_queries=False, clip_len=None,
-                                    expressions_per_batch=None, share_clips=True, bf16=False)
+                                    allow_no_target=False, return_all_queries=False, presence_thr=None,
+                                    clip_len=None, expressions_per_batch=None, share_clips=True, bf16=False,
+                                    link_clips=False, link_margin=0.2)
     assert set(TEST_OPTION_NAMES) == set(options.to_cfg())
     assert STREAM_CLIP_LEN == 36  # what the API reads at a time where the options say "whole video"
     assert RVOSTestOptions.from_cfg(options) is options
@@ -59,6 +60,10 @@ def test_values_are_read_and_normalised():
     (dict(expressions_per_batch=-1), 'test_cfg.expressions_per_batch must be None or an int >= 1, got -1'),
     (dict(share_clips=None), 'test_cfg.share_clips must be True or False, got None'),
     (dict(bf16='yes'), "test_cfg.bf16 must be True or False, got 'yes'"),
+    (dict(presence_thr=-0.1), r'test_cfg.presence_thr must be a probability in \[0, 1\], got -0.1'),
+    (dict(link_clips='on'), "test_cfg.link_clips must be True or False, got 'on'"),
+    (dict(link_margin=None), r'test_cfg.link_margin must be a probability difference in \[0, 1\], got None'),
+    (dict(link_margin=2), r'test_cfg.link_margin must be a probability difference in \[0, 1\], got 2'),
 ])
 def test_each_bad_value_is_named(cfg, match):
     with pytest.raises(ValueError, match=match):

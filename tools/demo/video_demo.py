@@ -5,8 +5,11 @@
 
 VIDEO_OR_FRAME_DIR: an mp4 (any video OpenCV reads) or a folder of frame images (sorted by name).
 The model runs the config's test pipeline (resize) and data preprocessor through
-``soc_mm.apis.inference_rvos``, clip by clip (``--clip-len`` frames). Each expression gets a colour;
-the expressions are written on the frames in their colours.
+``soc_mm.apis.stream_rvos``, clip by clip (``--clip-len`` frames): each clip is painted and written as
+soon as it is segmented (a progress bar counts the frames), so that a long video needs no more memory
+than a short one. Each expression gets a colour; the expressions are written on the frames in their
+colours. ``--link-clips`` follows the chosen object from clip to clip; ``--presence-thr`` leaves the
+frames where it is absent unpainted (docs/long_videos.md).
 """
 import argparse
 import os.path as osp
@@ -15,7 +18,9 @@ import time
 import cv2
 import numpy as np
 
-from soc_mm.apis import inference_rvos, init_model, iter_video_frames
+from mmengine.utils import ProgressBar
+
+from soc_mm.apis import count_video_frames, init_model, stream_rvos
 from soc_mm.visualization import RVOSVisualizer, check_video_output_path, write_video
 
 
@@ -31,6 +36,9 @@ def parse_args():
                         help='frames per forward pass (default: model.test_cfg.clip_len or 36)')
     parser.add_argument('--fps', type=float, default=None, help='output fps (default: the input video fps or 10)')
     parser.add_argument('--alpha', type=float, default=0.5, help='mask opacity')
+    parser.add_argument('--link-clips', action='store_true', help='follow the chosen object from clip to clip')
+    parser.add_argument('--presence-thr', type=float, default=None,
+                        help='empty mask on the frames where the object\'s score is not above this (default: off)')
     return parser.parse_args()
 
 
@@ -50,18 +58,24 @@ def main():
     check_video_output_path(args.out)  # before the (long) inference, not after it
     start = time.time()
     model = init_model(args.config, args.checkpoint, device=args.device)
-    results = inference_rvos(model, args.video, args.expressions, clip_len=args.clip_len)
-    print(f'segmented {results[0].pred_masks.shape[0]} frames for {len(results)} expression(s) '
-          f'in {time.time() - start:.1f}s')
-    masks = [r.pred_masks.numpy() for r in results]  # bool [T, H0, W0] each
-    vis = RVOSVisualizer(name='video_demo', alpha=args.alpha,
-                         font_size=max(12, int(np.asarray(masks[0]).shape[1] / 30)))
+    clips = stream_rvos(model, args.video, args.expressions, clip_len=args.clip_len,
+                        link_clips=args.link_clips or None, presence_thr=args.presence_thr)
+    progress = ProgressBar(count_video_frames(args.video) or 0)
+    vis = None
 
     def painted():
-        for t, frame in enumerate(iter_video_frames(args.video)):  # BGR, read again lazily
-            yield vis.draw_frame(np.ascontiguousarray(frame[..., ::-1]), [m[t] for m in masks], args.expressions)
+        nonlocal vis
+        for clip in clips:
+            masks = [r.pred_masks.numpy() for r in clip.results]  # bool [t, H0, W0] each
+            if vis is None:
+                vis = RVOSVisualizer(name='video_demo', alpha=args.alpha,
+                                     font_size=max(12, int(masks[0].shape[1] / 30)))
+            for t, frame in enumerate(clip.frames):  # BGR
+                yield vis.draw_frame(np.ascontiguousarray(frame[..., ::-1]), [m[t] for m in masks], args.expressions)
+                progress.update()
 
     n = write_video(args.out, painted(), args.fps or source_fps(args.video))
+    print(f'\nsegmented {n} frames for {len(args.expressions)} expression(s) in {time.time() - start:.1f}s')
     print(f'wrote {n} frames to {args.out}')
 
 

@@ -431,16 +431,35 @@ class SOCHead(BaseModule):
         ``options``: the test options of this call only (e.g. a request's object selection; the
         head's ``test_options`` are neither read nor changed); None: ``self.test_options``."""
         options = self._options(options)
+        candidates = self.predict_candidates(hidden_states, references, mask_feats, batch_data_samples,
+                                             options=options)
+        return self.predict_by_feat(candidates['cls'], candidates['masks'], [s.metainfo for s in batch_data_samples],
+                                    rescale=rescale, options=options)
+
+    def predict_candidates(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
+                           batch_data_samples: Sequence[RVOSDataSample],
+                           options: Optional[RVOSTestOptions] = None) -> Dict[str, Tensor]:
+        """Every query's outputs at decoder layer ``test_cfg.output_layer``, before any selection.
+
+        Args: as ``predict`` (``hidden_states`` [L, B, T, nq, C], ...).
+
+        Returns:
+            dict: ``cls`` [B, T, nq, K] class logits, ``masks`` [B, T, nq, h, w] mask logits (what
+            ``predict_by_feat`` post-processes) and ``query_feats`` [B, nq, C], each query's
+            embedding (the layer's hidden state averaged over the T frames: frame query + video
+            query); the video-inference layer matches candidates across clips with the last two.
+        """
+        options = self._options(options)
         layer = options.layer_index(len(hidden_states))
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
         cls, _, masks = self.forward_single(hidden_states[layer], references[layer],
                                             references[layer + 1][..., :2], mask_feats, img_sizes, layer)
-        return self.predict_by_feat(cls, masks, [s.metainfo for s in batch_data_samples], rescale=rescale,
-                                    options=options)
+        return dict(cls=cls, masks=masks, query_feats=hidden_states[layer].mean(1))
 
     @torch.no_grad()
     def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_img_metas: Sequence[dict],
-                        rescale: bool = True, options: Optional[RVOSTestOptions] = None) -> List[InstanceData]:
+                        rescale: bool = True, options: Optional[RVOSTestOptions] = None,
+                        selected: Optional[Sequence[Tensor]] = None) -> List[InstanceData]:
         """Post-process: one ``InstanceData`` per sample whose items are its T frames.
 
         Each video query's score is its class probability averaged over the T frames (max over the
@@ -456,6 +475,12 @@ class SOCHead(BaseModule):
         sigmoid, cropped to ``img_shape`` and (``rescale``) resized to ``ori_shape`` with nearest
         interpolation; the expression's mask is the union of the selected objects' masks.
 
+        Absence over time (``test_cfg.presence_thr``, default None: off): on each frame, a selected
+        object whose frame score (its max-class probability on that frame; trained to be positive only
+        on the frames where the referred object is visible) is not above ``presence_thr`` is absent
+        there: its mask on that frame is empty (with 'top1' the expression's mask; with 'threshold'
+        that object's slot of ``object_masks`` and so its part of the union). Scores are unchanged.
+
         Args:
             cls (Tensor): [B, T, nq, K] class logits.
             masks (Tensor): [B, T, nq, h, w] mask logits.
@@ -463,6 +488,9 @@ class SOCHead(BaseModule):
                 size (``batch_input_shape`` / ``pad_shape``, else the largest ``img_shape``).
             options (RVOSTestOptions, optional): the options of this call (``object_selection``,
                 ``score_thr``, ...); None: ``self.test_options``.
+            selected (list[Tensor], optional): per sample, int64 [k] query indices chosen by the caller
+                (best first; 'top1': exactly one), instead of ``select_objects`` (the video-inference
+                layer's choice across clips, ``test_cfg.link_clips``). None: ``select_objects``.
 
         Returns:
             list[InstanceData]: per sample, fields over its T frames: ``masks`` bool [T, H0, W0]
@@ -483,34 +511,60 @@ class SOCHead(BaseModule):
         options = self._options(options)
         mode, score_thr, allow_no_target = options.object_selection, options.score_thr, options.allow_no_target
         return_all = options.return_all_queries
+        presence_thr = options.presence_thr
         num_frames = prob.shape[1]
+        if selected is not None and len(selected) != len(batch_img_metas):
+            raise ValueError(f'SOCHead.predict_by_feat: {len(selected)} selections for {len(batch_img_metas)} samples')
         results = []
         for b, meta in enumerate(batch_img_metas):
-            selected = select_objects(video_scores[b], mode, score_thr, allow_no_target)  # [k]
+            if selected is None:
+                chosen = select_objects(video_scores[b], mode, score_thr, allow_no_target)  # [k]
+            else:
+                chosen = self._check_selection(selected[b], b, mode, video_scores.shape[1], video_scores.device)
             result = InstanceData()
             if mode == 'top1':
-                q = selected[0]
+                q = chosen[0]
                 result.masks = self._binarize(masks[b, :, q][:, None], meta, canvas, rescale)[:, 0]
                 result.scores = frame_scores[b, :, q]
                 result.query_index = q.expand(num_frames).clone()
+                if presence_thr is not None:
+                    result.masks &= (result.scores > presence_thr)[:, None, None]
             else:
-                object_masks = self._binarize(masks[b][:, selected], meta, canvas, rescale)  # [T, k, H0, W0]
-                object_scores = frame_scores[b][:, selected]  # [T, k]
+                object_masks = self._binarize(masks[b][:, chosen], meta, canvas, rescale)  # [T, k, H0, W0]
+                object_scores = frame_scores[b][:, chosen]  # [T, k]
+                if presence_thr is not None:
+                    object_masks &= (object_scores > presence_thr)[..., None, None]
                 result.masks = object_masks.any(1)
-                if len(selected):
+                if len(chosen):
                     result.scores = object_scores.max(1)[0]
-                    result.query_index = selected[0].expand(num_frames).clone()
+                    result.query_index = chosen[0].expand(num_frames).clone()
                 else:
                     result.scores = frame_scores.new_zeros(num_frames)
-                    result.query_index = selected.new_full((num_frames, ), -1)
+                    result.query_index = chosen.new_full((num_frames, ), -1)
                 result.object_masks = object_masks
                 result.object_scores = object_scores
-                result.object_query_index = selected.expand(num_frames, -1).clone()
+                result.object_query_index = chosen.expand(num_frames, -1).clone()
             if return_all:
                 result.query_masks = self._binarize(masks[b], meta, canvas, rescale)  # [T, nq, H0, W0]
                 result.query_scores = prob[b, :, :, 0]
             results.append(result)
         return results
+
+    @staticmethod
+    def _check_selection(chosen: Tensor, index: int, mode: str, num_queries: int, device) -> Tensor:
+        """A caller's selection for sample ``index``: int64 [k] distinct query indices in [0, nq) (one for 'top1')."""
+        if not isinstance(chosen, Tensor) or chosen.dim() != 1 or chosen.dtype != torch.long:
+            raise ValueError(f'SOCHead.predict_by_feat: selected[{index}] must be an int64 tensor [k] of query '
+                             f'indices, got {getattr(chosen, "dtype", type(chosen).__name__)} '
+                             f'{tuple(getattr(chosen, "shape", ()))}')
+        if mode == 'top1' and chosen.numel() != 1:
+            raise ValueError(f"SOCHead.predict_by_feat: top-1 selection needs one query for sample {index}, "
+                             f'got {chosen.tolist()}')
+        if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= num_queries
+                               or len(set(chosen.tolist())) != chosen.numel()):
+            raise ValueError(f'SOCHead.predict_by_feat: selected[{index}] must be distinct query indices in '
+                             f'[0, {num_queries}), got {chosen.tolist()}')
+        return chosen.to(device)
 
     @staticmethod
     def _binarize(logits: Tensor, meta: dict, canvas: Tuple[int, int], rescale: bool) -> Tensor:

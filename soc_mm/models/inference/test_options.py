@@ -6,9 +6,12 @@ built and hands the same frozen object to its head (``SOCHead``) and to the vide
 (``VideoInference``); ``soc_mm.apis`` reads the model's object. Two groups of options:
 
 * what the head returns (``SOCHead.predict`` / ``predict_by_feat``): ``output_layer``,
-  ``object_selection``, ``score_thr``, ``allow_no_target``, ``return_all_queries``;
+  ``object_selection``, ``score_thr``, ``allow_no_target``, ``return_all_queries``, ``presence_thr``;
 * how a video is run through the model (``VideoInference``): ``clip_len``,
-  ``expressions_per_batch``, ``share_clips``, ``bf16``.
+  ``expressions_per_batch``, ``share_clips``, ``bf16``, ``link_clips``, ``link_margin``.
+
+None of them changes the paper's model: the defaults give SOC's own outputs (each clip chooses its
+objects on its own, a mask on every frame).
 
 Change the options of a built model with ``model.test_options = model.test_options.replace(clip_len=8)``
 (checked like the config); in a config or on the command line: ``--cfg-options
@@ -61,18 +64,33 @@ class RVOSTestOptions:
             ``score_thr``; True only with 'threshold'. Default False.
         return_all_queries (bool): also return every query's masks and scores (``pred_instances``:
             the A2D-Sentences / JHMDB-Sentences / RefCOCO mAP). Default False.
+        presence_thr (float, optional): absence over time: on each frame, a selected object whose
+            frame score (its class probability on that frame) is not above ``presence_thr`` is absent
+            there and gets an empty mask (top-1 and threshold selection alike). Default None: every
+            selected object is painted on every frame (SOC's output). Choose it on a calibration
+            split (docs/long_videos.md).
 
     Schedule (how ``VideoInference`` runs a video through the model):
 
     Args:
         clip_len (int, optional): frames per clip; a longer video is processed as consecutive clips,
-            each choosing its own objects. Default None: whole videos in one clip (the API reads
+            each choosing its own objects (unless ``link_clips``). Default None: whole videos in one clip (the API reads
             files in clips of ``STREAM_CLIP_LEN`` then).
         expressions_per_batch (int, optional): at most this many (clip, expression) pairs through
             the text-dependent stages at a time (bounds the memory). Default None: all.
         share_clips (bool): samples of a batch showing the same clip (``soc_mm.structures.clip_key``)
             run the text-independent stages (backbone, neck) once. Default True.
         bf16 (bool): run under CPU bfloat16 autocast (results in float32). Default False.
+        link_clips (bool): the same object across clips: the objects chosen in one clip are followed
+            into the next one (the candidate whose first-frame mask overlaps the followed object's
+            last-frame mask most, or whose query embedding is closest when the object was not seen on
+            that frame) unless the next clip's evidence for another candidate is clearly stronger
+            (``link_margin``; ``soc_mm.models.inference.clip_linking``). Default False: each clip
+            chooses on its own, exactly as SOC.
+        link_margin (float): how much clearly stronger: top-1 leaves the followed object for the
+            clip's best query when the best one's clip score exceeds the followed one's by more than
+            ``link_margin``; threshold selection keeps a followed object while its clip score is above
+            ``score_thr - link_margin``. A probability difference in [0, 1]. Default 0.2.
     """
 
     # head
@@ -81,11 +99,14 @@ class RVOSTestOptions:
     score_thr: Optional[float] = None
     allow_no_target: bool = False
     return_all_queries: bool = False
+    presence_thr: Optional[float] = None
     # schedule
     clip_len: Optional[int] = None
     expressions_per_batch: Optional[int] = None
     share_clips: bool = True
     bf16: bool = False
+    link_clips: bool = False
+    link_margin: float = 0.2
 
     def __post_init__(self) -> None:
         layer = self.output_layer
@@ -96,15 +117,19 @@ class RVOSTestOptions:
         mode = self.object_selection
         if not isinstance(mode, str) or mode not in OBJECT_SELECTIONS:
             raise ValueError(f'test_cfg.object_selection must be one of {OBJECT_SELECTIONS}, got {mode!r}')
-        thr = self.score_thr
-        if thr is not None:
+        for key in ('score_thr', 'presence_thr', 'link_margin'):
+            thr = getattr(self, key)
+            if thr is None and key != 'link_margin':
+                continue
             if isinstance(thr, bool) or not isinstance(thr, numbers.Real) or not 0 <= thr <= 1:
-                raise ValueError(f'test_cfg.score_thr must be a probability in [0, 1], got {thr!r}')
-            object.__setattr__(self, 'score_thr', float(thr))
+                what = 'a probability difference' if key == 'link_margin' else 'a probability'
+                raise ValueError(f'test_cfg.{key} must be {what} in [0, 1], got {thr!r}')
+            object.__setattr__(self, key, float(thr))
+        thr = self.score_thr
         if mode == 'threshold' and thr is None:
             raise ValueError("test_cfg.score_thr is required with test_cfg.object_selection='threshold' (the "
                              'time-averaged class probability a video query must exceed)')
-        for key in ('allow_no_target', 'return_all_queries', 'share_clips', 'bf16'):
+        for key in ('allow_no_target', 'return_all_queries', 'share_clips', 'bf16', 'link_clips'):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f'test_cfg.{key} must be True or False, got {getattr(self, key)!r}')
         if self.allow_no_target and mode != 'threshold':

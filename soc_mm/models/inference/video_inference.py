@@ -11,9 +11,13 @@ The model (``soc_mm.models.detectors.soc``) holds the maths; this module decides
    and the text-dependent stages (``SOC.forward_transformer``) and the head run batched over the
    (clip, expression) pairs, at most ``expressions_per_batch`` at a time, with the clip features
    repeated for the pairs;
-3. **merge**: per sample, the clips' results (``InstanceData`` over frames) are concatenated over
-   time; each clip picks its own referred query (or, with ``test_cfg.object_selection='threshold'``,
-   its own set of objects: ``SOCHead.predict_by_feat``), as separate clips would.
+3. **choose**: each clip picks its own referred query (or, with ``test_cfg.object_selection='threshold'``,
+   its own set of objects: ``SOCHead.predict_by_feat``), as separate clips would; with
+   ``test_cfg.link_clips`` the objects chosen in one clip are followed into the next one
+   (``clip_linking.ClipLinker``, one per stream of clips);
+4. **merge** (or stream): per sample, the clips' results (``InstanceData`` over frames) are
+   concatenated over time (``predict_stream``), or handed out clip by clip (``iter_stream``: nothing
+   is kept but the linker's few tensors per object, so memory does not grow with the video length).
 
 Which samples of a test-loop batch show the same clip is known from the data side: equal
 ``clip_key`` of their metainfo (``soc_mm.structures.clip_key``: dataset, video,
@@ -26,6 +30,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from soc_mm.structures.batch_metainfo import check_batch, clip_key, get_texts
+from .clip_linking import ClipLinker
 from .test_options import RVOSTestOptions
 
 # (clips [G, T, 3, Hp, Wp], data samples [N], clip_index int64 [N]): one clip of G videos, N pairs
@@ -143,7 +148,10 @@ class VideoInference:
     ``valid_frame_idx``); ``share_clips`` False gives every sample of a test-loop batch its own
     clip; ``bf16`` runs the model under CPU ``torch.autocast`` with bfloat16 (CPUs with bf16 matrix
     units run it several times faster; see docs/speed.md, section bf16, for its effect on accuracy)
-    and returns float32 results.
+    and returns float32 results. ``link_clips`` follows the chosen objects from one clip of a stream
+    to the next (``ClipLinker``; off: SOC's per-clip choice, the same outputs as before the option
+    existed); ``presence_thr`` (read by the head) empties the masks of frames where a chosen object
+    is absent.
     """
 
     def __init__(self, model: nn.Module, options: Optional[RVOSTestOptions] = None, **changes) -> None:
@@ -178,23 +186,34 @@ class VideoInference:
     def predict_stream(self, stream: Iterable[ClipBatch], rescale: bool = True,
                        results_device: Optional[Union[str, torch.device]] = None) -> List[InstanceData]:
         """Consecutive clips of the same videos and samples (e.g. read lazily from a video file) ->
-        N results over all frames. ``results_device``: where each clip's results go before
-        merging (e.g. 'cpu', so that GPU memory does not grow with the video length)."""
-        per_clip = []
+        N results over all frames (``iter_stream``'s clips merged). ``results_device``: where each
+        clip's results go before merging (e.g. 'cpu', so that GPU memory does not grow with the video
+        length)."""
+        return merge_clip_results(list(self.iter_stream(stream, rescale=rescale, results_device=results_device)))
+
+    def iter_stream(self, stream: Iterable[ClipBatch], rescale: bool = True,
+                    results_device: Optional[Union[str, torch.device]] = None) -> Iterator[List[InstanceData]]:
+        """Consecutive clips of the same videos and samples -> per clip, as soon as it is predicted,
+        N ``InstanceData`` over its frames (``predict_clip``). With ``test_cfg.link_clips`` one
+        ``ClipLinker`` follows each sample's objects from clip to clip (sample n of every clip is the
+        same expression); otherwise every clip chooses on its own. Nothing of a clip is kept once it
+        is handed out."""
+        linker = ClipLinker(self.options) if self.options.link_clips else None
         for clips, data_samples, clip_index in stream:
-            results = self.predict_clip(clips, data_samples, clip_index, rescale=rescale)
-            per_clip.append(results if results_device is None else [r.to(results_device) for r in results])
-        return merge_clip_results(per_clip)
+            results = self.predict_clip(clips, data_samples, clip_index, rescale=rescale, linker=linker)
+            yield results if results_device is None else [r.to(results_device) for r in results]
 
     # ------------------------------------------------------------------ one clip
     @torch.no_grad()
     def predict_clip(self, clips: Tensor, data_samples: Sequence, clip_index: Tensor,
-                     rescale: bool = True) -> List[InstanceData]:
+                     rescale: bool = True, linker: Optional[ClipLinker] = None) -> List[InstanceData]:
         """One clip of G videos [G, T, 3, Hp, Wp] (all its frames at once) for N samples
         (``expression``, ``img_shape``, ...; ``clip_index`` int64 [N]: the clip of each sample).
 
         Text-independent stages once per clip, text encoder once for the N expressions,
         text-dependent stages and head over at most ``expressions_per_batch`` pairs at a time.
+        ``linker``: the stream's ``ClipLinker`` (``test_cfg.link_clips``; sample n is its sample n),
+        which chooses the objects instead of ``select_objects``; None: the clip chooses on its own.
         Returns N ``InstanceData`` over the clip's frames (``SOCHead.predict_by_feat``).
         """
         clip_samples = self._clip_samples(clips, data_samples, clip_index)
@@ -203,17 +222,17 @@ class VideoInference:
                 raise ValueError('test_cfg.bf16 is for CPU inference: mmcv 2.1\'s CUDA deformable attention has no '
                                  'bfloat16 kernel (use fp16 autocast / AmpOptimWrapper on GPUs)')
             with torch.autocast(clips.device.type, dtype=torch.bfloat16):
-                results = self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale)
+                results = self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale, linker)
             for result in results:  # float32 results (scores) whatever the compute type
                 for key in result.keys():
                     value = result.get(key)
                     if isinstance(value, Tensor) and value.is_floating_point():
                         result.set_field(value.float(), key)
             return results
-        return self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale)
+        return self._predict_clip(clips, data_samples, clip_samples, clip_index, rescale, linker)
 
     def _predict_clip(self, clips: Tensor, data_samples: Sequence, clip_samples: list, clip_index: Tensor,
-                      rescale: bool) -> List[InstanceData]:
+                      rescale: bool, linker: Optional[ClipLinker] = None) -> List[InstanceData]:
         model = self.model
         text_feats = model.extract_text_feat(get_texts(data_samples))
         clip_feats = model.extract_feat(clips, clip_samples)
@@ -225,10 +244,18 @@ class VideoInference:
             head_inputs_dict = model.forward_transformer(
                 **expand_clip_feats(clip_feats, clip_index[part], num_frames),
                 **{key: value[part] for key, value in text_feats.items()})
-            results += model.bbox_head.predict(
-                hidden_states=head_inputs_dict['hidden_states'], references=head_inputs_dict['references'],
-                mask_feats=head_inputs_dict['mask_feats'], batch_data_samples=data_samples[part], rescale=rescale,
-                options=self.options)
+            head_inputs = dict(hidden_states=head_inputs_dict['hidden_states'],
+                               references=head_inputs_dict['references'], mask_feats=head_inputs_dict['mask_feats'],
+                               batch_data_samples=data_samples[part])
+            if linker is None:
+                results += model.bbox_head.predict(**head_inputs, rescale=rescale, options=self.options)
+                continue
+            candidates = model.bbox_head.predict_candidates(**head_inputs, options=self.options)
+            selected = [linker.select(start + b, candidates['cls'][b], candidates['masks'][b],
+                                      candidates['query_feats'][b]) for b in range(len(data_samples[part]))]
+            results += model.bbox_head.predict_by_feat(
+                candidates['cls'], candidates['masks'], [s.metainfo for s in data_samples[part]], rescale=rescale,
+                options=self.options, selected=selected)
         return results
 
     @staticmethod
