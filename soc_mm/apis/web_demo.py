@@ -4,9 +4,10 @@ download.
 
 ``WebDemo.run`` handles one request in its own temporary folder under ``<temp_root>/requests/``: it
 checks the upload (size, type, frames, and pixels per frame and per request from the image / video
-headers, before anything is decoded) and the expressions, segments the video clip by clip (``inference_rvos`` on each clip of
-``clip_len`` frames: the backbone once per clip for all expressions; clips are independent in SOC's video
-inference, so this equals one call on the whole video) with the progress per clip, and writes the video
+headers, before anything is decoded) and the expressions, segments the video clip by clip
+(``RVOSInferencer.segment``, i.e. ``inference_rvos``, on each clip of ``clip_len`` frames: the backbone
+once per clip for all expressions; clips are independent in SOC's video inference, so this equals one
+call on the whole video) with the progress per clip, and writes the video
 with one colour per expression, each expression's score over time, a few key frames, the masks as PNGs in
 the Ref-YouTube-VOS submission layout (``Annotations/<video>/<exp_id>/<frame>.png``, zipped) and as COCO
 RLE in a JSON file. Nothing of an upload's (or a zip member's) name reaches the file system unsanitised.
@@ -251,13 +252,10 @@ def write_masks_zip(path: str, video_name: str, frame_names: Sequence[str], mask
 
 def rle_json(video_name: str, frame_names: Sequence[str], expressions: Sequence[str],
              masks: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> dict:
-    """The masks as COCO RLE (``soc_mm.structures.mask.encode_mask``), one entry per expression."""
-    from soc_mm.structures.mask import encode_mask
-    height, width = masks[0].shape[1:]
-    return dict(video=video_name, height=int(height), width=int(width), frames=list(frame_names),
-                expressions=[dict(exp_id=str(k), expression=text, scores=[round(float(s), 6) for s in score],
-                                  masks=[encode_mask(m) for m in mask])
-                             for k, (text, mask, score) in enumerate(zip(expressions, masks, scores))])
+    """The masks as COCO RLE, one entry per expression (``RVOSInferencer``'s format:
+    ``soc_mm.apis.rvos_inferencer.masks_to_rle``)."""
+    from soc_mm.apis.rvos_inferencer import masks_to_rle
+    return masks_to_rle(video_name, frame_names, expressions, masks, scores)
 
 
 def score_figure(expressions: Sequence[str], scores: Sequence[np.ndarray]):
@@ -325,6 +323,7 @@ class WebDemo:
         if not results_ttl_s > 0 or max_results < 1:
             raise ValueError(f'results_ttl_s must be > 0 and max_results >= 1, got {results_ttl_s}, {max_results}')
         self.model = model
+        self._inferencer = None
         self.limits = limits
         self.temp_root = osp.abspath(temp_root)
         self.requests_root = osp.join(self.temp_root, 'requests')
@@ -405,6 +404,14 @@ class WebDemo:
             self._results[request_dir] = self.clock()
         self.sweep()
 
+    @property
+    def inferencer(self):
+        """The ``RVOSInferencer`` of the served model (no progress bar: the page shows its own)."""
+        if self._inferencer is None:
+            from soc_mm.apis.rvos_inferencer import RVOSInferencer
+            self._inferencer = RVOSInferencer(self.model, show_progress=False)
+        return self._inferencer
+
     # ------------------------------------------------------------------ model settings of a request
     def request_pipeline(self, input_size: int) -> Optional[list]:
         """The test pipeline (list of transform dicts) of a request resizing to ``input_size`` (short
@@ -439,10 +446,9 @@ class WebDemo:
                 selection: Optional[str], score_thr: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         """One clip of RGB frames [H, W, 3] -> per expression (masks bool [T, H, W], scores float [T]).
         Thread-safe: the request's settings go to this call only."""
-        from soc_mm.apis.inference import inference_rvos
-        results = inference_rvos(self.model, list(frames), list(expressions), clip_len=len(frames),
-                                 channel_order='rgb', test_options=self.request_options(selection, score_thr),
-                                 test_pipeline=self.request_pipeline(input_size))
+        results = self.inferencer.segment(list(frames), list(expressions), clip_len=len(frames), channel_order='rgb',
+                                          test_options=self.request_options(selection, score_thr),
+                                          test_pipeline=self.request_pipeline(input_size))
         return ([r.pred_masks.numpy().astype(bool) for r in results],
                 [r.pred_scores.float().numpy() for r in results])
 
