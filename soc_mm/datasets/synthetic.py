@@ -633,7 +633,8 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
 
 # ---------------------------------------------------------------------- one entry for every format
 #: the formats :func:`generate` writes (``tools/dataset_converters/generate_synthetic_rvos.py FORMAT``)
-FORMATS = ('ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences', 'refcoco', 'mevis')
+FORMATS = ('ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences', 'refcoco', 'mevis',
+           'long_rvos')
 
 
 def check_generate_options(fmt: str, num_train: Optional[int] = None, num_valid: Optional[int] = None,
@@ -716,6 +717,11 @@ def generate(fmt: str, out_dir: str, num_train: Optional[int] = None, num_valid:
         opt.update({k: v for k, v in split_counts.items() if v is not None})  # 0 is allowed (an empty split)
         manifest = generate_mevis(out_dir, seed=seed, **opt)
         counts = {s: len(manifest[s]) for s in ('train', 'valid_u', 'valid')}
+    elif fmt == 'long_rvos':  # soc_mm.datasets.synthetic_long_rvos
+        from .synthetic_long_rvos import generate_long_rvos
+        manifest = generate_long_rvos(out_dir, num_train=_count(num_train, 4), num_valid=_count(num_valid, 2),
+                                      num_test=num_test, num_objects=num_objects, seed=seed, **opt)
+        counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
     else:
         opt.pop('num_frames', None)
         manifest = generate_refcoco(out_dir, num_images=dict(train=_count(num_train, 3), val=_count(num_valid, 2)),
