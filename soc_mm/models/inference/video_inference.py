@@ -234,29 +234,61 @@ class VideoInference:
     def _predict_clip(self, clips: Tensor, data_samples: Sequence, clip_samples: list, clip_index: Tensor,
                       rescale: bool, linker: Optional[ClipLinker] = None) -> List[InstanceData]:
         model = self.model
+        results = []
+        for part, head_inputs in self._head_inputs(clips, data_samples, clip_samples, clip_index):
+            if linker is None:
+                results += model.bbox_head.predict(**head_inputs, rescale=rescale, options=self.options)
+            else:
+                candidates = model.bbox_head.predict_candidates(**head_inputs, options=self.options)
+                results += self.choose(candidates, data_samples[part], rescale=rescale, linker=linker,
+                                       first_sample=part.start)
+        return results
+
+    def _head_inputs(self, clips: Tensor, data_samples: Sequence, clip_samples: list,
+                     clip_index: Tensor) -> Iterator[Tuple[slice, dict]]:
+        """Text-independent stages once, text encoder once, then per chunk of at most
+        ``expressions_per_batch`` samples: (its slice of the samples, the head's inputs)."""
+        model = self.model
         text_feats = model.extract_text_feat(get_texts(data_samples))
         clip_feats = model.extract_feat(clips, clip_samples)
         num_frames = clip_feats['mlvl_feats'][0].shape[0] // clips.shape[0]
         step = self.options.expressions_per_batch or len(data_samples)
-        results = []
         for start in range(0, len(data_samples), step):
-            part = slice(start, start + step)
+            part = slice(start, min(start + step, len(data_samples)))
             head_inputs_dict = model.forward_transformer(
                 **expand_clip_feats(clip_feats, clip_index[part], num_frames),
                 **{key: value[part] for key, value in text_feats.items()})
-            head_inputs = dict(hidden_states=head_inputs_dict['hidden_states'],
-                               references=head_inputs_dict['references'], mask_feats=head_inputs_dict['mask_feats'],
-                               batch_data_samples=data_samples[part])
-            if linker is None:
-                results += model.bbox_head.predict(**head_inputs, rescale=rescale, options=self.options)
-                continue
-            candidates = model.bbox_head.predict_candidates(**head_inputs, options=self.options)
-            selected = [linker.select(start + b, candidates['cls'][b], candidates['masks'][b],
-                                      candidates['query_feats'][b]) for b in range(len(data_samples[part]))]
-            results += model.bbox_head.predict_by_feat(
-                candidates['cls'], candidates['masks'], [s.metainfo for s in data_samples[part]], rescale=rescale,
-                options=self.options, selected=selected)
-        return results
+            yield part, dict(hidden_states=head_inputs_dict['hidden_states'],
+                             references=head_inputs_dict['references'], mask_feats=head_inputs_dict['mask_feats'],
+                             batch_data_samples=data_samples[part])
+
+    # ------------------------------------------------------------------ choosing apart from the model
+    @torch.no_grad()
+    def clip_candidates(self, clips: Tensor, data_samples: Sequence, clip_index: Tensor) -> Dict[str, Tensor]:
+        """Every query's outputs on one clip, before any choice (``SOCHead.predict_candidates``): ``cls``
+        [N, T, nq, K], ``masks`` [N, T, nq, h, w], ``query_feats`` [N, nq, C] of the N samples (float32,
+        whatever ``bf16`` says). With ``choose`` this is ``predict_clip`` in two steps, so that a tool can
+        compare selection rules (``object_selection``, ``link_clips``, ``presence_thr``, ...) on one model
+        run (e.g. choosing ``presence_thr`` on a calibration split)."""
+        clip_samples = self._clip_samples(clips, data_samples, clip_index)
+        parts = [self.model.bbox_head.predict_candidates(**head_inputs, options=self.options)
+                 for _, head_inputs in self._head_inputs(clips, data_samples, clip_samples, clip_index)]
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+    def choose(self, candidates: Dict[str, Tensor], data_samples: Sequence, rescale: bool = True,
+               linker: Optional[ClipLinker] = None, first_sample: int = 0) -> List[InstanceData]:
+        """The objects of each sample from its clip's ``candidates`` (``clip_candidates`` /
+        ``SOCHead.predict_candidates``) and the post-processing (``SOCHead.predict_by_feat`` with these
+        options). ``linker``: the stream's ``ClipLinker`` (``data_samples[b]`` is its sample
+        ``first_sample + b``); None: each sample chooses on its own (``select_objects``), as ``predict_clip``
+        without a linker. Returns one ``InstanceData`` per sample over the clip's frames."""
+        selected = None
+        if linker is not None:
+            selected = [linker.select(first_sample + b, candidates['cls'][b], candidates['masks'][b],
+                                      candidates['query_feats'][b]) for b in range(len(data_samples))]
+        return self.model.bbox_head.predict_by_feat(candidates['cls'], candidates['masks'],
+                                                    [s.metainfo for s in data_samples], rescale=rescale,
+                                                    options=self.options, selected=selected)
 
     @staticmethod
     def _clip_samples(clips: Tensor, data_samples: Sequence, clip_index: Tensor) -> list:

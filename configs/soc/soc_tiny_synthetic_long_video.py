@@ -1,0 +1,51 @@
+# The long-video benchmark (docs/long_videos.md, tools/demo/run_long_video_demo.py): the tiny SOC of the MeViS
+# demo (soc_tiny_synthetic_mevis.py: frames decoded in order, motion-aware VOC; the descriptions here are about
+# motion too) trained from scratch on synthetic Long-RVOS (long videos of moving shapes that leave and come back,
+# two look-alikes per video), CPU. Held-out videos are read as consecutive clips of clip_len frames, each
+# clip's object chosen by top-1 (one object per Long-RVOS description); run_long_video_demo.py compares SOC's
+# per-clip choice with test_cfg.link_clips and test_cfg.presence_thr on the same checkpoint. Prepare
+# (run_long_video_demo.py does both):
+#   python -c "from soc_mm.datasets.synthetic_long_rvos import generate_long_rvos; \
+#       generate_long_rvos('data/synthetic_long_video', num_train=300, num_valid=30, num_test=0, num_frames=240, size=(64, 64))"
+#   python tools/misc/make_tiny_text_encoder.py data/synthetic_long_video/train/meta_expressions.json \
+#       --out data/synthetic_long_video/tiny_roberta
+_base_ = ['./soc_tiny_synthetic_mevis.py']
+
+data_root = 'data/synthetic_long_video/'
+text_encoder_path = data_root + 'tiny_roberta'  # made by tools/misc/make_tiny_text_encoder.py
+# Training clips: 6 frames drawn from the whole video (LongRVOSDataset 'random', the official loader's rule),
+# at least one of them showing the object: the descriptions ("the object that moves up and down", "the shape
+# that leaves and comes back") are about the whole video.
+num_frames = 6
+frame_sampling = 'random'
+# held-out videos: consecutive clips of 24 frames (10 clips of a 240-frame video)
+clip_len = 24
+max_iters = 4000
+
+model = dict(text_encoder=dict(model_path=text_encoder_path),
+             test_cfg=dict(_delete_=True, object_selection='top1', clip_len=clip_len))
+
+# ------------------------------------------------------------------ data
+train_pipeline = [
+    dict(type='LoadRVOSFrames'),
+    dict(type='LoadLongRVOSMasks'),
+    # the descriptions name no side; a flip keeps "horizontally", "up and down" and "diagonally" true
+    dict(type='RVOSRandomFlip', prob=0.5),
+    dict(type='PackRVOSInputs'),
+]
+test_pipeline = [
+    dict(type='LoadRVOSFrames'),
+    dict(type='PackRVOSInputs'),
+]
+train_dataloader = dict(
+    dataset=dict(_delete_=True, type='LongRVOSDataset', data_root=data_root, split='train', num_frames=num_frames,
+                 frame_sampling=frame_sampling, pipeline=train_pipeline))
+test_dataloader = dict(
+    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+    batch_sampler=dict(type='RVOSVideoBatchSampler', max_expressions=8),
+    dataset=dict(_delete_=True, type='LongRVOSDataset', data_root=data_root, split='valid', load_gt=False,
+                 pipeline=test_pipeline))
+test_evaluator = [
+    dict(type='LongRVOSMetric', meta_file=data_root + 'valid/meta_expressions.json',
+         annotations_dir=data_root + 'valid/Annotations'),
+]

@@ -1,0 +1,241 @@
+"""The long-video benchmark of ``tools/demo/run_long_video_demo.py``: one trained model, three ways of choosing
+the object of each clip of a long held-out video, scored as Long-RVOS scores them, plus identity switches.
+
+* **per-clip**: SOC's rule, each clip of ``clip_len`` frames chooses its query on its own (the default
+  options);
+* **linked**: ``test_cfg.link_clips`` (the object chosen in one clip is followed into the next;
+  ``soc_mm.models.inference.clip_linking``);
+* **linked + absence**: also ``test_cfg.presence_thr`` (frames where the chosen object's score says it is
+  absent get an empty mask).
+
+The model runs once per video (``VideoInference.clip_candidates``: every query's outputs on each clip, all
+expressions sharing the clip's backbone pass); the three rules choose from these same outputs
+(``VideoInference.choose``, the code ``stream_rvos`` runs), so that they differ only by the choice. Each
+expression is scored on every frame of its video against its object's masks (Long-RVOS ``Annotations``: no
+PNG = absent): J, F, J&F, tIoU and vIoU as ``soc_mm.evaluation.functional.long_rvos`` defines them, and the
+identity switches of its prediction among all the annotated objects of the video
+(``soc_mm.evaluation.functional.identity_switches``). ``presence_thr`` and ``link_margin`` are chosen on a
+calibration split (another seed), never on the held-out videos.
+"""
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from soc_mm.evaluation.functional.identity_switches import count_identity_switches, frame_identities
+from soc_mm.evaluation.functional.jf import jf_per_frame, region_similarity
+from soc_mm.evaluation.functional.long_rvos import load_long_rvos_meta, scores_from_frames
+from soc_mm.models.inference import ClipLinker, RVOSTestOptions, VideoInference, iter_clips
+from .inference import iter_video_frames, prepare_clip
+
+MODES = ('per-clip', 'linked', 'linked + absence')
+#: the calibration grid (``choose_options``)
+PRESENCE_THRS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+LINK_MARGINS = (0.1, 0.2, 0.3, 0.5)
+
+
+def mode_options(base: RVOSTestOptions, mode: str, presence_thr: float, link_margin: float) -> RVOSTestOptions:
+    """The test options of one of ``MODES`` on top of ``base`` (the model's: top-1 selection, its clip length)."""
+    if mode == 'per-clip':
+        return base.replace(link_clips=False, presence_thr=None)
+    if mode == 'linked':
+        return base.replace(link_clips=True, link_margin=link_margin, presence_thr=None)
+    if mode == 'linked + absence':
+        return base.replace(link_clips=True, link_margin=link_margin, presence_thr=presence_thr)
+    raise ValueError(f'unknown mode {mode!r}, expected one of {MODES}')
+
+
+# ---------------------------------------------------------------------- the data of one video
+def read_objects(annotations_dir: str, video_id: str, frames: Sequence[str], size: Tuple[int, int]) -> Tuple[
+        List[str], np.ndarray]:
+    """Every annotated object of a video: its ids (folder names, sorted) and bool masks ``[M, T, H, W]`` (empty
+    where the object has no PNG: absent)."""
+    folder = osp.join(annotations_dir, video_id)
+    obj_ids = sorted((d for d in os.listdir(folder) if osp.isdir(osp.join(folder, d))),
+                     key=lambda d: (not d.isdigit(), int(d) if d.isdigit() else 0, d)) if osp.isdir(folder) else []
+    masks = np.zeros((len(obj_ids), len(frames), *size), bool)
+    for m, obj_id in enumerate(obj_ids):
+        for t, frame in enumerate(frames):
+            path = osp.join(folder, obj_id, f'{frame}.png')
+            if osp.exists(path):
+                image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+                if image is None or image.shape != tuple(size):
+                    raise ValueError(f'{path}: unreadable or not {size[0]}x{size[1]} (H x W), the size of the frames')
+                masks[m, t] = image != 0
+    return obj_ids, masks
+
+
+@torch.no_grad()
+def video_candidates(model, frame_dir: str, expressions: Sequence[str], clip_len: int) -> List[tuple]:
+    """One model run over a video (frames read lazily, clip by clip): per clip ``(candidates, samples)``, every
+    query's outputs (``VideoInference.clip_candidates``, on the CPU) and the clip's data samples."""
+    inference = VideoInference(model, model.test_options.replace(clip_len=clip_len))
+    clips = []
+    for frames in iter_clips(iter_video_frames(frame_dir), clip_len):
+        inputs, samples = prepare_clip(model, frames, list(expressions))
+        candidates = inference.clip_candidates(inputs, samples, inputs.new_zeros(len(samples), dtype=torch.long))
+        clips.append(({key: value.cpu() for key, value in candidates.items()}, samples))
+    return clips
+
+
+def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np.ndarray,
+                referred: Sequence[int], with_f: bool = True) -> List[Dict[str, float]]:
+    """Choose with ``options`` from a video's ``clips`` (``video_candidates``) and score each expression.
+
+    Args:
+        objects: bool ``[M, T, H, W]``, the video's annotated objects (``read_objects``).
+        referred: per expression, the index in ``objects`` of its object (-1: none annotated).
+        with_f: compute F (the boundary measure; J, tIoU and vIoU do not need it).
+
+    Returns:
+        per expression ``{'J', 'F', 'J&F', 'tIoU', 'vIoU', 'id_switches', 'frames_on_other'}`` (F and J&F NaN
+        without ``with_f``; ``frames_on_other``: frames whose prediction takes the identity of another object).
+    """
+    inference = VideoInference(model, options)
+    linker = ClipLinker(options) if options.link_clips else None
+    count = len(referred)
+    j, f, gt_present, pred_present, identities = ([[] for _ in range(count)] for _ in range(5))
+    start = 0
+    for candidates, samples in clips:
+        results = inference.choose(candidates, samples, linker=linker)
+        length = results[0].masks.shape[0]
+        for n, result in enumerate(results):
+            pred = result.masks.numpy()
+            gt = objects[referred[n], start:start + length] if referred[n] >= 0 else np.zeros_like(pred)
+            if with_f:
+                jn, fn = jf_per_frame(pred, gt)
+            else:
+                jn, fn = region_similarity(pred, gt), np.full(length, np.nan)
+            j[n].append(jn)
+            f[n].append(fn)
+            gt_present[n].append(gt.reshape(length, -1).any(1))
+            pred_present[n].append(pred.reshape(length, -1).any(1))
+            identities[n].append(frame_identities(pred, objects[:, start:start + length]))
+        start += length
+    rows = []
+    for n in range(count):
+        scores = scores_from_frames(np.concatenate(j[n]), np.concatenate(f[n]), np.concatenate(gt_present[n]),
+                                    np.concatenate(pred_present[n]))
+        ids = np.concatenate(identities[n])
+        rows.append(dict(scores, **{'J&F': (scores['J'] + scores['F']) / 2},
+                         id_switches=count_identity_switches(ids.tolist()),
+                         frames_on_other=int(((ids >= 0) & (ids != referred[n])).sum())))
+    return rows
+
+
+# ---------------------------------------------------------------------- a split
+class SplitRuns:
+    """The model's candidates on every video of a Long-RVOS split (one run each, kept in memory: small),
+    with the annotated objects, ready to be scored by any selection rule."""
+
+    def __init__(self, model, split_dir: str, clip_len: int, log=print) -> None:
+        meta = load_long_rvos_meta(osp.join(split_dir, 'meta_expressions.json'))
+        self.videos = []
+        for i, (video_id, video) in enumerate(meta.items()):
+            frames = video['frames']
+            frame_dir = osp.join(split_dir, 'JPEGImages', video_id)
+            first = cv2.imread(osp.join(frame_dir, f'{frames[0]}.jpg'))
+            if first is None:
+                raise FileNotFoundError(f'{frame_dir}/{frames[0]}.jpg: the first frame of video {video_id!r}')
+            obj_ids, objects = read_objects(osp.join(split_dir, 'Annotations'), video_id, frames, first.shape[:2])
+            exp_ids = list(video['expressions'])
+            exps = [video['expressions'][e] for e in exp_ids]
+            referred = [obj_ids.index(e['obj_id']) if e['obj_id'] in obj_ids else -1 for e in exps]
+            clips = video_candidates(model, frame_dir, [e['exp'] for e in exps], clip_len)
+            self.videos.append(dict(video_id=video_id, exp_ids=exp_ids, types=[e['type'] for e in exps],
+                                    expressions=[e['exp'] for e in exps], referred=referred, objects=objects,
+                                    clips=clips, num_frames=len(frames)))
+            log(f'  {split_dir}: video {i + 1}/{len(meta)} ({video_id}, {len(frames)} frames, {len(exps)} '
+                f'expressions) run')
+
+    def score(self, model, options: RVOSTestOptions, with_f: bool = True) -> List[dict]:
+        """Per expression of every video: ``video``, ``exp_id``, ``type``, ``exp`` and the scores of ``score_video``."""
+        rows = []
+        for video in self.videos:
+            scores = score_video(model, video['clips'], options, video['objects'], video['referred'], with_f)
+            for exp_id, desc_type, exp, row in zip(video['exp_ids'], video['types'], video['expressions'], scores):
+                rows.append(dict(row, video=video['video_id'], exp_id=exp_id, type=desc_type, exp=exp))
+        return rows
+
+
+def summary(rows: Sequence[dict]) -> Dict[str, float]:
+    """Means over the expressions of J, F, J&F, tIoU, vIoU, and the identity switches in total and per
+    expression."""
+    out = {key: float(np.mean([r[key] for r in rows])) for key in ('J', 'F', 'tIoU', 'vIoU')}
+    out['J&F'] = (out['J'] + out['F']) / 2
+    out['id_switches'] = int(sum(r['id_switches'] for r in rows))
+    out['id_switches_per_expression'] = out['id_switches'] / max(1, len(rows))
+    out['frames_on_other'] = int(sum(r['frames_on_other'] for r in rows))
+    out['expressions'] = len(rows)
+    return out
+
+
+def per_video(rows: Sequence[dict]) -> Dict[str, dict]:
+    """``summary`` of each video's expressions, in video order."""
+    videos: Dict[str, list] = {}
+    for row in rows:
+        videos.setdefault(row['video'], []).append(row)
+    return {video: summary(video_rows) for video, video_rows in videos.items()}
+
+
+def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs: Sequence[float] = PRESENCE_THRS,
+                   link_margins: Sequence[float] = LINK_MARGINS) -> Tuple[float, float, List[dict]]:
+    """``presence_thr`` and ``link_margin`` of 'linked + absence' with the best mean vIoU on ``runs`` (the
+    calibration split; J only, no F), ties to the smaller margin then the lower threshold. Returns them and
+    the grid (``presence_thr``, ``link_margin``, ``vIoU``, ``tIoU``, ``id_switches``)."""
+    grid = []
+    for margin in link_margins:
+        for thr in presence_thrs:
+            s = summary(runs.score(model, mode_options(base, 'linked + absence', thr, margin), with_f=False))
+            grid.append(dict(presence_thr=thr, link_margin=margin, vIoU=s['vIoU'], tIoU=s['tIoU'],
+                             id_switches=s['id_switches']))
+    best = max(grid, key=lambda g: (round(g['vIoU'], 12), -g['link_margin'], -g['presence_thr']))
+    return best['presence_thr'], best['link_margin'], grid
+
+
+def results_table(summaries: Dict[str, dict], presence_thr: float, link_margin: float) -> str:
+    """The markdown table of the three modes (``summary`` each) with the differences to per-clip."""
+    base = summaries['per-clip']
+    lines = ['| held-out long videos | expressions | J&F | tIoU | vIoU | identity switches | frames on another object |',
+             '|---|---|---|---|---|---|---|']
+    for mode in MODES:
+        s = summaries[mode]
+        name = mode if mode == 'per-clip' else f'{mode} (margin {link_margin:g}' + (
+            f', presence_thr {presence_thr:g})' if 'absence' in mode else ')')
+        diff = '' if mode == 'per-clip' else f" ({s['vIoU'] - base['vIoU']:+.3f})"
+        tdiff = '' if mode == 'per-clip' else f" ({s['tIoU'] - base['tIoU']:+.3f})"
+        lines.append(f"| {name} | {s['expressions']} | {s['J&F']:.3f} | {s['tIoU']:.3f}{tdiff} | {s['vIoU']:.3f}{diff} | "
+                     f"{s['id_switches']} | {s['frames_on_other']} |")
+    return '\n'.join(lines)
+
+
+def per_video_table(videos: Dict[str, Dict[str, dict]]) -> str:
+    """One row per held-out video: J&F / tIoU / vIoU / identity switches of each mode."""
+    head = '| video | ' + ' | '.join(f'{m}: J&F / tIoU / vIoU / IDs' for m in MODES) + ' |'
+    lines = [head, '|---|' + '---|' * len(MODES)]
+    for video in videos[MODES[0]]:
+        cells = []
+        for mode in MODES:
+            s = videos[mode][video]
+            cells.append(f"{s['J&F']:.3f} / {s['tIoU']:.3f} / {s['vIoU']:.3f} / {s['id_switches']}")
+        lines.append(f'| {video} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def evaluate_targets(summaries: Dict[str, dict]) -> Dict[str, bool]:
+    """linked + absence vs per-clip: >= +0.10 vIoU, >= +0.10 tIoU, at least 2x fewer identity switches."""
+    base, best = summaries['per-clip'], summaries['linked + absence']
+    return {'vIoU +0.10': best['vIoU'] - base['vIoU'] >= 0.10, 'tIoU +0.10': best['tIoU'] - base['tIoU'] >= 0.10,
+            'identity switches / 2': 2 * best['id_switches'] <= base['id_switches']}
+
+
+def load_model(config: str, checkpoint: Optional[str], overrides: Sequence[str]):
+    """The trained model (``demo_runner.load_trained_model``) with top-1 selection (one object per Long-RVOS
+    description)."""
+    from .demo_runner import load_trained_model
+    model = load_trained_model(config, checkpoint, overrides)
+    model.test_options = model.test_options.replace(object_selection='top1', allow_no_target=False)
+    return model
