@@ -107,19 +107,42 @@ class SOCExportModule(nn.Module):
         return cls, masks
 
 
+def _constant_shift_mask(compute_mask):
+    """mmaction's Video-Swin ``compute_mask`` computed outside the trace: the shifted-window mask depends
+    on the clip shape only (fixed in the graph), so it enters the graph as a constant instead of traced
+    slice assignments (whose empty slices, e.g. no temporal shift in a clip of one window, the
+    TorchScript exporter cannot convert)."""
+
+    def constant(D, H, W, window_size, shift_size, device):
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)  # not recorded: the result is a constant of the graph
+        try:
+            return compute_mask(int(D), int(H), int(W), tuple(int(x) for x in window_size),
+                                tuple(int(x) for x in shift_size), device)
+        finally:
+            torch._C._set_tracing_state(state)
+
+    return constant
+
+
 @contextlib.contextmanager
 def export_kernels(model: nn.Module) -> Iterator[nn.Module]:
     """Within the block, ``model`` runs the kernels that export (reference window attention, mmcv's
-    pure-PyTorch deformable attention, the batched dynamic mask head); its kernels are restored after."""
+    pure-PyTorch deformable attention, the batched dynamic mask head) and Video-Swin's shift masks are
+    constants when traced; the kernels (and mmaction's ``compute_mask``) are restored after."""
+    from mmaction.models.backbones import swin
     from soc_mm.models.layers.dynamic_mask_head import DynamicMaskHead
     from soc_mm.models.layers.fast_kernels import (FAST_KERNELS, FastDynamicMaskHead, _REFERENCE_KERNELS)
     saved = [(m, type(m)) for m in model.modules() if type(m) in FAST_KERNELS or type(m) in _REFERENCE_KERNELS]
+    compute_mask = swin.compute_mask
     try:
         for module, cls in saved:
             reference = _REFERENCE_KERNELS.get(cls, cls)
             module.__class__ = FastDynamicMaskHead if reference is DynamicMaskHead else reference
+        swin.compute_mask = _constant_shift_mask(compute_mask)
         yield model
     finally:
+        swin.compute_mask = compute_mask
         for module, cls in saved:
             module.__class__ = cls
 

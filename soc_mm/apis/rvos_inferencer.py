@@ -43,8 +43,8 @@ from mmengine.infer import BaseInferencer
 from torch import nn
 
 from soc_mm.structures import RVOSDataSample
-from .inference import (IMG_EXTENSIONS, _check_expressions, _stream_options, _test_transforms, init_model,
-                        iter_video_frames, prepare_clip)
+from .inference import (IMG_EXTENSIONS, _check_expressions, _stream_options, _test_transforms, count_video_frames,
+                        init_model, iter_video_frames, prepare_clip)
 
 BACKENDS = ('pytorch', 'onnxruntime')
 #: fps of the visualised video when the input has none (frame folders, arrays)
@@ -120,19 +120,6 @@ def frame_names_of(video, num_frames: int) -> List[str]:
         if len(names) == num_frames and len(set(names)) == len(names):
             return names
     return [f'{t:05d}' for t in range(num_frames)]
-
-
-def count_frames(video) -> Optional[int]:
-    """Frames of a video without decoding it (the container's count for files; may be None)."""
-    if isinstance(video, (str, os.PathLike)):
-        if osp.isdir(video):
-            return sum(f.lower().endswith(IMG_EXTENSIONS) for f in os.listdir(video))
-        import cv2
-        cap = cv2.VideoCapture(os.fspath(video))
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-        cap.release()
-        return count or None
-    return len(video) if hasattr(video, '__len__') else None
 
 
 def source_fps(video, default: float = DEFAULT_FPS) -> float:
@@ -344,7 +331,7 @@ class RVOSInferencer(BaseInferencer):
         if channel_order not in ('rgb', 'bgr'):
             raise ValueError(f"RVOSInferencer: channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
         expressions = _check_expressions(expressions)
-        num_frames = count_frames(inputs)
+        num_frames = count_video_frames(inputs)
         if self.backend == 'onnxruntime':
             if clip_len is not None and clip_len != self.model.num_frames:
                 raise ValueError(f'RVOSInferencer: the ONNX graph takes clips of {self.model.num_frames} frames '
