@@ -7,6 +7,7 @@ from .mevis_all_referred_windows import MeViSAllReferredWindowsDataset
 from .ref_davis import RefDAVIS17Dataset
 from .ref_youtube_vos import YTVOS_CATEGORIES, RefYouTubeVOSDataset
 from .refcoco_video import RefCOCOVideoDataset
+from .revos import ReVOSDataset
 from .transforms import *  # noqa: F401,F403
 from .video_batch_sampler import RVOSVideoBatchSampler
 
@@ -14,5 +15,5 @@ __all__ = [
     'RefYouTubeVOSDataset', 'RefDAVIS17Dataset', 'A2DSentencesDataset', 'JHMDBSentencesDataset',
     'RefCOCOVideoDataset', 'MeViSDataset', 'YTVOS_CATEGORIES', 'create_a2d_coco_gt', 'create_jhmdb_coco_gt',
     'a2d_image_id', 'jhmdb_image_id', 'RVOSVideoBatchSampler', 'MeViSAllReferredWindowsDataset',
-    'LongRVOSDataset', 'LoadLongRVOSMasks'
+    'LongRVOSDataset', 'LoadLongRVOSMasks', 'ReVOSDataset'
 ]

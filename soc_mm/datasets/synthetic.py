@@ -634,7 +634,7 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
 # ---------------------------------------------------------------------- one entry for every format
 #: the formats :func:`generate` writes (``tools/dataset_converters/generate_synthetic_rvos.py FORMAT``)
 FORMATS = ('ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences', 'refcoco', 'mevis',
-           'long_rvos')
+           'long_rvos', 'revos')
 
 
 def check_generate_options(fmt: str, num_train: Optional[int] = None, num_valid: Optional[int] = None,
@@ -657,6 +657,8 @@ def check_generate_options(fmt: str, num_train: Optional[int] = None, num_valid:
                              'split)')
     if num_frames is not None and num_frames < 1:
         raise ValueError(f'--num-frames {num_frames}: must be >= 1')
+    if fmt == 'revos' and num_frames is not None and num_frames < 4:
+        raise ValueError(f'--num-frames {num_frames}: must be >= 4 for revos (objects leave and come back)')
     if num_test < 0:
         raise ValueError(f'--num-test {num_test}: must be >= 0')
     if size is not None and min(size) < 1:
@@ -722,6 +724,12 @@ def generate(fmt: str, out_dir: str, num_train: Optional[int] = None, num_valid:
         manifest = generate_long_rvos(out_dir, num_train=_count(num_train, 4), num_valid=_count(num_valid, 2),
                                       num_test=num_test, num_objects=num_objects, seed=seed, **opt)
         counts = {s: len(manifest[s]) for s in ('train', 'valid', 'test')}
+    elif fmt == 'revos':  # soc_mm.datasets.synthetic_revos
+        from .synthetic_revos import generate_revos
+        manifest = generate_revos(out_dir, num_train=_count(num_train, 6), num_valid=_count(num_valid, 3),
+                                  num_objects=num_objects, exit_prob=0.3 if exit_prob is None else exit_prob,
+                                  seed=seed, **opt)
+        counts = {s: len(manifest[s]) for s in ('train', 'valid')}
     else:
         opt.pop('num_frames', None)
         manifest = generate_refcoco(out_dir, num_images=dict(train=_count(num_train, 3), val=_count(num_valid, 2)),

@@ -10,6 +10,8 @@
         --num-train 6 --num-valid-u 2 --num-valid 2 --num-frames 12 --size 64 96
     python tools/dataset_converters/generate_synthetic_rvos.py long_rvos data/synthetic_long_rvos \
         --num-train 4 --num-valid 2 --num-test 1 --num-frames 360 --size 48 64
+    python tools/dataset_converters/generate_synthetic_rvos.py revos data/synthetic_revos \
+        --num-train 6 --num-valid 3 --num-frames 10 --size 64 96
 
 Each writes ``synthetic_manifest.json`` (objects, expressions) next to the data. See
 ``soc_mm.datasets.synthetic`` for the formats.
