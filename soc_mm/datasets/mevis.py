@@ -16,15 +16,63 @@ from .utils import (check_dict, check_expression, check_key, check_not_empty, js
 
 MEVIS_LAYOUT = """<data_root>/
   train/JPEGImages/<video>/<frame>.jpg
-  train/meta_expressions.json   ({"videos": {<video>: {"frames": [<frame>, ...], "expressions":
+  train/meta_expressions.json   (MeViS v1, ICCV 2023; meta_expressions_v2.json in MeViS v2, TPAMI 2025)
+                                ({"videos": {<video>: {"frames": [<frame>, ...], "expressions":
                                    {<exp_id>: {"exp": <sentence>, "obj_id": [int, ...], "anno_id": [int, ...]}}}}};
-                                   empty obj_id/anno_id lists: the expression refers to no object (MeViS v2))
+                                   empty obj_id/anno_id lists: the expression refers to no object (MeViS v2);
+                                   other fields of an expression (v2: its audio) are not read)
   train/mask_dict.json          ({str(anno_id): [COCO RLE {"size": [H, W], "counts": str} or null, one per frame
                                    of the video's "frames" list]})
-  valid_u/{JPEGImages, meta_expressions.json, mask_dict.json}   (offline evaluation, same layout)
-  valid/{JPEGImages, meta_expressions.json}                      (no masks: online evaluation)"""
+  valid_u/{JPEGImages, meta_expressions[_v2].json, mask_dict.json}   (offline evaluation, same layout)
+  valid/{JPEGImages, meta_expressions[_v2].json}                      (no masks: online evaluation)"""
 
 MEVIS_SPLITS = ('train', 'valid_u', 'valid')
+#: the expression file of a split in each MeViS release (v1: ICCV 2023; v2: TPAMI 2025, more no-target and
+#: multi-object expressions, expressions also as audio); masks (mask_dict.json) and frames keep their names
+MEVIS_META_FILES = {'v1': 'meta_expressions.json', 'v2': 'meta_expressions_v2.json'}
+MEVIS_VERSIONS = tuple(MEVIS_META_FILES)
+
+
+def resolve_mevis_meta_file(path: str, version: Optional[str] = None) -> Tuple[str, Optional[str]]:
+    """The ``meta_expressions`` file of a MeViS split and the release it belongs to.
+
+    Args:
+        path (str): the file itself, or the split folder (``<data_root>/valid_u``) holding
+            ``meta_expressions.json`` (v1) and/or ``meta_expressions_v2.json`` (v2).
+        version (str, optional): ``'v1'`` or ``'v2'``; None: the file that is there (a folder holding both
+            is an error: name the version).
+
+    Returns:
+        ``(file, version)``; for a file given by path, version is ``version`` or what its name says (v2 for a
+        name starting with ``meta_expressions_v2``, v1 for ``meta_expressions.json``, else None).
+
+    Raises:
+        ValueError: an unknown version, or both files in the folder and no version.
+        FileNotFoundError: the file (of the version asked for) is not there; names what was looked for.
+    """
+    if version is not None and version not in MEVIS_VERSIONS:
+        raise ValueError(f'MeViS version must be one of {MEVIS_VERSIONS} or None (detect), got {version!r}')
+    if not osp.isdir(path):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'MeViS meta_expressions file {path} not found (give the file, or the split '
+                                    f'folder holding {" or ".join(MEVIS_META_FILES.values())})')
+        name = osp.basename(path)
+        named = 'v2' if name.startswith('meta_expressions_v2') else 'v1' if name == MEVIS_META_FILES['v1'] else None
+        return path, version or named
+    found = {v: osp.join(path, name) for v, name in MEVIS_META_FILES.items() if osp.isfile(osp.join(path, name))}
+    if version is not None:
+        if version not in found:
+            raise FileNotFoundError(f'MeViS {version}: {osp.join(path, MEVIS_META_FILES[version])} not found'
+                                    + (f' (the folder has the {", ".join(found)} file)' if found else ''))
+        return found[version], version
+    if not found:
+        raise FileNotFoundError(f'no MeViS expression file in {path}: expected {MEVIS_META_FILES["v1"]} (v1) or '
+                                f'{MEVIS_META_FILES["v2"]} (v2)')
+    if len(found) > 1:
+        raise ValueError(f'{path} holds both {MEVIS_META_FILES["v1"]} (MeViS v1) and {MEVIS_META_FILES["v2"]} '
+                         "(MeViS v2): name the release to read (version='v1' or 'v2'; --mevis-version in the tools)")
+    (version, file), = found.items()
+    return file, version
 FRAME_SAMPLINGS = ('consecutive', 'global')
 #: train videos with fewer frames are skipped (logged), as the official LMPM loader does.
 MIN_TRAIN_VIDEO_FRAMES = 2
@@ -122,9 +170,20 @@ class MeViSDataset(BaseDataset):
     H * W pixels (``soc_mm.structures.mask.check_rle``, the check of the evaluator too), and a key
     repeated anywhere in either json file.
 
+    MeViS v1 (ICCV 2023) and v2 (TPAMI 2025) have the same layout and fields; v2 names the expression file
+    ``meta_expressions_v2.json`` and has more expressions that refer to several objects or to none (empty
+    ``obj_id``/``anno_id`` lists, N = 0 here). v2 also gives every expression as audio: it is not read (any
+    field of an expression other than ``exp``, ``obj_id`` and ``anno_id``, and any file of the split other
+    than the frames and the two json files, is ignored). ``version`` picks the file; by default the one in
+    the split folder (both there: an error asking for ``version``). The samples' metainfo ``mevis_version``
+    says which was read (None for an explicit ``meta_file_name`` that names neither).
+
     Args:
         data_root (str): the ``mevis`` folder (layout: ``MEVIS_LAYOUT``).
         split (str): ``'train'``, ``'valid_u'`` or ``'valid'``.
+        version (str, optional): ``'v1'`` or ``'v2'``; None: detected from the split folder.
+        meta_file_name (str, optional): the expression file's name in the split folder, instead of the
+            version's (e.g. a renamed copy).
         num_frames (int): clip length T for ``split='train'``.
         frame_sampling (str): ``'global'`` or ``'consecutive'`` (train only; see above).
         load_gt (bool, optional): read ``mask_dict.json``. ``None``: True for train and valid_u, False
@@ -141,8 +200,13 @@ class MeViSDataset(BaseDataset):
                  frame_sampling: str = 'global',
                  load_gt: Optional[bool] = None,
                  img_suffix: str = '.jpg',
+                 version: Optional[str] = None,
+                 meta_file_name: Optional[str] = None,
                  **kwargs):
         name = type(self).__name__
+        if version is not None and version not in MEVIS_VERSIONS:
+            raise ValueError(f'{name}: version must be one of {MEVIS_VERSIONS} or None (detected from the split '
+                             f'folder), got {version!r}')
         if split not in MEVIS_SPLITS:
             raise ValueError(f'{name}: split must be one of {MEVIS_SPLITS}, got {split!r}')
         if frame_sampling not in FRAME_SAMPLINGS:
@@ -154,6 +218,9 @@ class MeViSDataset(BaseDataset):
         self.frame_sampling = frame_sampling
         self.load_gt = split != 'valid' if load_gt is None else bool(load_gt)
         self.img_suffix = img_suffix
+        self.version = version
+        self.meta_file_name = meta_file_name
+        self._meta_file: Optional[str] = None
         self._video_frames: Dict[str, List[str]] = {}
         self._anno_rles: Dict[str, bytes] = {}  # str(anno_id) -> json of its per-frame RLE list
         kwargs.setdefault('test_mode', split != 'train')
@@ -162,7 +229,27 @@ class MeViSDataset(BaseDataset):
     # ------------------------------------------------------------------ file paths
     @property
     def meta_file(self) -> str:
-        return osp.join(self.data_root, self.split, 'meta_expressions.json')
+        """The split's expression file (``meta_file_name``, or the ``version``'s, or the one in the folder;
+        :meth:`resolve_meta_file` sets :attr:`version` when it detects it)."""
+        if self._meta_file is None:
+            self.resolve_meta_file()
+        return self._meta_file
+
+    def resolve_meta_file(self) -> str:
+        split_dir = osp.join(self.data_root, self.split)
+        if self.meta_file_name is not None:
+            self._meta_file, named = resolve_mevis_meta_file(osp.join(split_dir, self.meta_file_name),
+                                                             self.version)
+            self.version = self.version or named
+        elif osp.isdir(split_dir):
+            try:
+                self._meta_file, self.version = resolve_mevis_meta_file(split_dir, self.version)
+            except (FileNotFoundError, ValueError) as error:
+                raise type(error)(f'{type(self).__name__} ({self.split} expressions): {error}\nExpected '
+                                  f'layout:\n{self.LAYOUT}') from None
+        else:  # the missing folder is reported by load_data_list with the layout
+            self._meta_file = osp.join(split_dir, MEVIS_META_FILES[self.version or 'v1'])
+        return self._meta_file
 
     @property
     def mask_file(self) -> str:
@@ -300,8 +387,8 @@ class MeViSDataset(BaseDataset):
                             visible[key] = self._check_rles(mask_dict[key], anno_id, video_id, exp_id, frames,
                                                             frame_size, size_from)
                             self._anno_rles[key] = json.dumps(mask_dict[key]).encode()
-                info = dict(dataset=self.metainfo['dataset_name'], video_id=video_id, exp_id=exp_id,
-                            expression=exp['exp'], frame_dir=frame_dir, img_suffix=self.img_suffix,
+                info = dict(dataset=self.metainfo['dataset_name'], mevis_version=self.version, video_id=video_id,
+                            exp_id=exp_id, expression=exp['exp'], frame_dir=frame_dir, img_suffix=self.img_suffix,
                             anno_ids=anno_ids, ref_obj_ids=exp['obj_ids'], valid_frame_idx=None,
                             mask_file=self.mask_file if self.load_gt else None)
                 if self.split != 'train':

@@ -633,7 +633,7 @@ def generate_mevis(out_root: str, num_train: int = 6, num_valid_u: int = 2, num_
 
 # ---------------------------------------------------------------------- one entry for every format
 #: the formats :func:`generate` writes (``tools/dataset_converters/generate_synthetic_rvos.py FORMAT``)
-FORMATS = ('ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences', 'refcoco', 'mevis',
+FORMATS = ('ref_youtube_vos', 'ref_davis17', 'a2d_sentences', 'jhmdb_sentences', 'refcoco', 'mevis', 'mevis_v2',
            'long_rvos', 'revos')
 
 
@@ -650,7 +650,7 @@ def check_generate_options(fmt: str, num_train: Optional[int] = None, num_valid:
     """
     if fmt not in FORMATS:
         raise ValueError(f'unknown synthetic format {fmt!r}; expected one of {", ".join(FORMATS)}')
-    minimum = 0 if fmt == 'mevis' else 1
+    minimum = 0 if fmt in ('mevis', 'mevis_v2') else 1
     for option, value in (('--num-train', num_train), ('--num-valid', num_valid), ('--num-valid-u', num_valid_u)):
         if value is not None and value < minimum:
             raise ValueError(f'{option} {value}: must be >= {minimum} for {fmt} (its loader refuses an empty '
@@ -682,7 +682,8 @@ def generate(fmt: str, out_dir: str, num_train: Optional[int] = None, num_valid:
     Counts left None take the format's defaults; ``num_valid`` is the held-out split (A2D: test videos,
     JHMDB: its videos, RefCOCO: val images); ``num_valid_u`` and ``train_motion_repeats``: MeViS only;
     ``num_test``, ``train_same_color_prob``, ``valid_with_gt``: Ref-YTVOS only; ``exit_prob``: Ref-YTVOS
-    (default 0) and MeViS (default 0.2); ``num_objects`` (min, max): every format but JHMDB and MeViS.
+    (default 0) and MeViS (default 0.2); ``num_objects`` (min, max): every format but JHMDB and MeViS
+    (the MeViS options apply to ``mevis_v2`` too).
     Options are checked first (:func:`check_generate_options`).
 
     Returns:
@@ -710,14 +711,18 @@ def generate(fmt: str, out_dir: str, num_train: Optional[int] = None, num_valid:
     elif fmt == 'jhmdb_sentences':
         manifest = generate_jhmdb_sentences(out_dir, num_videos=_count(num_valid, 3), seed=seed, **opt)
         counts = {'videos': len(manifest['videos'])}
-    elif fmt == 'mevis':
+    elif fmt in ('mevis', 'mevis_v2'):  # mevis_v2: soc_mm.datasets.synthetic_mevis_v2, same options
         if exit_prob is not None:
             opt['exit_prob'] = exit_prob
         if train_motion_repeats is not None:
             opt['train_motion_repeats'] = train_motion_repeats
         split_counts = dict(num_train=num_train, num_valid_u=num_valid_u, num_valid=num_valid)
         opt.update({k: v for k, v in split_counts.items() if v is not None})  # 0 is allowed (an empty split)
-        manifest = generate_mevis(out_dir, seed=seed, **opt)
+        if fmt == 'mevis_v2':
+            from .synthetic_mevis_v2 import generate_mevis_v2
+            manifest = generate_mevis_v2(out_dir, seed=seed, **opt)
+        else:
+            manifest = generate_mevis(out_dir, seed=seed, **opt)
         counts = {s: len(manifest[s]) for s in ('train', 'valid_u', 'valid')}
     elif fmt == 'long_rvos':  # soc_mm.datasets.synthetic_long_rvos
         from .synthetic_long_rvos import generate_long_rvos

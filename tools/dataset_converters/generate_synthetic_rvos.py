@@ -8,6 +8,7 @@
     python tools/dataset_converters/generate_synthetic_rvos.py refcoco data/synthetic_coco
     python tools/dataset_converters/generate_synthetic_rvos.py mevis data/synthetic_mevis \
         --num-train 6 --num-valid-u 2 --num-valid 2 --num-frames 12 --size 64 96
+    python tools/dataset_converters/generate_synthetic_rvos.py mevis_v2 data/synthetic_mevis_v2   (same options)
     python tools/dataset_converters/generate_synthetic_rvos.py long_rvos data/synthetic_long_rvos \
         --num-train 4 --num-valid 2 --num-test 1 --num-frames 360 --size 48 64
     python tools/dataset_converters/generate_synthetic_rvos.py revos data/synthetic_revos \

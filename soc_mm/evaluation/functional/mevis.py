@@ -1,4 +1,12 @@
-"""MeViS (ICCV 2023) J&F, as its official ``tools/eval_mevis.py`` + ``tools/metrics.py`` compute it.
+"""MeViS (ICCV 2023, and v2, TPAMI 2025) J&F, as its official ``tools/eval_mevis.py`` +
+``tools/metrics.py`` compute it.
+
+MeViS v2 keeps the v1 layout and the offline evaluation script (the v2 README still points ``valid_u`` users
+to ``tools/eval_mevis.py``, unchanged since v1): J, F and J&F over every expression, the ones that refer to no
+object included (their ground truth is empty in every frame, so a frame scores J = F = 1 when nothing is
+predicted and 0 otherwise). The public sources give no other number for the no-target expressions (no
+N-acc / T-acc in the official script); the per-expression rows here say which expressions have no target,
+so that such a breakdown can be computed from them.
 
 Definition (``valid_u``, or any split whose ``meta_expressions.json`` has ``anno_id``):
 
@@ -16,6 +24,11 @@ Definition (``valid_u``, or any split whose ``meta_expressions.json`` has ``anno
   over all expressions of the meta file, ``J&F = (J + F) / 2``;
 * every expression of a video whose folder is missing from ``pred_dir`` scores ``J = F = 0``
   (the official rule).
+
+``mask_dict.json`` is indexed, not loaded (:class:`soc_mm.evaluation.functional.lazy_json.LazyJsonObject`):
+each worker reads and decodes the masks of the expression it scores, one expression at a time, instead of
+every process holding the whole file (the official script loads it in the parent, copies it into a
+``multiprocessing.Manager`` and forks 64 workers).
 
 Where the official script would crash inside a worker and then silently average over fewer
 expressions (a missing or unreadable PNG, a frame of another size, an unknown ``anno_id``) we raise
@@ -36,9 +49,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from soc_mm.datasets.mevis import resolve_mevis_meta_file
 from soc_mm.datasets.utils import read_json
 from soc_mm.structures.mask import decode_mask
 from .jf import jf_per_frame
+from .lazy_json import LazyJsonObject
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 MEVIS_BOUND_TH = 0.008
@@ -56,7 +71,9 @@ def load_mevis_meta(meta_file: str) -> Dict[str, dict]:
 
     Args:
         meta_file (str): ``{"videos": {video: {"frames": [str, ...], "expressions":
-            {exp_id: {"exp": str, "anno_id": [int, ...], ...}}}}}``.
+            {exp_id: {"exp": str, "anno_id": [int, ...], ...}}}}}`` (MeViS v1 ``meta_expressions.json`` or
+            v2 ``meta_expressions_v2.json``; a split folder: the one it holds, see
+            :func:`soc_mm.datasets.mevis.resolve_mevis_meta_file`).
 
     Returns:
         dict: ``{video: {"frames": [str], "expressions": {exp_id: {"anno_id": [str], ...}}}}`` in
@@ -65,6 +82,7 @@ def load_mevis_meta(meta_file: str) -> Dict[str, dict]:
     Raises:
         ValueError: naming the file, video, expression and field that is missing or malformed.
     """
+    meta_file, _ = resolve_mevis_meta_file(meta_file)
     data = _load_json(meta_file, 'meta_expressions file')
     videos = data.get('videos') if isinstance(data, dict) else None
     if not isinstance(videos, dict):
@@ -95,16 +113,23 @@ def load_mevis_meta(meta_file: str) -> Dict[str, dict]:
     return checked
 
 
-def load_mevis_mask_dict(mask_dict_file: str) -> Dict[str, list]:
-    """Read a MeViS ``mask_dict.json``: ``{str(anno_id): [COCO RLE or null per frame]}``.
+def load_mevis_mask_dict(mask_dict_file: str) -> LazyJsonObject:
+    """Index a MeViS ``mask_dict.json``: ``{str(anno_id): [COCO RLE or null per frame]}``.
 
+    Returns a read-only mapping whose entries are parsed when read (:class:`LazyJsonObject`: the byte
+    range of every entry is indexed in one bounded-memory pass; a pickled copy holds only that index).
     Entries are checked where they are used (:func:`mevis_gt_masks`).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a json object (naming the byte where it is not),
+        or a repeated ``anno_id``.
     """
-    mask_dict = _load_json(mask_dict_file, 'mask_dict file')
-    if not isinstance(mask_dict, dict):
-        raise ValueError(f'{mask_dict_file}: expected {{anno_id: [RLE or null per frame]}}, '
-                         f'got a {type(mask_dict).__name__}')
-    return mask_dict
+    if not osp.isfile(mask_dict_file):
+        raise FileNotFoundError(f'MeViS mask_dict file {mask_dict_file} not found')
+    try:
+        return LazyJsonObject(mask_dict_file, 'MeViS mask_dict file {anno_id: [RLE or null per frame]}')
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(str(error)) from None
 
 
 def mevis_gt_masks(mask_dict: Dict[str, list], anno_ids: Sequence[str], num_frames: int,
@@ -249,6 +274,11 @@ class MeViSResult:
         missing_videos: videos of the meta file without a prediction folder (their expressions score 0).
         num_missing_expressions: number of expressions in those videos.
         extra_entries: names in the prediction folder that are not videos of the meta file (not read).
+        rows: one dict per expression, in the meta file's order, for error analysis (CSV / JSON):
+            ``video``, ``exp_id``, ``exp`` (the text), ``num_objects`` (referred objects, 0: no target),
+            ``predicted`` (False: the video has no prediction folder, J = F = 0), ``J``, ``F``, ``J&F``.
+        meta_file: the expression file read; version: ``'v1'`` / ``'v2'`` as its name says (None: neither).
+        num_no_target: expressions that refer to no object (empty ``anno_id``).
     """
     metrics: Dict[str, float]
     per_expression: 'OrderedDict[Tuple[str, str], Tuple[float, float]]'
@@ -256,6 +286,10 @@ class MeViSResult:
     missing_videos: List[str] = field(default_factory=list)
     num_missing_expressions: int = 0
     extra_entries: List[str] = field(default_factory=list)
+    rows: List[dict] = field(default_factory=list)
+    meta_file: str = ''
+    version: Optional[str] = None
+    num_no_target: int = 0
 
 
 # State of a worker process (set by _init_worker; the parent's own state when workers == 1).
@@ -356,8 +390,9 @@ def evaluate_mevis_predictions(pred_dir: str,
 
     Args:
         pred_dir (str): prediction folder.
-        meta_file (str): the split's ``meta_expressions.json`` (with ``anno_id``).
-        mask_dict_file (str): the split's ``mask_dict.json``.
+        meta_file (str): the split's ``meta_expressions.json`` (v1) or ``meta_expressions_v2.json`` (v2), with
+            ``anno_id``; or the split folder (the file it holds; both: an error).
+        mask_dict_file (str): the split's ``mask_dict.json`` (indexed, see :func:`load_mevis_mask_dict`).
         workers (int): processes over expressions; results do not depend on it. An error in a
             worker is raised here (the pool is shut down first, in bounded time).
         bound_th (float): F boundary tolerance. Defaults to the official 0.008.
@@ -374,6 +409,7 @@ def evaluate_mevis_predictions(pred_dir: str,
         raise FileNotFoundError(f'prediction folder {pred_dir} not found')
     if workers < 1:
         raise ValueError(f'workers must be >= 1, got {workers}')
+    meta_file, version = resolve_mevis_meta_file(meta_file)
     videos = load_mevis_meta(meta_file)
     mask_dict = load_mevis_mask_dict(mask_dict_file)
 
@@ -398,17 +434,24 @@ def evaluate_mevis_predictions(pred_dir: str,
         scores = _evaluate_in_processes(tasks, workers, (videos, mask_dict, pred_dir, bound_th))
     scored = dict(zip(tasks, scores))
 
-    per_expression = OrderedDict()
+    per_expression, rows = OrderedDict(), []
     for video_id, video in videos.items():
-        for exp_id in video['expressions']:
-            per_expression[(video_id, exp_id)] = scored.get((video_id, exp_id), (0.0, 0.0))
+        for exp_id, expression in video['expressions'].items():
+            j, f = per_expression[(video_id, exp_id)] = scored.get((video_id, exp_id), (0.0, 0.0))
+            rows.append({'video': video_id, 'exp_id': exp_id, 'exp': expression.get('exp'),
+                         'num_objects': len(expression['anno_id']), 'predicted': (video_id, exp_id) in scored,
+                         'J': float(j), 'F': float(f), 'J&F': float((j + f) / 2)})
     return MeViSResult(
         metrics=mevis_summary(per_expression.values()),
         per_expression=per_expression,
         num_videos=len(videos),
         missing_videos=missing_videos,
         num_missing_expressions=sum(len(videos[v]['expressions']) for v in missing_videos),
-        extra_entries=extra)
+        extra_entries=extra,
+        rows=rows,
+        meta_file=meta_file,
+        version=version,
+        num_no_target=sum(not row['num_objects'] for row in rows))
 
 
 def per_expression_json(per_expression: Dict[Tuple[str, str], Tuple[float, float]]) -> Dict[str, List[float]]:
