@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import Tensor, nn
 
-from soc_mm.models.inference import RVOSTestOptions, merge_clip_results
+from soc_mm.models.inference import RVOSTestOptions
 from soc_mm.structures import RVOSDataSample
 
 #: names of the graph's inputs and outputs, in order
@@ -374,32 +374,48 @@ class ONNXRuntimeSOC:
                                          [s.metainfo for s in samples], rescale=True,
                                          options=options or self.test_options)
 
-    def inference(self, video, expressions: Union[str, Sequence[str]], channel_order: str = 'rgb',
-                  test_options: Optional[RVOSTestOptions] = None, test_pipeline: Optional[Sequence[dict]] = None,
-                  progress=None) -> List[RVOSDataSample]:
-        """``soc_mm.apis.inference_rvos`` with the graph: the video read lazily in consecutive clips of the
-        graph's T frames, every expression of a clip in one forward. A last clip of r < T frames is run
-        on the video's last T frames (it overlaps the previous clip) and only its last r frames are
-        kept; a video shorter than T frames is refused.
+    def stream(self, video, expressions: Union[str, Sequence[str]], channel_order: str = 'rgb',
+               test_options: Optional[RVOSTestOptions] = None,
+               test_pipeline: Optional[Sequence[dict]] = None) -> Iterator:
+        """``soc_mm.apis.stream_rvos`` with the graph: the video read lazily in consecutive clips of the
+        graph's T frames, every expression of a clip in one forward, each clip yielded as soon as it is
+        predicted (``StreamClip``: ``index``, ``start``, ``frames`` BGR, ``results`` one ``RVOSDataSample``
+        per expression over the clip's frames). A last clip of r < T frames is run on the video's last T
+        frames (it overlaps the previous clip) and only its last r frames are kept; a video shorter than
+        T frames is refused.
 
         Args:
-            video, expressions, channel_order, test_options, test_pipeline: as ``inference_rvos``.
-            progress (callable, optional): called with the number of clips done after each clip.
+            video, expressions, channel_order, test_pipeline: as ``inference_rvos``.
+            test_options (RVOSTestOptions, optional): the head's options of this call (object selection,
+                score threshold, ``presence_thr``); its ``clip_len`` is the graph's. ``link_clips`` is not
+                available (the clips' objects are chosen clip by clip).
 
-        Returns:
-            list[RVOSDataSample]: one per expression, as ``inference_rvos``.
+        Raises:
+            ValueError: as ``inference_rvos``, and a video shorter than T frames, frames larger than the
+            graph's size after the resize, ``link_clips``.
         """
-        from soc_mm.apis.inference import _check_expressions, _test_transforms, iter_video_frames, prepare_clip
-        from soc_mm.models.inference import iter_clips
-        from soc_mm.models.detectors.soc import SOC
+        from soc_mm.apis.inference import StreamClip, _check_expressions, _test_transforms, iter_video_frames
         expressions = _check_expressions(expressions)
         if test_options is not None and not isinstance(test_options, RVOSTestOptions):
             raise TypeError(f'test_options must be an RVOSTestOptions, got {type(test_options).__name__}')
+        options = test_options or self.test_options
+        if options.link_clips:
+            raise ValueError(f'{self.onnx_file}: link_clips is not available with the ONNX graph (each clip '
+                             'chooses its own objects)')
         transforms = _test_transforms(self, test_pipeline)
         tokens = self.tokenize(expressions)
+        return self._stream(iter_video_frames(video, channel_order), expressions, options, transforms, tokens,
+                            StreamClip)
+
+    def _stream(self, frames: Iterator[np.ndarray], expressions: List[str], options: RVOSTestOptions,
+                transforms: list, tokens: Dict[str, np.ndarray], clip_type) -> Iterator:
+        """``stream``'s generator (its arguments already checked)."""
+        from soc_mm.apis.inference import prepare_clip
+        from soc_mm.models.detectors.soc import SOC
+        from soc_mm.models.inference import iter_clips
         T = self.num_frames
-        per_clip, meta, num_frames, previous = [], {}, 0, None
-        for clip in iter_clips(iter_video_frames(video, channel_order), T):  # BGR frames
+        start, previous = 0, None
+        for index, clip in enumerate(iter_clips(frames, T)):  # BGR frames
             keep = len(clip)
             if keep < T:  # the last clip: the video's last T frames, the new ones kept
                 if previous is None:
@@ -408,19 +424,39 @@ class ONNXRuntimeSOC:
                 clip = previous[keep:] + clip
             inputs, samples = prepare_clip(self, clip, expressions, transforms)
             meta = samples[0].metainfo
-            results = self.predict_clip(inputs, samples, tokens, test_options)
+            results = self.predict_clip(inputs, samples, tokens, options)
             if keep < T:
                 results = [r[T - keep:] for r in results]
-            per_clip.append(results)
-            num_frames += keep
+            samples = []
+            for k, (expression, result) in enumerate(zip(expressions, results)):
+                out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
+                                                   img_shape=meta['img_shape'], num_frames=keep,
+                                                   frame_ids=[str(i) for i in range(start, start + keep)]))
+                samples.append(SOC.add_pred_to_datasample([out], [result])[0])
+            yield clip_type(index=index, start=start, frames=clip[T - keep:], results=samples)
+            start += keep
             previous = clip
+
+    def inference(self, video, expressions: Union[str, Sequence[str]], channel_order: str = 'rgb',
+                  test_options: Optional[RVOSTestOptions] = None, test_pipeline: Optional[Sequence[dict]] = None,
+                  progress=None) -> List[RVOSDataSample]:
+        """``soc_mm.apis.inference_rvos`` with the graph (the clips of :meth:`stream`, merged).
+
+        Args:
+            video, expressions, channel_order, test_options, test_pipeline: as :meth:`stream`.
+            progress (callable, optional): called with the number of clips done after each clip.
+
+        Returns:
+            list[RVOSDataSample]: one per expression, as ``inference_rvos`` (``pred_masks`` bool [T, H0, W0],
+            ``pred_scores`` [T], ...).
+        """
+        from soc_mm.apis.rvos_inferencer import concat_clip_samples
+        parts, num_frames = None, 0
+        for clip in self.stream(video, expressions, channel_order, test_options, test_pipeline):
+            parts = [[] for _ in clip.results] if parts is None else parts
+            for part, result in zip(parts, clip.results):
+                part.append(result)
+            num_frames += clip.num_frames
             if progress is not None:
-                progress(len(per_clip))
-        merged = merge_clip_results(per_clip)
-        outputs = []
-        for k, (expression, result) in enumerate(zip(expressions, merged)):
-            out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
-                                               img_shape=meta['img_shape'], num_frames=num_frames,
-                                               frame_ids=[str(i) for i in range(num_frames)]))
-            outputs.append(SOC.add_pred_to_datasample([out], [result])[0])
-        return outputs
+                progress(clip.index + 1)
+        return [concat_clip_samples(p, num_frames) for p in parts]

@@ -11,11 +11,13 @@ A model is a config (a path, a config name such as ``soc/soc_swin-t_refytvos.py`
 ``tools/deployment/export_onnx.py``, whose stored config is used when none is given), or an already
 built SOC model. The input is a video file, a folder of frame images or an array [T, H, W, 3]; one or
 more expressions. The stages are ``BaseInferencer``'s: ``preprocess`` (checks, test pipeline, clip
-schedule) -> ``forward`` (clip by clip, with a progress bar) -> ``visualize`` (the masks drawn over
-the frames, written as a video) -> ``postprocess`` (masks and scores per expression; the
-Ref-YouTube-VOS submission PNGs and COCO RLE written). With the PyTorch backend the results are
-those of :func:`soc_mm.apis.inference_rvos` (the same clip schedule); with ONNX Runtime those of
-:meth:`soc_mm.apis.deployment.ONNXRuntimeSOC.inference`.
+schedule) -> ``forward`` (the clips, predicted one by one, with a progress bar) -> ``visualize`` (the
+masks drawn over the clip's frames, appended to a video) -> ``postprocess`` (the clip's
+Ref-YouTube-VOS submission PNGs written, its masks encoded as COCO RLE); as mmdet's ``DetInferencer`` does
+per batch, each clip goes through all four before the next is read, so the memory does not grow with the
+video length (unless the masks or painted frames are asked back). With the PyTorch backend the clips are
+those of :func:`soc_mm.apis.stream_rvos` and the results those of :func:`soc_mm.apis.inference_rvos`;
+with ONNX Runtime those of :meth:`soc_mm.apis.deployment.ONNXRuntimeSOC.stream`.
 
 Files under ``out_dir``::
 
@@ -33,7 +35,7 @@ import os.path as osp
 import re
 import time
 import warnings
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -44,7 +46,7 @@ from torch import nn
 
 from soc_mm.structures import RVOSDataSample
 from .inference import (IMG_EXTENSIONS, _check_expressions, _stream_options, _test_transforms, count_video_frames,
-                        init_model, iter_video_frames, prepare_clip)
+                        init_model)
 
 BACKENDS = ('pytorch', 'onnxruntime')
 #: fps of the visualised video when the input has none (frame folders, arrays)
@@ -164,6 +166,36 @@ def write_annotation_pngs(root: str, video_name: str, frame_names: Sequence[str]
     return folders
 
 
+def concat_clip_samples(parts: Sequence[RVOSDataSample], num_frames: int) -> RVOSDataSample:
+    """One expression's per-clip results (``StreamClip.results[k]`` of consecutive clips) -> its result
+    over the whole video, as ``inference_rvos`` returns it: ``pred_masks`` [T, H, W] and ``pred_scores``
+    [T] concatenated; ``pred_objects`` (threshold selection: each clip's k objects) padded to the largest
+    k with empty slots (masks False, scores 0, query index -1) and concatenated over time, as
+    ``merge_clip_results`` does; ``pred_instances`` (every query) concatenated over time."""
+    from mmengine.structures import InstanceData
+    first = parts[0]
+    out = RVOSDataSample(metainfo=dict(first.metainfo, num_frames=num_frames,
+                                       frame_ids=[str(i) for i in range(num_frames)]))
+    out.pred_masks = torch.cat([p.pred_masks for p in parts])
+    out.pred_scores = torch.cat([p.pred_scores for p in parts])
+    if 'pred_instances' in first:  # fields [nq, t, ...]
+        out.pred_instances = InstanceData(**{key: torch.cat([p.pred_instances.get(key) for p in parts], 1)
+                                             for key in first.pred_instances.keys()})
+    if 'pred_objects' in first:  # fields [k, t, ...], k per clip
+        k = max(len(p.pred_objects) for p in parts)
+        fields = {}
+        for key in first.pred_objects.keys():
+            padded = []
+            for p in parts:
+                value = p.pred_objects.get(key)
+                fill = False if value.dtype == torch.bool else (0 if value.is_floating_point() else -1)
+                pad = value.new_full((k - value.shape[0], *value.shape[1:]), fill)
+                padded.append(torch.cat([value, pad]))
+            fields[key] = torch.cat(padded, 1)
+        out.pred_objects = InstanceData(**fields)
+    return out
+
+
 class _Progress:
     """A rich progress bar over the clips (total known when the frame count is), or nothing."""
 
@@ -212,7 +244,9 @@ class RVOSInferencer(BaseInferencer):
 
     * preprocess: ``clip_len`` (frames per clip; ONNX Runtime: the graph's, fixed), ``channel_order``
       of arrays ('rgb' | 'bgr'), ``share_clips``, ``test_options`` (``RVOSTestOptions`` of this call),
-      ``test_pipeline`` (list of transform dicts of this call): as ``inference_rvos``;
+      ``test_pipeline`` (list of transform dicts of this call), ``link_clips`` (follow the chosen object
+      from clip to clip; PyTorch only), ``presence_thr`` (empty masks where the object is absent): as
+      ``stream_rvos``;
     * visualize: ``return_vis`` (return the painted RGB frames), ``no_save_vis`` (write no video under
       ``out_dir``), ``out_video`` (write the video to this path instead), ``fps`` (default: the input's,
       or 10), ``alpha`` (mask opacity), ``font_size``;
@@ -225,7 +259,8 @@ class RVOSInferencer(BaseInferencer):
         the painted frames (``return_vis``) or None; ``files``: the files and folders written.
     """
 
-    preprocess_kwargs: set = {'clip_len', 'channel_order', 'share_clips', 'test_options', 'test_pipeline'}
+    preprocess_kwargs: set = {'clip_len', 'channel_order', 'share_clips', 'test_options', 'test_pipeline',
+                               'link_clips', 'presence_thr'}
     forward_kwargs: set = set()
     visualize_kwargs: set = {'return_vis', 'no_save_vis', 'out_video', 'fps', 'alpha', 'font_size'}
     postprocess_kwargs: set = {'no_save_pred', 'print_result'}
@@ -295,31 +330,62 @@ class RVOSInferencer(BaseInferencer):
     # ------------------------------------------------------------------ the call
     def __call__(self, inputs, expressions: Union[str, Sequence[str]], return_datasamples: bool = False,
                  out_dir: str = '', video_name: Optional[str] = None, **kwargs) -> dict:
-        """Segment the objects ``expressions`` refer to in the video ``inputs`` (see the class docstring)."""
+        """Segment the objects ``expressions`` refer to in the video ``inputs`` (see the class docstring).
+
+        As mmdet's ``DetInferencer`` does per batch, every clip is visualised and post-processed as soon as
+        it is predicted (its painted frames appended to the video, its PNGs written); only the compact
+        results (scores, COCO RLE; the masks with ``return_datasamples``, the painted frames with
+        ``return_vis``) are kept, so the memory does not grow with the video length otherwise.
+        """
+        from soc_mm.visualization import check_video_output_path, write_video
         preprocess_kwargs, forward_kwargs, visualize_kwargs, postprocess_kwargs = self._dispatch_kwargs(**kwargs)
         data = self.preprocess(inputs, expressions, **preprocess_kwargs)
-        preds = self.forward(data, **forward_kwargs)
         name = video_name or video_name_of(inputs)
-        visualization = self.visualize(data, preds, out_dir=out_dir, video_name=name, **visualize_kwargs)
-        result = self.postprocess(preds, visualization, return_datasamples, out_dir=out_dir, video_name=name,
-                                  video=inputs, **postprocess_kwargs)
-        if visualization is not None and visualization.get('file'):
-            result['files'].insert(0, visualization['file'])
-        return result
+        out_video = visualize_kwargs.pop('out_video', None)
+        no_save_vis = visualize_kwargs.pop('no_save_vis', False)
+        fps = visualize_kwargs.pop('fps', None)
+        path = out_video or (osp.join(out_dir, 'vis', f'{name}.mp4') if out_dir and not no_save_vis else None)
+        if path is not None:
+            check_video_output_path(path)  # before any work
+        return_vis = visualize_kwargs.pop('return_vis', False)
+        save_pred = bool(out_dir) and not postprocess_kwargs.get('no_save_pred', False)
+        state = dict(data=data, out_dir=out_dir, video_name=name, vis=[] if return_vis else None, parts=None,
+                     rle=None, files=[], num_frames=0, save_pred=save_pred)
+
+        def painted() -> Iterator[np.ndarray]:
+            with _Progress(self.show_progress, data['num_clips'], 'Inference (clips)') as progress:
+                for clip in self.forward(data, **forward_kwargs):
+                    frames = self.visualize(clip, draw=path is not None or return_vis, **visualize_kwargs)
+                    self.postprocess(clip, state, return_datasamples=return_datasamples, **postprocess_kwargs)
+                    progress.advance()
+                    if state['vis'] is not None:
+                        state['vis'].extend(frames)
+                    yield from frames or ()
+
+        if path is not None:
+            write_video(path, painted(), fps or source_fps(inputs))
+            state['files'].insert(0, path)
+        else:
+            for _ in painted():
+                pass
+        return self._results(state, return_datasamples, postprocess_kwargs.get('print_result', False))
 
     def preprocess(self, inputs, expressions: Union[str, Sequence[str]], clip_len: Optional[int] = None,
                    channel_order: str = 'rgb', share_clips: Optional[bool] = None, test_options=None,
-                   test_pipeline: Optional[Sequence[dict]] = None) -> dict:
+                   test_pipeline: Optional[Sequence[dict]] = None, link_clips: Optional[bool] = None,
+                   presence_thr: Optional[float] = None) -> dict:
         """Check the inputs and settle the clip schedule (nothing is decoded yet).
 
-        Returns a dict: ``video``, ``expressions``, ``channel_order``, ``options`` (``RVOSTestOptions``
-        of the call), ``transforms``, ``test_pipeline``, ``num_clips`` (None when the frame count is
-        unknown).
+        Returns a dict: ``video``, ``expressions``, ``clips`` (the lazy stream of ``StreamClip``:
+        ``soc_mm.apis.stream_rvos``, or ``ONNXRuntimeSOC.stream``), ``num_clips`` (None when the frame count
+        is unknown), ``frame_names``.
 
         Raises:
             FileNotFoundError: a missing video path. TypeError / ValueError: an input that is neither a
-            path nor an array of frames, no or empty expressions, a bad channel order or clip length.
+            path nor an array of frames, no or empty expressions, a bad channel order, clip length or
+            test option.
         """
+        from .inference import stream_rvos
         if isinstance(inputs, (str, os.PathLike)):
             if not osp.exists(inputs):
                 raise FileNotFoundError(f'RVOSInferencer: video not found: {os.fspath(inputs)}')
@@ -333,140 +399,114 @@ class RVOSInferencer(BaseInferencer):
         expressions = _check_expressions(expressions)
         num_frames = count_video_frames(inputs)
         if self.backend == 'onnxruntime':
-            if clip_len is not None and clip_len != self.model.num_frames:
-                raise ValueError(f'RVOSInferencer: the ONNX graph takes clips of {self.model.num_frames} frames '
+            runtime = self.model
+            if clip_len is not None and clip_len != runtime.num_frames:
+                raise ValueError(f'RVOSInferencer: the ONNX graph takes clips of {runtime.num_frames} frames '
                                  f'(fixed at export), got clip_len={clip_len}')
             if share_clips is False:
                 raise ValueError('RVOSInferencer: share_clips=False is not available with the ONNX graph '
                                  '(every expression of a clip runs in one forward)')
-            options = test_options or self.model.test_options
-            transforms = _test_transforms(self.model, test_pipeline)
-            step = self.model.num_frames
+            options = _stream_options(runtime, None, None, test_options)
+            changes = {k: v for k, v in dict(link_clips=link_clips, presence_thr=presence_thr).items() if v is not None}
+            options = options.replace(**changes) if changes else options
+            clips = runtime.stream(inputs, expressions, channel_order, test_options=options,
+                                   test_pipeline=test_pipeline)
+            step = runtime.num_frames
         else:
-            options = _stream_options(self.model, clip_len, share_clips, test_options)
-            transforms = _test_transforms(self.model, test_pipeline)  # per call: no transform shared by threads
-            step = options.clip_len
+            clips = stream_rvos(self.model, inputs, expressions, channel_order, test_options=test_options,
+                                test_pipeline=test_pipeline, clip_len=clip_len, share_clips=share_clips,
+                                link_clips=link_clips, presence_thr=presence_thr)
+            step = _stream_options(self.model, clip_len, share_clips, test_options).clip_len
         num_clips = None if not num_frames else -(-num_frames // step)
-        return dict(video=inputs, expressions=expressions, channel_order=channel_order, options=options,
-                    transforms=transforms, test_pipeline=test_pipeline, num_clips=num_clips)
+        return dict(video=inputs, expressions=expressions, clips=clips, num_clips=num_clips,
+                    frame_names=frame_names_of(inputs, num_frames or 0))
 
-    @torch.no_grad()
-    def forward(self, data: dict) -> List[RVOSDataSample]:
-        """Run the model clip by clip (progress bar over the clips) -> one ``RVOSDataSample`` per
-        expression (``pred_masks`` bool [T, H, W], ``pred_scores`` [T]; as ``inference_rvos``)."""
-        with _Progress(self.show_progress, data['num_clips'], 'Inference (clips)') as progress:
-            if self.backend == 'onnxruntime':
-                return self.model.inference(data['video'], data['expressions'], data['channel_order'],
-                                            test_options=data['options'], test_pipeline=data['test_pipeline'],
-                                            progress=progress.advance)
-            return self._forward_pytorch(data, progress)
+    def forward(self, data: dict) -> Iterator:
+        """The clips of ``preprocess``'s stream, each predicted when it is reached: ``StreamClip``
+        (``start``, ``frames`` BGR, ``results``: one ``RVOSDataSample`` per expression over the clip's
+        frames, ``pred_masks`` bool [t, H, W], ``pred_scores`` [t])."""
+        with torch.no_grad():
+            yield from data['clips']
 
-    def _forward_pytorch(self, data: dict, progress: _Progress) -> List[RVOSDataSample]:
-        """``inference_rvos``'s clip stream and ``VideoInference.predict_stream``."""
-        from soc_mm.models.inference import VideoInference, iter_clips
-        model, options, expressions = self.model, data['options'], data['expressions']
-        state = dict(num_frames=0, meta={})
-
-        def clip_stream():
-            for frames in iter_clips(iter_video_frames(data['video'], data['channel_order']), options.clip_len):
-                inputs, samples = prepare_clip(model, frames, expressions, data['transforms'])
-                state['meta'] = samples[0].metainfo
-                state['num_frames'] += len(frames)
-                if options.share_clips:  # one clip for every expression
-                    yield inputs, samples, inputs.new_zeros(len(samples), dtype=torch.long)
-                else:  # every expression its own copy of the clip
-                    yield (inputs.expand(len(samples), *inputs.shape[1:]), samples,
-                           torch.arange(len(samples), device=inputs.device))
-                progress.advance()
-
-        merged = VideoInference(model, options).predict_stream(clip_stream(), results_device='cpu')
-        num_frames, meta = state['num_frames'], state['meta']
-        results = []
-        for k, (expression, result) in enumerate(zip(expressions, merged)):
-            out = RVOSDataSample(metainfo=dict(expression=expression, exp_id=str(k), ori_shape=meta['ori_shape'],
-                                               img_shape=meta['img_shape'], num_frames=num_frames,
-                                               frame_ids=[str(i) for i in range(num_frames)]))
-            results.append(model.add_pred_to_datasample([out], [result])[0])
-        return results
-
-    def visualize(self, data: dict, preds: List[RVOSDataSample], out_dir: str = '', video_name: str = 'video',
-                  return_vis: bool = False, no_save_vis: bool = False, out_video: Optional[str] = None,
-                  fps: Optional[float] = None, alpha: float = 0.5, font_size: Optional[int] = None) -> Optional[dict]:
-        """The masks drawn over the frames (one colour per expression, the expressions written in their
-        colours), read again lazily from the input. Written to ``out_video``, else to
-        ``<out_dir>/vis/<video>.mp4`` (unless ``no_save_vis``); returned with ``return_vis``.
-
-        Returns:
-            None when nothing is drawn, else a dict: ``frames`` (RGB uint8 [H, W, 3] list, or None
-            without ``return_vis``), ``file`` (the video written, or None).
-        """
-        from soc_mm.visualization import RVOSVisualizer, check_video_output_path, write_video
-        path = out_video or (osp.join(out_dir, 'vis', f'{video_name}.mp4') if out_dir and not no_save_vis else None)
-        if path is None and not return_vis:
+    def visualize(self, clip, draw: bool = True, alpha: float = 0.5,
+                  font_size: Optional[int] = None) -> Optional[List[np.ndarray]]:
+        """One clip's frames with its masks drawn (one colour per expression, the expressions written in
+        their colours): RGB uint8 [H, W, 3] per frame; None when ``draw`` is False."""
+        if not draw:
             return None
-        if path is not None:
-            check_video_output_path(path)
-        masks = [p.pred_masks.numpy() for p in preds]  # bool [T, H0, W0] each
-        expressions = [p.expression for p in preds]
-        vis = RVOSVisualizer(name=f'rvos_inferencer_{id(self)}_{time.monotonic_ns()}', alpha=alpha,
-                             font_size=font_size or max(12, int(masks[0].shape[1] / 30)))
-        kept = [] if return_vis else None
+        from soc_mm.visualization import RVOSVisualizer
+        masks = [r.pred_masks.numpy() for r in clip.results]  # bool [t, H0, W0] each
+        expressions = [r.expression for r in clip.results]
+        if getattr(self, '_painter', None) is None or self._painter_key != (alpha, font_size, masks[0].shape[1]):
+            self._painter = RVOSVisualizer(name=f'rvos_inferencer_{id(self)}_{time.monotonic_ns()}', alpha=alpha,
+                                           font_size=font_size or max(12, int(masks[0].shape[1] / 30)))
+            self._painter_key = (alpha, font_size, masks[0].shape[1])
+        return [self._painter.draw_frame(np.ascontiguousarray(frame[..., ::-1]), [m[t] for m in masks], expressions)
+                for t, frame in enumerate(clip.frames)]
 
-        def painted():
-            for t, frame in enumerate(iter_video_frames(data['video'], data['channel_order'])):  # BGR
-                if t >= len(masks[0]):
-                    break
-                image = vis.draw_frame(np.ascontiguousarray(frame[..., ::-1]), [m[t] for m in masks], expressions)
-                if kept is not None:
-                    kept.append(image)
-                yield image
-
-        if path is not None:
-            write_video(path, painted(), fps or source_fps(data['video']))
+    def postprocess(self, clip, state: dict, return_datasamples: bool = False, no_save_pred: bool = False,
+                    print_result: bool = False) -> None:
+        """One clip's results: its PNGs written under ``<out_dir>/preds/Annotations/<video>/<exp_id>/``
+        (unless ``no_save_pred``), its masks encoded as COCO RLE, its data samples kept with
+        ``return_datasamples`` (``state`` gathers them for the call's result)."""
+        results = clip.results
+        names = state['data']['frame_names']
+        frame_names = [names[clip.start + t] if clip.start + t < len(names) else f'{clip.start + t:05d}'
+                       for t in range(clip.num_frames)]
+        masks = [r.pred_masks.numpy().astype(bool) for r in results]
+        scores = [r.pred_scores.float().numpy() for r in results]
+        rle = masks_to_rle(state['video_name'], frame_names, [r.expression for r in results], masks, scores)
+        if state['rle'] is None:
+            state['rle'] = rle
         else:
-            for _ in painted():
-                pass
-        return dict(frames=kept, file=path)
+            state['rle']['frames'] += rle['frames']
+            for entry, new in zip(state['rle']['expressions'], rle['expressions']):
+                entry['scores'] += new['scores']
+                entry['masks'] += new['masks']
+        if state['save_pred']:
+            write_annotation_pngs(osp.join(state['out_dir'], 'preds'), state['video_name'], frame_names, masks)
+        if return_datasamples:
+            state['parts'] = [[] for _ in results] if state['parts'] is None else state['parts']
+            for part, result in zip(state['parts'], results):
+                part.append(result)
+        present = state.get('present') or [0] * len(masks)  # frames with a mask, per expression
+        state['present'] = [n + int(m.any((1, 2)).sum()) for n, m in zip(present, masks)]
+        state['num_frames'] += clip.num_frames
 
-    def postprocess(self, preds: List[RVOSDataSample], visualization: Optional[dict],
-                    return_datasamples: bool = False, out_dir: str = '', video_name: str = 'video', video=None,
-                    no_save_pred: bool = False, print_result: bool = False) -> dict:
-        """Results as dicts (masks as COCO RLE) or data samples; the Ref-YouTube-VOS PNGs and the COCO RLE
-        JSON written under ``<out_dir>/preds/`` unless ``no_save_pred`` (see the module docstring)."""
-        masks = [p.pred_masks.numpy().astype(bool) for p in preds]
-        scores = [p.pred_scores.float().numpy() for p in preds]
-        expressions = [p.expression for p in preds]
-        frame_names = frame_names_of(video, len(masks[0]))
-        files = []
-        rle = None
-        if out_dir and not no_save_pred:
-            pred_dir = osp.join(out_dir, 'preds')
-            write_annotation_pngs(pred_dir, video_name, frame_names, masks)
-            files.append(osp.join(pred_dir, 'Annotations', video_name))
-            rle = masks_to_rle(video_name, frame_names, expressions, masks, scores)
-            json_path = osp.join(pred_dir, f'{video_name}_rle.json')
+    def _results(self, state: dict, return_datasamples: bool, print_result: bool) -> dict:
+        """The call's result from the clips' (``postprocess``): predictions, visualisation, files written."""
+        rle, name = state['rle'], state['video_name']
+        if state['save_pred']:
+            pred_dir = osp.join(state['out_dir'], 'preds')
+            json_path = osp.join(pred_dir, f'{name}_rle.json')
             with open(json_path, 'w') as f:
                 json.dump(rle, f)
-            files.append(json_path)
+            state['files'] += [osp.join(pred_dir, 'Annotations', name), json_path]
         if return_datasamples:
-            predictions = preds
+            predictions = [concat_clip_samples(parts, state['num_frames']) for parts in state['parts']]
         else:
-            rle = rle or masks_to_rle(video_name, frame_names, expressions, masks, scores)
             predictions = rle['expressions']
         if print_result:
-            for k, (text, score) in enumerate(zip(expressions, scores)):
-                print(f'{k}: {text!r}: {len(score)} frames, mean score {float(score.mean()):.3f}, '
-                      f'{int(masks[k].any((1, 2)).sum())} frames with a mask')
-        return dict(predictions=predictions, visualization=None if visualization is None else visualization['frames'],
-                    files=files)
+            for k, entry in enumerate(rle['expressions']):
+                print(f'{k}: {entry["expression"]!r}: {len(entry["scores"])} frames, mean score '
+                      f'{float(np.mean(entry["scores"])):.3f}, {state["present"][k]} frames with a mask')
+        return dict(predictions=predictions, visualization=state['vis'], files=state['files'])
 
     # ------------------------------------------------------------------ without outputs
     def segment(self, inputs, expressions: Union[str, Sequence[str]], **kwargs) -> List[RVOSDataSample]:
-        """``preprocess`` + ``forward`` only: the ``RVOSDataSample`` results, nothing drawn or written.
-        ``kwargs``: the preprocess options (``clip_len``, ``channel_order``, ``share_clips``,
-        ``test_options``, ``test_pipeline``)."""
+        """``preprocess`` + ``forward`` only: the ``RVOSDataSample`` results over the whole video (as
+        ``inference_rvos``), nothing drawn or written. ``kwargs``: the preprocess options (``clip_len``,
+        ``channel_order``, ``share_clips``, ``test_options``, ``test_pipeline``, ``link_clips``,
+        ``presence_thr``)."""
         unknown = set(kwargs) - self.preprocess_kwargs
         if unknown:
             raise ValueError(f'RVOSInferencer.segment: unknown arguments {sorted(unknown)}; expected some of '
                              f'{sorted(self.preprocess_kwargs)}')
-        return self.forward(self.preprocess(inputs, expressions, **kwargs))
+        parts, num_frames = None, 0
+        for clip in self.forward(self.preprocess(inputs, expressions, **kwargs)):
+            parts = [[] for _ in clip.results] if parts is None else parts
+            for part, result in zip(parts, clip.results):
+                part.append(result)
+            num_frames += clip.num_frames
+        return [concat_clip_samples(p, num_frames) for p in parts]
+

@@ -446,8 +446,8 @@ class WebDemo:
                 selection: Optional[str], score_thr: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         """One clip of RGB frames [H, W, 3] -> per expression (masks bool [T, H, W], scores float [T]).
         Thread-safe: the request's settings go to this call only."""
-        results = self.inferencer.segment(list(frames), list(expressions), clip_len=len(frames), channel_order='rgb',
-                                          test_options=self.request_options(selection, score_thr),
+        results = self.inferencer.segment(list(frames), list(expressions), clip_len=len(frames),
+                                          channel_order='rgb', test_options=self.request_options(selection, score_thr),
                                           test_pipeline=self.request_pipeline(input_size))
         return ([r.pred_masks.numpy().astype(bool) for r in results],
                 [r.pred_scores.float().numpy() for r in results])

@@ -122,6 +122,8 @@ def test_inferencer_with_the_onnxruntime_backend(exported, tmp_path):
         inferencer(video, EXPRESSIONS, clip_len=4)
     with pytest.raises(ValueError, match='share_clips=False is not available'):
         inferencer(video, EXPRESSIONS, share_clips=False)
+    with pytest.raises(ValueError, match='link_clips is not available with the ONNX graph'):
+        inferencer(video, EXPRESSIONS, link_clips=True)
 
 
 def test_graph_metadata_is_required(tmp_path):

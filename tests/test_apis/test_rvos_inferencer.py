@@ -67,6 +67,15 @@ def test_is_an_mmengine_inferencer_and_equals_inference_rvos(inferencer, tmp_pat
     options = inferencer.model.test_options.replace(object_selection='threshold', score_thr=0.01)
     assert_same(inferencer.segment(video, EXPRESSIONS, clip_len=2, test_options=options),
                 inference_rvos(inferencer.model, video, EXPRESSIONS, clip_len=2, test_options=options))
+    # the stream's options: presence threshold (as a test option of inference_rvos), clips linked (as stream_rvos)
+    from soc_mm.apis import stream_rvos
+    options = inferencer.model.test_options.replace(presence_thr=0.04)
+    assert_same(inferencer.segment(video, EXPRESSIONS, clip_len=2, presence_thr=0.04),
+                inference_rvos(inferencer.model, video, EXPRESSIONS, clip_len=2, test_options=options))
+    linked = inferencer.segment(video, EXPRESSIONS, clip_len=2, link_clips=True)
+    clips = list(stream_rvos(inferencer.model, video, EXPRESSIONS, clip_len=2, link_clips=True))
+    for k, result in enumerate(linked):
+        assert torch.equal(result.pred_masks, torch.cat([c.results[k].pred_masks for c in clips]))
     # the json-friendly predictions: scores and RLE masks of the same results
     from soc_mm.structures.mask import decode_mask
     plain = inferencer(video, EXPRESSIONS, clip_len=2)['predictions']
@@ -139,8 +148,9 @@ def test_a_built_model_and_the_progress_bar(inferencer, capsys):
     from soc_mm.apis import RVOSInferencer
     built = RVOSInferencer(inferencer.model, show_progress=True)
     video = moving_blobs(4)
-    assert_same(built.segment(video, EXPRESSIONS, clip_len=2), inferencer.segment(video, EXPRESSIONS, clip_len=2))
+    result = built(video, EXPRESSIONS, clip_len=2, return_datasamples=True)
     assert 'Inference (clips)' in capsys.readouterr().out
+    assert_same(result['predictions'], inferencer.segment(video, EXPRESSIONS, clip_len=2))
     with pytest.raises(ValueError, match='a built model takes no weights'):
         RVOSInferencer(inferencer.model, weights='x.pth')
 

@@ -50,6 +50,8 @@ def timed(fn) -> float:
 
 def main(argv=None):
     args = parse_args(argv)
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                            cwd=osp.dirname(osp.abspath(__file__))).stdout.strip() or 'unknown'  # the code timed
     import onnxruntime as ort
     from soc_mm.apis import init_model
     from soc_mm.apis.deployment import (INPUT_NAMES, OUTPUT_NAMES, eager_outputs, example_inputs, export_onnx,
@@ -83,8 +85,6 @@ def main(argv=None):
         for _ in range(args.rounds):
             for name, fn in paths.items():
                 times[name].append(timed(fn))
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
-                            cwd=osp.dirname(osp.abspath(__file__))).stdout.strip() or 'unknown'
     print(f'config {args.config}, clip {args.frames}x{args.size[0]}x{args.size[1]}, {args.expressions} '
           f'expression(s), {args.threads} threads, torch {torch.__version__}, onnxruntime {ort.__version__}, '
           f'commit {commit}')

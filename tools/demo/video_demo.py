@@ -4,24 +4,21 @@
         --config configs/soc/soc_swin-t_8xb1-30e_refytvos.py --checkpoint CKPT.pth --out out.mp4
 
 VIDEO_OR_FRAME_DIR: an mp4 (any video OpenCV reads) or a folder of frame images (sorted by name).
-The model runs the config's test pipeline (resize) and data preprocessor through
-``soc_mm.apis.stream_rvos``, clip by clip (``--clip-len`` frames): each clip is painted and written as
-soon as it is segmented (a progress bar counts the frames), so that a long video needs no more memory
-than a short one. Each expression gets a colour; the expressions are written on the frames in their
-colours. ``--link-clips`` follows the chosen object from clip to clip; ``--presence-thr`` leaves the
-frames where it is absent unpainted (docs/long_videos.md).
+A thin command line over ``soc_mm.apis.RVOSInferencer``: the model runs the config's test pipeline
+(resize) and data preprocessor clip by clip (``--clip-len`` frames, ``soc_mm.apis.stream_rvos``): each
+clip is painted and written as soon as it is segmented (a progress bar counts the clips), so that a long
+video needs no more memory than a short one. Each expression gets a colour; the expressions are written on
+the frames in their colours. ``--link-clips`` follows the chosen object from clip to clip; ``--presence-thr`` leaves the
+frames where it is absent unpainted (docs/long_videos.md). ``--out-dir`` also writes the masks as
+Ref-YouTube-VOS PNGs and COCO RLE; ``--backend onnxruntime --checkpoint GRAPH.onnx`` runs a graph of
+``tools/deployment/export_onnx.py`` with ONNX Runtime (docs/deployment.md).
 """
 import argparse
 import os.path as osp
 import time
 
-import cv2
-import numpy as np
-
-from mmengine.utils import ProgressBar
-
-from soc_mm.apis import count_video_frames, init_model, stream_rvos
-from soc_mm.visualization import RVOSVisualizer, check_video_output_path, write_video
+from soc_mm.apis import RVOSInferencer
+from soc_mm.visualization import check_video_output_path
 
 
 def parse_args():
@@ -39,16 +36,11 @@ def parse_args():
     parser.add_argument('--link-clips', action='store_true', help='follow the chosen object from clip to clip')
     parser.add_argument('--presence-thr', type=float, default=None,
                         help='empty mask on the frames where the object\'s score is not above this (default: off)')
+    parser.add_argument('--out-dir', default='', help='also write the masks: OUT_DIR/preds/Annotations/'
+                        '<video>/<exp_id>/<frame>.png (Ref-YouTube-VOS) and OUT_DIR/preds/<video>_rle.json')
+    parser.add_argument('--backend', default='pytorch', choices=['pytorch', 'onnxruntime'],
+                        help='onnxruntime: --checkpoint is a graph of tools/deployment/export_onnx.py')
     return parser.parse_args()
-
-
-def source_fps(video: str, default: float = 10.0) -> float:
-    if osp.isdir(video):
-        return default
-    cap = cv2.VideoCapture(video)
-    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
-    cap.release()
-    return fps if fps and fps > 0 else default
 
 
 def main():
@@ -57,26 +49,15 @@ def main():
         raise FileNotFoundError(f'video not found: {args.video}')
     check_video_output_path(args.out)  # before the (long) inference, not after it
     start = time.time()
-    model = init_model(args.config, args.checkpoint, device=args.device)
-    clips = stream_rvos(model, args.video, args.expressions, clip_len=args.clip_len,
+    inferencer = RVOSInferencer(args.config, args.checkpoint, device=args.device, backend=args.backend)
+    result = inferencer(args.video, args.expressions, out_dir=args.out_dir, no_save_vis=True, out_video=args.out,
+                        clip_len=args.clip_len, fps=args.fps, alpha=args.alpha,
                         link_clips=args.link_clips or None, presence_thr=args.presence_thr)
-    progress = ProgressBar(count_video_frames(args.video) or 0)
-    vis = None
-
-    def painted():
-        nonlocal vis
-        for clip in clips:
-            masks = [r.pred_masks.numpy() for r in clip.results]  # bool [t, H0, W0] each
-            if vis is None:
-                vis = RVOSVisualizer(name='video_demo', alpha=args.alpha,
-                                     font_size=max(12, int(masks[0].shape[1] / 30)))
-            for t, frame in enumerate(clip.frames):  # BGR
-                yield vis.draw_frame(np.ascontiguousarray(frame[..., ::-1]), [m[t] for m in masks], args.expressions)
-                progress.update()
-
-    n = write_video(args.out, painted(), args.fps or source_fps(args.video))
+    n = len(result['predictions'][0]['scores'])
     print(f'\nsegmented {n} frames for {len(args.expressions)} expression(s) in {time.time() - start:.1f}s')
     print(f'wrote {n} frames to {args.out}')
+    for path in result['files'][1:]:
+        print(f'wrote {path}')
 
 
 if __name__ == '__main__':
