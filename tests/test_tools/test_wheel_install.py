@@ -7,7 +7,8 @@ editable install of this checkout, are not run) without resolving dependencies. 
 that environment then: loads every config by name (``_base_`` files and ``custom_imports`` resolved in the
 installed package), inherits one through MMEngine's ``soc_mm::`` syntax, generates a synthetic dataset and a
 tiny text encoder, and runs ``mim train soc_mm`` (a few iterations of the tiny config), ``mim test soc_mm``
-on its checkpoint and ``mim search soc_mm`` (every model of the metafiles listed).
+on its checkpoint, ``RVOSInferencer`` (by config name, with that checkpoint) on a generated clip and
+``mim search soc_mm`` (every model of the metafiles listed).
 """
 import json
 import os
@@ -102,6 +103,23 @@ CHECK_SCRIPT = textwrap.dedent('''
 ''')
 
 
+# Runs in the fresh environment: the inferencer by config name, on a 4-frame array, two expressions.
+INFERENCER_SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    import numpy as np
+    import soc_mm.apis.rvos_inferencer as module
+    from soc_mm.apis import RVOSInferencer
+    inferencer = RVOSInferencer('soc/soc_tiny_synthetic.py', weights=sys.argv[1], device='cpu', show_progress=False)
+    frames = (np.random.RandomState(0).rand(4, 48, 64, 3) * 255).astype(np.uint8)
+    result = inferencer(frames, ['the red circle', 'the blue square'], return_datasamples=True, out_dir='infer',
+                        video_name='clip')
+    pngs = sum(len(files) for _, _, files in os.walk('infer/preds/Annotations'))
+    print('RESULT ' + json.dumps(dict(module=module.__file__, num_predictions=len(result['predictions']),
+                                      mask_shape=list(result['predictions'][0].pred_masks.shape), pngs=pngs,
+                                      files=sorted(os.listdir('infer')))))
+''')
+
+
 @pytest.mark.timeout(900)
 def test_wheel_installs_and_runs_from_another_directory(tmp_path):
     src, dist, venv, work = (tmp_path / d for d in ('src', 'dist', 'venv', 'run'))
@@ -168,6 +186,12 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path):
                '--work-dir', 'work_test'], work, env)
     assert f'Testing command is {python} {osp.join(package, ".mim", "tools", "test.py")} ' in out
     assert 'Iter(test)' in out and 'rvos/J&F' in out and 'Testing finished successfully' in out
+    # RVOSInferencer of the installed package on a generated clip, with the trained tiny model
+    out = run([python, '-c', INFERENCER_SCRIPT, str(checkpoint)], work, env)
+    result = json.loads(out.split('RESULT ', 1)[1].splitlines()[0])
+    assert result['module'] == osp.join(package, 'apis', 'rvos_inferencer.py')
+    assert result['num_predictions'] == 2 and result['mask_shape'] == [4, 48, 64]
+    assert result['pngs'] == 8 and result['files'] == ['preds', 'vis']
     out = run([python, '-m', 'mim', 'search', 'soc_mm'], work, env)
     listed = [line.split('config id: ', 1)[1].strip() for line in out.splitlines() if line.startswith('config id: ')]
     assert listed == metafile_model_names()
