@@ -194,8 +194,11 @@ def stage_flops(model, inputs, samples) -> dict:
         with torch.no_grad():
             by_module = analyzer.by_module()
     get = lambda *names: 2 * sum(by_module.get(f'soc.{n}', 0) for n in names)  # noqa: E731
+    # every sub-module that computes, in one stage; SOC++'s own (absent from SOC: 0): the proxies'
+    # attention (proxy_fusion) and the query fusion
     return OrderedDict([('backbone', get('backbone')), ('neck', get('neck')), ('text', get('text_encoder')),
-                        ('fusion+encoder', get('vlf', 'lvf', 'encoder')), ('decoder+VOC', get('decoder', 'voc')),
+                        ('fusion+encoder', get('vlf', 'lvf', 'proxy_fusion', 'encoder')),
+                        ('decoder+VOC', get('reference_points_fc', 'decoder', 'voc', 'query_fusion')),
                         ('heads', get('spatial_decoder', 'bbox_head'))])
 
 

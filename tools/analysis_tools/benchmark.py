@@ -31,6 +31,11 @@ the ratio holds whatever the machine's drift):
 folder's tokenizer (what the official timing uses), written to a temporary folder.
 ``--bf16``: also time the default path under CPU autocast (bfloat16) and report its largest output
 difference from fp32.
+
+SOC++ (``type='SOCPlusPlus'``) runs the same way: give its config (e.g.
+``configs/soc_plus_plus/_base_/socpp_swin-t.py``) and, for the side-by-side table, the extracted SOC++
+repository as ``--official-repo`` (the harness detects which model that folder holds); the tables then
+name SOC++.
 """
 import argparse
 import os
@@ -231,6 +236,10 @@ def benchmark_training(args, cfg_model):
 
 
 # ---------------------------------------------------------------------- main
+#: the name the tables give a model class (others: the class name)
+MODEL_NAMES = {'SOC': 'SOC', 'SOCPlusPlus': 'SOC++'}
+
+
 def benchmark_inference(args, cfg_options):
     from soc_mm.apis import init_model
     quiet_logs()
@@ -258,7 +267,8 @@ def benchmark_inference(args, cfg_options):
 
     med = lambda xs: float(np.median(xs))  # noqa: E731
     fused = med([w for w, _ in runs['fused']])
-    print(f'\nSOC inference, {T} frames at {args.size[0]}x{args.size[1]}, threads {torch.get_num_threads()}, '
+    name = MODEL_NAMES.get(type(model).__name__, type(model).__name__)
+    print(f'\n{name} inference, {T} frames at {args.size[0]}x{args.size[1]}, threads {torch.get_num_threads()}, '
           f'{args.rounds} round(s) alternating (median), {args.repeat} timed run(s) per path per round')
     print('\nOne expression, seconds per forward (each round):')
     print('| path | s per forward | vs official |')
@@ -267,7 +277,7 @@ def benchmark_inference(args, cfg_options):
     rel = lambda x: f'{base / x:.2f}x' if base else '-'  # noqa: E731
     fmt = lambda xs: ' / '.join(f'{x:.2f}' for x in xs)  # noqa: E731
     if official:
-        print(f'| official SOC (its CPU path) | {fmt(official)} | 1.00x |')
+        print(f'| official {name} (its CPU path) | {fmt(official)} | 1.00x |')
     if runs['reference']:
         ref = med([w for w, _ in runs['reference']])
         print(f'| soc_mm, reference kernels (model.fast_kernels=False) | {fmt([w for w, _ in runs["reference"]])} '
@@ -278,7 +288,7 @@ def benchmark_inference(args, cfg_options):
     print('| path | total s | vs official |')
     print('|---|---|---|')
     if official:
-        print(f'| official SOC: {K} forwards ({K} x its median forward) | {K * base:.2f} | 1.00x |')
+        print(f'| official {name}: {K} forwards ({K} x its median forward) | {K * base:.2f} | 1.00x |')
     rel_k = lambda x: f'{K * base / x:.2f}x' if base else '-'  # noqa: E731
     print(f'| soc_mm: {K} forwards, fused kernels | {per_expr_k:.2f} | {rel_k(per_expr_k)} |')
     for per_batch, wall in schedules.items():
@@ -287,11 +297,13 @@ def benchmark_inference(args, cfg_options):
               f'| {rel_k(wall)} |')
 
     # per-stage: one expression, default path; FLOPs from mmengine.analysis (reference ops), GEMM peak here
-    peak32, peak16 = gemm_peak_gflops(torch.float32), gemm_peak_gflops(torch.bfloat16)
+    # the bf16 peak only with --bf16: without bf16 matrix units a 2048x2048 bf16 product takes about a minute
+    peak32 = gemm_peak_gflops(torch.float32)
+    peak16 = f'{gemm_peak_gflops(torch.bfloat16):.0f} GFLOP/s' if args.bf16 else 'not measured (--bf16)'
     stages = runs['fused'][int(np.argsort([w for w, _ in runs['fused']])[len(runs['fused']) // 2])][1]
     flops = stage_flops(model, inputs, samples) if not args.no_flops else {}
     print(f'\nWhere the time goes (one expression, default path); GEMM peak here: fp32 {peak32:.0f} GFLOP/s, '
-          f'bf16 {peak16:.0f} GFLOP/s (2048x2048 products, {torch.get_num_threads()} threads)')
+          f'bf16 {peak16} (2048x2048 products, {torch.get_num_threads()} threads)')
     print('| stage | s | % of forward | GFLOP | GFLOP/s | % of fp32 GEMM peak |')
     print('|---|---|---|---|---|---|')
     for stage in STAGES:
