@@ -21,6 +21,7 @@ This package sits above :mod:`soc_mm.models`: it imports the models, nothing in
   SOC / SOC++ with the official VOC's batch regrouping quirk, which the harness builds when the quirk mixes
   videos.
 """
+from .batch_pairing_frame_scored_voc import BatchPairingFrameScoredVOC
 from .batch_regroup_soc import BatchRegroupSOC, BatchRegroupSOCPlusPlus
 from .checkpoint import (KEY_RULES, KNOWN_EXTRA_KEYS, OFFICIAL_LAYOUTS, SOCPP_KEY_RULES, OfficialCheckpointError,
                          check_state_dict_against_model, convert_official_key, convert_official_state_dict,
@@ -31,7 +32,7 @@ from .loss_names import OFFICIAL_LOSS_COEFS, OFFICIAL_LOSS_NAMES, to_official_lo
 from .socpp_class_target_head import SOCPlusPlusOfficialHead
 
 __all__ = [
-    'BatchRegroupSOC', 'BatchRegroupSOCPlusPlus', 'SOCPlusPlusOfficialHead', 'KEY_RULES', 'SOCPP_KEY_RULES',
+    'BatchPairingFrameScoredVOC', 'BatchRegroupSOC', 'BatchRegroupSOCPlusPlus', 'SOCPlusPlusOfficialHead', 'KEY_RULES', 'SOCPP_KEY_RULES',
     'OFFICIAL_LAYOUTS',
     'detect_official_layout', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError',
     'check_state_dict_against_model', 'ConversionError', 'convert_official_checkpoint',

@@ -106,6 +106,9 @@ def build_reference_model(fixture_dir: str, batch_regroup: Optional[bool] = None
     # the official VOC mixes videos when B > 1 and T > 1: reproduce it only here
     if (inputs['B'] > 1 and T_out > 1) if batch_regroup is None else batch_regroup:
         cfg['type'] = {'SOC': BatchRegroupSOC, 'SOCPlusPlus': BatchRegroupSOCPlusPlus}[cfg['type']].__name__
+    if cfg['type'] in ('SOCPlusPlus', BatchRegroupSOCPlusPlus.__name__) and inputs['B'] > 1:
+        # SOC++'s text-match pairing runs across the batch in the official code
+        cfg['voc']['type'] = 'BatchPairingFrameScoredVOC'
     cfg.update(cfg_overrides)
     model = MODELS.build(cfg)
     state_dict = convert_official_state_dict(load_fixture_state_dict(fixture_dir, config))

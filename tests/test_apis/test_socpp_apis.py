@@ -1,5 +1,5 @@
 """SOC++ through the user-facing entry points with a config unchanged: ``inference_rvos`` (equal to the
-model's own ``predict``; expressions batched in one forward are a known difference: the xfail test), the
+model's own ``predict``; expressions batched in one forward equal each one alone), the
 web demo (one request through its HTTP API, a server in a subprocess) and
 ``tools/analysis_tools/benchmark.py`` on the SOC++ Swin-T base config (a subprocess, tiny input sizes).
 Tiny random-weight SOC++ (configs/soc_plus_plus/socpp_tiny_synthetic.py) with the fixture text encoder."""
@@ -71,9 +71,6 @@ def test_inference_rvos_equals_predict(socpp_model):
                         inference_rvos(socpp_model, video, EXPRESSIONS, share_clips=False))
 
 
-@pytest.mark.xfail(strict=True, reason='FrameScoredVOC.text_match_score pairs frames and sentences in the '
-                   'official order over the whole batch, so expressions batched in one forward (B > 1) read '
-                   "each other's frame queries; the official evaluation runs one expression at a time")
 def test_inference_rvos_batched_expressions_equal_one_at_a_time(socpp_model):
     """K expressions on one clip (through the text-dependent stages together) give each expression
     what it gets alone. Scores compared relatively (rtol 2e-6; float rounding alone: < 5e-7 here)."""

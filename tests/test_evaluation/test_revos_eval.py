@@ -513,7 +513,6 @@ import torch.distributed as dist
 dist.init_process_group(backend='gloo')
 import soc_mm  # noqa
 from soc_mm.registry import METRICS
-sys.path.insert(0, {here!r})
 from test_revos_eval import _samples, make_revos_split
 rank, world = dist.get_rank(), dist.get_world_size()
 split = make_revos_split({root!r} + f'/rank{{rank}}')  # the same files, one copy per rank
@@ -544,7 +543,7 @@ def test_metric_two_processes_equal_one(tmp_path):
     out = tmp_path / 'dist.json'
     script.write_text(DIST_RUNNER.format(here=HERE, root=root, collect=str(tmp_path / 'collect'), out=str(out)))
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                           str(script)], env=subprocess_env(), cwd=str(tmp_path), capture_output=True, text=True,
+                           str(script)], env=subprocess_env([HERE]), cwd=str(tmp_path), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     dist = json.loads(out.read_text())

@@ -86,11 +86,13 @@ def test_random_walk_refuses_mismatched_shapes():
 
 
 # ------------------------------------------------------------------ FrameScoredVOC
+SMALL_VOC = dict(embed_dims=16, num_heads=2, num_queries=3, num_frame_queries=3, num_encoder_layers=1,
+                 num_decoder_layers=1, feedforward_channels=32)
+
+
 def small_voc(**kwargs) -> FrameScoredVOC:
     torch.manual_seed(0)
-    voc = FrameScoredVOC(**dict(dict(embed_dims=16, num_heads=2, num_queries=3, num_frame_queries=3,
-                                     num_encoder_layers=1, num_decoder_layers=1, feedforward_channels=32),
-                                **kwargs))
+    voc = FrameScoredVOC(**dict(SMALL_VOC, **kwargs))
     voc.init_weights()
     return voc.eval()
 
@@ -128,11 +130,16 @@ def official_pairing(L: int, B: int, T: int) -> dict:
 
 @pytest.mark.parametrize('L, B, T', [(2, 1, 3), (2, 1, 10), (2, 3, 4), (3, 2, 2)])
 def test_text_match_follows_the_official_pairing(L, B, T):
+    """The official batch-wide pairing (soc_mm.official.BatchPairingFrameScoredVOC, the golden comparison);
+    FrameScoredVOC pairs each video with its own frames in the official per-video order, which is the same
+    at batch 1 and, batched, gives every video its score alone."""
+    from soc_mm.official import BatchPairingFrameScoredVOC
     voc = small_voc()
+    official_voc = BatchPairingFrameScoredVOC(**SMALL_VOC)
     g = torch.Generator().manual_seed(L * 10 + B)
     frames = torch.randn(L * B, T, 3, 16, generator=g)  # row l*B + b: layer l, video b
     sentences = torch.randn(B, 16, generator=g)
-    score = voc.text_match_score(frames, sentences.repeat(L, 1), num_layers=L)  # as SOCPlusPlus passes them
+    score = official_voc.text_match_score(frames, sentences.repeat(L, 1), num_layers=L)  # as SOCPlusPlus passes them
     pairing = official_pairing(L, B, T)
     expected = torch.empty(L * B, T)
     for (n, t), (n_src, t_src) in pairing.items():
@@ -143,6 +150,14 @@ def test_text_match_follows_the_official_pairing(L, B, T):
     natural = torch.stack([torch.stack([cos_score(frames[n, t], sentences[n % B]) for t in range(T)])
                            for n in range(L * B)])
     assert not torch.allclose(score[..., 0], natural)
+    # FrameScoredVOC: each video alone through the official rule (batch 1)
+    ours = voc.text_match_score(frames, sentences.repeat(L, 1), num_layers=L)
+    for b in range(B):
+        rows = [l * B + b for l in range(L)]
+        alone = official_voc.text_match_score(frames[rows], sentences[b:b + 1].repeat(L, 1), num_layers=L)
+        torch.testing.assert_close(ours[rows], alone)
+    if B == 1:
+        torch.testing.assert_close(ours, score)
     if (L, B) == (2, 1):  # the fixtures' README: slot (t=1, l=0) holds the score of (t=0, l=1)
         assert pairing[(0, 1)] == (1, 0)
         torch.testing.assert_close(score[0, 1, 0], cos_score(frames[1, 0], sentences[0]))

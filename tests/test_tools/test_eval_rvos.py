@@ -4,6 +4,7 @@ tests/test_evaluation/test_revos_eval.py and test_long_rvos_eval.py) to 1e-9; ``
 the rule counts as notes, ``--only-predicted-frames``, and a benchmark whose evaluator is absent. The MeViS and
 Ref-DAVIS17 paths: tests/test_evaluation/test_mevis_v2_eval.py and test_ref_davis_offline.py."""
 import csv
+import importlib.util
 import json
 import math
 import os.path as osp
@@ -14,7 +15,17 @@ import pytest
 
 from conftest import REPO_ROOT, TESTS_DIR
 
-sys.path.insert(0, osp.join(TESTS_DIR, 'test_evaluation'))  # the official rules of the evaluator tests
+
+
+def _evaluation_tests(name):
+    """tests/test_evaluation/<name>.py (its independent implementation of the official rules and its data),
+    loaded from its file."""
+    spec = importlib.util.spec_from_file_location(f'_eval_rvos_{name}', osp.join(TESTS_DIR, 'test_evaluation',
+                                                                                 f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TOL = 1e-9
 
@@ -34,7 +45,7 @@ def _printed(stdout):
 
 @pytest.fixture(scope='module')
 def revos(tmp_path_factory):
-    import test_revos_eval as rules
+    rules = _evaluation_tests('test_revos_eval')
     root = str(tmp_path_factory.mktemp('revos'))
     data = rules.make_revos_split(root)
     data['pred_dir'] = rules.write_predictions(data, osp.join(root, 'pred'))
@@ -65,7 +76,7 @@ def test_revos(revos, tmp_path):
 
 @pytest.fixture(scope='module')
 def long_rvos(tmp_path_factory):
-    import test_long_rvos_eval as rules
+    rules = _evaluation_tests('test_long_rvos_eval')
     return rules, rules.make_long_rvos_split(str(tmp_path_factory.mktemp('long_rvos')))
 
 

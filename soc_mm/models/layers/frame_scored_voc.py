@@ -77,11 +77,16 @@ class FrameScoredVOC(VOC):
     ``x = f`` at first (every layer attends to the same score-weighted frames). Decoder: as VOC, but
     the initial video queries are ``s + query_content`` (learned) instead of ``s``.
 
-    SOC++'s text-match quirk, reproduced (its checkpoints were trained with it): the official code
-    flattens the frame queries time-major ``(t, l, b)`` and the sentences ``(b, l, t)`` and pairs
-    them row by row, so the score written at (layer l, video b, frame t) is the cosine of frame
-    ``(t', n')`` = ``divmod(b*L*T + l*T + t, L*B)`` with sentence b. Hence ``forward`` needs the
-    number of decoder layers L folded into its batch. With L = 1 and B = 1 the order is the natural one.
+    SOC++'s text-match quirk, reproduced (its checkpoints were trained with it, at batch 1): the
+    official code flattens the frame queries time-major ``(t, l)`` and the sentence ``(l, t)`` and pairs
+    them row by row, so the score written at (layer l, frame t) of a video is the cosine of its frame
+    ``(t', l')`` = ``divmod(l*T + t, L)`` with the sentence. Hence ``forward`` needs the number of
+    decoder layers L folded into its batch. With L = 1 the order is the natural one. The official code
+    applies the same flattening to the whole batch, so with several videos in one forward a video's
+    scores read other videos' frames; here each video is paired with its own frames, so a batch of
+    expressions gives each the scores it gets alone (as the official evaluation, one expression per
+    forward). ``soc_mm.official.BatchPairingFrameScoredVOC`` reproduces the batch-wide pairing for the
+    golden comparison.
 
     Args:
         embed_dims, num_heads, num_queries, num_frame_queries, num_encoder_layers, num_decoder_layers,
@@ -121,15 +126,22 @@ class FrameScoredVOC(VOC):
 
     def text_match_score(self, frame_queries: Tensor, sentence_feat: Tensor, num_layers: int) -> Tensor:
         """frame_queries [N, T, nq, C] (N = L*B, row l*B + b), sentence_feat [N, C] -> [N, T, 1],
-        in SOC++'s pairing (class docstring)."""
+        in SOC++'s pairing within each video (class docstring)."""
         N, T = frame_queries.shape[:2]
         B = N // num_layers
         device = frame_queries.device
         layer = torch.arange(num_layers, device=device).view(-1, 1, 1)
         video = torch.arange(B, device=device).view(1, -1, 1)
         time = torch.arange(T, device=device).view(1, 1, -1)
-        row = (video * num_layers * T + layer * T + time).reshape(N, T)  # the official flat row of each slot
-        frames = frame_queries[row % N, row // N]  # [N, T, nq, C]
+        row = layer * T + time  # [L, 1, T]: the official flat row of (l, t) in a video
+        source = ((row % num_layers) * B + video).reshape(N, T)  # frame queries of layer l' of the same video
+        frames = frame_queries[source, (row // num_layers).expand(-1, B, -1).reshape(N, T)]
+        return self.cosine_score(frames, sentence_feat)
+
+    @staticmethod
+    def cosine_score(frames: Tensor, sentence_feat: Tensor) -> Tensor:
+        """sigmoid of the mean over the frame queries of their cosine with the sentence:
+        frames [N, T, nq, C], sentence_feat [N, C] -> [N, T, 1]."""
         frames = frames / frames.norm(p=2, dim=-1, keepdim=True)
         sentence = sentence_feat / sentence_feat.norm(p=2, dim=-1, keepdim=True)
         return torch.sigmoid((frames * sentence[:, None, None]).sum(-1).mean(-1, keepdim=True))
