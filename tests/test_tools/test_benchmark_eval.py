@@ -75,7 +75,7 @@ def test_tool_side_by_side(tmp_path):
     data_dir, out = str(tmp_path / 'data'), str(tmp_path / 'result.json')
     run = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_eval.py', 'mevis', '--official-script',
                           str(official), '--data-dir', data_dir, '--num-videos', '3', '--num-frames', '4', '--size',
-                          '32', '40', '--workers', '2', '--official-pythonpath', osp.join(TESTS_DIR, 'test_evaluation'),
+                          '32', '40', '--workers', '2', '--official-pythonpath', TESTS_DIR,
                           '--out', out], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     assert '| official | 2 |' in run.stdout and '| ours (eval_rvos.py) | 2 |' in run.stdout
