@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 PIPC   := $(PIP) install -c requirements/constraints.txt
 STAMP  := $(VENV)/.soc_mm_installed
 
-.PHONY: venv test demo demo-mevis web clean-venv
+.PHONY: venv test demo demo-mevis demo-long-video web clean-venv
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ demo: venv
 # tiny SOC on synthetic MeViS: several objects per expression, motion-only expressions, no-target ones
 demo-mevis: venv
 	$(PY) tools/demo/run_mevis_demo.py
+
+# tiny SOC on long synthetic Long-RVOS videos: per-clip vs linked vs linked + absence choice (docs/long_videos.md)
+demo-long-video: venv
+	$(PY) tools/demo/run_long_video_demo.py
 
 # the web page (Gradio) on http://127.0.0.1:7860 serving the `make demo` model; e.g. WEB_ARGS="--port 8000"
 web: venv

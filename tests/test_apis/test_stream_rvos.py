@@ -1,15 +1,12 @@
 """soc_mm.apis.stream_rvos: a video of any length clip by clip (frames read lazily, results yielded at once):
 one clip = the whole-video output, 3 x clip_len frames = three separate clips, the clips concatenated =
 inference_rvos, the linking and absence options, errors."""
-import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from test_inference_api import EXPRESSIONS, config_file, model, smooth_video  # noqa: E402,F401
+from test_inference_api import EXPRESSIONS, config_file, model, smooth_video  # noqa: F401
 
 
 def predict_whole(model, frames, expressions, **changes):

@@ -2,8 +2,6 @@
 over time (``test_cfg.presence_thr``, ``SOCHead.predict_by_feat``): constructed cases where the right answer is
 known, the options off giving SOC's per-clip outputs exactly, and the linking through ``VideoInference`` and the
 test loop."""
-import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -12,8 +10,7 @@ from soc_mm.models.dense_heads import SOCHead
 from soc_mm.models.inference import ClipLinker, RVOSTestOptions, VideoInference, merge_clip_results
 from soc_mm.models.inference.clip_linking import FollowedObject, link_affinity, soft_iou
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from test_video_inference import build_tiny, clones, make_batch  # noqa: E402
+from test_video_inference import build_tiny, clones, make_batch
 
 T, NQ, S = 3, 3, 8  # frames per clip, queries, mask size
 LEFT, RIGHT, NOWHERE = 'left', 'right', 'nowhere'

@@ -1,5 +1,6 @@
 """tools/analysis_tools/benchmark_stream.py on the tiny SOC with small videos: the videos it writes, one child
 process per run, its table and JSON (plumbing; the numbers themselves are not checked)."""
+import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -8,8 +9,9 @@ import sys
 from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'benchmark_stream.py')
-sys.path.insert(0, osp.dirname(TOOL))
-import benchmark_stream  # noqa: E402
+_spec = importlib.util.spec_from_file_location('benchmark_stream', TOOL)  # the tool's helpers, from its file
+benchmark_stream = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark_stream)
 
 
 def test_written_video_has_its_frames(tmp_path):
