@@ -68,7 +68,7 @@ def test_repeated_keys_and_missing_file(tmp_path):
     path = str(tmp_path / 'dup.json')
     with open(path, 'w') as f:
         f.write('{"1": [null], "2": [], "1": [null]}')
-    with pytest.raises(DuplicateKeyError, match='top level has the key "1" more than once'):
+    with pytest.raises(DuplicateKeyError, match='<top level> has the key "1" more than once'):
         index_json_object(path)
     with open(path, 'w') as f:
         f.write('{"1": [{"size": [1, 1], "counts": "1", "counts": "2"}]}')

@@ -159,7 +159,7 @@ def index_json_object(path: str, what: str = 'json file',
                             pos -= shift
                     if key in index:
                         raise DuplicateKeyError(
-                            f'{path}: the object at the top level has the key {json_key(key)} more than once '
+                            f'{path}: the object at <top level> has the key {json_key(key)} more than once '
                             '(json readers keep only the last one, silently dropping the others); every key of '
                             'an annotation file must be unique')
                     index[key] = (reader.byte_offset(start), reader.byte_offset(stop))

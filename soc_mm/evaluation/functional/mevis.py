@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from soc_mm.datasets.mevis import resolve_mevis_meta_file
-from soc_mm.datasets.utils import read_json
+from soc_mm.datasets.utils import DuplicateKeyError, read_json
 from soc_mm.structures.mask import decode_mask
 from .jf import jf_per_frame
 from .lazy_json import LazyJsonObject
@@ -128,6 +128,8 @@ def load_mevis_mask_dict(mask_dict_file: str) -> LazyJsonObject:
         raise FileNotFoundError(f'MeViS mask_dict file {mask_dict_file} not found')
     try:
         return LazyJsonObject(mask_dict_file, 'MeViS mask_dict file {anno_id: [RLE or null per frame]}')
+    except DuplicateKeyError:
+        raise
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(str(error)) from None
 
