@@ -10,7 +10,14 @@ import torch
 import variant_regression_fixture as make_fixture
 
 FIXTURE = make_fixture.DEFAULT_OUT
-ATOL = 1e-6
+# float32 summation order differs between CPUs (AVX2 vs AVX-512 kernels): 1e-5 of each tensor's largest
+# magnitude (the golden comparison allows 1e-4); a changed model moves these by orders of magnitude more
+RTOL_OF_MAX = 1e-5
+
+
+def assert_same(value, saved, what):
+    tol = RTOL_OF_MAX * max(1.0, saved.abs().max().item())
+    torch.testing.assert_close(value, saved, rtol=0, atol=tol, msg=f'{what} (tolerance {tol:.2e})')
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +45,7 @@ def test_saved_state_dict_loads_strictly_and_reproduces_the_outputs(fixture, nam
     losses, tensors = make_fixture.run(model, fixture['clips'])
     assert losses.keys() == saved['losses'].keys()
     for key, value in saved['losses'].items():
-        torch.testing.assert_close(losses[key], value, rtol=0, atol=ATOL, msg=f'{name}: {key}')
+        assert_same(losses[key], value, f'{name}: {key}')
     assert tensors.keys() == saved['tensors'].keys()
     for key, value in saved['tensors'].items():
-        torch.testing.assert_close(tensors[key], value, rtol=0, atol=ATOL, msg=f'{name}: {key}')
+        assert_same(tensors[key], value, f'{name}: {key}')
