@@ -91,8 +91,12 @@ def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np
         with_f: compute F (the boundary measure; J, tIoU and vIoU do not need it).
 
     Returns:
-        per expression ``{'J', 'F', 'J&F', 'tIoU', 'vIoU', 'id_switches', 'frames_on_other'}`` (F and J&F NaN
-        without ``with_f``; ``frames_on_other``: frames whose prediction takes the identity of another object).
+        per expression ``{'J', 'F', 'J&F', 'tIoU', 'vIoU', 'id_switches', 'id_switches_at_boundaries',
+        'frames_on_other', 'false_positive_frames'}`` (F and J&F NaN without ``with_f``;
+        ``id_switches_at_boundaries``: the switches between frames of different clips, which the choice of
+        the object can change -- the others happen inside a clip, where one query is followed;
+        ``frames_on_other``: frames whose prediction takes the identity of another object;
+        ``false_positive_frames``: frames with a mask where the object is absent).
     """
     inference = VideoInference(model, options)
     linker = ClipLinker(options) if options.link_clips else None
@@ -120,9 +124,16 @@ def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np
         scores = scores_from_frames(np.concatenate(j[n]), np.concatenate(f[n]), np.concatenate(gt_present[n]),
                                     np.concatenate(pred_present[n]))
         ids = np.concatenate(identities[n])
+        clip_of_frame = np.concatenate([np.full(len(x), c) for c, x in enumerate(identities[n])])
+        known = np.flatnonzero(ids >= 0)
+        changes = known[1:][ids[known[1:]] != ids[known[:-1]]]  # frames where the identity changed
+        previous = known[:-1][ids[known[1:]] != ids[known[:-1]]]
         rows.append(dict(scores, **{'J&F': (scores['J'] + scores['F']) / 2},
                          id_switches=count_identity_switches(ids.tolist()),
-                         frames_on_other=int(((ids >= 0) & (ids != referred[n])).sum())))
+                         id_switches_at_boundaries=int((clip_of_frame[changes] != clip_of_frame[previous]).sum()),
+                         frames_on_other=int(((ids >= 0) & (ids != referred[n])).sum()),
+                         false_positive_frames=int((np.concatenate(pred_present[n])
+                                                    & ~np.concatenate(gt_present[n])).sum())))
     return rows
 
 
@@ -168,7 +179,8 @@ def summary(rows: Sequence[dict]) -> Dict[str, float]:
     out['J&F'] = (out['J'] + out['F']) / 2
     out['id_switches'] = int(sum(r['id_switches'] for r in rows))
     out['id_switches_per_expression'] = out['id_switches'] / max(1, len(rows))
-    out['frames_on_other'] = int(sum(r['frames_on_other'] for r in rows))
+    for key in ('id_switches_at_boundaries', 'frames_on_other', 'false_positive_frames'):
+        out[key] = int(sum(r[key] for r in rows))
     out['expressions'] = len(rows)
     return out
 
@@ -179,6 +191,42 @@ def per_video(rows: Sequence[dict]) -> Dict[str, dict]:
     for row in rows:
         videos.setdefault(row['video'], []).append(row)
     return {video: summary(video_rows) for video, video_rows in videos.items()}
+
+
+def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
+    """How well the frame score of each clip's top-1 query tells the frames where the referred object is present
+    from those where it is absent (what ``presence_thr`` thresholds): the AUC (probability that a present frame
+    scores above an absent one, ties half), the mean score of both, the standard deviation of the score inside a
+    clip and that of the clips' mean scores (mean over expressions and clips)."""
+    present, absent, within, between = [], [], [], []
+    for video in runs.videos:
+        for n, ref in enumerate(video['referred']):
+            start, means = 0, []
+            gt = video['objects'][ref].reshape(video['num_frames'], -1).any(1) if ref >= 0 else None
+            for candidates, _ in video['clips']:
+                prob = candidates['cls'][n].float().sigmoid().max(-1)[0]  # [T, nq]
+                q = int(prob.mean(0).argmax())
+                scores = prob[:, q].numpy()
+                if gt is not None:
+                    there = gt[start:start + len(scores)]
+                    present += scores[there].tolist()
+                    absent += scores[~there].tolist()
+                within.append(float(scores.std()))
+                means.append(float(scores.mean()))
+                start += len(scores)
+            between.append(float(np.std(means)))
+    present_arr, absent_arr = np.sort(np.asarray(present)), np.asarray(absent)
+    if len(present_arr) and len(absent_arr):
+        below = np.searchsorted(present_arr, absent_arr, side='left')  # present frames scoring below each absent
+        ties = np.searchsorted(present_arr, absent_arr, side='right') - below
+        above = (len(present_arr) - below - ties).sum()
+        auc = float((above + 0.5 * ties.sum()) / (len(present_arr) * len(absent_arr)))
+    else:
+        auc = float('nan')
+    return dict(auc=auc, present_frames=len(present_arr), absent_frames=len(absent_arr),
+                mean_present=float(np.mean(present_arr)) if len(present_arr) else float('nan'),
+                mean_absent=float(np.mean(absent_arr)) if len(absent_arr) else float('nan'),
+                std_within_clip=float(np.mean(within)), std_between_clips=float(np.mean(between)))
 
 
 def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs: Sequence[float] = PRESENCE_THRS,
@@ -199,16 +247,19 @@ def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs:
 def results_table(summaries: Dict[str, dict], presence_thr: float, link_margin: float) -> str:
     """The markdown table of the three modes (``summary`` each) with the differences to per-clip."""
     base = summaries['per-clip']
-    lines = ['| held-out long videos | expressions | J&F | tIoU | vIoU | identity switches | frames on another object |',
-             '|---|---|---|---|---|---|---|']
+    lines = ['| held-out long videos | expressions | J&F | tIoU | vIoU | identity switches (at clip boundaries) | '
+             'frames on another object | frames painted where the object is absent |',
+             '|---|---|---|---|---|---|---|---|']
     for mode in MODES:
         s = summaries[mode]
         name = mode if mode == 'per-clip' else f'{mode} (margin {link_margin:g}' + (
             f', presence_thr {presence_thr:g})' if 'absence' in mode else ')')
         diff = '' if mode == 'per-clip' else f" ({s['vIoU'] - base['vIoU']:+.3f})"
         tdiff = '' if mode == 'per-clip' else f" ({s['tIoU'] - base['tIoU']:+.3f})"
-        lines.append(f"| {name} | {s['expressions']} | {s['J&F']:.3f} | {s['tIoU']:.3f}{tdiff} | {s['vIoU']:.3f}{diff} | "
-                     f"{s['id_switches']} | {s['frames_on_other']} |")
+        lines.append(f"| {name} | {s['expressions']} | {s['J&F']:.3f} | {s['tIoU']:.3f}{tdiff} | "
+                     f"{s['vIoU']:.3f}{diff} | {s['id_switches']} ({s['id_switches_at_boundaries']}) | "
+                     f"{s['frames_on_other']} | "
+                     f"{s['false_positive_frames']} |")
     return '\n'.join(lines)
 
 

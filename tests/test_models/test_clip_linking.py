@@ -30,11 +30,12 @@ def region(where):
 
 
 def clip(*queries):
-    """Head outputs of one clip from (place, per-frame probabilities [T], embedding) per query ->
-    cls [T, nq, 1], masks [T, nq, S, S], query_feats [nq, C]."""
+    """Head outputs of one clip from (place or one place per frame, per-frame probabilities [T], embedding) per
+    query -> cls [T, nq, 1], masks [T, nq, S, S], query_feats [nq, C]."""
     probs = torch.tensor([list(q[1]) for q in queries]).T  # [T, nq]
     cls = torch.logit(probs)[..., None]
-    masks = torch.stack([region(q[0]) for q in queries])[None].expand(T, -1, -1, -1).clone()
+    places = [[q[0]] * T if isinstance(q[0], str) else list(q[0]) for q in queries]
+    masks = torch.stack([torch.stack([region(places[i][t]) for i in range(len(queries))]) for t in range(T)])
     return cls, masks, torch.stack([q[2] for q in queries])
 
 
@@ -62,15 +63,31 @@ def test_the_followed_object_is_kept_across_a_boundary_unless_clearly_beaten():
 
 
 def test_an_object_unseen_at_the_boundary_is_matched_by_its_embedding():
-    """A leaves the view on the last frame of clip 1 (frame score 0.1 < 0.5); in clip 2 a candidate with A's
-    embedding appears elsewhere: it is followed; the previous position (now taken by B) is not."""
+    """A leaves the view on the last frame of clip 1 (its mask is empty there); in clip 2 a candidate with A's
+    embedding appears elsewhere: it is followed; the previous position (now taken by B) is not. With
+    presence_thr, a frame whose score is not above it does not count as seen either."""
     a, b = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
     linker = ClipLinker(top1())
-    linker.select(0, *clip((LEFT, [0.9, 0.9, 0.1], a), (RIGHT, [0.6] * 3, b), (NOWHERE, [0.05] * 3, OTHER)))
+    linker.select(0, *clip(([LEFT, LEFT, NOWHERE], [0.9] * 3, a), (RIGHT, [0.6] * 3, b),
+                           (NOWHERE, [0.05] * 3, OTHER)))
     memory = linker.followed[0][0]
     assert not memory.seen_at_end and torch.equal(memory.mask, region(LEFT).sigmoid())  # frame 1: last seen
     second = clip((LEFT, [0.7] * 3, b), (RIGHT, [0.6] * 3, a), (NOWHERE, [0.05] * 3, OTHER))
     assert linker.select(0, *second).tolist() == [1]
+    scored = ClipLinker(top1(presence_thr=0.5))
+    scored.select(0, *clip((LEFT, [0.9, 0.9, 0.1], a), (RIGHT, [0.6] * 3, b), (NOWHERE, [0.05] * 3, OTHER)))
+    assert not scored.followed[0][0].seen_at_end
+    assert scored.select(0, *second).tolist() == [1]
+
+
+def test_duplicate_queries_of_the_followed_object_give_the_best_scoring_one():
+    """Two queries of clip 2 segment A (the followed object: queries 0 and 2, IoU 1 with its last mask), B is
+    query 1: the best-scoring of A's queries continues it, not the first one."""
+    linker = ClipLinker(top1(link_margin=0.3))
+    linker.select(0, *clip((LEFT, [0.8] * 3, LOOK_ALIKE), (RIGHT, [0.6] * 3, LOOK_ALIKE_2),
+                           (NOWHERE, [0.05] * 3, OTHER)))
+    second = clip((LEFT, [0.3] * 3, LOOK_ALIKE), (RIGHT, [0.7] * 3, LOOK_ALIKE_2), (LEFT, [0.5] * 3, LOOK_ALIKE))
+    assert linker.select(0, *second).tolist() == [2]  # A's best query (0.5), B (0.7) within the margin
 
 
 def test_an_object_unseen_in_a_whole_clip_keeps_its_memory():
@@ -107,11 +124,15 @@ def test_affinity_and_soft_iou():
     assert iou[0] == pytest.approx(1.0) and iou[1] < 0.01
     # a smaller mask of candidates is resized to the remembered one
     assert soft_iou(left, left[None, ::2, ::2]).item() > 0.7 > 0.1 > soft_iou(left, right[None, ::2, ::2]).item()
+    scores = torch.tensor([0.9, 0.2])
     followed = FollowedObject(query_feat=LOOK_ALIKE, mask=left, seen_at_end=True)
-    aff = link_affinity(followed, torch.stack([right, left]), torch.stack([LOOK_ALIKE, LOOK_ALIKE_2]))
-    assert aff[1] > 1.0 > 0.2 > aff[0]  # IoU decides between look-alikes
+    aff = link_affinity(followed, torch.stack([right, left]), torch.stack([LOOK_ALIKE, LOOK_ALIKE_2]), scores)
+    assert aff[1] == pytest.approx(1.2) and aff[0] < 0.01  # the mask decides between look-alikes, not the score
+    # nothing overlaps the remembered mask: the embeddings decide
+    aff = link_affinity(followed, torch.stack([right, right]), torch.stack([LOOK_ALIKE, OTHER]), scores)
+    assert aff[0] == pytest.approx(1.0) and aff[1] == pytest.approx(0.5)
     unseen = FollowedObject(query_feat=LOOK_ALIKE, mask=left, seen_at_end=False)
-    aff = link_affinity(unseen, torch.stack([right, left]), torch.stack([LOOK_ALIKE, OTHER]))
+    aff = link_affinity(unseen, torch.stack([right, left]), torch.stack([LOOK_ALIKE, OTHER]), scores)
     assert aff[0] == pytest.approx(1.0) and aff[1] == pytest.approx(0.5)  # embeddings only
 
 

@@ -50,7 +50,8 @@ def test_config_is_the_mevis_demo_model_on_long_rvos():
     mevis_model['text_encoder'].pop('model_path')
     assert model == mevis_model
     train = cfg.train_dataloader.dataset
-    assert (train.type, train.split, train.num_frames, train.frame_sampling) == ('LongRVOSDataset', 'train', 6, 'random')
+    assert (train.type, train.split, train.num_frames, train.frame_sampling) == \
+        ('LongRVOSDataset', 'train', 6, 'random')
     assert [t['type'] for t in train.pipeline] == ['LoadRVOSFrames', 'LoadLongRVOSMasks', 'RVOSRandomFlip',
                                                    'PackRVOSInputs']
     assert cfg.test_dataloader.dataset.type == 'LongRVOSDataset' and cfg.test_evaluator[0]['type'] == 'LongRVOSMetric'
@@ -89,7 +90,16 @@ def test_scores_from_one_run_equal_stream_rvos_per_rule(tiny_split):
                                           pred.reshape(10, -1).any(1))
             for key in ('J', 'tIoU', 'vIoU'):
                 assert row[key] == pytest.approx(expected[key], abs=1e-12), (mode, n, key)
-            assert row['id_switches'] == count_identity_switches(frame_identities(pred, video['objects']).tolist())
+            ids = frame_identities(pred, video['objects'])
+            assert row['id_switches'] == count_identity_switches(ids.tolist())
+            known = [(t, i) for t, i in enumerate(ids.tolist()) if i >= 0]
+            assert row['id_switches_at_boundaries'] == sum(i != j and t // 4 != u // 4 for (u, j), (t, i) in
+                                                           zip(known, known[1:]))
+            painted_absent = pred.reshape(10, -1).any(1) & ~gt.reshape(10, -1).any(1)
+            assert row['false_positive_frames'] == int(painted_absent.sum())
+    separation = lvd.frame_score_separation(runs)
+    assert 0 <= separation['auc'] <= 1 and separation['present_frames'] + separation['absent_frames'] == \
+        10 * len(video['expressions'])
     assert lvd.mode_options(base, 'linked + absence', 0.3, 0.1).presence_thr == 0.3
     with pytest.raises(ValueError, match='unknown mode'):
         lvd.mode_options(base, 'linked+absence', 0.3, 0.1)
@@ -97,17 +107,17 @@ def test_scores_from_one_run_equal_stream_rvos_per_rule(tiny_split):
 
 def test_targets_and_tables():
     from soc_mm.apis import long_video_demo as lvd
-    rows = {'per-clip': [dict(J=0.5, F=0.5, tIoU=0.7, vIoU=0.4, id_switches=4, frames_on_other=9, video='v')],
-            'linked': [dict(J=0.6, F=0.6, tIoU=0.7, vIoU=0.5, id_switches=2, frames_on_other=3, video='v')],
-            'linked + absence': [dict(J=0.7, F=0.7, tIoU=0.85, vIoU=0.55, id_switches=2, frames_on_other=1,
-                                      video='v')]}
+    extra = dict(id_switches_at_boundaries=1, false_positive_frames=5, video='v')
+    rows = {'per-clip': [dict(J=0.5, F=0.5, tIoU=0.7, vIoU=0.4, id_switches=4, frames_on_other=9, **extra)],
+            'linked': [dict(J=0.6, F=0.6, tIoU=0.7, vIoU=0.5, id_switches=2, frames_on_other=3, **extra)],
+            'linked + absence': [dict(J=0.7, F=0.7, tIoU=0.85, vIoU=0.55, id_switches=2, frames_on_other=1, **extra)]}
     summaries = {mode: lvd.summary(r) for mode, r in rows.items()}
     assert lvd.evaluate_targets(summaries) == {'vIoU +0.10': True, 'tIoU +0.10': True, 'identity switches / 2': True}
     summaries['linked + absence']['id_switches'] = 3
     assert not lvd.evaluate_targets(summaries)['identity switches / 2']
     table = lvd.results_table(summaries, 0.4, 0.2)
-    assert '| linked + absence (margin 0.2, presence_thr 0.4) | 1 | 0.700 | 0.850 (+0.150) | 0.550 (+0.150) | 3 | 1 |' \
-        in table
+    assert ('| linked + absence (margin 0.2, presence_thr 0.4) | 1 | 0.700 | 0.850 (+0.150) | 0.550 (+0.150) | '
+            '3 (1) | 1 | 5 |') in table
     assert '| v | 0.500 / 0.700 / 0.400 / 4 |' in lvd.per_video_table({m: lvd.per_video(r) for m, r in rows.items()})
 
 
@@ -119,9 +129,11 @@ def test_recipe_runs_end_to_end(tmp_path):
                            '--num-frames', '12', '--size', '48', '48', '--max-iters', '2', '--procs', '1',
                            '--clip-len', '4'], capture_output=True, text=True, env=subprocess_env(), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert '| held-out long videos | expressions | J&F | tIoU | vIoU | identity switches |' in proc.stdout
+    assert '| held-out long videos | expressions | J&F | tIoU | vIoU | identity switches (at clip boundaries) |' \
+        in proc.stdout
     results = json.loads((work / 'results.json').read_text())
     assert set(results['summaries']) == {'per-clip', 'linked', 'linked + absence'}
     assert results['clip_len'] == 4 and len(results['calibration_grid']) == 28
+    assert set(results['frame_score_separation']) >= {'auc', 'std_within_clip', 'std_between_clips'}
     assert set(results['targets']) == {'vIoU +0.10', 'tIoU +0.10', 'identity switches / 2'}
     assert (work / 'per_expression.json').is_file() and (work / 'results.md').is_file()

@@ -108,7 +108,11 @@ def main(argv=None):
     heldout = lvd.SplitRuns(model, osp.join(data_root, 'valid'), clip_len)
     model_s = time.perf_counter() - t0
     presence_thr, link_margin, grid = lvd.choose_options(model, calib, base)
-    print(f'chosen on the calibration split: presence_thr {presence_thr}, link_margin {link_margin}', flush=True)
+    separation = lvd.frame_score_separation(calib)
+    print(f'chosen on the calibration split: presence_thr {presence_thr}, link_margin {link_margin}; the top-1 '
+          f"query's frame score tells present from absent frames with AUC {separation['auc']:.3f} (std "
+          f"{separation['std_within_clip']:.3f} inside a clip, {separation['std_between_clips']:.3f} between clips)",
+          flush=True)
 
     step('5/6 per-clip vs linked vs linked + absence on the held-out videos')
     rows, summaries, videos = {}, {}, {}
@@ -125,11 +129,17 @@ def main(argv=None):
     timing = (f"Training: {train_info['max_iters']} iterations in {train_info['train_s'] / 60:.1f} min "
               f"({train_info['procs']} process(es)); model over {len(calib.videos)} calibration + "
               f"{len(heldout.videos)} held-out videos and scoring: {eval_s / 60:.1f} min (model {model_s / 60:.1f}).")
-    text = table + '\n\n' + verdict + '\n\n' + timing + '\n\nPer video:\n\n' + lvd.per_video_table(videos)
+    presence = (f"Presence from the frame score (calibration split): AUC {separation['auc']:.3f} (present "
+                f"{separation['mean_present']:.3f}, absent {separation['mean_absent']:.3f} on average); standard "
+                f"deviation {separation['std_within_clip']:.4f} inside a clip, {separation['std_between_clips']:.4f} "
+                'between the clips of an expression.')
+    text = (table + '\n\n' + verdict + '\n\n' + presence + '\n\n' + timing + '\n\nPer video:\n\n'
+            + lvd.per_video_table(videos))
     print('\n' + text, flush=True)
     runner.write_results(text, '', dict(
         summaries=summaries, per_video=videos, rows=rows, presence_thr=presence_thr, link_margin=link_margin,
-        calibration_grid=grid, clip_len=clip_len, train=train_info, checkpoint=checkpoint, targets=met,
+        calibration_grid=grid, frame_score_separation=separation, clip_len=clip_len, train=train_info,
+        checkpoint=checkpoint, targets=met,
         targets_met=all(met.values()), eval_s=eval_s))
     with open(osp.join(work_dir, 'per_expression.json'), 'w') as f:
         json.dump(rows, f)

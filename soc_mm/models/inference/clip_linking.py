@@ -6,12 +6,15 @@ look-alike at a clip boundary, e.g. when the expression's distinguishing cue is 
 clips. ``ClipLinker`` follows the objects chosen in one clip into the next one:
 
 1. **match**: every followed object remembers its mask probabilities on the last frame where it was
-   seen (its frame score above ``presence_thr``, or 0.5 when absence is off) and its query embedding
+   seen -- where its output mask is not empty (the mask probability above 0.5 somewhere; with
+   ``presence_thr`` also its frame score above it): what was painted -- and its query embedding
    (``SOCHead.predict_candidates``: the output layer's hidden state averaged over the clip's frames).
-   In the next clip its candidate is the query whose first-frame mask overlaps that mask most (soft
-   IoU, the embedding's cosine similarity breaking near-ties) when the object was seen on the previous
-   clip's last frame (objects move little from one frame to the next), else the query whose embedding
-   is closest (the object left the view; look-alikes then tie and the clip scores decide);
+   When the object was seen on the previous clip's last frame (objects move little from one frame to
+   the next), its candidates in the next clip are the queries whose first-frame masks overlap that mask
+   (soft IoU at least ``SAME_OBJECT_SHARE`` of the best overlap, which must reach ``MIN_LINK_IOU``):
+   several queries often segment one object, and the one of them with the best clip score continues it.
+   Otherwise (the object left the view, or no query overlaps it any more) its candidate is the query
+   whose embedding is closest (cosine; look-alikes then tie and the clip scores decide);
 2. **keep unless clearly stronger**: top-1 keeps the followed object's candidate unless the clip's best
    query scores more than ``link_margin`` above it (clip score: the time-averaged class probability,
    what ``select_objects`` ranks); threshold selection keeps every followed object whose candidate's
@@ -31,11 +34,11 @@ from torch import Tensor
 
 from .test_options import RVOSTestOptions
 
-#: a followed object counts as seen on a frame where its frame score is above this when
-#: ``test_cfg.presence_thr`` is None (absence off)
-SEEN_THR = 0.5
-#: weight of the embedding's cosine similarity (mapped to [0, 1]) beside the mask IoU: a tie-break
-EMBEDDING_TIE_BREAK = 0.1
+#: the first-frame masks whose soft IoU with the followed object's last mask is at least this share of the
+#: best one show the same object (several queries often segment one object)
+SAME_OBJECT_SHARE = 0.5
+#: below this best soft IoU no query continues the followed object: matched by its embedding instead
+MIN_LINK_IOU = 0.1
 
 
 @dataclass
@@ -64,23 +67,30 @@ def soft_iou(mask: Tensor, candidates: Tensor, eps: float = 1e-6) -> Tensor:
     return inter / union.clamp(min=eps)
 
 
-def link_affinity(followed: FollowedObject, first_masks: Tensor, query_feats: Tensor) -> Tensor:
-    """How well each candidate of the new clip continues ``followed``.
+def link_affinity(followed: FollowedObject, first_masks: Tensor, query_feats: Tensor,
+                  video_scores: Tensor) -> Tensor:
+    """How well each candidate of the new clip continues ``followed``: the largest value is its candidate.
 
     Args:
         followed (FollowedObject): the object chosen so far.
         first_masks (Tensor): [nq, h, w] the candidates' mask probabilities on the clip's first frame.
         query_feats (Tensor): [nq, C] the candidates' query embeddings.
+        video_scores (Tensor): [nq] the candidates' clip scores (time-averaged class probabilities).
 
     Returns:
-        Tensor: [nq] soft IoU + ``EMBEDDING_TIE_BREAK`` x (cosine + 1) / 2 when the object was seen on
-        the previous clip's last frame, else (cosine + 1) / 2.
+        Tensor: [nq]. When the object was seen on the previous clip's last frame and some first-frame mask
+        overlaps its mask (soft IoU >= ``MIN_LINK_IOU``): 1 + clip score for the queries of the same object
+        (IoU >= ``SAME_OBJECT_SHARE`` x the best IoU), their IoU (< 1) for the others. Otherwise the
+        embedding's cosine similarity mapped to [0, 1].
     """
-    cosine = F.cosine_similarity(followed.query_feat[None].float(), query_feats.float(), dim=-1)
-    similarity = (cosine + 1) / 2
     if followed.seen_at_end and followed.mask is not None:
-        return soft_iou(followed.mask.float(), first_masks.float()) + EMBEDDING_TIE_BREAK * similarity
-    return similarity
+        iou = soft_iou(followed.mask.float(), first_masks.float())
+        best = float(iou.max())
+        if best >= MIN_LINK_IOU:
+            same = iou >= SAME_OBJECT_SHARE * best
+            return torch.where(same, 1 + video_scores.float(), iou)
+    cosine = F.cosine_similarity(followed.query_feat[None].float(), query_feats.float(), dim=-1)
+    return (cosine + 1) / 2
 
 
 class ClipLinker:
@@ -93,7 +103,6 @@ class ClipLinker:
 
     def __init__(self, options: RVOSTestOptions) -> None:
         self.options = options
-        self.seen_thr = SEEN_THR if options.presence_thr is None else options.presence_thr
         self.followed: Dict[int, List[FollowedObject]] = {}
 
     def select(self, sample: int, cls: Tensor, masks: Tensor, query_feats: Tensor) -> Tensor:
@@ -121,7 +130,7 @@ class ClipLinker:
         if not followed:
             chosen = own
         else:
-            candidates = self._match(followed, masks[0].float().sigmoid(), query_feats)
+            candidates = self._match(followed, masks[0].float().sigmoid(), query_feats, video_scores)
             if options.object_selection == 'top1':
                 linked, best = candidates[0], int(own[0])
                 strongest = best if float(video_scores[best] - video_scores[linked]) > options.link_margin else linked
@@ -138,10 +147,11 @@ class ClipLinker:
         return chosen
 
     @staticmethod
-    def _match(followed: List[FollowedObject], first_masks: Tensor, query_feats: Tensor) -> List[int]:
-        """One distinct candidate per followed object (greedy on the affinity, highest pair first), in
+    def _match(followed: List[FollowedObject], first_masks: Tensor, query_feats: Tensor,
+               video_scores: Tensor) -> List[int]:
+        """One distinct candidate per followed object (greedy on ``link_affinity``, highest pair first), in
         the order of ``followed`` (m followed objects <= nq queries)."""
-        affinity = torch.stack([link_affinity(f, first_masks, query_feats) for f in followed])  # [m, nq]
+        affinity = torch.stack([link_affinity(f, first_masks, query_feats, video_scores) for f in followed])
         matched: Dict[int, int] = {}
         used = set()
         for flat in affinity.flatten().argsort(descending=True, stable=True).tolist():
@@ -157,11 +167,15 @@ class ClipLinker:
     def _remember(self, sample: int, chosen: Tensor, previous: Dict[int, FollowedObject], frame_scores: Tensor,
                   masks: Tensor, query_feats: Tensor) -> None:
         """The chosen objects become the followed ones: their embedding and their mask on the last frame
-        where they are seen in this clip; an object unseen in the whole clip keeps what was remembered
-        of the followed object its query continues (``previous``: candidate query -> followed object)."""
+        where they are seen in this clip (their output mask is not empty there); an object unseen in the
+        whole clip keeps what was remembered of the followed object its query continues (``previous``:
+        candidate query -> followed object)."""
+        painted = (masks.float() > 0).flatten(2).any(2)  # [T, nq]: mask probability above 0.5 somewhere
+        if self.options.presence_thr is not None:
+            painted &= frame_scores > self.options.presence_thr
         memory = []
         for q in chosen.tolist():
-            seen = (frame_scores[:, q] > self.seen_thr).nonzero().flatten()
+            seen = painted[:, q].nonzero().flatten()
             if len(seen):
                 last = int(seen[-1])
                 memory.append(FollowedObject(query_feat=query_feats[q].detach().float().clone(),
