@@ -7,6 +7,8 @@ imported by name from the tests beside them."""
 import json
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -72,6 +74,16 @@ def subprocess_env(extra_pythonpath=()):
     env['PYTHONPATH'] = os.pathsep.join(paths)
     env.setdefault('OMP_NUM_THREADS', '1')
     return env
+
+
+def run_python(code, *args, timeout=300, check=True):
+    """``python -c code args...`` in a child process (``subprocess_env``), its output captured as text. With
+    ``check`` a non-zero exit fails the test with the end of its stderr; returns the CompletedProcess."""
+    proc = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 @pytest.fixture(scope='session')

@@ -1,12 +1,10 @@
 """BatchRegroupSOC (soc_mm/official/batch_regroup_soc.py): the official VOC batch regrouping, only where the
 golden comparison asks for it; SOC clusters each video on its own."""
 import os.path as osp
-import subprocess
-import sys
 
 import torch
 
-from conftest import FIXTURE_ROOT, MAIN_VARIANT, load_fixture, subprocess_env
+from conftest import FIXTURE_ROOT, MAIN_VARIANT, load_fixture, run_python
 import soc_mm  # noqa: F401  (shims + registries)
 from soc_mm.models.detectors import SOC
 from soc_mm.official import BatchRegroupSOC
@@ -48,6 +46,4 @@ def test_library_does_not_register_it():
             "assert 'soc_mm.official' not in sys.modules, 'soc_mm imports soc_mm.official'; "
             "assert 'BatchRegroupSOC' not in MODELS.module_dict; "
             "import soc_mm.official; assert 'BatchRegroupSOC' in MODELS.module_dict")
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_python(code)

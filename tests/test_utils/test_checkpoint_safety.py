@@ -24,7 +24,7 @@ import torch
 
 import malicious_checkpoints as corpus
 import soc_mm  # noqa: F401  (allow-lists MMEngine's checkpoint types, as for any importer)
-from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env, tools_test_args, tools_train_args
+from conftest import REPO_ROOT, TEXT_ENCODER_DIR, run_python, subprocess_env, tools_test_args, tools_train_args
 from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
 from soc_mm.official.convert import ConversionError, convert_official_checkpoint
 from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
@@ -74,9 +74,7 @@ def test_corpus_is_potent(tmp_path):
         '        effects.append(os.path.basename(path))\n'
         'print("RAN", sorted(effects))\n'
         'print("PLANTED", corpus.planted_globals())\n')
-    proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(code, tmp_path, timeout=120)
     ran = eval(proc.stdout.split('RAN ', 1)[1].splitlines()[0])  # noqa: S307 (our own printed list)
     planted = proc.stdout.split('PLANTED ', 1)[1]
     runners = [n for n in corpus.PAYLOADS if n not in corpus.PROBES and 'history_buffer' not in n]
@@ -144,9 +142,7 @@ def test_import_leaves_mmengine_checkpoint_loaders_as_they_were():
             'import soc_mm, soc_mm.models, soc_mm.apis\n'
             'after = dict(CheckpointLoader._schemes)\n'
             'print("SAME", before.keys() == after.keys() and all(before[k] is after[k] for k in before))\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(code, timeout=120)
     assert 'SAME True' in proc.stdout
 
 
@@ -640,9 +636,7 @@ def test_mmengine_checkpoint_loads_in_a_fresh_process(tmp_path):
     code = ('import sys\nfrom soc_mm.utils.checkpoint import safe_load_local\n'
             'ckpt = safe_load_local(sys.argv[1])\n'
             'print("MEAN", ckpt["message_hub"]["log_scalars"]["train/loss"].mean())\n')
-    proc = subprocess.run([sys.executable, '-c', code, path], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(code, path, timeout=120)
     assert 'MEAN 2.333' in proc.stdout
 
 

@@ -1,21 +1,17 @@
 """The stack shims (soc_mm.utils.compat) are applied by the package import alone, whichever soc_mm module
 is imported first."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import run_python
 
 
 def test_backbone_module_imported_first_gets_the_shims():
     # the backbone imports mmaction.models, which the mmaction2 1.2.0 wheel cannot import unpatched
     code = ('import soc_mm.models.backbones.video_swin as m\n'
             'print(m.VideoSwinTransformer.__mro__[1].__module__)')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(code)
     assert proc.stdout.split()[-1] == 'mmaction.models.backbones.swin'
 
 
@@ -30,9 +26,7 @@ def test_mmaction_models_imported_before_soc_mm():
             'import mmaction.models\n'
             'from soc_mm.models.backbones.video_swin import VideoSwinTransformer\n'
             'print("recovered", VideoSwinTransformer.__mro__[1].__module__)\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(code)
     lines = proc.stdout.splitlines()
     assert lines[-1] == 'recovered mmaction.models.backbones.swin'
     if len(lines) == 2:  # the wheel without the drn folder (a source install imports fine)
@@ -53,8 +47,7 @@ def test_mmaction_half_imported_names_the_cause_and_fix():
             # modules that cannot be imported again
             "sys.modules['mmaction.models.localizers.drn'] = sys.modules['mmaction.models.localizers.drn.drn'] = None\n"
             'import soc_mm\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=300)
+    proc = run_python(code, check=False)
     assert proc.returncode != 0
     assert 'MMActionImportOrderError: mmaction.models was imported before soc_mm and failed: the mmaction2 1.2.0 ' \
            'wheel does not ship mmaction/models/localizers/drn' in proc.stderr, proc.stderr[-3000:]
