@@ -25,7 +25,7 @@ $(STAMP): requirements/constraints.txt requirements/build.txt requirements/runti
 	touch $(STAMP)
 
 test: venv
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=25
 
 demo: venv
 	$(PY) tools/demo/run_demo.py
