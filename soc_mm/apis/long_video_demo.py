@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from soc_mm.evaluation.functional.identity_switches import count_identity_switches, frame_identities
+from soc_mm.evaluation.functional.identity_switches import frame_identities, identity_switch_frames
 from soc_mm.evaluation.functional.jf import jf_per_frame, region_similarity
 from soc_mm.evaluation.functional.long_rvos import load_long_rvos_meta, scores_from_frames
 from soc_mm.models.inference import ClipLinker, RVOSTestOptions, VideoInference, iter_clips
@@ -121,19 +121,16 @@ def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np
         start += length
     rows = []
     for n in range(count):
-        scores = scores_from_frames(np.concatenate(j[n]), np.concatenate(f[n]), np.concatenate(gt_present[n]),
-                                    np.concatenate(pred_present[n]))
+        there, painted = np.concatenate(gt_present[n]), np.concatenate(pred_present[n])
+        scores = scores_from_frames(np.concatenate(j[n]), np.concatenate(f[n]), there, painted)
         ids = np.concatenate(identities[n])
         clip_of_frame = np.concatenate([np.full(len(x), c) for c, x in enumerate(identities[n])])
-        known = np.flatnonzero(ids >= 0)
-        changes = known[1:][ids[known[1:]] != ids[known[:-1]]]  # frames where the identity changed
-        previous = known[:-1][ids[known[1:]] != ids[known[:-1]]]
+        switches = identity_switch_frames(ids.tolist())
+        at_boundaries = sum(int(clip_of_frame[a] != clip_of_frame[b]) for a, b in switches)
         rows.append(dict(scores, **{'J&F': (scores['J'] + scores['F']) / 2},
-                         id_switches=count_identity_switches(ids.tolist()),
-                         id_switches_at_boundaries=int((clip_of_frame[changes] != clip_of_frame[previous]).sum()),
+                         id_switches=len(switches), id_switches_at_boundaries=at_boundaries,
                          frames_on_other=int(((ids >= 0) & (ids != referred[n])).sum()),
-                         false_positive_frames=int((np.concatenate(pred_present[n])
-                                                    & ~np.concatenate(gt_present[n])).sum())))
+                         false_positive_frames=int((painted & ~there).sum())))
     return rows
 
 
@@ -204,9 +201,9 @@ def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
             start, means = 0, []
             gt = video['objects'][ref].reshape(video['num_frames'], -1).any(1) if ref >= 0 else None
             for candidates, _ in video['clips']:
-                prob = candidates['cls'][n].float().sigmoid().max(-1)[0]  # [T, nq]
-                q = int(prob.mean(0).argmax())
-                scores = prob[:, q].numpy()
+                prob = candidates['cls'][n].float().sigmoid()  # [T, nq, K]
+                q = int(prob.mean(0).max(-1)[0].argmax())  # SOC's top-1: the best clip score
+                scores = prob[:, q].max(-1)[0].numpy()  # its frame scores (what presence_thr thresholds)
                 if gt is not None:
                     there = gt[start:start + len(scores)]
                     present += scores[there].tolist()

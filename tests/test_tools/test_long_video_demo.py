@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, TEXT_ENCODER_DIR, subprocess_env
-from soc_mm.evaluation.functional.identity_switches import count_identity_switches, frame_identities
+from soc_mm.evaluation.functional.identity_switches import (count_identity_switches, frame_identities,
+                                                             identity_switch_frames)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic_long_video.py')
 
@@ -33,6 +34,7 @@ def test_frame_identities_and_switches():
     assert count_identity_switches([0, 1, 1, -1, 0]) == 2
     assert count_identity_switches([0, -1, None, 0, 0]) == 0  # leaving and coming back: no switch
     assert count_identity_switches([]) == 0
+    assert identity_switch_frames([0, 1, 1, -1, 0]) == [(0, 1), (2, 4)]  # (frame before, frame after)
     assert frame_identities(pred, objects[:0]).tolist() == [-1] * 5
     with pytest.raises(ValueError, match=r'pred must be \[T, H, W\] and objects \[M, T, H, W\]'):
         frame_identities(pred, objects[:, :4])

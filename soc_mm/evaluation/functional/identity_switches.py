@@ -14,7 +14,7 @@ prediction is given an identity and the changes are counted:
   frames that have one (frames without one are skipped: an object that leaves and comes back under the same
   identity is no switch; going from the referred object to a look-alike and back is two).
 """
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,13 +51,19 @@ def frame_identities(pred: np.ndarray, objects: np.ndarray, min_cover: float = M
     return np.where(ok, best, -1).astype(np.int64)
 
 
-def count_identity_switches(identities: Sequence[Optional[int]]) -> int:
-    """Changes of identity between consecutive frames that have one (-1 or None: no identity, skipped)."""
-    switches, previous = 0, None
-    for identity in identities:
+def identity_switch_frames(identities: Sequence[Optional[int]]) -> List[Tuple[int, int]]:
+    """The identity switches as ``(before, after)`` frame indices: ``after`` has another identity than
+    ``before``, the previous frame that has one (-1 or None: no identity, skipped)."""
+    switches, previous = [], None
+    for t, identity in enumerate(identities):
         if identity is None or identity < 0:
             continue
-        if previous is not None and identity != previous:
-            switches += 1
-        previous = identity
+        if previous is not None and identity != identities[previous]:
+            switches.append((previous, t))
+        previous = t
     return switches
+
+
+def count_identity_switches(identities: Sequence[Optional[int]]) -> int:
+    """Changes of identity between consecutive frames that have one (-1 or None: no identity, skipped)."""
+    return len(identity_switch_frames(identities))
