@@ -28,6 +28,7 @@ import torch
 from soc_mm.evaluation.functional.identity_switches import frame_identities, identity_switch_frames
 from soc_mm.evaluation.functional.jf import jf_per_frame, region_similarity
 from soc_mm.evaluation.functional.long_rvos import load_long_rvos_meta, scores_from_frames
+from soc_mm.models.dense_heads.soc_head import query_scores
 from soc_mm.models.inference import ClipLinker, RVOSTestOptions, VideoInference, iter_clips
 from .inference import iter_video_frames, prepare_clip
 
@@ -201,9 +202,9 @@ def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
             start, means = 0, []
             gt = video['objects'][ref].reshape(video['num_frames'], -1).any(1) if ref >= 0 else None
             for candidates, _ in video['clips']:
-                prob = candidates['cls'][n].float().sigmoid()  # [T, nq, K]
-                q = int(prob.mean(0).max(-1)[0].argmax())  # SOC's top-1: the best clip score
-                scores = prob[:, q].max(-1)[0].numpy()  # its frame scores (what presence_thr thresholds)
+                clip_scores, frame_scores = query_scores(candidates['cls'][n].float())  # [nq], [T, nq]
+                q = int(clip_scores.argmax())  # SOC's top-1: the best clip score
+                scores = frame_scores[:, q].numpy()  # its frame scores (what presence_thr thresholds)
                 if gt is not None:
                     there = gt[start:start + len(scores)]
                     present += scores[there].tolist()

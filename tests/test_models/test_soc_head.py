@@ -12,7 +12,7 @@ from conftest import FIXTURE_VARIANTS, MAIN_VARIANT
 from soc_reference_helpers import (ROOT, build_head, data_samples, dims, eval_samples, head_inputs, load, tb_to_bt,
                                    train_level_outputs)
 from mmengine.structures import InstanceData
-from soc_mm.models.dense_heads.soc_head import SOCHead, select_objects
+from soc_mm.models.dense_heads.soc_head import SOCHead, query_scores, select_objects
 from soc_mm.models.inference import RVOSTestOptions
 from soc_mm.official.loss_names import to_official_loss_name
 from soc_mm.structures import RVOSDataSample
@@ -371,6 +371,23 @@ def test_threshold_falls_back_to_top1_or_to_nothing():
     assert empty.scores.tolist() == [0.0, 0.0] and empty.query_index.tolist() == [-1, -1]
     assert empty.object_masks.shape == (2, 0, 16, 12) and empty.object_scores.shape == (2, 0)
     assert select_objects(torch.tensor([0.2, 0.7, 0.7]), 'threshold', 0.5).tolist() == [1, 2]  # ties: query order
+
+
+def test_query_scores_average_over_time_before_the_best_class():
+    """The clip score is the time-averaged probability of the best class, not the average of each frame's best
+    class: a query that is class 0 on one frame and class 1 on the other scores low; the frame scores are each
+    frame's best class. The same for a clip [T, nq, K] (the linker) and a batch [B, T, nq, K] (the head)."""
+    hi, lo = 4.0, -4.0
+    cls = torch.tensor([[[hi, lo], [1.0, 1.0]],
+                        [[lo, hi], [1.0, 1.0]]])  # [T=2, nq=2, K=2]
+    clip, frame = query_scores(cls)
+    p_hi, p_lo, p_one = (torch.tensor(v).sigmoid().item() for v in (hi, lo, 1.0))
+    torch.testing.assert_close(clip, torch.tensor([(p_hi + p_lo) / 2, p_one]))
+    torch.testing.assert_close(frame, torch.tensor([[p_hi, p_one], [p_hi, p_one]]))
+    assert select_objects(clip).tolist() == [1]  # max-then-mean would pick query 0 (0.98 > 0.73)
+    batch_clip, batch_frame = query_scores(torch.stack([cls, cls.flip(1)]))
+    torch.testing.assert_close(batch_clip, torch.stack([clip, clip.flip(0)]))
+    torch.testing.assert_close(batch_frame, torch.stack([frame, frame.flip(1)]))
 
 
 def test_object_selection_options_are_checked():

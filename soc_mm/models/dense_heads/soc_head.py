@@ -17,6 +17,18 @@ from soc_mm.structures.rvos_data_sample import referred_instance_ids
 from ..inference.test_options import RVOSTestOptions
 
 
+def query_scores(cls: Tensor) -> Tuple[Tensor, Tensor]:
+    """The scores SOC ranks and thresholds its queries by, from class logits ``cls`` [..., T, nq, K]:
+
+    * video scores [..., nq]: each query's class probability averaged over the T frames, best class
+      (``prob.mean(T).max(K)``; what ``select_objects`` ranks);
+    * frame scores [..., T, nq]: each query's best-class probability on each frame (``prob.max(K)``; what
+      ``test_cfg.presence_thr`` thresholds).
+    """
+    prob = cls.sigmoid()
+    return prob.mean(-3).max(-1)[0], prob.max(-1)[0]
+
+
 def select_objects(video_scores: Tensor, object_selection: str = 'top1', score_thr: Optional[float] = None,
                    allow_no_target: bool = False) -> Tensor:
     """The video queries an expression refers to.
@@ -505,14 +517,12 @@ class SOCHead(BaseModule):
             objects).
         """
         canvas = self._canvas_size(batch_img_metas)
-        prob = cls.sigmoid()
-        video_scores = prob.mean(1).max(-1)[0]  # [B, nq]
-        frame_scores = prob.max(-1)[0]  # [B, T, nq]
+        video_scores, frame_scores = query_scores(cls)  # [B, nq], [B, T, nq]
         options = self._options(options)
         mode, score_thr, allow_no_target = options.object_selection, options.score_thr, options.allow_no_target
         return_all = options.return_all_queries
         presence_thr = options.presence_thr
-        num_frames = prob.shape[1]
+        num_frames = cls.shape[1]
         if selected is not None and len(selected) != len(batch_img_metas):
             raise ValueError(f'SOCHead.predict_by_feat: {len(selected)} selections for {len(batch_img_metas)} samples')
         results = []
@@ -546,7 +556,7 @@ class SOCHead(BaseModule):
                 result.object_query_index = chosen.expand(num_frames, -1).clone()
             if return_all:
                 result.query_masks = self._binarize(masks[b], meta, canvas, rescale)  # [T, nq, H0, W0]
-                result.query_scores = prob[b, :, :, 0]
+                result.query_scores = cls[b, :, :, 0].sigmoid()
             results.append(result)
         return results
 

@@ -119,11 +119,9 @@ class ClipLinker:
             for 'top1'; for 'threshold', the followed objects kept (previous order), then the new ones
             best first.
         """
-        from soc_mm.models.dense_heads.soc_head import select_objects
+        from soc_mm.models.dense_heads.soc_head import query_scores, select_objects
         options = self.options
-        prob = cls.float().sigmoid()
-        video_scores = prob.mean(0).max(-1)[0]  # [nq]
-        frame_scores = prob.max(-1)[0]  # [T, nq]
+        video_scores, frame_scores = query_scores(cls.float())  # [nq], [T, nq]
         own = select_objects(video_scores, options.object_selection, options.score_thr, options.allow_no_target)
         followed = self.followed.get(sample, [])
         candidates: List[int] = []
