@@ -288,3 +288,64 @@ def history_buffer_registry() -> bytes:
 def build_on_set() -> bytes:
     """``BUILD`` of an allowed type without ``__dict__`` (a ``set``)."""
     return _wrap(_call(_g('builtins', 'set'), b']') + b'}' + _s('x') + b'K\x01sb')
+
+
+def allocating_calls(elements: int = 1 << 36) -> Dict[str, Tuple[bytes, str]]:
+    """Pickles that call an allowed global which allocates ``elements`` units (64 GiB+ for the default) from a
+    few bytes, each with the name the loader must refuse: torch's weights-only unpickler calls any allowed
+    global it is asked to."""
+    n = b'\x8a\x08' + elements.to_bytes(8, 'little')
+    huge_void = _call(_g('numpy', 'dtype'), _s(f'V{min(elements, (1 << 31) - 1)}'), b'\x89\x88')
+    return {
+        'bytearray': (_wrap(_call(_g('builtins', 'bytearray'), n)), 'builtins.bytearray (called)'),
+        'ndarray': (_wrap(_call(_g('numpy', 'ndarray'), b'(' + n + b't')), 'numpy.ndarray (called)'),
+        'storage': (_wrap(_call(_g('torch', 'FloatStorage'), n)), 'torch.FloatStorage (called)'),
+        'legacy_tensor': (_wrap(_call(_g('torch', 'FloatTensor'), n)), 'torch.FloatTensor (called)'),
+        'wrapper_subclass': (_wrap(_call(_g('torch._utils', '_rebuild_wrapper_subclass'), _g('torch', 'Tensor'))),
+                             'torch._utils._rebuild_wrapper_subclass (called)'),
+        'called_from_memo': (_wrap(_g('builtins', 'bytearray') + b'q\x00' + b'0' + b'h\x00(' + n + b'tR'),
+                             'builtins.bytearray (called)'),
+        'numpy_scalar_without_data': (_wrap(_call(_g('numpy._core.multiarray', 'scalar'), huge_void)),
+                                      'numpy scalar of dtype'),
+    }
+
+
+def write_two_directories(path: str, inflated_bytes: int) -> None:
+    """A zip with two central directories: Python's zipfile reads the one that does not end where the end
+    record starts (as if data had been prepended: its offsets are shifted) and finds the plain members of a
+    ``torch.save`` file; torch's reader reads the other, where ``data.pkl`` is deflated from a pickle of
+    ``inflated_bytes`` characters (a decompression bomb neither the member names nor Python's view show)."""
+    import zlib
+    clean = torch_zip_members({'state_dict': {}})
+    text = b'\x80\x02X' + struct.pack('<I', inflated_bytes) + bytes(inflated_bytes) + b'.'
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = deflate.compress(text) + deflate.flush()
+
+    def local(name, method, crc, csize, usize, data):
+        encoded = name.encode()
+        return struct.pack('<4sHHHHHIIIHH', b'PK\x03\x04', 20, 0, method, 0, 0x21, crc, csize, usize,
+                           len(encoded), 0) + encoded + data
+
+    def central(name, method, crc, csize, usize, offset):
+        encoded = name.encode()
+        return struct.pack('<4sHHHHHHIIIHHHHHII', b'PK\x01\x02', 20, 20, 0, method, 0, 0x21, crc, csize, usize,
+                           len(encoded), 0, 0, 0, 0, 0, offset) + encoded
+
+    out, torch_entries, python_entries = bytearray(), [], []
+    for name, data in clean:  # torch's view: data.pkl deflated
+        entry = ((name, 8, zlib.crc32(text), len(packed), len(text)) if name.endswith('data.pkl')
+                 else (name, 0, zlib.crc32(data), len(data), len(data)))
+        torch_entries.append(entry + (len(out), ))
+        out += local(*entry, packed if name.endswith('data.pkl') else data)
+    out += bytes(4096)  # keeps Python's shifted offsets >= 0
+    for name, data in clean:  # Python's view: the plain members
+        python_entries.append((name, 0, zlib.crc32(data), len(data), len(data), len(out)))
+        out += local(*python_entries[-1][:5], data)
+    torch_directory = b''.join(central(*e) for e in torch_entries)
+    shift = len(torch_directory)  # Python reads the second directory as if `shift` bytes had been prepended
+    python_directory = b''.join(central(*e[:5], e[5] - shift) for e in python_entries)
+    start = len(out)
+    out += torch_directory + python_directory
+    out += struct.pack('<4sHHHHIIH', b'PK\x05\x06', 0, 0, len(clean), len(clean), len(torch_directory), start, 0)
+    with open(path, 'wb') as f:
+        f.write(out)

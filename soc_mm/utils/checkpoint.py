@@ -44,15 +44,17 @@ import os
 import os.path as osp
 import pickle
 import pickletools
+import struct
 import tarfile
 import zipfile
-from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from collections import Counter, OrderedDict
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Set
 
 import numpy as np
 import torch
 from torch import _weights_only_unpickler
+
+from .pickle_scan import DYNAMIC, scan_pickle
 
 #: what a file must start with: the zip archive of ``torch.save`` (torch >= 1.6) or a pickle
 #: (protocol 2) of the legacy format's magic number.
@@ -134,13 +136,32 @@ def numpy_reconstruct(subtype, shape, dtype):
     return _numpy_multiarray()._reconstruct(subtype, shape, dtype)
 
 
+def numpy_scalar(dtype, *args):
+    """numpy's ``scalar`` (how a pickled numpy scalar is rebuilt) for a bounded dtype and its data given.
+
+    Registered under ``numpy._core.multiarray.scalar`` and its numpy 1 name. The real function called
+    without data allocates a zeroed scalar of the dtype's size (``scalar(dtype('V2000000000'))``: 2 GB),
+    so the dtype's item size is bounded by :data:`MAX_NUMPY_RECONSTRUCT_BYTES` and the data (numpy's own
+    pickles always give it) is required.
+    """
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as err:
+        raise UnsafeCheckpointError(f'numpy scalar with dtype {dtype!r:.80}: {err}') from None
+    if itemsize > MAX_NUMPY_RECONSTRUCT_BYTES or len(args) != 1:
+        raise UnsafeCheckpointError(
+            f'the checkpoint rebuilds a numpy scalar of dtype {dtype!r:.80} ({itemsize} bytes) from '
+            f'{len(args)} data argument(s): numpy pickles a scalar as its dtype plus its data, of at most '
+            f'{MAX_NUMPY_RECONSTRUCT_BYTES} bytes here')
+    return _numpy_multiarray().scalar(dtype, *args)
+
+
 def _numpy_types() -> list:
     """numpy's types and rebuild functions, under their numpy 2 names and their numpy 1 names."""
-    multiarray = _numpy_multiarray()
     types_ = [np.ndarray, np.dtype]
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         types_.append((numpy_reconstruct, f'{module}._reconstruct'))
-        types_.append((multiarray.scalar, f'{module}.scalar'))
+        types_.append((numpy_scalar, f'{module}.scalar'))
     for name in ('bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
                  'uint64', 'float16', 'float32', 'float64', 'complex64', 'complex128', 'str_'):
         types_.append(type(np.dtype(getattr(np, name))))
@@ -194,6 +215,26 @@ def allowed_global_names() -> Set[str]:
     return torch_defaults | {_global_name(g) for g in mmengine_checkpoint_safe_globals()}
 
 
+#: torch's allowed globals a checkpoint may call. torch's ``weights_only`` unpickler calls whatever allowed
+#: global a pickle asks it to, and some allocate the size they are given (``bytearray(n)``,
+#: ``torch.FloatStorage(n)``, ``torch.FloatTensor(n)``, ``_rebuild_wrapper_subclass``) or call an argument
+#: (``_rebuild_from_type_v2``, which also sets attributes on the tensor): those may be named (a storage type
+#: inside a persistent id), never called. ``torch.save`` of tensors, state dicts and MMEngine checkpoints
+#: calls only these (plus the MMEngine / numpy rebuilders of :func:`mmengine_checkpoint_safe_globals`).
+TORCH_CALLABLE_GLOBALS = frozenset({
+    'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_parameter',
+    'torch._utils._rebuild_meta_tensor_no_storage',
+    'collections.OrderedDict', 'collections.Counter', 'builtins.set', 'builtins.complex', '_codecs.encode',
+    'torch.Size', 'torch.device', 'torch.serialization._get_layout'})
+
+
+def allowed_callable_names() -> Set[str]:
+    """Full names of the globals a checkpoint may call (see :data:`TORCH_CALLABLE_GLOBALS`): numpy's
+    ``ndarray`` may only be named (the type ``_reconstruct`` rebuilds), calling it allocates any shape."""
+    ours = {_global_name(g) for g in mmengine_checkpoint_safe_globals()} - {'numpy.ndarray'}
+    return set(TORCH_CALLABLE_GLOBALS) | ours
+
+
 def register_safe_globals() -> None:
     """Add MMEngine's checkpoint types to torch's ``weights_only`` allow-list (additive)."""
     torch.serialization.add_safe_globals(mmengine_checkpoint_safe_globals())
@@ -217,48 +258,6 @@ def exact_safe_globals(entries: list) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------ static scan of pickles
-def _map_name(module: str, name: str) -> str:
-    """Python-2 names as the unpickler maps them (``__builtin__.getattr`` -> ``builtins.getattr``)."""
-    if (module, name) in NAME_MAPPING:
-        module, name = NAME_MAPPING[(module, name)]
-    elif module in IMPORT_MAPPING:
-        module = IMPORT_MAPPING[module]
-    return f'{module}.{name}'
-
-
-def pickle_globals(stream: io.BufferedIOBase) -> List[str]:
-    """Every global one pickle in ``stream`` references (read up to its STOP opcode).
-
-    Covers ``GLOBAL`` and ``INST`` (``module name`` argument) and ``STACK_GLOBAL`` (its
-    two strings, also when they come from the memo). A string that cannot be resolved
-    statically is reported as ``<dynamic>`` (and refused).
-    """
-    found, strings, memo = [], [], {}
-    last_was_string = False
-    for opcode, arg, _pos in pickletools.genops(stream):
-        name = opcode.name
-        pushed_string = False
-        if name in ('GLOBAL', 'INST'):
-            module, _, qualname = arg.partition(' ')
-            found.append(_map_name(module, qualname))
-        elif name in ('SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'UNICODE', 'STRING',
-                      'BINSTRING', 'SHORT_BINSTRING'):
-            strings.append(arg)
-            pushed_string = True
-        elif name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):
-            memo[len(memo) if name == 'MEMOIZE' else arg] = strings[-1] if last_was_string else None
-            pushed_string = last_was_string  # PUT leaves the stack as it is
-        elif name in ('GET', 'BINGET', 'LONG_BINGET'):
-            strings.append(memo.get(arg))
-            pushed_string = True
-        elif name == 'STACK_GLOBAL':
-            module, qualname = (strings[-2], strings[-1]) if len(strings) >= 2 else (None, None)
-            found.append(_map_name(module, qualname) if isinstance(module, str) and isinstance(qualname, str)
-                         else '<dynamic STACK_GLOBAL>')
-        last_was_string = pushed_string
-    return found
-
-
 def check_zip_directory(filename: str, archive: zipfile.ZipFile) -> List[zipfile.ZipInfo]:
     """Check a zip checkpoint's directory before any member is read; returns its members.
 
@@ -317,7 +316,34 @@ def _torch_zip_view(filename: str, infos: List[zipfile.ZipInfo]):
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename!r}: its zip directory reads differently with torch '
             f'({len(records)} members) and with Python ({len(infos)} members); torch.save never writes this')
+    # the same names can still come from two directories (one for each reader: Python's zipfile reads a
+    # directory that does not end where the end record starts as if data were prepended, torch's reader
+    # does not): every record must start at the same byte and hold the same size in both readers' views
+    by_name = {r.lower(): r for r in records}
+    with open(filename, 'rb') as f:
+        for info in infos:
+            record = by_name[info.filename[len(prefix):].lower()]
+            try:
+                torch_view = (reader.get_record_offset(record), reader.get_record_size(record))
+            except Exception as err:  # noqa: BLE001 (torch's reader refuses the local header)
+                torch_view = (None, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            python_view = (_zip_data_offset(f, info), info.file_size)
+            if torch_view != python_view:
+                raise UnsafeCheckpointError(
+                    f'Refusing to load checkpoint {filename!r}: zip member {info.filename!r} is at byte '
+                    f'{python_view[0]} with {python_view[1]} bytes for Python but at {torch_view[0]} with '
+                    f'{torch_view[1]} bytes for torch (two zip directories); torch.save never writes this')
     return reader, prefix
+
+
+def _zip_data_offset(f, info: zipfile.ZipInfo) -> Optional[int]:
+    """Where member ``info``'s data starts: after its local header (None: no local header there)."""
+    f.seek(info.header_offset)
+    header = f.read(30)
+    if len(header) != 30 or header[:4] != b'PK\x03\x04':
+        return None
+    name_len, extra_len = struct.unpack('<HH', header[26:30])
+    return info.header_offset + 30 + name_len + extra_len
 
 
 def _checkpoint_pickles(filename: str) -> Iterator[io.BufferedIOBase]:
@@ -356,16 +382,20 @@ def _checkpoint_pickles(filename: str) -> Iterator[io.BufferedIOBase]:
 
 
 def unsafe_globals_in_checkpoint(filename: str) -> List[str]:
-    """Globals referenced by ``filename``'s pickles that are not on the allow-list."""
-    allowed = allowed_global_names()
+    """Globals referenced by ``filename``'s pickles that are not on the allow-list, and allowed globals it
+    calls that may only be named (``'<name> (called)'``; :func:`allowed_callable_names`)."""
+    allowed, callable_ = allowed_global_names(), allowed_callable_names()
     offending = []
     for stream in _checkpoint_pickles(filename):
         try:
-            names = pickle_globals(stream)
+            scan = scan_pickle(stream)
         except (ValueError, EOFError) as err:  # pickletools: truncated or not a pickle
             raise CheckpointFormatError(
                 f'{filename}: damaged checkpoint (unreadable pickle: {err}); was the save interrupted?') from err
-        offending += [n for n in names if n not in allowed and n not in offending]
+        found = [n for n in scan.referenced if n not in allowed]
+        found += [f'{n} (called)' for n in scan.called if n in allowed and n not in callable_]
+        found += [f'{n} (called)' for n in scan.called if n == DYNAMIC]
+        offending += [n for n in found if n not in offending]
     return offending
 
 
@@ -428,7 +458,8 @@ def safe_load_local(filename: str, map_location=None):
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename!r}: it references {offending}, which are not '
             'on the allow-list (tensors, containers, numbers, strings, numpy arrays/scalars, '
-            "MMEngine's HistoryBuffer). Loading it could run arbitrary code.")
+            "MMEngine's HistoryBuffer; storage types may be named, not called). Loading it could run "
+            'arbitrary code or allocate without bound.')
     try:
         with exact_safe_globals(mmengine_checkpoint_safe_globals()), _history_buffer_registry_kept(filename):
             checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
@@ -556,10 +587,51 @@ def _is_float_name(key: str) -> bool:
     return key.rsplit('.', 1)[-1] in ('weight', 'bias')
 
 
+def _tensor_problem(key: str, value: torch.Tensor, ours, has_reference: bool) -> Optional[str]:
+    """Why ``value`` cannot be the weights of ``key`` (None: it can); see :func:`check_state_dict_values`.
+    Calls ``torch.Tensor``'s own methods: an instance attribute (``t.numel = complex``, kept by the pickle)
+    cannot answer for them; such tensors are refused anyway."""
+    tensor = torch.Tensor
+    if type(value) not in (torch.Tensor, torch.nn.Parameter) or vars(value):
+        attributes = sorted(map(str, vars(value)))
+        return (f'a {type(value).__name__} carrying attributes {attributes[:5]} (torch.save of weights writes '
+                'plain tensors)')
+    if value.layout != torch.strided:  # layout, is_meta, dtype: data descriptors, not shadowed by instances
+        return f'a {value.layout} tensor (weights are dense, strided tensors)'
+    if value.is_meta:
+        return None  # no values to check (MMEngine's loader reports what a meta tensor cannot fill)
+    dtype = value.dtype
+    numel = tensor.numel(value)
+    stored = tensor.untyped_storage(value).nbytes()
+    if numel and numel * tensor.element_size(value) > stored:
+        return (f'{numel} values viewed from a storage of {stored} bytes (overlapping strides; torch.save '
+                'of weights stores every value)')
+    ours = ours if isinstance(ours, torch.Tensor) else None
+    wants_float = ours.is_floating_point() if ours is not None else (not has_reference and _is_float_name(key))
+    if wants_float and not dtype.is_floating_point:
+        target = f'the model\'s {ours.dtype} tensor' if ours is not None else 'a floating-point parameter'
+        kind = 'complex' if dtype.is_complex else str(dtype)
+        return f'{kind} values for {target}' + (' (the imaginary part would be dropped)' if dtype.is_complex else '')
+    if not (dtype.is_floating_point or dtype.is_complex) or numel == 0:
+        return None
+    # what the model will hold: the values cast to its dtype (1e300 in float64 is inf in float32)
+    target_dtype = ours.dtype if ours is not None and ours.is_floating_point() else (
+        torch.float32 if wants_float and dtype == torch.float64 else dtype)
+    values = tensor.to(value, target_dtype) if target_dtype != dtype else value
+    finite = torch.isfinite(values)
+    if bool(finite.all()) or (ours is not None and ours.shape == value.shape and not bool(torch.isfinite(ours).all())):
+        return None
+    nan = int(torch.isnan(values).sum())
+    cast = f' once cast to {target_dtype}' if target_dtype != dtype else ''
+    return f'{nan} NaN and {int((~finite).sum()) - nan} inf{cast} of {numel} values'
+
+
 def check_state_dict_values(state_dict: Mapping[str, object], filename: str,
                             reference: Optional[Mapping[str, torch.Tensor]] = None,
                             max_listed: int = 10) -> None:
-    """Refuse weights a model cannot use: non-finite values and non-float tensors for float ones.
+    """Refuse weights a model cannot use: non-finite values (also once cast to the model's dtype: 1e300 in
+    float64 is inf in float32), non-float or complex tensors for float ones, sparse tensors, tensors that view
+    more values than they store or carry attributes, keys that are not strings.
 
     Args:
         state_dict (Mapping[str, Tensor]): the checkpoint's weights (any shapes).
@@ -575,22 +647,15 @@ def check_state_dict_values(state_dict: Mapping[str, object], filename: str,
     """
     problems = []
     for key, value in state_dict.items():
+        if not isinstance(key, str):
+            problems.append(f'{key!r}: a key of type {type(key).__name__} (state dict keys are parameter names)')
+            continue
         if not isinstance(value, torch.Tensor):
             continue
-        ours = reference.get(key) if reference is not None else None
-        ours = ours if isinstance(ours, torch.Tensor) else None
-        wants_float = ours.is_floating_point() if ours is not None else (reference is None and _is_float_name(key))
-        if wants_float and not (value.is_floating_point() or value.is_complex()):
-            target = f'the model\'s {ours.dtype} tensor' if ours is not None else 'a floating-point parameter'
-            problems.append(f'{key}: {value.dtype} values for {target}')
-        elif value.is_floating_point() or value.is_complex():
-            if value.is_meta or value.numel() == 0:
-                continue
-            finite = torch.isfinite(value)
-            if not bool(finite.all()) and not (ours is not None and ours.shape == value.shape
-                                               and not bool(torch.isfinite(ours).all())):
-                nan = int(torch.isnan(value).sum())
-                problems.append(f'{key}: {nan} NaN and {int((~finite).sum()) - nan} inf of {value.numel()} values')
+        problem = _tensor_problem(key, value, reference.get(key) if reference is not None else None,
+                                  has_reference=reference is not None)
+        if problem:
+            problems.append(f'{key}: {problem}')
     if problems:
         listed = problems[:max_listed] + ([f'... ({len(problems) - max_listed} more)']
                                           if len(problems) > max_listed else [])

@@ -10,6 +10,7 @@ subprocess), ``init_model`` and the official-checkpoint converter (``soc_mm.offi
 must be refused naming the offending global, create no marker file and change no global.
 """
 import ast
+import collections
 import io
 import os
 import os.path as osp
@@ -27,8 +28,9 @@ import soc_mm  # noqa: F401  (allow-lists MMEngine's checkpoint types, as for an
 from conftest import REPO_ROOT, TEXT_ENCODER_DIR, run_python, subprocess_env, tools_test_args, tools_train_args
 from soc_mm.engine import ResumeCheckpointError, resolve_resume_checkpoint
 from soc_mm.official.convert import ConversionError, convert_official_checkpoint
-from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError,
-                                     load_checkpoint_to_model, safe_load_local)
+from soc_mm.utils.checkpoint import (CheckpointFormatError, CheckpointMismatchError, CheckpointValueError,
+                                     UnsafeCheckpointError, check_state_dict_values, load_checkpoint_to_model,
+                                     safe_load_local)
 from soc_mm.utils.launch import config_for_testing, config_for_training
 
 #: the global each payload's refusal must name
@@ -38,7 +40,11 @@ EXPECTED_GLOBAL = {
     'custom_class_setstate': 'malicious_checkpoints.Evil', 'protocol0_inst': 'os.system',
     'protocol4_stack_global': 'os.system', 'protocol5_stack_global_memo': 'builtins.eval',
     'hidden_in_mmengine_checkpoint': 'os.system',
-    **{name: 'builtins.getattr' for name in corpus.GETATTR_PAYLOADS}}
+    **{name: 'builtins.getattr' for name in corpus.GETATTR_PAYLOADS},
+    # these reach getattr through _rebuild_from_type_v2, which calls its first argument: refused by the scan
+    **{name: 'torch._tensor._rebuild_from_type_v2' for name in (
+        'getattr_chain_eval', 'getattr_chain_exec', 'getattr_chain_import_os_system',
+        'getattr_history_buffer_register_statistics')}}
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
 TEXT_ENCODER = TEXT_ENCODER_DIR
 
@@ -110,7 +116,7 @@ def test_allow_list_is_exact_whatever_else_the_process_allowed(rows):
     chains = [r for r in rows if r[2] in corpus.GETATTR_PAYLOADS]
     with torch.serialization.safe_globals([getattr, eval]):
         for path, _marker, _name in chains:
-            with pytest.raises(UnsafeCheckpointError, match='builtins.getattr'):
+            with pytest.raises(UnsafeCheckpointError, match=EXPECTED_GLOBAL[_name]):
                 safe_load_local(path)
         assert getattr in torch.serialization.get_safe_globals()  # restored after each load
     _assert_nothing_ran(chains)
@@ -625,7 +631,7 @@ def test_tools_train_auto_resume_skips_a_malicious_latest_checkpoint(rows, tmp_p
     with pytest.raises(ResumeCheckpointError) as info:
         _tools_train(tools_train_args(work_dir=str(work), resume='auto'))
     message = str(info.value)
-    assert 'no complete checkpoint to resume from' in message and 'builtins.getattr' in message, message
+    assert 'no complete checkpoint to resume from' in message and EXPECTED_GLOBAL[name] in message, message
     assert not osp.exists(marker) and corpus.planted_globals() == []
 
 
@@ -683,3 +689,68 @@ def test_web_demo_refuses_the_corpus(rows):
         with pytest.raises(UnsafeCheckpointError, match=EXPECTED_GLOBAL[name].replace('.', r'\.')):
             load_model(TINY_CONFIG, path, text_encoder=TEXT_ENCODER)
     _assert_nothing_ran(rows)
+
+
+def test_allowed_globals_that_allocate_are_named_not_called(tmp_path):
+    """torch's weights-only unpickler calls any allowed global a pickle asks it to: bytearray(n), a storage
+    type, a legacy tensor constructor, numpy.ndarray(shape) would allocate 64 GiB from a few bytes. Each is
+    refused before loading, also when the callee comes back from the memo; numpy's scalar is bounded."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, (payload, expected) in corpus.allocating_calls().items():
+        for container, write in (('zip', corpus.write_zip), ('legacy', corpus.write_legacy)):
+            path = str(tmp_path / f'{name}.{container}.pth')
+            write(path, payload)
+            with pytest.raises(UnsafeCheckpointError) as info:
+                safe_load_local(path)
+            assert expected in str(info.value) and path in str(info.value), (name, str(info.value))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < (1 << 20)  # KiB: < 1 GiB more
+
+
+def test_scan_follows_callees_through_the_memo():
+    from soc_mm.utils.pickle_scan import DYNAMIC, scan_pickle
+    ok = pickle.dumps({'a': collections.OrderedDict(x=1)}, protocol=2)
+    scan = scan_pickle(io.BytesIO(ok))
+    assert scan.called == ['collections.OrderedDict'] and scan.referenced == ['collections.OrderedDict']
+    memo = corpus.allocating_calls(8)['called_from_memo'][0]
+    assert scan_pickle(io.BytesIO(memo)).called == ['builtins.bytearray']
+    built = b'\x80\x02' + corpus._call(corpus._call(corpus._g('builtins', 'set'), b')'), b')') + b'.'
+    assert scan_pickle(io.BytesIO(built)).called == ['builtins.set', DYNAMIC]  # a call of a call's result
+    with pytest.raises(ValueError, match='stack underflow'):
+        scan_pickle(io.BytesIO(b'\x80\x02R.'))
+
+
+def test_zip_with_two_directories_is_refused_before_torch_inflates_anything(tmp_path):
+    import resource
+    path = str(tmp_path / 'two_directories.pth')
+    corpus.write_two_directories(path, 1 << 28)
+    assert os.path.getsize(path) < (1 << 20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnsafeCheckpointError, match=r"zip member 'archive/data.pkl' is at byte \d+ with \d+ "
+                       r'bytes for Python but at \d+ with 268435464 bytes for torch \(two zip directories\)'):
+        safe_load_local(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < (200 << 10)  # KiB: nothing inflated
+
+
+def test_weights_checked_as_the_model_will_hold_them():
+    """Values are checked after the cast to the model's dtype, through Tensor's own methods."""
+    reference = {'w': torch.zeros(3), 'n': torch.zeros(3, dtype=torch.long)}
+    cases = {
+        'float64 overflow': ({'w': torch.full((3, ), 1e300, dtype=torch.float64)},
+                             'w: 0 NaN and 3 inf once cast to torch.float32 of 3 values'),
+        'complex': ({'w': torch.ones(3, dtype=torch.complex64)},
+                    "w: complex values for the model's torch.float32 tensor (the imaginary part would be dropped)"),
+        'sparse': ({'w': torch.ones(3).to_sparse()}, 'w: a torch.sparse_coo tensor'),
+        'expanded': ({'w': torch.zeros(1).expand(3)}, 'w: 3 values viewed from a storage of 4 bytes'),
+        'int key': ({5: torch.zeros(3)}, '5: a key of type int'),
+    }
+    for name, (state_dict, expected) in cases.items():
+        with pytest.raises(CheckpointValueError) as info:
+            check_state_dict_values(state_dict, 'ckpt.pth', reference=reference)
+        assert expected in str(info.value), (name, str(info.value))
+    shadowed = torch.full((3, ), float('nan'))
+    shadowed.numel = complex  # numel() == 0j: a check that asked the instance would skip the NaN
+    with pytest.raises(CheckpointValueError, match=r"w: a Tensor carrying attributes \['numel'\]"):
+        check_state_dict_values({'w': shadowed}, 'ckpt.pth', reference=reference)
+    check_state_dict_values({'w': torch.ones(3, dtype=torch.float64), 'n': torch.ones(3, dtype=torch.long)},
+                            'ckpt.pth', reference=reference)  # finite after the cast, integers for integers
