@@ -49,6 +49,8 @@ from .inference import (IMG_EXTENSIONS, _check_expressions, _stream_options, _te
                         init_model)
 
 BACKENDS = ('pytorch', 'onnxruntime')
+#: the highest fps a visualised video may be written at (video players and codecs go no higher)
+MAX_FPS = 240
 #: fps of the visualised video when the input has none (frame folders, arrays)
 DEFAULT_FPS = 10.0
 
@@ -344,6 +346,8 @@ class RVOSInferencer(BaseInferencer):
         out_video = visualize_kwargs.pop('out_video', None)
         no_save_vis = visualize_kwargs.pop('no_save_vis', False)
         fps = visualize_kwargs.pop('fps', None)
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS):
+            raise ValueError(f'RVOSInferencer: fps={fps!r}: expected a number in (0, {MAX_FPS}] (None: the input\'s)')
         path = out_video or (osp.join(out_dir, 'vis', f'{name}.mp4') if out_dir and not no_save_vis else None)
         if path is not None:
             check_video_output_path(path)  # before any work

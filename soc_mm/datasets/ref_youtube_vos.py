@@ -9,8 +9,8 @@ from mmengine.logging import MMLogger
 from PIL import Image
 
 from soc_mm.registry import DATASETS
-from .utils import (check_dict, check_expression, check_key, check_not_empty, json_key, load_json, log_skips,
-                    parse_int, require_path)
+from .utils import (check_dict, check_expression, check_key, check_not_empty, first_repeated, json_key, load_json,
+                    log_skips, parse_int, require_path)
 
 # The official category order (index = label id, 65 classes).
 YTVOS_CATEGORIES = (
@@ -141,6 +141,9 @@ class RefYouTubeVOSDataset(BaseDataset):
                              f'{type(frames).__name__} {str(frames)[:60]}')
         if not frames:
             raise ValueError(f'{path}: video {video_id!r} lists no frames (field {field}["frames"] is empty)')
+        if first_repeated(frames) is not None:
+            raise ValueError(f'{path}: field {field}["frames"] lists frame {first_repeated(frames)!r} twice (each '
+                             'frame would be read and scored twice)')
         exps = check_dict(vid['expressions'], path, f'{field}["expressions"]',
                           'a dict {<exp_id>: {"exp": ..., "obj_id": ...}}')
         checked = {}

@@ -3,7 +3,8 @@ the checks of annotation fields (every error names the annotation file, the fiel
 import csv
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sized, Tuple, Union
+import re
+from typing import Any, Dict, List, Optional, Sequence, Sized, Tuple, Union
 
 from mmengine.logging import MMLogger
 
@@ -74,13 +75,20 @@ def parse_int(value: Any, source: str, field: str) -> int:
     naming the file and the field."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
+    if isinstance(value, str) and re.fullmatch(r'[+-]?[0-9]{1,18}', value.strip()):
+        return int(value.strip())  # ASCII digits only: int() also takes '1_0' and other scripts' digits
     raise ValueError(f'{source}: field {field} must be an integer (or a string of one), got '
                      f'{type(value).__name__} {_short_repr(value)}')
+
+
+def first_repeated(items: Sequence) -> Optional[Any]:
+    """The first item of ``items`` that appeared before (None: all distinct), e.g. a frame listed twice."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 def require_path(path: str, what: str, layout: str, is_dir: Optional[bool] = None) -> str:
@@ -183,6 +191,11 @@ def read_json(path: str, what: str = 'json file') -> Any:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{what}: {path} is not valid json ({e})') from None
+    except RecursionError:
+        raise ValueError(f'{what}: {path} nests its json deeper than Python can read (a crafted or damaged '
+                         'file; annotation files nest a few levels)') from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f'{what}: {path} holds a value json cannot read here ({e})') from None
 
 
 def load_json(path: str, what: str, layout: str) -> dict:

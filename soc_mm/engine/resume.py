@@ -68,6 +68,13 @@ def check_resumable(filename: str, require_optimizer: bool = True) -> Optional[s
     meta = checkpoint['meta']
     if not isinstance(meta, dict) or 'epoch' not in meta or 'iter' not in meta:
         return "not a training checkpoint (meta has no 'epoch'/'iter')"
+    for key in ('epoch', 'iter'):
+        value = meta[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f'damaged training checkpoint (meta.{key} is {value!r:.40}, expected an integer >= 0)'
+    if not isinstance(checkpoint['message_hub'], dict):
+        return (f"damaged training checkpoint ('message_hub' is a {type(checkpoint['message_hub']).__name__}, "
+                "expected the dict MMEngine's MessageHub.state_dict() writes)")
     if require_optimizer and 'optimizer' not in checkpoint:
         return 'no optimizer state (saved for evaluation, e.g. a best checkpoint)'
     return None
@@ -163,6 +170,7 @@ def resolve_resume_checkpoint(cfg, log: Callable[[str], None] = _rank0_print) ->
         reason = check_resumable(str(load_from), require_optimizer=False)
         if reason is not None:
             raise ResumeCheckpointError(f'--resume {load_from}: cannot resume from this file: {reason}.')
+        check_training_left(str(load_from), cfg.get('train_cfg', None))
         log(f'--resume: resuming from {load_from}.')
         return load_from
     work_dir = cfg.work_dir
@@ -172,7 +180,31 @@ def resolve_resume_checkpoint(cfg, log: Callable[[str], None] = _rank0_print) ->
     if out_dir and '://' not in str(out_dir):
         checkpoint_dir = osp.join(str(out_dir), osp.basename(work_dir.rstrip(os.sep)))
     cfg.load_from = find_resume_checkpoint(work_dir, checkpoint_dir, log)
+    check_training_left(cfg.load_from, cfg.get('train_cfg', None))
     return cfg.load_from
+
+
+def check_training_left(filename: str, train_cfg) -> None:
+    """Refuse to resume a checkpoint that is at or past the end of the schedule: MMEngine would skip
+    ``meta.iter`` batches, train nothing, save nothing and exit 0 (for ``meta.iter`` in the billions it
+    spends hours skipping).
+
+    Raises:
+        ResumeCheckpointError: naming the file, its ``meta.iter`` / ``meta.epoch`` and ``max_iters`` /
+            ``max_epochs``.
+    """
+    train_cfg = train_cfg or {}
+    limits = [(key, train_cfg[f'max_{key}s']) for key in ('iter', 'epoch')
+              if isinstance(train_cfg.get(f'max_{key}s', None), int)]
+    if not limits:
+        return
+    meta = safe_load_local(filename, map_location='cpu')['meta']
+    for key, limit in limits:
+        if meta[key] >= limit:
+            raise ResumeCheckpointError(
+                f'--resume {filename}: the checkpoint is at {key} {meta[key]} (meta.{key}), at or past '
+                f'train_cfg.max_{key}s={limit}: nothing left to train. Raise train_cfg.max_{key}s to train '
+                'further, or train without --resume to start again.')
 
 
 class StrictResumeHook(Hook):

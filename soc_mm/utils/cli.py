@@ -7,6 +7,7 @@ without naming the key. :class:`CfgOptionsAction` and :func:`merge_cfg_options` 
 the option and say what was expected.
 """
 import argparse
+import math
 from typing import Any, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
@@ -265,6 +266,12 @@ def check_train_length(cfg: Config) -> None:
         if value < 1:
             raise ConfigOptionError(f'train_cfg.{name}={value!r}: training would run no {name[4:]} and leave an '
                                     f'untrained model; give {name} >= 1')
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    lr = optimizer.get('lr', None) if hasattr(optimizer, 'get') else None
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
+                           or lr <= 0):
+        raise ConfigOptionError(f'optim_wrapper.optimizer.lr={lr!r}: must be a finite number > 0 (NaN or inf '
+                                'would turn every weight into NaN at the first step)')
 
 
 def load_config(path: str) -> Config:

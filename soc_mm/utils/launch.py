@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .checkpoint import safe_load_local
+from .checkpoint import CheckpointFormatError, check_state_dict_values, checkpoint_state_dict, safe_load_local
 from .cli import (UsageError, check_amp_device, check_launcher_env, check_output_dir, check_output_file,
                   check_train_length, load_config, merge_cfg_options)
 
@@ -89,7 +89,13 @@ def config_for_training(args: argparse.Namespace) -> Config:
     # A DDP wrapper that also works on CPU (gloo); users may override it in the config.
     cfg.setdefault('model_wrapper_cfg', dict(type='soc_mm.RVOSDistributedDataParallel'))
     if cfg.get('load_from') and not cfg.get('resume'):
-        safe_load_local(cfg.load_from, map_location='cpu')  # a bad file fails now, naming itself
+        checkpoint = safe_load_local(cfg.load_from, map_location='cpu')  # a bad file fails now, naming itself
+        if isinstance(checkpoint, dict):  # NaN / inf or integer weights too (the model is not built yet)
+            try:
+                state_dict = checkpoint_state_dict(checkpoint)
+            except CheckpointFormatError as err:
+                raise CheckpointFormatError(f'load_from {cfg.load_from}: {err}') from None
+            check_state_dict_values(state_dict, cfg.load_from)
     return cfg
 
 

@@ -231,6 +231,36 @@ def test_ytvos_obj_id_not_an_integer(ytvos):
         build(ytvos_cfg(root))
 
 
+def test_ytvos_obj_id_is_ascii_decimal(ytvos):
+    """int() also reads '0_1' as 1 and other scripts' digits ('\u0661' is 1): neither is an object id."""
+    root, _, vid, path = ytvos
+    for value in ('0_1', '\u0661', '1e3'):
+        edit_json(path, lambda d: d['videos'][vid]['expressions']['0'].update(obj_id=value))
+        with raises(ValueError, f'{path}: field videos["{vid}"]["expressions"]["0"]["obj_id"] must be an integer '
+                                f'(or a string of one), got str {value!r}'):
+            build(ytvos_cfg(root))
+
+
+def test_ytvos_frame_listed_twice(ytvos):
+    root, _, vid, path = ytvos
+    edit_json(path, lambda d: d['videos'][vid]['frames'].insert(1, d['videos'][vid]['frames'][0]))
+    with raises(ValueError, f'{path}: field videos["{vid}"]["frames"] lists frame \'00000\' twice'):
+        build(ytvos_cfg(root))
+
+
+def test_json_the_parser_cannot_read_names_the_file(ytvos):
+    """A 5000-digit integer (Python's int limit) or 100,000 nested lists (recursion limit) is an error naming
+    the file, not a raw ValueError / RecursionError."""
+    root, _, _, path = ytvos
+    for text, message in (('{"videos": {"v": {"frames": [' + '9' * 5000 + ']}}}', 'holds a value json cannot '
+                           'read here (Exceeds the limit'),
+                          ('[' * 100000 + ']' * 100000, 'nests its json deeper than Python can read')):
+        with open(path, 'w') as f:
+            f.write(text)
+        with pytest.raises(ValueError, match=re.escape(f'{path} {message}')):
+            build(ytvos_cfg(root))
+
+
 def test_ytvos_obj_id_as_int_or_string(ytvos):
     root, manifest, vid, path = ytvos
     as_str = build(ytvos_cfg(root))

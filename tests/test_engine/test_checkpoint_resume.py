@@ -9,6 +9,7 @@ tensor by tensor. The other tests check the fallback over damaged checkpoints an
 """
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import socket
@@ -310,6 +311,31 @@ def test_resolve_resume_checkpoint_sets_load_from(toy_run, tmp_path):
     with pytest.raises(ResumeCheckpointError, match=f'--resume {truncated}: cannot resume from this file: '
                        'unreadable, truncated or not a checkpoint'):
         resolve_resume_checkpoint(Config(dict(work_dir=work, resume=True, load_from=truncated)))
+
+
+def test_resume_refuses_a_finished_schedule_and_damaged_progress(toy_run, tmp_path):
+    """A checkpoint at or past max_epochs / max_iters would resume into nothing (MMEngine skips meta.iter
+    batches and exits 0, saving nothing); meta.iter / meta.epoch / message_hub of the wrong type are named."""
+    work = copy_run(toy_run, tmp_path / 'run')
+    done = osp.join(work, 'epoch_3.pth')
+    ckpt = torch.load(done, weights_only=False)
+    iters = ckpt['meta']['iter']
+    for train_cfg, message in ((dict(max_epochs=3), 'at epoch 3 (meta.epoch), at or past train_cfg.max_epochs=3'),
+                               (dict(max_iters=iters), f'at iter {iters} (meta.iter), at or past '
+                                f'train_cfg.max_iters={iters}')):
+        for load_from in (done, None):  # --resume PATH and auto-resume (epoch_3 is the newest)
+            cfg = Config(dict(work_dir=work, resume=True, load_from=load_from, train_cfg=train_cfg))
+            with pytest.raises(ResumeCheckpointError, match=re.escape(f'--resume {done}: the checkpoint is {message}')):
+                resolve_resume_checkpoint(cfg, log=lambda _: None)
+    cfg = Config(dict(work_dir=work, resume=True, load_from=None, train_cfg=dict(max_epochs=4)))
+    assert resolve_resume_checkpoint(cfg, log=lambda _: None) == done
+    for change, reason in ((dict(meta=dict(ckpt['meta'], iter='24')), "meta.iter is '24', expected an integer >= 0"),
+                           (dict(meta=dict(ckpt['meta'], epoch=-1)), 'meta.epoch is -1, expected an integer >= 0'),
+                           (dict(message_hub=5), "'message_hub' is a int, expected the dict")):
+        path = str(tmp_path / 'changed.pth')
+        torch.save(dict(ckpt, **change), path)
+        with pytest.raises(ResumeCheckpointError, match=re.escape(reason)):
+            resolve_resume_checkpoint(Config(dict(work_dir=work, resume=True, load_from=path)))
 
 
 # ------------------------------------------------------------------ atomic writes

@@ -289,8 +289,36 @@ def test_unreadable_png_and_wrong_size_are_errors_naming_them(split, tmp_path):
     with pytest.raises(ValueError, match=f'unreadable prediction {re.escape(broken)}: not an image'):
         evaluate_mevis_predictions(pred_dir, split['meta'], split['mask_dict'], workers=2)
     cv2.imwrite(broken, np.zeros((10, 10), np.uint8))
-    with pytest.raises(ValueError, match=f'prediction {re.escape(broken)} is 10x10 .H x W. but .*00000.png is 120x200'):
+    with pytest.raises(ValueError, match=f'prediction {re.escape(broken)} is 10x10 .H x W. but '
+                       r'(.*00000.png|its ground truth .mask_dict.json.) is 120x200'):
         evaluate_mevis_predictions(pred_dir, split['meta'], split['mask_dict'])
+
+
+def _png_header(height, width):
+    """The first bytes of a 1-bit grayscale PNG declaring ``height`` x ``width`` pixels (no image data)."""
+    import struct
+    import zlib
+    ihdr = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr
+            + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)))
+
+
+def test_png_sizes_are_checked_from_the_header_before_decoding(tmp_path):
+    """A few bytes of PNG that declare 12000 x 12000 pixels are refused unread (OpenCV would decode 144 MB
+    per frame); a frame whose header disagrees with the first frame's is named before any is decoded."""
+    pred_dir, meta, mask_dict, firsts = _tiny_split(str(tmp_path), num_exps=1, num_frames=3)
+    with open(firsts[0], 'wb') as f:
+        f.write(_png_header(12000, 12000))
+    with pytest.raises(ValueError, match=f'prediction {re.escape(firsts[0])} declares 12000x12000 .H x W. '
+                       'pixels, more than the 67108864 a mask may have here .not decoded.'):
+        evaluate_mevis_predictions(pred_dir, meta, mask_dict)
+    cv2.imwrite(firsts[0], np.zeros((8, 8), np.uint8))
+    last = firsts[0].replace('00000.png', '00002.png')
+    with open(last, 'wb') as f:
+        f.write(_png_header(9, 8))  # not decodable: only its header is read
+    with pytest.raises(ValueError, match=f'prediction {re.escape(last)} is 9x8 .H x W. but '
+                       f'{re.escape(firsts[0])} is 8x8'):
+        evaluate_mevis_predictions(pred_dir, meta, mask_dict)
 
 
 def _tiny_split(root, num_exps=4, num_frames=2, size=(8, 8)):

@@ -14,6 +14,7 @@ from conftest import REPO_ROOT, subprocess_env, tools_test_args, tools_train_arg
 from soc_mm.utils.cli import (TORCHRUN_ENV, CfgOptionsAction, ConfigOptionError, UsageError, check_amp_device,
                               check_launcher_env, check_output_dir, check_output_file, check_train_length,
                               load_config, merge_cfg_options)
+from soc_mm.utils.checkpoint import CheckpointValueError
 from soc_mm.utils.launch import config_for_testing, config_for_training, parse_tool_args, set_work_dir
 
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
@@ -164,10 +165,16 @@ def _lookup_value(cfg, key):
     (dict(max_iters=-3), 'train_cfg.max_iters=-3: training would run no iters'),
     (dict(type='EpochBasedTrainLoop', max_epochs=0), 'train_cfg.max_epochs=0: training would run no epochs'),
     (dict(max_iters=2.5), 'train_cfg.max_iters=2.5: must be a whole number >= 1'),
+    (dict(max_iters=2, lr=float('inf')), 'optim_wrapper.optimizer.lr=inf: must be a finite number > 0'),
+    (dict(max_iters=2, lr=float('nan')), 'optim_wrapper.optimizer.lr=nan: must be a finite number > 0'),
+    (dict(max_iters=2, lr=0), 'optim_wrapper.optimizer.lr=0: must be a finite number > 0'),
+    (dict(max_iters=2, lr='1e-4'), "optim_wrapper.optimizer.lr='1e-4': must be a finite number > 0"),
 ])
 def test_training_that_trains_nothing_is_refused(train_cfg, message):
+    train_cfg = dict(train_cfg)
+    optim = dict(optim_wrapper=dict(optimizer=dict(type='AdamW', lr=train_cfg.pop('lr')))) if 'lr' in train_cfg else {}
     with pytest.raises(ConfigOptionError, match='^' + re.escape(message)):
-        check_train_length(Config(dict(train_cfg=train_cfg)))
+        check_train_length(Config(dict(train_cfg=train_cfg, **optim)))
     check_train_length(Config(dict(train_cfg=dict(max_iters=1))))
     check_train_length(Config(dict()))
 
@@ -331,6 +338,13 @@ def test_train_tool_config(tmp_path, ckpt):
     with pytest.raises(FileNotFoundError):  # load_from without --resume: read now
         config_for_training(tools_train_args(work_dir=work, cfg_options={'load_from': str(tmp_path / 'missing.pth')}))
     assert config_for_training(tools_train_args(work_dir=work, cfg_options={'load_from': ckpt})).load_from == ckpt
+    # load_from's weights are checked before the runner starts (NaN would crash the matcher at iteration 1)
+    import torch
+    key = 'backbone.patch_embed.proj.weight'
+    torch.save(dict(state_dict={key: torch.full((2, 3), float('nan'))}), str(tmp_path / 'nan.pth'))
+    expected = re.escape(f'{tmp_path / "nan.pth"}: 1 tensor(s) cannot be used as weights')
+    with pytest.raises(CheckpointValueError, match=f'(?s){expected}.*{re.escape(key)}: 6 NaN'):
+        config_for_training(tools_train_args(work_dir=work, cfg_options={'load_from': str(tmp_path / 'nan.pth')}))
 
 
 def test_train_tool_amp_on_cpu_and_bad_config(tmp_path, monkeypatch):

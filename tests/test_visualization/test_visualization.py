@@ -182,12 +182,14 @@ def test_video_demo_checks_its_inputs_before_loading_the_model(tmp_path):
     first: the config and checkpoint named here do not exist, so a model load would fail with another error."""
     video = tmp_path / 'in.mp4'
     write_video(str(video), [np.zeros((8, 8, 3), np.uint8)] * 2)
-    for source, out, error in (
-            (tmp_path / 'missing.mp4', tmp_path / 'out.mp4', r'FileNotFoundError: video not found: .*missing\.mp4'),
-            (video, tmp_path / 'out.txt', r"ValueError: .*unsupported extension '\.txt'.*\.mp4")):
+    for source, out, extra, code, error in (
+            (tmp_path / 'missing.mp4', tmp_path / 'out.mp4', [], 2, r'error: video not found: .*missing\.mp4'),
+            (video, tmp_path / 'out.txt', [], 1, r"ValueError: .*unsupported extension '\.txt'.*\.mp4"),
+            (video, tmp_path / 'out.mp4', ['--fps', 'nan'], 2, r'error: --fps nan: expected a number in \(0, 240\]'),
+            (video, tmp_path / 'out.mp4', ['--alpha', '5'], 2, r'error: --alpha 5.0: expected a mask opacity')):
         proc = run_tool('demo/video_demo.py', source, 'x', '--config', tmp_path / 'c.py', '--checkpoint',
-                        tmp_path / 'c.pth', '--out', out, timeout=120)
-        assert proc.returncode == 1 and re.search(error, proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
+                        tmp_path / 'c.pth', '--out', out, *extra, timeout=120)
+        assert proc.returncode == code and re.search(error, proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
     for out, message in ((tmp_path / 'noext', r"unsupported extension '\(none\)'"),
                          (tmp_path, 'unsupported extension')):
         with pytest.raises(ValueError, match=message):

@@ -18,6 +18,7 @@ import os.path as osp
 import time
 
 from soc_mm.apis import RVOSInferencer
+from soc_mm.apis.rvos_inferencer import MAX_FPS
 from soc_mm.visualization import check_video_output_path
 
 
@@ -40,13 +41,23 @@ def parse_args():
                         '<video>/<exp_id>/<frame>.png (Ref-YouTube-VOS) and OUT_DIR/preds/<video>_rle.json')
     parser.add_argument('--backend', default='pytorch', choices=['pytorch', 'onnxruntime'],
                         help='onnxruntime: --checkpoint is a graph of tools/deployment/export_onnx.py')
-    return parser.parse_args()
+    args = parser.parse_args()
+    # every argument checked before the model is built (argparse prints usage and exits 2)
+    if not osp.exists(args.video):
+        parser.error(f'video not found: {args.video}')
+    if args.fps is not None and not 0 < args.fps <= MAX_FPS:  # NaN fails this test too
+        parser.error(f'--fps {args.fps}: expected a number in (0, {MAX_FPS}] (default: the input video\'s)')
+    if not 0 <= args.alpha <= 1:
+        parser.error(f'--alpha {args.alpha}: expected a mask opacity in [0, 1]')
+    if args.clip_len is not None and args.clip_len < 1:
+        parser.error(f'--clip-len {args.clip_len}: expected frames per forward pass >= 1')
+    if args.presence_thr is not None and not 0 <= args.presence_thr <= 1:
+        parser.error(f'--presence-thr {args.presence_thr}: expected a score in [0, 1]')
+    return args
 
 
 def main():
     args = parse_args()
-    if not osp.exists(args.video):
-        raise FileNotFoundError(f'video not found: {args.video}')
     check_video_output_path(args.out)  # before the (long) inference, not after it
     start = time.time()
     inferencer = RVOSInferencer(args.config, args.checkpoint, device=args.device, backend=args.backend)

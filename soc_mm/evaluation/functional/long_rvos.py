@@ -60,7 +60,7 @@ import numpy as np
 
 from soc_mm.datasets.utils import read_json
 from .jf import jf_per_frame
-from .mevis import PredictionBitDepthWarning, png_bit_depth
+from .mevis import PredictionBitDepthWarning, check_png_size, png_bit_depth
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 LONG_RVOS_BOUND_TH = 0.008
@@ -149,6 +149,7 @@ def read_png_mask(path: str, what: str = 'prediction') -> np.ndarray:
     """
     if osp.isdir(path):
         raise ValueError(f'{what} {path} is a folder, expected a PNG mask')
+    check_png_size(path, what)
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f'unreadable {what} {path}: not an image file OpenCV can decode')

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from soc_mm.datasets.mevis import resolve_mevis_meta_file
-from soc_mm.datasets.utils import DuplicateKeyError, read_json
+from soc_mm.datasets.utils import DuplicateKeyError, first_repeated, read_json
 from soc_mm.structures.mask import decode_mask
 from .jf import jf_per_frame
 from .lazy_json import LazyJsonObject
@@ -95,6 +95,8 @@ def load_mevis_meta(meta_file: str) -> Dict[str, dict]:
         frames = video.get('frames')
         if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
             raise ValueError(f"{where}: 'frames' must be a non-empty list of frame names, got {frames!r:.80}")
+        if first_repeated(frames) is not None:
+            raise ValueError(f"{where}: 'frames' lists frame {first_repeated(frames)!r} twice")
         expressions = video.get('expressions')
         if not isinstance(expressions, dict) or not expressions:
             raise ValueError(f"{where}: 'expressions' must be a non-empty dict {{exp_id: {{...}}}}")
@@ -210,6 +212,41 @@ def png_bit_depth(path: str) -> Optional[int]:
     return None
 
 
+#: the most pixels a predicted or ground-truth mask PNG may declare (8192 x 8192): checked from the header
+#: before decoding, so that a few KB of PNGs that declare huge frames cannot take GBs of memory
+MAX_MASK_PIXELS = 1 << 26
+
+
+def png_size(path: str) -> Optional[Tuple[int, int]]:
+    """(H, W) from a PNG's header (its ``IHDR`` chunk), or None if ``path`` is not a PNG."""
+    with open(path, 'rb') as f:
+        head = f.read(24)
+    if len(head) == 24 and head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+        width, height = int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+        return height, width
+    return None
+
+
+def check_png_size(path: str, what: str = 'prediction', expected: Optional[Tuple[int, int]] = None,
+                   expected_from: str = '') -> None:
+    """Before decoding: the size a PNG's header declares is at most :data:`MAX_MASK_PIXELS` pixels and, with
+    ``expected`` (H, W), that size (``expected_from`` says where it comes from). Not a PNG: nothing to check
+    (the decoder names it).
+
+    Raises:
+        ValueError: naming the file, the declared size and the bound or the expected size.
+    """
+    size = png_size(path) if osp.isfile(path) else None
+    if size is None:
+        return
+    if size[0] * size[1] > MAX_MASK_PIXELS:
+        raise ValueError(f'{what} {path} declares {size[0]}x{size[1]} (H x W) pixels, more than the '
+                         f'{MAX_MASK_PIXELS} a mask may have here (not decoded)')
+    if expected is not None and tuple(size) != tuple(expected):
+        raise ValueError(f'{what} {path} is {size[0]}x{size[1]} (H x W) but {expected_from or "the video"} is '
+                         f'{expected[0]}x{expected[1]}')
+
+
 def _warn_16_bit(path: str, read: np.ndarray) -> None:
     """Say loudly that a 16-bit PNG was scored as its 8-bit reading, with what the file holds and what
     was read."""
@@ -242,6 +279,7 @@ def read_mask_png(path: str) -> np.ndarray:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'missing prediction {path} (every frame of a predicted video needs a PNG)')
+    check_png_size(path)
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f'unreadable prediction {path}: not an image file OpenCV can decode')
@@ -251,9 +289,18 @@ def read_mask_png(path: str) -> np.ndarray:
     return mask
 
 
-def read_mevis_prediction(exp_dir: str, frames: Sequence[str]) -> np.ndarray:
+def read_mevis_prediction(exp_dir: str, frames: Sequence[str],
+                          expected_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Predicted masks ``<exp_dir>/<frame>.png`` of every frame -> bool ``[T, H, W]``; all frames must
-    have the size of the first one."""
+    have the size of the first one (and ``expected_size`` (H, W), the ground truth's, when given). Every
+    PNG's declared size is checked before any is decoded."""
+    first = osp.join(exp_dir, f'{frames[0]}.png') if frames else ''
+    expected_from = 'its ground truth (mask_dict.json)'
+    if expected_size is None and osp.isfile(first):
+        check_png_size(first)
+        expected_size, expected_from = png_size(first), first
+    for frame in frames:
+        check_png_size(osp.join(exp_dir, f'{frame}.png'), expected=expected_size, expected_from=expected_from)
     masks = []
     for frame in frames:
         path = osp.join(exp_dir, f'{frame}.png')
@@ -308,12 +355,26 @@ def _init_worker(videos: dict, mask_dict: dict, pred_dir: str, bound_th: float, 
                          failed=failed)
 
 
+def _gt_size(mask_dict: dict, expression: dict) -> Optional[Tuple[int, int]]:
+    """(H, W) of the first RLE of an expression's annotations (None: no target, or no RLE to read it from;
+    the RLEs themselves are checked when decoded)."""
+    for anno_id in expression.get('anno_id') or []:
+        rles = mask_dict.get(str(anno_id))
+        for rle in rles if isinstance(rles, list) else []:
+            size = rle.get('size') if isinstance(rle, dict) else None
+            if isinstance(size, (list, tuple)) and len(size) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in size):
+                return int(size[0]), int(size[1])
+    return None
+
+
 def _evaluate_expression(key: Tuple[str, str]) -> Tuple[float, float]:
     """(J, F) of one expression of a video that has a prediction folder."""
     video_id, exp_id = key
     video = _WORKER_STATE['videos'][video_id]
     frames = video['frames']
-    pred = read_mevis_prediction(osp.join(_WORKER_STATE['pred_dir'], video_id, exp_id), frames)
+    pred = read_mevis_prediction(osp.join(_WORKER_STATE['pred_dir'], video_id, exp_id), frames,
+                                 expected_size=_gt_size(_WORKER_STATE['mask_dict'], video['expressions'][exp_id]))
     gt = mevis_gt_masks(_WORKER_STATE['mask_dict'], video['expressions'][exp_id]['anno_id'], len(frames),
                         pred.shape[1:], where=f'video {video_id!r}, expression {exp_id!r}')
     return mevis_expression_jf(pred, gt, bound_th=_WORKER_STATE['bound_th'])

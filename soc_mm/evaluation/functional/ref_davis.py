@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from soc_mm.datasets.utils import read_json
+from soc_mm.datasets.utils import first_repeated, read_json
 from .jf import jf_per_frame, jf_statistics
 
 #: the table ``eval_davis.py`` writes (``global_results-val.csv``), fractions in [0, 1]
@@ -69,6 +69,8 @@ def load_ref_davis_videos(meta_file: str) -> Dict[str, List[str]]:
         frames = video.get('frames') if isinstance(video, dict) else None
         if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
             raise ValueError(f"{meta_file}: video {video_id!r}: 'frames' must be a non-empty list of frame names")
+        if first_repeated(frames) is not None:
+            raise ValueError(f"{meta_file}: video {video_id!r}: 'frames' lists frame {first_repeated(frames)!r} twice")
         out[str(video_id)] = list(frames)
     return out
 

@@ -85,9 +85,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from soc_mm.datasets.utils import json_key, read_json
+from soc_mm.datasets.utils import first_repeated, json_key, read_json
 from soc_mm.structures.mask import check_rles
 from .jf import jf_per_frame
+from .mevis import MAX_MASK_PIXELS, png_size
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 REVOS_BOUND_TH = 0.008
@@ -155,6 +156,8 @@ def load_revos_meta(meta_file: str) -> 'OrderedDict[str, dict]':
         if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
             raise ValueError(f'{where}["frames"] must be a non-empty list of frame names (str), got '
                              f'{str(frames)[:80]}')
+        if first_repeated(frames) is not None:
+            raise ValueError(f'{where}["frames"] lists frame {first_repeated(frames)!r} twice')
         expressions = video.get('expressions')
         if not isinstance(expressions, dict):
             raise ValueError(f'{where}["expressions"] must be a dict {{exp_id: {{"exp", "anno_id", "type_id"}}}}, '
@@ -419,6 +422,10 @@ def read_prediction_png(path: str) -> np.ndarray:
         kind = 'missing_png' if osp.isdir(osp.dirname(path)) else 'missing_expression'
         what = 'PNG' if kind == 'missing_png' else 'folder ' + osp.dirname(path)
         raise RevosPredictionError(kind, f'missing prediction {what} (for {path})')
+    size = png_size(path)
+    if size is not None and size[0] * size[1] > MAX_MASK_PIXELS:
+        raise RevosPredictionError('unreadable_png', f'prediction {path} declares {size[0]}x{size[1]} (H x W) '
+                                   f'pixels, more than the {MAX_MASK_PIXELS} a mask may have here (not decoded)')
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise RevosPredictionError('unreadable_png', f'unreadable prediction {path}: not an image OpenCV can '

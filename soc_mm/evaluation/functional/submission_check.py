@@ -22,7 +22,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from soc_mm.datasets.utils import read_json
+from soc_mm.datasets.utils import first_repeated, read_json
 
 SUBMISSION_BENCHMARKS = ('mevis', 'ref-ytvos')
 #: the zip folder holding ``<video>/<exp_id>/<frame>.png`` per benchmark ('' = the top level)
@@ -79,6 +79,8 @@ def load_submission_meta(meta_file: str, exclude_meta: Optional[str] = None) -> 
         expressions = video.get('expressions') if isinstance(video, dict) else None
         if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
             raise ValueError(f"{where}: 'frames' must be a list of frame names")
+        if first_repeated(frames) is not None:
+            raise ValueError(f"{where}: 'frames' lists frame {first_repeated(frames)!r} twice")
         if not isinstance(expressions, dict):
             raise ValueError(f"{where}: 'expressions' must be a dict {{exp_id: {{...}}}}")
         expected[str(video_id)] = dict(frames=list(frames), expressions=[str(e) for e in expressions])
