@@ -2,7 +2,7 @@
 # expressions that refer to one object by its motion, to several objects, or to none), CPU. Used by
 # `make demo-mevis` (tools/demo/run_mevis_demo.py) and its test. Prepare (run_mevis_demo.py does both):
 #   python tools/dataset_converters/generate_synthetic_rvos.py mevis data/synthetic_mevis \
-#       --num-train 400 --num-valid-u 100 --num-valid 0 --num-frames 12 --size 96 96 --train-motion-repeats 3
+#       --num-train 400 --num-valid-u 100 --num-valid 0 --num-frames 12 --size 96 96 --train-motion-repeats 4
 #   python tools/misc/make_tiny_text_encoder.py data/synthetic_mevis/train/meta_expressions.json \
 #       --out data/synthetic_mevis/tiny_roberta
 # Model: the tiny SOC (sizes, losses, AdamW) with three variant classes (below); the data, the clip length,

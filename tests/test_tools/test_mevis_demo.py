@@ -160,8 +160,8 @@ def test_mevis_demo_runs_end_to_end(tmp_path):
     with open(work_dir / 'data' / 'synthetic_manifest.json') as f:
         manifest = json.load(f)
     videos = manifest['valid_u']
-    # the train split has each motion expression three times (--train-motion-repeats 3), the held-out videos once
-    for split, repeats in (('train', 3), ('valid_u', 1)):
+    # the train split has each motion expression four times (--train-motion-repeats 4), the held-out videos once
+    for split, repeats in (('train', 4), ('valid_u', 1)):
         for video in manifest[split].values():
             texts = collections.Counter((e['clean'], tuple(e['anno_id'])) for e in video['expressions'].values())
             for e in video['expressions'].values():

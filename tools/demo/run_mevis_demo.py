@@ -44,16 +44,16 @@ def parse_args(argv=None):
     parser.add_argument('--clip-frames', type=int, default=None,
                         help='frames per training clip (default: the config\'s num_frames)')
     parser.add_argument('--num-valid-u', type=int, default=100, help='held-out valid_u videos (with masks)')
-    parser.add_argument('--num-calib', type=int, default=60,
+    parser.add_argument('--num-calib', type=int, default=150,
                         help='calibration videos for score_thr (a separate valid_u split, another seed)')
     parser.add_argument('--num-frames', type=int, default=12, help='frames per synthetic video')
     parser.add_argument('--size', type=int, nargs=2, default=[96, 96], metavar=('H', 'W'), help='frame size')
     parser.add_argument('--exit-prob', type=float, default=None,
                         help='probability that a moving object leaves the video half-way (default: the '
                         "generator's 0.2)")
-    parser.add_argument('--train-motion-repeats', type=int, default=3,
+    parser.add_argument('--train-motion-repeats', type=int, default=4,
                         help='each train expression that refers to objects by their motion is written this many '
-                        'times (the generator\'s --train-motion-repeats; default 3: training sees them three '
+                        'times (the generator\'s --train-motion-repeats; default 4: training sees them four '
                         'times as often)')
     parser.add_argument('--seed', type=int, default=0, help='data seed (the calibration split uses seed + 1000)')
     parser.add_argument('--score-thr', type=float, default=None,
