@@ -349,3 +349,38 @@ def write_two_directories(path: str, inflated_bytes: int) -> None:
     out += struct.pack('<4sHHHHIIH', b'PK\x05\x06', 0, 0, len(clean), len(clean), len(torch_directory), start, 0)
     with open(path, 'wb') as f:
         f.write(out)
+
+
+def history_buffer_init_on(obj: bytes) -> bytes:
+    """``HistoryBuffer(obj, obj)`` by REDUCE: runs ``HistoryBuffer.__init__`` (``np.array(obj)``) on whatever
+    the pickle built (MMEngine pickles a HistoryBuffer by NEWOBJ, which runs no ``__init__``)."""
+    return _wrap(_call(_HB, obj, obj))
+
+
+def ordered_dict_with(attribute: str, value: bytes) -> bytes:
+    """An ``OrderedDict()`` whose BUILD state sets ``attribute`` (e.g. ``__array_interface__``)."""
+    return _call(_g('collections', 'OrderedDict')) + b'}' + _s(attribute) + value + b'sb'
+
+
+def dtype_built_twice(itemsize: int = 400_000_000) -> bytes:
+    """A numpy ``dtype('U2')``, memoized, built once as numpy writes it, then read back from the memo and built
+    again with another item size (an array made with it in between would then view ``itemsize`` bytes)."""
+    def state(size):
+        return b'(K\x03' + _s('<') + b'NNN' + b'\x8a\x04' + size.to_bytes(4, 'little') + b'K\x04K\x08t'
+    dtype = _call(_g('numpy', 'dtype'), _s('U2'), b'\x89\x88') + state(8) + b'b' + b'q\x07'
+    return _wrap(b'(' + dtype + b'h\x07' + state(itemsize) + b'bt')
+
+
+def tensor_with_backward_hooks() -> bytes:
+    """``torch.save({'w': t})`` of a tensor whose ``backward_hooks`` argument holds ``{0: builtins.bytearray}``
+    (torch installs it as an autograd hook: a call of a global that may only be named)."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save({'w': torch.zeros(2)}, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith('data.pkl')))
+    hooks = b'ccollections\nOrderedDict\nq\n)Rq\x0b'
+    assert hooks in data, data  # the (empty) backward hooks of _rebuild_tensor_v2, memoized
+    return data.replace(hooks, hooks + b'K\x00' + _g('builtins', 'bytearray') + b's', 1)

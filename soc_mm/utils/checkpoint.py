@@ -222,10 +222,14 @@ def allowed_global_names() -> Set[str]:
 #: inside a persistent id), never called. ``torch.save`` of tensors, state dicts and MMEngine checkpoints
 #: calls only these (plus the MMEngine / numpy rebuilders of :func:`mmengine_checkpoint_safe_globals`).
 TORCH_CALLABLE_GLOBALS = frozenset({
-    'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_parameter',
+    'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_tensor_v3', 'torch._utils._rebuild_parameter',
     'torch._utils._rebuild_meta_tensor_no_storage',
     'collections.OrderedDict', 'collections.Counter', 'builtins.set', 'builtins.complex', '_codecs.encode',
     'torch.Size', 'torch.device', 'torch.serialization._get_layout'})
+
+
+#: allowed globals a checkpoint may only make through ``NEWOBJ`` (``cls.__new__``, no ``__init__``)
+NEWOBJ_ONLY_GLOBALS = frozenset({'mmengine.logging.history_buffer.HistoryBuffer'})
 
 
 def allowed_callable_names() -> Set[str]:
@@ -395,6 +399,11 @@ def unsafe_globals_in_checkpoint(filename: str) -> List[str]:
         found = [n for n in scan.referenced if n not in allowed]
         found += [f'{n} (called)' for n in scan.called if n in allowed and n not in callable_]
         found += [f'{n} (called)' for n in scan.called if n == DYNAMIC]
+        # MMEngine pickles a HistoryBuffer as NEWOBJ (__new__) + BUILD; REDUCE would run its __init__ (np.array
+        # of whatever the pickle passes, e.g. an object whose __array_interface__ points anywhere in memory)
+        found += [f'{n} (called by {op}; only NEWOBJ, as MMEngine writes it)' for n, op in scan.calls
+                  if n in NEWOBJ_ONLY_GLOBALS and op != 'NEWOBJ']
+        found += scan.build_problems
         offending += [n for n in found if n not in offending]
     return offending
 
@@ -545,6 +554,21 @@ def _rebuilt_types() -> tuple:
     return (HistoryBuffer, OrderedDict, Counter)
 
 
+def _rebuilt_tensor_problem(value: torch.Tensor) -> Optional[str]:
+    """What a loaded tensor (anywhere in a checkpoint: weights, optimizer states, ...) must not be: a subclass
+    or a tensor carrying attributes or backward hooks (they run when gradients flow), or a view of more
+    values than its storage holds (stride 0: an optimizer's dtype cast or a deep copy allocates them all)."""
+    if type(value) not in (torch.Tensor, torch.nn.Parameter) or vars(value):
+        return f'a {type(value).__name__} carrying attributes {sorted(map(str, vars(value)))[:5]}'
+    if torch.Tensor._backward_hooks.__get__(value):
+        return 'a tensor with backward hooks'
+    if value.layout == torch.strided and not value.is_meta:
+        numel, stored = torch.Tensor.numel(value), torch.Tensor.untyped_storage(value).nbytes()
+        if numel and numel * torch.Tensor.element_size(value) > stored:
+            return f'a view of {numel} values over a storage of {stored} bytes (overlapping strides)'
+    return None
+
+
 def check_rebuilt_objects(obj, filename: str, max_depth: int = 32) -> None:
     """Refuse objects of a loaded checkpoint whose rebuilt attributes shadow their type's.
 
@@ -563,6 +587,13 @@ def check_rebuilt_objects(obj, filename: str, max_depth: int = 32) -> None:
     stack = [(obj, 'checkpoint', 0)]
     while stack:
         item, where, depth = stack.pop()
+        if isinstance(item, torch.Tensor) and id(item) not in seen:
+            seen.add(id(item))
+            problem = _rebuilt_tensor_problem(item)
+            if problem:
+                raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: {where} is {problem}; '
+                                            'torch.save of weights and optimizer states never writes this')
+            continue
         if id(item) in seen or isinstance(item, (torch.Tensor, np.ndarray, str, bytes, int, float)):
             continue
         seen.add(id(item))

@@ -10,7 +10,7 @@ what may be referenced (e.g. a storage type inside a persistent id) and what may
 import io
 import pickletools
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Tuple
 
 #: a callee that is not a global read from the pickle itself (built, stored in a container, ...)
 DYNAMIC = '<dynamic>'
@@ -23,9 +23,15 @@ _GET_OPS = frozenset({'GET', 'BINGET', 'LONG_BINGET'})
 
 class PickleScan(NamedTuple):
     """``referenced``: every global the pickle names (in order, with repeats); ``called``: the global of every
-    call it makes (``DYNAMIC`` when the callee is not a global)."""
+    call it makes (``DYNAMIC`` when the callee is not a global); ``calls``: the same with the opcode that
+    makes each call (``'REDUCE'``, ``'NEWOBJ'``, ...); ``build_problems``: ``BUILD`` opcodes (which set an
+    object's state: ``__setstate__`` or attributes) on anything but an object the pickle has just made by a
+    call, or on the same object twice (``pickle`` itself builds each object once, right after making it; a
+    second ``BUILD`` can change, e.g., a numpy dtype that an array already uses)."""
     referenced: List[str]
     called: List[str]
+    calls: List[Tuple[str, str]]
+    build_problems: List[str]
 
 
 class _Mark:
@@ -68,13 +74,18 @@ def scan_pickle(stream: io.BufferedIOBase) -> PickleScan:
         ValueError: not a pickle, truncated, or an opcode sequence the unpickler would reject
             (stack underflow, no MARK).
     """
-    referenced, called = [], []
-    stack, memo = [], {}
+    referenced, calls, build_problems = [], [], []
+    stack, memo, built = [], {}, set()
+    made = [0]
 
-    def callee(value) -> str:
+    def callee(value, opcode: str) -> tuple:
+        """Record the call of ``value``; the symbol of the object it makes (``('object', uid, name)``)."""
+        if isinstance(value, tuple) and value[0] == 'fetched':  # a global read back from the memo
+            value = value[1]
         name = value[1] if isinstance(value, tuple) and value[0] == 'global' else DYNAMIC
-        called.append(name)
-        return name
+        calls.append((name, opcode))
+        made[0] += 1
+        return ('object', made[0], name)
 
     for opcode, arg, _pos in pickletools.genops(stream):
         name = opcode.name
@@ -86,7 +97,7 @@ def scan_pickle(stream: io.BufferedIOBase) -> PickleScan:
             referenced.append(full)
             stack.append(('global', full))
         elif name == 'STACK_GLOBAL':
-            module, qualname = _pop(stack, 2)
+            module, qualname = (v[1] if v[0] == 'fetched' else v for v in _pop(stack, 2))
             if module[0] == 'str' and qualname[0] == 'str' and isinstance(module[1], str) \
                     and isinstance(qualname[1], str):
                 full = map_global_name(module[1], qualname[1])
@@ -102,27 +113,24 @@ def scan_pickle(stream: io.BufferedIOBase) -> PickleScan:
             module, _, qualname = arg.partition(' ')
             full = map_global_name(module, qualname)
             referenced.append(full)
-            called.append(full)
+            calls.append((full, 'INST'))
+            made[0] += 1
             _pop_to_mark(stack)
-            stack.append(('object', ))
+            stack.append(('object', made[0], full))
         elif name == 'OBJ':
             items = _pop_to_mark(stack)
             if not items:
                 raise ValueError('pickle: OBJ without a class')
-            callee(items[0])
-            stack.append(('object', ))
+            stack.append(callee(items[0], 'OBJ'))
         elif name == 'REDUCE':
             func, _args = _pop(stack, 2)
-            callee(func)
-            stack.append(('object', ))
+            stack.append(callee(func, 'REDUCE'))
         elif name == 'NEWOBJ':
             cls, _args = _pop(stack, 2)
-            callee(cls)
-            stack.append(('object', ))
+            stack.append(callee(cls, 'NEWOBJ'))
         elif name == 'NEWOBJ_EX':
             cls, _args, _kwargs = _pop(stack, 3)
-            callee(cls)
-            stack.append(('object', ))
+            stack.append(callee(cls, 'NEWOBJ_EX'))
         elif name in _PUT_OPS:
             if not stack or stack[-1] is _MARK:
                 raise ValueError('pickle: PUT on an empty stack')
@@ -134,7 +142,19 @@ def scan_pickle(stream: io.BufferedIOBase) -> PickleScan:
         elif name in _GET_OPS:
             if arg not in memo:
                 raise ValueError(f'pickle: memo key {arg} read before it is written')
-            stack.append(memo[arg])
+            stack.append(('fetched', memo[arg]))
+        elif name == 'BUILD':
+            _pop(stack)  # the state
+            if not stack or stack[-1] is _MARK:
+                raise ValueError('pickle: BUILD without an object')
+            target = stack[-1]
+            if target[0] != 'object':
+                kind = 'an object read back from the memo' if target[0] == 'fetched' else f'a {target[0]}'
+                build_problems.append(f'BUILD of {kind} (pickle builds an object right after making it)')
+            elif target[1] in built:
+                build_problems.append(f'a second BUILD of one {target[2]} object')
+            else:
+                built.add(target[1])
         elif name == 'MARK':
             stack.append(_MARK)
         elif name == 'STOP':
@@ -144,9 +164,13 @@ def scan_pickle(stream: io.BufferedIOBase) -> PickleScan:
             if pickletools.markobject in before:
                 _pop_to_mark(stack)
                 before = before[:before.index(pickletools.markobject)]
-            _pop(stack, len(before))
-            stack.extend(('object', ) for _ in opcode.stack_after)
-    return PickleScan(referenced, called)
+            popped = _pop(stack, len(before))
+            after = opcode.stack_after
+            if name in ('APPEND', 'APPENDS', 'SETITEM', 'SETITEMS', 'ADDITEMS') and popped:
+                stack.append(popped[0])  # the container stays (still the object a call made)
+            else:
+                stack.extend(('value', ) for _ in after)
+    return PickleScan(referenced, [name for name, _ in calls], calls, build_problems)
 
 
 def pickle_globals(stream: io.BufferedIOBase) -> List[str]:

@@ -754,3 +754,33 @@ def test_weights_checked_as_the_model_will_hold_them():
         check_state_dict_values({'w': shadowed}, 'ckpt.pth', reference=reference)
     check_state_dict_values({'w': torch.ones(3, dtype=torch.float64), 'n': torch.ones(3, dtype=torch.long)},
                             'ckpt.pth', reference=reference)  # finite after the cast, integers for integers
+
+
+def test_objects_are_made_and_built_only_as_pickle_and_mmengine_write_them(tmp_path):
+    """A HistoryBuffer made by REDUCE (its __init__ runs np.array on an OrderedDict whose __array_interface__
+    points anywhere in memory), a BUILD of an object read back from the memo (re-sizing a numpy dtype an array
+    already uses), a tensor with backward hooks and an optimizer state that views 2^34 values of an 8-byte
+    storage are refused, naming what they do."""
+    cases = {
+        'history_buffer_reduce': (corpus.history_buffer_init_on(corpus.ordered_dict_with('__array_interface__',
+                                                                                         b'}')),
+                                  'HistoryBuffer (called by REDUCE; only NEWOBJ, as MMEngine writes it)'),
+        'dtype_built_twice': (corpus.dtype_built_twice(), 'BUILD of an object read back from the memo'),
+        'backward_hooks': (corpus.tensor_with_backward_hooks(), "checkpoint['w'] is a tensor with backward hooks"),
+    }
+    for name, (payload, expected) in cases.items():
+        path = str(tmp_path / f'{name}.pth')
+        if name == 'backward_hooks':
+            members = [(n, payload if n.endswith('data.pkl') else d)
+                       for n, d in corpus.torch_zip_members({'w': torch.zeros(2)})]
+            corpus.write_members(path, members)
+        else:
+            corpus.write_zip(path, payload)
+        with pytest.raises(UnsafeCheckpointError) as info:
+            safe_load_local(path)
+        assert expected in str(info.value), (name, str(info.value))
+    expanded = str(tmp_path / 'expanded.pth')
+    torch.save({'state_dict': {}, 'optimizer': {'state': {0: {'exp_avg': torch.zeros(1).expand(1 << 34)}}}}, expanded)
+    with pytest.raises(UnsafeCheckpointError, match=re.escape("checkpoint['optimizer']['state'][0]['exp_avg'] is a "
+                                                              'view of 17179869184 values over a storage of 4 bytes')):
+        safe_load_local(expanded)
