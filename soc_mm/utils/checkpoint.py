@@ -44,6 +44,7 @@ import os
 import os.path as osp
 import pickle
 import pickletools
+import stat
 import struct
 import tarfile
 import zipfile
@@ -262,7 +263,8 @@ def exact_safe_globals(entries: list) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------ static scan of pickles
-def check_zip_directory(filename: str, archive: zipfile.ZipFile) -> List[zipfile.ZipInfo]:
+def check_zip_directory(filename: str, archive: zipfile.ZipFile,
+                        file_size: Optional[int] = None) -> List[zipfile.ZipInfo]:
     """Check a zip checkpoint's directory before any member is read; returns its members.
 
     ``torch.save`` writes every member uncompressed (``ZIP_STORED``), once, under one top-level
@@ -276,7 +278,8 @@ def check_zip_directory(filename: str, archive: zipfile.ZipFile) -> List[zipfile
         UnsafeCheckpointError: naming the member and what is wrong with it.
     """
     infos = archive.infolist()
-    file_size = osp.getsize(filename)
+    if file_size is None:
+        file_size = osp.getsize(filename)
     seen = {}
     for info in infos:
         where = f'Refusing to load checkpoint {filename!r}: zip member {info.orig_filename!r}'
@@ -301,14 +304,15 @@ def check_zip_directory(filename: str, archive: zipfile.ZipFile) -> List[zipfile
     return infos
 
 
-def _torch_zip_view(filename: str, infos: List[zipfile.ZipInfo]):
-    """torch's own zip reader on ``filename``, checked to see the same members as Python's zipfile.
+def _torch_zip_view(f, filename: str, infos: List[zipfile.ZipInfo]):
+    """torch's own zip reader on the open checkpoint ``f``, checked to see the same members as Python's zipfile.
 
     Returns:
         (``torch._C.PyTorchFileReader``, the top-level folder of the members, e.g. ``'archive/'``).
     """
     try:
-        reader = torch._C.PyTorchFileReader(filename)
+        f.seek(0)
+        reader = torch._C.PyTorchFileReader(f)
         records = list(reader.get_all_records())
     except Exception as err:  # torch's reader refuses the directory (no common folder, no version, ...)
         raise CheckpointFormatError(f'{filename}: not a checkpoint torch can read '
@@ -324,19 +328,18 @@ def _torch_zip_view(filename: str, infos: List[zipfile.ZipInfo]):
     # directory that does not end where the end record starts as if data were prepended, torch's reader
     # does not): every record must start at the same byte and hold the same size in both readers' views
     by_name = {r.lower(): r for r in records}
-    with open(filename, 'rb') as f:
-        for info in infos:
-            record = by_name[info.filename[len(prefix):].lower()]
-            try:
-                torch_view = (reader.get_record_offset(record), reader.get_record_size(record))
-            except Exception as err:  # noqa: BLE001 (torch's reader refuses the local header)
-                torch_view = (None, str(err).splitlines()[0] if str(err) else type(err).__name__)
-            python_view = (_zip_data_offset(f, info), info.file_size)
-            if torch_view != python_view:
-                raise UnsafeCheckpointError(
-                    f'Refusing to load checkpoint {filename!r}: zip member {info.filename!r} is at byte '
-                    f'{python_view[0]} with {python_view[1]} bytes for Python but at {torch_view[0]} with '
-                    f'{torch_view[1]} bytes for torch (two zip directories); torch.save never writes this')
+    for info in infos:
+        record = by_name[info.filename[len(prefix):].lower()]
+        try:
+            torch_view = (reader.get_record_offset(record), reader.get_record_size(record))
+        except Exception as err:  # noqa: BLE001 (torch's reader refuses the local header)
+            torch_view = (None, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        python_view = (_zip_data_offset(f, info), info.file_size)
+        if torch_view != python_view:
+            raise UnsafeCheckpointError(
+                f'Refusing to load checkpoint {filename!r}: zip member {info.filename!r} is at byte '
+                f'{python_view[0]} with {python_view[1]} bytes for Python but at {torch_view[0]} with '
+                f'{torch_view[1]} bytes for torch (two zip directories); torch.save never writes this')
     return reader, prefix
 
 
@@ -350,20 +353,21 @@ def _zip_data_offset(f, info: zipfile.ZipInfo) -> Optional[int]:
     return info.header_offset + 30 + name_len + extra_len
 
 
-def _checkpoint_pickles(filename: str) -> Iterator[io.BufferedIOBase]:
-    """The pickle streams of a checkpoint file.
+def _checkpoint_pickles(f, filename: str) -> Iterator[io.BufferedIOBase]:
+    """The pickle streams of the open checkpoint ``f`` (``filename`` names it in messages).
 
     Zip: the ``data.pkl`` record exactly as torch's zip reader returns it (what ``torch.load`` unpickles;
     names compare ignoring case), then every other member whose name ends in ``.pkl`` in any case,
     after :func:`check_zip_directory`. Legacy: the first five pickles.
     """
-    with open(filename, 'rb') as f:
-        head = f.read(4)
+    f.seek(0)
+    head = f.read(4)
+    f.seek(0)
     if head == _ZIP_MAGIC:
         try:
-            with zipfile.ZipFile(filename) as archive:
-                infos = check_zip_directory(filename, archive)
-                reader, prefix = _torch_zip_view(filename, infos)
+            with zipfile.ZipFile(f) as archive:
+                infos = check_zip_directory(filename, archive, os.fstat(f.fileno()).st_size)
+                reader, prefix = _torch_zip_view(f, filename, infos)
                 if reader.has_record('data.pkl'):
                     yield io.BytesIO(reader.get_record('data.pkl'))
                 for info in infos:
@@ -376,21 +380,26 @@ def _checkpoint_pickles(filename: str) -> Iterator[io.BufferedIOBase]:
                 f'{filename}: damaged checkpoint (not a complete zip archive: {err}); '
                 'was the save interrupted?') from err
         return
-    with open(filename, 'rb') as f:
-        for _ in range(_LEGACY_PICKLES):
-            start = f.tell()
-            if not f.read(1):
-                break  # fewer pickles than a real legacy checkpoint: torch.load reports it
-            f.seek(start)
-            yield f
+    for _ in range(_LEGACY_PICKLES):
+        start = f.tell()
+        if not f.read(1):
+            break  # fewer pickles than a real legacy checkpoint: torch.load reports it
+        f.seek(start)
+        yield f
 
 
-def unsafe_globals_in_checkpoint(filename: str) -> List[str]:
+def unsafe_globals_in_checkpoint(filename: str, f=None) -> List[str]:
     """Globals referenced by ``filename``'s pickles that are not on the allow-list, and allowed globals it
-    calls that may only be named (``'<name> (called)'``; :func:`allowed_callable_names`)."""
+    calls that may only be named (``'<name> (called)'``; :func:`allowed_callable_names`).
+
+    ``f``: the checkpoint already open (``filename`` then only names it); by default ``filename`` is opened.
+    """
+    if f is None:
+        with _open_checkpoint(filename) as opened:
+            return unsafe_globals_in_checkpoint(filename, opened)
     allowed, callable_ = allowed_global_names(), allowed_callable_names()
     offending = []
-    for stream in _checkpoint_pickles(filename):
+    for stream in _checkpoint_pickles(f, filename):
         try:
             scan = scan_pickle(stream)
         except (ValueError, EOFError) as err:  # pickletools: truncated or not a pickle
@@ -408,24 +417,58 @@ def unsafe_globals_in_checkpoint(filename: str) -> List[str]:
     return offending
 
 
-def check_checkpoint_file(filename: str) -> None:
-    """Clear errors for what is not a torch checkpoint file: missing, empty, text, other formats."""
+def _open_checkpoint(filename: str):
+    """Open a checkpoint once for reading: the checks and the load read this one open file.
+
+    Opened without blocking (a FIFO or device given as a checkpoint would wait for a writer), then required
+    to be a regular file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointFormatError: not a regular file.
+    """
     if not osp.exists(filename):
         raise FileNotFoundError(f'checkpoint not found: {filename}')
-    if not osp.isfile(filename):
+    try:
+        fd = os.open(filename, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0))
+    except IsADirectoryError:
+        raise CheckpointFormatError(f'{filename}: not a file (expected a checkpoint written by torch.save)') from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f'checkpoint not found: {filename}') from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         raise CheckpointFormatError(f'{filename}: not a file (expected a checkpoint written by torch.save)')
-    size = osp.getsize(filename)
+    return os.fdopen(fd, 'rb')
+
+
+def _file_state(f) -> tuple:
+    """What changes when a file is written, renamed over or removed: size, modification and status-change
+    times (the latter cannot be set back by a user)."""
+    st = os.fstat(f.fileno())
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def check_checkpoint_file(filename: str, f=None) -> None:
+    """Clear errors for what is not a torch checkpoint file: missing, empty, text, other formats.
+
+    ``f``: the checkpoint already open (``filename`` then only names it); by default ``filename`` is opened.
+    """
+    if f is None:
+        with _open_checkpoint(filename) as opened:
+            return check_checkpoint_file(filename, opened)
+    size = os.fstat(f.fileno()).st_size
     if size == 0:
         raise CheckpointFormatError(f'{filename}: empty file (0 bytes), not a checkpoint; was the save interrupted?')
-    with open(filename, 'rb') as f:
-        head = f.read(64)
+    f.seek(0)
+    head = f.read(64)
     if head.startswith(_ZIP_MAGIC):
         return
-    if head[:3] == b'\x80\x02\x8a' and _first_pickle_integer(filename) == _LEGACY_MAGIC_NUMBER:
+    if head[:3] == b'\x80\x02\x8a' and _first_pickle_integer(f) == _LEGACY_MAGIC_NUMBER:
         # legacy format: PROTO 2, LONG1 <magic number>; torch.load would read a file that is also a tar
         # archive as torch's oldest (tar) format instead, whose storages our scan does not see
         try:
-            with tarfile.open(filename, mode='r:'):
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode='r:'):
                 pass
         except (tarfile.TarError, OSError, EOFError, ValueError):
             return
@@ -436,13 +479,14 @@ def check_checkpoint_file(filename: str) -> None:
         f'the legacy torch format; the file starts with {head[:16]!r})')
 
 
-def _first_pickle_integer(filename: str) -> Optional[int]:
-    """The integer of a file's first pickle when it is only ``PROTO, LONG1, STOP`` (read statically), else None."""
-    with open(filename, 'rb') as f:
-        try:
-            ops = [(op.name, arg) for op, arg, _pos in pickletools.genops(f)]
-        except (ValueError, EOFError):
-            return None
+def _first_pickle_integer(f) -> Optional[int]:
+    """The integer of an open file's first pickle when it is only ``PROTO, LONG1, STOP`` (read statically),
+    else None."""
+    f.seek(0)
+    try:
+        ops = [(op.name, arg) for op, arg, _pos in pickletools.genops(f)]
+    except (ValueError, EOFError):
+        return None
     return ops[1][1] if [name for name, _arg in ops] == ['PROTO', 'LONG1', 'STOP'] else None
 
 
@@ -461,8 +505,23 @@ def safe_load_local(filename: str, map_location=None):
     """
     refuse_remote(filename)
     filename = os.fspath(filename)
-    check_checkpoint_file(filename)
-    offending = unsafe_globals_in_checkpoint(filename)
+    # one open file for the checks and the load, and a file that changed meanwhile (written in place,
+    # renamed over or removed: its status-change time moves, which no user can set back) is refused; torch's
+    # weights-only unpickler under our exact allow-list runs no code in any case
+    with _open_checkpoint(filename) as f:
+        before = _file_state(f)
+        checkpoint = _load_checked(f, filename, map_location)
+        if _file_state(f) != before:
+            raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: the file changed while it '
+                                        'was checked and loaded (written, renamed over or removed meanwhile); load it again')
+    check_rebuilt_objects(checkpoint, filename)
+    return checkpoint
+
+
+def _load_checked(f, filename: str, map_location):
+    """:func:`safe_load_local`'s checks and load, on the open checkpoint ``f``."""
+    check_checkpoint_file(filename, f)
+    offending = unsafe_globals_in_checkpoint(filename, f)
     if offending:
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {filename!r}: it references {offending}, which are not '
@@ -471,7 +530,8 @@ def safe_load_local(filename: str, map_location=None):
             'arbitrary code or allocate without bound.')
     try:
         with exact_safe_globals(mmengine_checkpoint_safe_globals()), _history_buffer_registry_kept(filename):
-            checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
+            f.seek(0)
+            checkpoint = torch.load(f, map_location=map_location, weights_only=True)
     except UnsafeCheckpointError as err:
         raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: {err}') from None
     except pickle.UnpicklingError as err:
@@ -493,7 +553,6 @@ def safe_load_local(filename: str, map_location=None):
             f'Refusing to load checkpoint {filename!r}: the safe unpickler could not rebuild an object '
             f'({type(err).__name__}: {_unpickler_reason(err)}); torch.save does not write such a pickle '
             '(the file is damaged or crafted)') from None
-    check_rebuilt_objects(checkpoint, filename)
     return checkpoint
 
 

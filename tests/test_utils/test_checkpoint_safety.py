@@ -218,6 +218,59 @@ def test_missing_checkpoint_names_the_path(tmp_path):
         safe_load_local(str(tmp_path / 'nowhere.pth'))
 
 
+def test_fifo_or_directory_is_not_a_file_and_never_waits(tmp_path):
+    """A FIFO given as a checkpoint would block a plain open() until a writer comes: opened without waiting."""
+    fifo = str(tmp_path / 'fifo.pth')
+    os.mkfifo(fifo)
+    for path in (fifo, str(tmp_path)):
+        with pytest.raises(CheckpointFormatError, match='not a file') as info:
+            safe_load_local(path)
+        assert path in str(info.value)
+
+
+def test_what_is_checked_is_what_is_loaded(tmp_path, monkeypatch):
+    """The checks and torch.load read one open file, and a file that changes meanwhile is refused: a path
+    replaced after the checks by a deflate bomb the checks would refuse (nothing is inflated), a file
+    written in place (its time stamps set back)."""
+    import zlib
+
+    import soc_mm.utils.checkpoint as checkpoint_module
+    path, bomb = str(tmp_path / 'model.pth'), str(tmp_path / 'bomb.pth')
+    weights = dict(w=torch.randn(8, 8))
+    torch.save(dict(state_dict=weights), path)
+    corpus.write_compressed_bomb(bomb, 4 << 20, member='data/0')
+    scan = checkpoint_module.unsafe_globals_in_checkpoint
+
+    def scan_then_replace(filename, f=None):
+        found = scan(filename, f)
+        os.replace(bomb, filename)
+        return found
+
+    def scan_then_write_in_place(filename, f=None):
+        found = scan(filename, f)
+        stat = os.stat(filename)
+        with open(filename, 'r+b') as out:
+            first = out.read(1)
+            out.seek(0)
+            out.write(first)  # the same byte: only the status-change time tells
+        os.utime(filename, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime as before
+        return found
+
+    for change in (scan_then_replace, scan_then_write_in_place):
+        with monkeypatch.context() as patch:
+            patch.setattr(checkpoint_module, 'unsafe_globals_in_checkpoint', change)
+            patch.setattr(zlib, 'decompressobj', lambda *a, **k: pytest.fail('a member was inflated'))
+            with pytest.raises(UnsafeCheckpointError, match='the file changed while it was checked and loaded') \
+                    as info:
+                safe_load_local(path)
+        assert path in str(info.value)
+        if change is scan_then_replace:  # the path now holds the bomb: refused as such
+            with pytest.raises(UnsafeCheckpointError, match='is compressed'):
+                safe_load_local(path)
+            torch.save(dict(state_dict=weights), path)
+    assert torch.equal(safe_load_local(path)['state_dict']['w'], weights['w'])  # unchanged: loads
+
+
 def test_zip_checkpoint_with_extra_pickle_member_is_scanned(tmp_path):
     """A second ``.pkl`` member torch would not read is still refused: nothing in the file may reference code."""
     path = str(tmp_path / 'two_pickles.pth')
