@@ -341,13 +341,13 @@ class RVOSInferencer(BaseInferencer):
         """
         from soc_mm.visualization import check_video_output_path, write_video
         preprocess_kwargs, forward_kwargs, visualize_kwargs, postprocess_kwargs = self._dispatch_kwargs(**kwargs)
+        fps = visualize_kwargs.pop('fps', None)
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS):
+            raise ValueError(f'RVOSInferencer: fps={fps!r}: expected a number in (0, {MAX_FPS}] (None: the input\'s)')
         data = self.preprocess(inputs, expressions, **preprocess_kwargs)
         name = video_name or video_name_of(inputs)
         out_video = visualize_kwargs.pop('out_video', None)
         no_save_vis = visualize_kwargs.pop('no_save_vis', False)
-        fps = visualize_kwargs.pop('fps', None)
-        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS):
-            raise ValueError(f'RVOSInferencer: fps={fps!r}: expected a number in (0, {MAX_FPS}] (None: the input\'s)')
         path = out_video or (osp.join(out_dir, 'vis', f'{name}.mp4') if out_dir and not no_save_vis else None)
         if path is not None:
             check_video_output_path(path)  # before any work
