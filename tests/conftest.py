@@ -42,6 +42,15 @@ def load_fixture(variant, name):
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs', 'soc', 'soc_tiny_synthetic.py')
 
 
+def assert_same_weights(checkpoint, other):
+    """Two checkpoints hold the same weights, every tensor bit for bit (a demo run twice on one machine)."""
+    state, state_again = (torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+                          for path in (checkpoint, other))
+    assert len(state) > 100 and state.keys() == state_again.keys()
+    differing = [k for k in state if not torch.equal(state[k], state_again[k])]
+    assert not differing, f'same seed, same machine, different weights: {differing[:5]}'
+
+
 def tools_train_args(config=TINY_CONFIG, **kwargs):
     """tools/train.py's parsed arguments (its defaults, ``kwargs`` replacing them), for calling
     ``soc_mm.utils.launch.config_for_training`` as the tool does."""

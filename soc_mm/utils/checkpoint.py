@@ -512,8 +512,9 @@ def safe_load_local(filename: str, map_location=None):
         before = _file_state(f)
         checkpoint = _load_checked(f, filename, map_location)
         if _file_state(f) != before:
-            raise UnsafeCheckpointError(f'Refusing to load checkpoint {filename!r}: the file changed while it '
-                                        'was checked and loaded (written, renamed over or removed meanwhile); load it again')
+            raise UnsafeCheckpointError(
+                f'Refusing to load checkpoint {filename!r}: the file changed while it was checked and loaded '
+                '(written, renamed over or removed meanwhile); load it again')
     check_rebuilt_objects(checkpoint, filename)
     return checkpoint
 

@@ -10,7 +10,7 @@ import sys
 import cv2
 import pytest
 
-from conftest import REPO_ROOT as REPO
+from conftest import REPO_ROOT as REPO, assert_same_weights
 from soc_mm.apis.demo_runner import schedule_overrides
 from soc_mm.datasets.synthetic import make_shuffled_expressions_root
 
@@ -77,7 +77,6 @@ def _run_demo(work_dir):
 def test_demo_runs_end_to_end_and_a_second_run_gives_the_same_checkpoint_and_table(tmp_path):
     """The plumbing, then the claim of docs/make_demo.md: on one machine, with the same process and thread
     count, the same data seed gives the same checkpoint (every tensor bit for bit) and the same table."""
-    import torch
     work_dir = tmp_path / 'demo'
     out = _run_demo(work_dir)
     # progress of tools/train.py is shown (iterations, losses, ETA), then the table
@@ -99,11 +98,7 @@ def test_demo_runs_end_to_end_and_a_second_run_gives_the_same_checkpoint_and_tab
 
     again_dir = tmp_path / 'again'
     _run_demo(again_dir)
-    state, state_again = (torch.load(osp.join(d, 'train', 'iter_6.pth'), map_location='cpu',
-                                     weights_only=True)['state_dict'] for d in (work_dir, again_dir))
-    assert len(state) > 100 and state.keys() == state_again.keys()
-    differing = [k for k in state if not torch.equal(state[k], state_again[k])]
-    assert not differing, f'same seed, same machine, different weights: {differing[:5]}'
+    assert_same_weights(work_dir / 'train' / 'iter_6.pth', again_dir / 'train' / 'iter_6.pth')
     again = json.loads((again_dir / 'results.json').read_text())
     assert [{k: r[k] for k in ('num', 'J&F', 'J', 'F')} for r in again['rows']] == \
         [{k: r[k] for k in ('num', 'J&F', 'J', 'F')} for r in results['rows']]

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT as REPO
+from conftest import REPO_ROOT as REPO, assert_same_weights
 from soc_mm.apis import mevis_demo
 from soc_mm.datasets.synthetic import make_shuffled_expressions_root
 
@@ -154,7 +154,6 @@ def _numbers(results):
 def test_mevis_demo_runs_end_to_end_and_a_second_run_gives_the_same_checkpoint_and_table(tmp_path):
     """The plumbing, then the claim of docs/mevis_demo.md: on one machine, with the same process and thread
     count, the same data seed gives the same checkpoint (every tensor bit for bit) and the same table."""
-    import torch
     work_dir = tmp_path / 'demo'
     out = _run_mevis_demo(work_dir)
     assert 'Iter(train) [4/4]' in out and 'loss_dice' in out
@@ -198,10 +197,6 @@ def test_mevis_demo_runs_end_to_end_and_a_second_run_gives_the_same_checkpoint_a
 
     again_dir = tmp_path / 'again'
     _run_mevis_demo(again_dir)
-    state, state_again = (torch.load(osp.join(d, 'train', 'iter_4.pth'), map_location='cpu',
-                                     weights_only=True)['state_dict'] for d in (work_dir, again_dir))
-    assert len(state) > 100 and state.keys() == state_again.keys()
-    differing = [k for k in state if not torch.equal(state[k], state_again[k])]
-    assert not differing, f'same seed, same machine, different weights: {differing[:5]}'
+    assert_same_weights(work_dir / 'train' / 'iter_4.pth', again_dir / 'train' / 'iter_4.pth')
     again = json.loads((again_dir / 'results.json').read_text())
     assert _numbers(again) == _numbers(results)
