@@ -427,8 +427,6 @@ def _open_checkpoint(filename: str):
         FileNotFoundError: no such file.
         CheckpointFormatError: not a regular file.
     """
-    if not osp.exists(filename):
-        raise FileNotFoundError(f'checkpoint not found: {filename}')
     try:
         fd = os.open(filename, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0))
     except IsADirectoryError:

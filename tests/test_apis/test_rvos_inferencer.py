@@ -131,13 +131,13 @@ def test_files_and_their_layouts(inferencer, tmp_path):
     assert result['files'] == [str(tmp_path / 'custom.mp4')] and not out2.exists()
 
 
-
 @pytest.mark.parametrize('fps', [0, -1, 241, float('nan'), float('inf'), True, '5'])
 def test_fps_outside_what_players_take_is_refused_before_any_work(inferencer, tmp_path, monkeypatch, fps):
     monkeypatch.setattr(inferencer, 'preprocess', lambda *a, **k: pytest.fail('the video was read'))
     with pytest.raises(ValueError, match=r'RVOSInferencer: fps=.*: expected a number in \(0, 240\]'):
         inferencer(moving_blobs(3), 'a blob', out_dir=str(tmp_path / 'out'), fps=fps)
     assert not (tmp_path / 'out').exists()
+
 
 def test_config_names_resolve():
     from soc_mm.apis.rvos_inferencer import config_roots, resolve_config
