@@ -6,7 +6,8 @@
 # per-clip choice with test_cfg.link_clips and test_cfg.presence_thr on the same checkpoint. Prepare
 # (run_long_video_demo.py does both):
 #   python -c "from soc_mm.datasets.synthetic_long_rvos import generate_long_rvos; \
-#       generate_long_rvos('data/synthetic_long_video', num_train=300, num_valid=30, num_test=0, num_frames=240, size=(64, 64))"
+#       generate_long_rvos('data/synthetic_long_video', num_train=300, num_valid=30, num_test=0, num_frames=240, \
+#                          size=(64, 64), absence_range=(0.3, 0.6))"
 #   python tools/misc/make_tiny_text_encoder.py data/synthetic_long_video/train/meta_expressions.json \
 #       --out data/synthetic_long_video/tiny_roberta
 _base_ = ['./soc_tiny_synthetic_mevis.py']
@@ -22,7 +23,11 @@ frame_sampling = 'random'
 clip_len = 24
 max_iters = 4000
 
+# PresenceSOCHead (not SOC's): SOC's head plus a per-frame presence branch on the frame query alone and its
+# video query, which test_cfg.presence_thr thresholds (SOC's frame score barely tells absent frames apart:
+# docs/long_videos.md); the per-clip choice of run_long_video_demo.py does not read it.
 model = dict(text_encoder=dict(model_path=text_encoder_path),
+             bbox_head=dict(type='PresenceSOCHead'),
              test_cfg=dict(_delete_=True, object_selection='top1', clip_len=clip_len))
 
 # ------------------------------------------------------------------ data

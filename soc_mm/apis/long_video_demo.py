@@ -34,7 +34,7 @@ from .inference import iter_video_frames, prepare_clip
 
 MODES = ('per-clip', 'linked', 'linked + absence')
 #: the calibration grid (``choose_options``)
-PRESENCE_THRS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+PRESENCE_THRS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 LINK_MARGINS = (0.1, 0.2, 0.3, 0.5)
 
 
@@ -192,11 +192,14 @@ def per_video(rows: Sequence[dict]) -> Dict[str, dict]:
 
 
 def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
-    """How well the frame score of each clip's top-1 query tells the frames where the referred object is present
-    from those where it is absent (what ``presence_thr`` thresholds): the AUC (probability that a present frame
+    """How well the presence score of each clip's top-1 query tells the frames where the referred object is
+    present from those where it is absent (what ``presence_thr`` thresholds: the head's ``presence`` when it has a
+    presence branch, ``PresenceSOCHead``, else the frame score): the AUC (probability that a present frame
     scores above an absent one, ties half), the mean score of both, the standard deviation of the score inside a
-    clip and that of the clips' mean scores (mean over expressions and clips)."""
+    clip and that of the clips' mean scores (mean over expressions and clips); ``source``: which score."""
     present, absent, within, between = [], [], [], []
+    source = 'frame score'
+
     for video in runs.videos:
         for n, ref in enumerate(video['referred']):
             start, means = 0, []
@@ -204,7 +207,10 @@ def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
             for candidates, _ in video['clips']:
                 clip_scores, frame_scores = query_scores(candidates['cls'][n].float())  # [nq], [T, nq]
                 q = int(clip_scores.argmax())  # SOC's top-1: the best clip score
-                scores = frame_scores[:, q].numpy()  # its frame scores (what presence_thr thresholds)
+                if 'presence' in candidates:  # what presence_thr thresholds
+                    source = 'presence branch'
+                    frame_scores = candidates['presence'][n].float()
+                scores = frame_scores[:, q].numpy()
                 if gt is not None:
                     there = gt[start:start + len(scores)]
                     present += scores[there].tolist()
@@ -224,7 +230,7 @@ def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
     return dict(auc=auc, present_frames=len(present_arr), absent_frames=len(absent_arr),
                 mean_present=float(np.mean(present_arr)) if len(present_arr) else float('nan'),
                 mean_absent=float(np.mean(absent_arr)) if len(absent_arr) else float('nan'),
-                std_within_clip=float(np.mean(within)), std_between_clips=float(np.mean(between)))
+                std_within_clip=float(np.mean(within)), std_between_clips=float(np.mean(between)), source=source)
 
 
 def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs: Sequence[float] = PRESENCE_THRS,

@@ -64,18 +64,24 @@ def long_rvos_trajectory(rng: np.random.Generator, motion: str, num_frames: int,
     return np.array(centers)
 
 
-def absence_interval(rng: np.random.Generator, num_frames: int) -> Optional[Tuple[int, int]]:
+#: the share of a video an object that leaves is absent for (uniform in this range, by default)
+ABSENCE_RANGE = (0.1, 0.35)
+
+
+def absence_interval(rng: np.random.Generator, num_frames: int,
+                     absence_range: Tuple[float, float] = ABSENCE_RANGE) -> Optional[Tuple[int, int]]:
     """``[start, end)`` of an absence strictly inside the video (the object is there before and after it),
-    10-35% of its frames; None for videos shorter than 4 frames."""
+    a share of its frames drawn uniformly in ``absence_range``; None for videos shorter than 4 frames."""
     if num_frames < 4:
         return None
-    length = int(np.clip(round(rng.uniform(0.1, 0.35) * num_frames), 1, num_frames - 2))
+    length = int(np.clip(round(rng.uniform(*absence_range) * num_frames), 1, num_frames - 2))
     start = int(rng.integers(1, num_frames - length))
     return start, start + length
 
 
 def _long_rvos_objects(rng: np.random.Generator, num_frames: int, height: int, width: int,
-                       num_objects: Sequence[int], leave_prob: float) -> List[dict]:
+                       num_objects: Sequence[int], leave_prob: float,
+                       absence_range: Tuple[float, float] = ABSENCE_RANGE) -> List[dict]:
     """Two look-alikes (same colour and shape) and 1-2 other objects of distinct appearances; every object
     has its own motion; each one leaves the video and comes back with probability ``leave_prob``."""
     count = int(rng.integers(num_objects[0], num_objects[-1] + 1))
@@ -88,7 +94,7 @@ def _long_rvos_objects(rng: np.random.Generator, num_frames: int, height: int, w
     for k, ((color, shape), motion) in enumerate(zip(appearances, motions)):
         radius = float(rng.uniform(0.09, 0.13) * min(height, width))
         present = np.ones(num_frames, bool)
-        gap = absence_interval(rng, num_frames) if rng.random() < leave_prob else None
+        gap = absence_interval(rng, num_frames, absence_range) if rng.random() < leave_prob else None
         if gap is not None:
             present[gap[0]:gap[1]] = False
         objects.append(dict(obj_id=k + 1, color=str(color), shape=str(shape), motion=str(motion), radius=radius,
@@ -127,7 +133,8 @@ def _long_rvos_expressions(rng: np.random.Generator, objects: List[dict]) -> Lis
 def write_long_rvos_split(out_root: str, split: str, video_ids: List[str], rng: np.random.Generator,
                           num_frames: int, size: Tuple[int, int], with_masks: bool,
                           num_objects: Sequence[int] = (3, 4), leave_prob: float = 0.6,
-                          jpeg_quality: int = 95) -> Dict[str, dict]:
+                          jpeg_quality: int = 95,
+                          absence_range: Tuple[float, float] = ABSENCE_RANGE) -> Dict[str, dict]:
     """Write one split; returns its manifest ``{video: {'frames', 'objects', 'expressions'}}``.
 
     Frames are ``%05d`` indices. The ground truth of an object in a frame is its visible part (a shape
@@ -136,7 +143,7 @@ def write_long_rvos_split(out_root: str, split: str, video_ids: List[str], rng: 
     height, width = size
     meta, manifest = {}, {}
     for video_id in video_ids:
-        objects = _long_rvos_objects(rng, num_frames, height, width, num_objects, leave_prob)
+        objects = _long_rvos_objects(rng, num_frames, height, width, num_objects, leave_prob, absence_range)
         background = make_background(rng, height, width)
         frames = [f'{t:05d}' for t in range(num_frames)]
         img_dir = osp.join(out_root, split, 'JPEGImages', video_id)
@@ -171,13 +178,15 @@ def write_long_rvos_split(out_root: str, split: str, video_ids: List[str], rng: 
 
 def generate_long_rvos(out_root: str, num_train: int = 4, num_valid: int = 2, num_test: int = 1,
                        num_frames: int = 24, size: Tuple[int, int] = (48, 64), num_objects: Sequence[int] = (3, 4),
-                       leave_prob: float = 0.6, seed: int = 0) -> dict:
+                       leave_prob: float = 0.6, seed: int = 0,
+                       absence_range: Tuple[float, float] = ABSENCE_RANGE) -> dict:
     """Synthetic Long-RVOS in the real layout (``train``, ``valid`` with masks; ``test`` without).
 
     Each video shows 3-4 shapes (``num_objects``, at most 4): two look-alikes (same colour and shape) and
     others of distinct appearances; each object has its own motion (bouncing horizontally, vertically,
-    diagonally, or staying still) and, with probability ``leave_prob``, leaves the video for 10-35% of it
-    and comes back. Descriptions of the three official types (``"type"``: ``"static"`` -- appearance,
+    diagonally, or staying still) and, with probability ``leave_prob``, leaves the video for a share of it
+    drawn in ``absence_range`` (default 10-35%) and comes back. Descriptions of the three official types
+    (``"type"``: ``"static"`` -- appearance,
     ``"dynamic"`` -- motion or leaving-and-returning, ``"static+dynamic"`` -- both; the look-alikes are
     only described by hybrid or dynamic ones). The defaults are small for tests (24 frames of 48x64);
     ``num_frames`` of a few hundred gives videos as long as the real ones (~360 frames); frames are written
@@ -191,16 +200,21 @@ def generate_long_rvos(out_root: str, num_train: int = 4, num_valid: int = 2, nu
         raise ValueError(f'generate_long_rvos: num_frames must be >= 1, got {num_frames}')
     if not 0.0 <= leave_prob <= 1.0:
         raise ValueError(f'generate_long_rvos: leave_prob must be in [0, 1], got {leave_prob}')
+    if len(absence_range) != 2 or not 0.0 < absence_range[0] <= absence_range[1] < 1.0:
+        raise ValueError(f'generate_long_rvos: absence_range must be (low, high) with 0 < low <= high < 1 (shares '
+                         f'of the video), got {tuple(absence_range)}')
     if min(num_objects) < 2 or max(num_objects) > len(LONG_RVOS_MOTIONS) or num_objects[0] > num_objects[-1]:
         raise ValueError(f'generate_long_rvos: num_objects (min, max) must lie in [2, {len(LONG_RVOS_MOTIONS)}] '
                          f'(two look-alikes; one motion per object), got {tuple(num_objects)}')
     os.makedirs(out_root, exist_ok=True)
-    manifest = dict(format='long_rvos', seed=seed, size=list(size), num_frames=num_frames)
+    manifest = dict(format='long_rvos', seed=seed, size=list(size), num_frames=num_frames,
+                    absence_range=list(absence_range))
     for index, (split, count) in enumerate(zip(LONG_RVOS_SPLITS, (num_train, num_valid, num_test))):
         if count < 0:
             raise ValueError(f'generate_long_rvos: the number of {split} videos must be >= 0, got {count}')
         ids = [f'{split}_{i:04d}' for i in range(count)]
         manifest[split] = write_long_rvos_split(out_root, split, ids, np.random.default_rng([seed, index]),
                                                 num_frames, size, with_masks=split != 'test',
-                                                num_objects=num_objects, leave_prob=leave_prob) if ids else {}
+                                                num_objects=num_objects, leave_prob=leave_prob,
+                                                absence_range=tuple(absence_range)) if ids else {}
     return _save_manifest(out_root, manifest)

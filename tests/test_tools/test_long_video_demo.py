@@ -50,6 +50,8 @@ def test_config_is_the_mevis_demo_model_on_long_rvos():
     mevis_model.pop('test_cfg')
     assert model['text_encoder'].pop('model_path') == cfg.data_root + 'tiny_roberta'
     mevis_model['text_encoder'].pop('model_path')
+    # the MeViS demo's model with SOC's head plus a presence branch (PresenceSOCHead)
+    assert model['bbox_head'].pop('type') == 'PresenceSOCHead' and mevis_model['bbox_head'].pop('type') == 'SOCHead'
     assert model == mevis_model
     train = cfg.train_dataloader.dataset
     assert (train.type, train.split, train.num_frames, train.frame_sampling) == \
@@ -135,7 +137,7 @@ def test_recipe_runs_end_to_end(tmp_path):
         in proc.stdout
     results = json.loads((work / 'results.json').read_text())
     assert set(results['summaries']) == {'per-clip', 'linked', 'linked + absence'}
-    assert results['clip_len'] == 4 and len(results['calibration_grid']) == 28
+    assert results['clip_len'] == 4 and len(results['calibration_grid']) == 32
     assert set(results['frame_score_separation']) >= {'auc', 'std_within_clip', 'std_between_clips'}
     assert set(results['targets']) == {'vIoU +0.10', 'tIoU +0.10', 'identity switches / 2'}
     assert (work / 'per_expression.json').is_file() and (work / 'results.md').is_file()

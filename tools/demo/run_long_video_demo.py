@@ -46,13 +46,21 @@ def parse_args(argv=None):
     parser.add_argument('--num-frames', type=int, default=240, help='frames per synthetic video')
     parser.add_argument('--size', type=int, nargs=2, default=[64, 64], metavar=('H', 'W'), help='frame size')
     parser.add_argument('--leave-prob', type=float, default=0.6,
-                        help='probability that an object leaves the video for 10-35%% of it and comes back')
+                        help='probability that an object leaves the video (for a share of it in --absence-range) '
+                        'and comes back')
+    parser.add_argument('--absence-range', type=float, nargs=2, default=[0.3, 0.6], metavar=('LOW', 'HIGH'),
+                        help='share of the video an object that leaves is absent for, drawn uniformly in '
+                        '[LOW, HIGH] (the generator\'s default is 0.1 0.35)')
     parser.add_argument('--clip-len', type=int, default=None, help='held-out clip length (default: the config\'s)')
     parser.add_argument('--seed', type=int, default=0, help='data seed (the calibration split uses seed + 1000)')
     args = parser.parse_args(argv)
     check_demo_arguments(parser, args)
     if min(args.num_valid, args.num_calib, args.num_frames, args.num_train) < 1:
         parser.error('--num-train, --num-valid, --num-calib and --num-frames must be >= 1')
+    if not 0 < args.absence_range[0] <= args.absence_range[1] < 1:
+        parser.error(f'--absence-range: need 0 < LOW <= HIGH < 1 (shares of the video), got {args.absence_range}')
+    if not 0 <= args.leave_prob <= 1:
+        parser.error(f'--leave-prob: need a probability in [0, 1], got {args.leave_prob}')
     return args
 
 
@@ -61,7 +69,8 @@ def generate(root: str, num_train: int, num_valid: int, args, seed: int) -> None
     if osp.isdir(root):
         shutil.rmtree(root)
     generate_long_rvos(root, num_train=num_train, num_valid=num_valid, num_test=0, num_frames=args.num_frames,
-                       size=tuple(args.size), leave_prob=args.leave_prob, seed=seed)
+                       size=tuple(args.size), leave_prob=args.leave_prob, seed=seed,
+                       absence_range=tuple(args.absence_range))
 
 
 def main(argv=None):
@@ -89,7 +98,8 @@ def main(argv=None):
             args.config, overrides, max_iters,
             show=lambda line: runner_log_line(line) or ('LongRVOSDataset' in line and 'mmengine' in line))
         train_info.update(num_frames=args.num_frames, size=list(args.size), num_train=args.num_train,
-                          leave_prob=args.leave_prob, overrides=overrides)
+                          leave_prob=args.leave_prob, absence_range=list(args.absence_range),
+                          overrides=overrides)
         runner.save_train_info(train_info)
     else:
         train_info = runner.load_train_info()
@@ -110,7 +120,7 @@ def main(argv=None):
     presence_thr, link_margin, grid = lvd.choose_options(model, calib, base)
     separation = lvd.frame_score_separation(calib)
     print(f'chosen on the calibration split: presence_thr {presence_thr}, link_margin {link_margin}; the top-1 '
-          f"query's frame score tells present from absent frames with AUC {separation['auc']:.3f} (std "
+          f"query's {separation['source']} tells present from absent frames with AUC {separation['auc']:.3f} (std "
           f"{separation['std_within_clip']:.3f} inside a clip, {separation['std_between_clips']:.3f} between clips)",
           flush=True)
 
@@ -129,7 +139,7 @@ def main(argv=None):
     timing = (f"Training: {train_info['max_iters']} iterations in {train_info['train_s'] / 60:.1f} min "
               f"({train_info['procs']} process(es)); model over {len(calib.videos)} calibration + "
               f"{len(heldout.videos)} held-out videos and scoring: {eval_s / 60:.1f} min (model {model_s / 60:.1f}).")
-    presence = (f"Presence from the frame score (calibration split): AUC {separation['auc']:.3f} (present "
+    presence = (f"Presence from the {separation['source']} (calibration split): AUC {separation['auc']:.3f} (present "
                 f"{separation['mean_present']:.3f}, absent {separation['mean_absent']:.3f} on average); standard "
                 f"deviation {separation['std_within_clip']:.4f} inside a clip, {separation['std_between_clips']:.4f} "
                 'between the clips of an expression.')

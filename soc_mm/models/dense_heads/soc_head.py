@@ -437,16 +437,21 @@ class SOCHead(BaseModule):
 
     def predict(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
                 batch_data_samples: Sequence[RVOSDataSample], rescale: bool = True,
-                options: Optional[RVOSTestOptions] = None) -> List[InstanceData]:
+                options: Optional[RVOSTestOptions] = None, **head_inputs) -> List[InstanceData]:
         """Heads of decoder layer ``test_cfg.output_layer`` (default 'first'), then ``predict_by_feat``.
 
         ``options``: the test options of this call only (e.g. a request's object selection; the
-        head's ``test_options`` are neither read nor changed); None: ``self.test_options``."""
+        head's ``test_options`` are neither read nor changed); None: ``self.test_options``.
+        ``head_inputs``: the other inputs a subclass's ``predict_candidates`` takes (``predict_inputs``)."""
         options = self._options(options)
         candidates = self.predict_candidates(hidden_states, references, mask_feats, batch_data_samples,
-                                             options=options)
+                                             options=options, **head_inputs)
         return self.predict_by_feat(candidates['cls'], candidates['masks'], [s.metainfo for s in batch_data_samples],
-                                    rescale=rescale, options=options)
+                                    rescale=rescale, options=options, presence=candidates.get('presence'))
+
+    #: the ``head_inputs_dict`` entries (``SOC.forward_transformer``) that ``predict`` / ``predict_candidates``
+    #: take besides ``batch_data_samples``
+    predict_inputs = ('hidden_states', 'references', 'mask_feats')
 
     def predict_candidates(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
                            batch_data_samples: Sequence[RVOSDataSample],
@@ -471,7 +476,8 @@ class SOCHead(BaseModule):
     @torch.no_grad()
     def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_img_metas: Sequence[dict],
                         rescale: bool = True, options: Optional[RVOSTestOptions] = None,
-                        selected: Optional[Sequence[Tensor]] = None) -> List[InstanceData]:
+                        selected: Optional[Sequence[Tensor]] = None,
+                        presence: Optional[Tensor] = None) -> List[InstanceData]:
         """Post-process: one ``InstanceData`` per sample whose items are its T frames.
 
         Each video query's score is its class probability averaged over the T frames (max over the
@@ -491,7 +497,9 @@ class SOCHead(BaseModule):
         object whose frame score (its max-class probability on that frame; trained to be positive only
         on the frames where the referred object is visible) is not above ``presence_thr`` is absent
         there: its mask on that frame is empty (with 'top1' the expression's mask; with 'threshold'
-        that object's slot of ``object_masks`` and so its part of the union). Scores are unchanged.
+        that object's slot of ``object_masks`` and so its part of the union). Scores are unchanged. A head
+        with a presence branch of its own (``PresenceSOCHead``) gives its probabilities as ``presence``,
+        which ``presence_thr`` then thresholds instead of the frame scores.
 
         Args:
             cls (Tensor): [B, T, nq, K] class logits.
@@ -503,6 +511,9 @@ class SOCHead(BaseModule):
             selected (list[Tensor], optional): per sample, int64 [k] query indices chosen by the caller
                 (best first; 'top1': exactly one), instead of ``select_objects`` (the video-inference
                 layer's choice across clips, ``test_cfg.link_clips``). None: ``select_objects``.
+            presence (Tensor, optional): [B, T, nq] per-frame presence probabilities that ``presence_thr``
+                thresholds (``predict_candidates``'s ``presence``, from a head that has them); None: the frame
+                scores.
 
         Returns:
             list[InstanceData]: per sample, fields over its T frames: ``masks`` bool [T, H0, W0]
@@ -522,7 +533,11 @@ class SOCHead(BaseModule):
         mode, score_thr, allow_no_target = options.object_selection, options.score_thr, options.allow_no_target
         return_all = options.return_all_queries
         presence_thr = options.presence_thr
+        presence = frame_scores if presence is None else presence.to(frame_scores.dtype)
         num_frames = cls.shape[1]
+        if presence.shape != frame_scores.shape:
+            raise ValueError(f'SOCHead.predict_by_feat: presence must be [B, T, nq] = {tuple(frame_scores.shape)}, '
+                             f'got {tuple(presence.shape)}')
         if selected is not None and len(selected) != len(batch_img_metas):
             raise ValueError(f'SOCHead.predict_by_feat: {len(selected)} selections for {len(batch_img_metas)} samples')
         results = []
@@ -538,12 +553,12 @@ class SOCHead(BaseModule):
                 result.scores = frame_scores[b, :, q]
                 result.query_index = q.expand(num_frames).clone()
                 if presence_thr is not None:
-                    result.masks &= (result.scores > presence_thr)[:, None, None]
+                    result.masks &= (presence[b, :, q] > presence_thr)[:, None, None]
             else:
                 object_masks = self._binarize(masks[b][:, chosen], meta, canvas, rescale)  # [T, k, H0, W0]
                 object_scores = frame_scores[b][:, chosen]  # [T, k]
                 if presence_thr is not None:
-                    object_masks &= (object_scores > presence_thr)[..., None, None]
+                    object_masks &= (presence[b][:, chosen] > presence_thr)[..., None, None]
                 result.masks = object_masks.any(1)
                 if len(chosen):
                     result.scores = object_scores.max(1)[0]

@@ -105,7 +105,8 @@ class ClipLinker:
         self.options = options
         self.followed: Dict[int, List[FollowedObject]] = {}
 
-    def select(self, sample: int, cls: Tensor, masks: Tensor, query_feats: Tensor) -> Tensor:
+    def select(self, sample: int, cls: Tensor, masks: Tensor, query_feats: Tensor,
+               presence: Optional[Tensor] = None) -> Tensor:
         """The objects of sample ``sample`` (its index in the stream's samples) in a new clip.
 
         Args:
@@ -113,6 +114,8 @@ class ClipLinker:
             cls (Tensor): [T, nq, K] class logits of the clip.
             masks (Tensor): [T, nq, h, w] mask logits of the clip.
             query_feats (Tensor): [nq, C] query embeddings.
+            presence (Tensor, optional): [T, nq] the presence probabilities ``presence_thr`` thresholds (a head
+                with a presence branch); None: the frame scores.
 
         Returns:
             Tensor: int64 [k] chosen query indices (``SOCHead.predict_by_feat``'s ``selected``): one
@@ -141,7 +144,8 @@ class ClipLinker:
                 chosen = own.new_tensor(kept + new)
                 if len(chosen) == 0 and not options.allow_no_target:
                     chosen = own
-        self._remember(sample, chosen, dict(zip(candidates, followed)), frame_scores, masks, query_feats)
+        self._remember(sample, chosen, dict(zip(candidates, followed)),
+                       frame_scores if presence is None else presence.float(), masks, query_feats)
         return chosen
 
     @staticmethod
@@ -162,7 +166,7 @@ class ClipLinker:
                 break
         return [matched[i] for i in range(len(followed))]
 
-    def _remember(self, sample: int, chosen: Tensor, previous: Dict[int, FollowedObject], frame_scores: Tensor,
+    def _remember(self, sample: int, chosen: Tensor, previous: Dict[int, FollowedObject], presence: Tensor,
                   masks: Tensor, query_feats: Tensor) -> None:
         """The chosen objects become the followed ones: their embedding and their mask on the last frame
         where they are seen in this clip (their output mask is not empty there); an object unseen in the
@@ -170,7 +174,7 @@ class ClipLinker:
         candidate query -> followed object)."""
         painted = (masks.float() > 0).flatten(2).any(2)  # [T, nq]: mask probability above 0.5 somewhere
         if self.options.presence_thr is not None:
-            painted &= frame_scores > self.options.presence_thr
+            painted &= presence > self.options.presence_thr
         memory = []
         for q in chosen.tolist():
             seen = painted[:, q].nonzero().flatten()
@@ -178,7 +182,7 @@ class ClipLinker:
                 last = int(seen[-1])
                 memory.append(FollowedObject(query_feat=query_feats[q].detach().float().clone(),
                                              mask=masks[last, q].detach().float().sigmoid(),
-                                             seen_at_end=last == frame_scores.shape[0] - 1))
+                                             seen_at_end=last == presence.shape[0] - 1))
             elif q in previous:
                 before = previous[q]
                 memory.append(FollowedObject(query_feat=before.query_feat, mask=before.mask, seen_at_end=False))

@@ -258,8 +258,7 @@ class VideoInference:
             head_inputs_dict = model.forward_transformer(
                 **expand_clip_feats(clip_feats, clip_index[part], num_frames),
                 **{key: value[part] for key, value in text_feats.items()})
-            yield part, dict(hidden_states=head_inputs_dict['hidden_states'],
-                             references=head_inputs_dict['references'], mask_feats=head_inputs_dict['mask_feats'],
+            yield part, dict({key: head_inputs_dict[key] for key in model.bbox_head.predict_inputs},
                              batch_data_samples=data_samples[part])
 
     # ------------------------------------------------------------------ choosing apart from the model
@@ -282,13 +281,15 @@ class VideoInference:
         options). ``linker``: the stream's ``ClipLinker`` (``data_samples[b]`` is its sample
         ``first_sample + b``); None: each sample chooses on its own (``select_objects``), as ``predict_clip``
         without a linker. Returns one ``InstanceData`` per sample over the clip's frames."""
-        selected = None
+        selected, presence = None, candidates.get('presence')
         if linker is not None:
             selected = [linker.select(first_sample + b, candidates['cls'][b], candidates['masks'][b],
-                                      candidates['query_feats'][b]) for b in range(len(data_samples))]
+                                      candidates['query_feats'][b],
+                                      presence=None if presence is None else presence[b])
+                        for b in range(len(data_samples))]
         return self.model.bbox_head.predict_by_feat(candidates['cls'], candidates['masks'],
                                                     [s.metainfo for s in data_samples], rescale=rescale,
-                                                    options=self.options, selected=selected)
+                                                    options=self.options, selected=selected, presence=presence)
 
     @staticmethod
     def _clip_samples(clips: Tensor, data_samples: Sequence, clip_index: Tensor) -> list:

@@ -1,0 +1,117 @@
+"""PresenceSOCHead: SOC's head plus a per-frame presence branch (not SOC's; for long videos)."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmdet.models.layers import MLP
+from mmengine.model import ModuleList, bias_init_with_prob
+from torch import Tensor
+
+from soc_mm.registry import MODELS
+from soc_mm.structures import RVOSDataSample
+from ..inference.test_options import RVOSTestOptions
+from .soc_head import SOCHead
+
+
+@MODELS.register_module()
+class PresenceSOCHead(SOCHead):
+    """SOC's head with a presence branch: is the video query's object on this frame?
+
+    SOC's frame score (a query's class probability on a frame) reads frame query + video query; the video
+    query, the same on every frame of the clip, dominates it, so it barely tells the frames where the
+    referred object is absent from those where it is there (``docs/long_videos.md``). This head adds, per
+    decoder layer, an MLP on the frame query alone ``f`` and the video query ``v`` added to it,
+    ``[f, v, f * v]`` [B, T, nq, 3C] -> one logit [B, T, nq]: "the frame query is on the video query's
+    object". It is trained as the class branch is (sigmoid focal loss, averaged over the referred objects):
+    positive for the query matched to a referred object on the frames where that object is visible, negative
+    for every other query and frame. At inference its probability is the ``presence`` that
+    ``test_cfg.presence_thr`` thresholds (``SOCHead.predict_by_feat``); the class, box and mask branches, the
+    choice of the objects and the scores are SOC's.
+
+    The frame queries are recovered from the head's inputs: ``hidden_states`` = frame queries + video
+    queries (``SOC.forward_cluster``: per layer in training, the last layer's added to every layer in eval).
+
+    Args:
+        loss_presence (dict): the presence loss (default: mmdet ``FocalLoss``, as ``loss_cls``).
+        Others: as ``SOCHead``.
+    """
+
+    #: the head inputs ``predict`` / ``predict_candidates`` take (``SOCHead.predict_inputs``)
+    predict_inputs = SOCHead.predict_inputs + ('video_queries', )
+
+    def __init__(self, *args, loss_presence: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25,
+                                                         gamma=2.0, loss_weight=2.0), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.presence_branches = ModuleList(
+            [MLP(3 * self.embed_dims, self.embed_dims, 1, 2) for _ in range(self.num_pred_layer)])
+        self.loss_presence = MODELS.build(loss_presence)
+
+    def init_weights(self) -> None:
+        """SOC's init, and the presence bias at the class prior (0.01)."""
+        super().init_weights()
+        for branch in self.presence_branches:
+            torch.nn.init.constant_(branch.layers[-1].bias, bias_init_with_prob(0.01))
+
+    # ------------------------------------------------------------------ presence
+    @staticmethod
+    def _added_video_queries(video_queries: Tensor, layer: int) -> Tensor:
+        """The video queries [B, nq, C] that ``SOC.forward_cluster`` added to layer ``layer``'s frame queries:
+        that layer's when every layer was clustered (training), else the last clustered one (eval)."""
+        return video_queries[layer] if layer < len(video_queries) and len(video_queries) > 1 else video_queries[-1]
+
+    def forward_presence(self, hidden_state: Tensor, video_query: Tensor, layer: int) -> Tensor:
+        """hidden_state [B, T, nq, C] (frame + video queries), video_query [B, nq, C] -> logits [B, T, nq]."""
+        video = video_query[:, None].expand_as(hidden_state)
+        frame = hidden_state - video
+        return self.presence_branches[layer](torch.cat([frame, video, frame * video], -1))[..., 0]
+
+    def presence_target(self, num_frames: int, num_queries: int, targets: List, ref_indices: List[List[int]],
+                        indices: List[Tuple[Tensor, Tensor]], device) -> Tensor:
+        """[B, T, nq] float: 1 for the query matched to a referred object on the frames where it is visible."""
+        target = torch.zeros(len(targets), num_frames, num_queries, device=device)
+        for b, ((q_idx, g_idx), gt, refs) in enumerate(zip(indices, targets, ref_indices)):
+            for ref in refs:
+                hit = (g_idx == ref).nonzero().flatten()
+                if len(hit):
+                    target[b, gt.visible[ref], int(q_idx[hit[0]])] = 1
+        return target
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
+             video_queries: Tensor, fused_sentence_feat: Tensor,
+             batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
+        """SOC's losses and ``loss_presence`` of every decoder layer (``d{l}.`` prefixes as SOC's)."""
+        img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
+        all_cls, all_boxes, all_masks = self(hidden_states, references, mask_feats, img_sizes)
+        losses = self.loss_by_feat(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
+                                   batch_data_samples)
+        targets, ref_indices = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
+                                                all_cls.device)
+        num_masks = self._num_masks(targets)
+        num_layers = len(all_cls)
+        for l in range(num_layers):
+            indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                        video_queries[l].detach(), fused_sentence_feat.detach(), targets,
+                                        batch_data_samples)
+            logits = self.forward_presence(hidden_states[l], self._added_video_queries(video_queries, l), l)
+            B, T, nq = logits.shape
+            target = self.presence_target(T, nq, targets, ref_indices, indices, logits.device)
+            prefix = '' if l == num_layers - 1 else f'd{l}.'
+            losses[prefix + 'loss_presence'] = self.loss_presence(
+                logits.reshape(-1, 1), target.reshape(-1, 1), avg_factor=num_masks)
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    def predict_candidates(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
+                           batch_data_samples: Sequence[RVOSDataSample], video_queries: Optional[Tensor] = None,
+                           options: Optional[RVOSTestOptions] = None) -> Dict[str, Tensor]:
+        """``SOCHead.predict_candidates`` plus ``presence`` [B, T, nq]: the presence probability of every
+        query on every frame (``video_queries`` [L', B, nq, C], the detector's, is required)."""
+        if video_queries is None:
+            raise ValueError(f'{type(self).__name__}.predict_candidates needs the video_queries of the '
+                             'detector\'s head inputs (SOC.forward_transformer)')
+        candidates = super().predict_candidates(hidden_states, references, mask_feats, batch_data_samples,
+                                                options=options)
+        layer = self._options(options).layer_index(len(hidden_states))
+        logits = self.forward_presence(hidden_states[layer], self._added_video_queries(video_queries, layer), layer)
+        candidates['presence'] = logits.sigmoid()
+        return candidates
