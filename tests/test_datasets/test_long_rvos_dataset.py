@@ -120,6 +120,29 @@ def test_generator_options_are_checked(tmp_path):
         generate_long_rvos(str(tmp_path), num_objects=(1, 3))
     with pytest.raises(ValueError, match='leave_prob'):
         generate_long_rvos(str(tmp_path), leave_prob=2.0)
+    for bad in ((0.5, 0.3), (0.0, 0.2), (0.2, 1.0), (0.2, )):
+        with pytest.raises(ValueError, match='absence_range'):
+            generate_long_rvos(str(tmp_path), absence_range=bad)
+
+
+@pytest.mark.parametrize('absence_range', [(0.1, 0.35), (0.3, 0.6)])
+def test_absences_last_the_share_of_the_video_asked_for(tmp_path, absence_range):
+    """Every object that leaves is absent for a share of the video in ``absence_range`` (as drawn, before
+    rounding to frames), there before and after its absence; the range is in the manifest."""
+    num_frames = 100
+    manifest = generate_long_rvos(str(tmp_path), num_train=0, num_valid=6, num_test=0, num_frames=num_frames,
+                                  size=(16, 24), leave_prob=1.0, seed=2, absence_range=absence_range)
+    assert manifest['absence_range'] == list(absence_range)
+    lengths = []
+    for video in manifest['valid'].values():
+        for obj in video['objects'].values():
+            start, end = obj['absence']
+            lengths.append(end - start)
+            assert 0 < start and end < num_frames
+            assert not {f'{t:05d}' for t in range(start, end)} & set(obj['visible_frames'])
+    low, high = absence_range
+    assert all(round(low * num_frames) <= n <= round(high * num_frames) for n in lengths)
+    assert max(lengths) - min(lengths) >= (high - low) * num_frames / 3  # drawn across the range
 
 
 def test_generate_entry_and_command_line(tmp_path):

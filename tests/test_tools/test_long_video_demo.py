@@ -141,3 +141,18 @@ def test_recipe_runs_end_to_end(tmp_path):
     assert set(results['frame_score_separation']) >= {'auc', 'std_within_clip', 'std_between_clips'}
     assert set(results['targets']) == {'vIoU +0.10', 'tIoU +0.10', 'identity switches / 2'}
     assert (work / 'per_expression.json').is_file() and (work / 'results.md').is_file()
+
+
+@pytest.mark.parametrize('argv, message', [(['--absence-range', '0.6', '0.3'], '--absence-range'),
+                                           (['--absence-range', '0', '0.3'], '--absence-range'),
+                                           (['--leave-prob', '1.5'], '--leave-prob')])
+def test_data_arguments_are_checked(argv, message, capsys):
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'demo'))
+    try:
+        import run_long_video_demo
+    finally:
+        sys.path.pop(0)
+    assert run_long_video_demo.parse_args([]).absence_range == [0.3, 0.6]
+    with pytest.raises(SystemExit):
+        run_long_video_demo.parse_args(argv)
+    assert message in capsys.readouterr().err
