@@ -23,15 +23,27 @@ def make_head():
     return head
 
 
-def test_presence_reads_the_frame_query_alone_and_its_video_query():
+def test_presence_reads_the_frame_query_alone_its_video_query_and_its_heat_map():
     head = make_head()
     g = torch.Generator().manual_seed(1)
     frame, video = torch.randn(B, T, NQ, C, generator=g), torch.randn(B, NQ, C, generator=g)
-    logits = head.forward_presence(frame + video[:, None], video, layer=1)
-    expected = head.presence_branches[1](torch.cat([frame, video[:, None].expand_as(frame),
-                                                    frame * video[:, None]], -1))[..., 0]
+    mask_feats = torch.randn(B, T, 8, 4, 4, generator=g)
+    sizes = torch.tensor([[10, 16]])  # unpadded 10 x 16 of a 16 x 16 canvas: mask-feature rows 0-2 inside
+    logits = head.forward_presence(frame + video[:, None], video, mask_feats, sizes, layer=1)
+    query_term = head.presence_branches[1](torch.cat([frame, video[:, None].expand_as(frame),
+                                                      frame * video[:, None]], -1))[..., 0]
+    keys = head.presence_keys[1](mask_feats[:, :, :, :3].permute(0, 1, 3, 4, 2))  # the padding row is not seen
+    queries = head.presence_queries[1](video)
+    heat = torch.stack([torch.stack([torch.stack([(keys[0, t] @ queries[0, q]).max() for q in range(NQ)])
+                                     for t in range(T)])]) / head.key_dims ** 0.5
     assert logits.shape == (B, T, NQ)
-    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, query_term + heat, rtol=1e-5, atol=1e-5)
+    # the heat map follows the frames: a frame whose features answer the video query scores higher there
+    hot = mask_feats.clone()
+    direction = torch.linalg.pinv(head.presence_keys[1].weight) @ queries[0, 2]  # key along query 2's vector
+    hot[0, 1, :, 1, 1] = direction * 50
+    raised = head.forward_presence(frame + video[:, None], video, hot, sizes, layer=1)
+    assert raised[0, 1, 2] > logits[0, 1, 2] + 1 and torch.equal(raised[0, [0, 2]], logits[0, [0, 2]])
     # the prior of SOC's class branch: 0.01 before training
     assert torch.sigmoid(head.presence_branches[0].layers[-1].bias).item() == pytest.approx(0.01)
     # the video queries added to a layer: that layer's in training (one per layer), the last one in eval
@@ -68,7 +80,7 @@ def test_presence_loss_is_positive_for_the_matched_query_on_the_visible_frames_o
                                                video_queries[l].detach(), sentence, targets, [sample])
         target = torch.zeros(B, T, NQ)
         target[0, [0, 2], int(q_idx[0])] = 1
-        logits = head.forward_presence(hidden[l], video_queries[l], l)
+        logits = head.forward_presence(hidden[l], video_queries[l], mask_feats, torch.tensor([[H, W]]), l)
         expected = head.loss_presence(logits.reshape(-1, 1), target.reshape(-1, 1), avg_factor=head._num_masks(targets))
         name = 'loss_presence' if l == L - 1 else f'd{l}.loss_presence'
         torch.testing.assert_close(losses[name], expected, rtol=0, atol=0)

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmdet.models.layers import MLP
 from mmengine.model import ModuleList, bias_init_with_prob
-from torch import Tensor
+from torch import Tensor, nn
 
 from soc_mm.registry import MODELS
 from soc_mm.structures import RVOSDataSample
@@ -19,9 +19,15 @@ class PresenceSOCHead(SOCHead):
     SOC's frame score (a query's class probability on a frame) reads frame query + video query; the video
     query, the same on every frame of the clip, dominates it, so it barely tells the frames where the
     referred object is absent from those where it is there (``docs/long_videos.md``). This head adds, per
-    decoder layer, an MLP on the frame query alone ``f`` and the video query ``v`` added to it,
-    ``[f, v, f * v]`` [B, T, nq, 3C] -> one logit [B, T, nq]: "the frame query is on the video query's
-    object". It is trained as the class branch is (sigmoid focal loss, averaged over the referred objects):
+    decoder layer, a presence logit [B, T, nq], the sum of
+
+    * an MLP on the frame query alone ``f`` and the video query ``v`` added to it, ``[f, v, f * v]``
+      [B, T, nq, 3C]: "the frame query is on the video query's object";
+    * a heat map of the video query on each frame's mask features: ``max_p <K m_t(p), Q v> / sqrt(d)`` over
+      the pixels ``p`` of the unpadded frame (``K``, ``Q``: linear maps to ``d = key_dims``): "the video
+      query's object is somewhere in frame t", whatever the frame query follows.
+
+    It is trained as the class branch is (sigmoid focal loss, averaged over the referred objects):
     positive for the query matched to a referred object on the frames where that object is visible, negative
     for every other query and frame. At inference its probability is the ``presence`` that
     ``test_cfg.presence_thr`` thresholds (``SOCHead.predict_by_feat``); the class, box and mask branches, the
@@ -32,6 +38,7 @@ class PresenceSOCHead(SOCHead):
 
     Args:
         loss_presence (dict): the presence loss (default: mmdet ``FocalLoss``, as ``loss_cls``).
+        key_dims (int): ``d``, the dimension of the heat map's keys and queries.
         Others: as ``SOCHead``.
     """
 
@@ -39,10 +46,14 @@ class PresenceSOCHead(SOCHead):
     predict_inputs = SOCHead.predict_inputs + ('video_queries', )
 
     def __init__(self, *args, loss_presence: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25,
-                                                         gamma=2.0, loss_weight=2.0), **kwargs) -> None:
+                                                         gamma=2.0, loss_weight=2.0),
+                 key_dims: int = 32, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.presence_branches = ModuleList(
-            [MLP(3 * self.embed_dims, self.embed_dims, 1, 2) for _ in range(self.num_pred_layer)])
+        layers = range(self.num_pred_layer)
+        self.presence_branches = ModuleList([MLP(3 * self.embed_dims, self.embed_dims, 1, 2) for _ in layers])
+        self.presence_keys = ModuleList([nn.Linear(self.mask_head.in_channels, key_dims) for _ in layers])
+        self.presence_queries = ModuleList([nn.Linear(self.embed_dims, key_dims) for _ in layers])
+        self.key_dims = key_dims
         self.loss_presence = MODELS.build(loss_presence)
 
     def init_weights(self) -> None:
@@ -58,11 +69,25 @@ class PresenceSOCHead(SOCHead):
         that layer's when every layer was clustered (training), else the last clustered one (eval)."""
         return video_queries[layer] if layer < len(video_queries) and len(video_queries) > 1 else video_queries[-1]
 
-    def forward_presence(self, hidden_state: Tensor, video_query: Tensor, layer: int) -> Tensor:
-        """hidden_state [B, T, nq, C] (frame + video queries), video_query [B, nq, C] -> logits [B, T, nq]."""
+    def forward_presence(self, hidden_state: Tensor, video_query: Tensor, mask_feats: Tensor, img_sizes: Tensor,
+                         layer: int) -> Tensor:
+        """hidden_state [B, T, nq, C] (frame + video queries), video_query [B, nq, C], mask_feats
+        [B, T, D, h, w] (stride ``mask_head.feat_stride`` of the padded input), img_sizes [B, 2] unpadded (h, w)
+        in pixels -> logits [B, T, nq]."""
         video = video_query[:, None].expand_as(hidden_state)
         frame = hidden_state - video
-        return self.presence_branches[layer](torch.cat([frame, video, frame * video], -1))[..., 0]
+        query_term = self.presence_branches[layer](torch.cat([frame, video, frame * video], -1))[..., 0]
+        keys = self.presence_keys[layer](mask_feats.permute(0, 1, 3, 4, 2))  # [B, T, h, w, d]
+        queries = self.presence_queries[layer](video_query)  # [B, nq, d]
+        heat = torch.einsum('bthwd,bqd->btqhw', keys, queries) / self.key_dims ** 0.5
+        h, w = heat.shape[-2:]
+        stride = self.mask_head.feat_stride
+        valid_h = torch.div(img_sizes[:, 0] + stride - 1, stride, rounding_mode='floor')  # [B]
+        valid_w = torch.div(img_sizes[:, 1] + stride - 1, stride, rounding_mode='floor')
+        inside = ((torch.arange(h, device=heat.device)[None, :, None] < valid_h[:, None, None])
+                  & (torch.arange(w, device=heat.device)[None, None, :] < valid_w[:, None, None]))  # [B, h, w]
+        heat = heat.masked_fill(~inside[:, None, None], float('-inf'))
+        return query_term + heat.flatten(-2).max(-1)[0]
 
     def presence_target(self, num_frames: int, num_queries: int, targets: List, ref_indices: List[List[int]],
                         indices: List[Tuple[Tensor, Tensor]], device) -> Tensor:
@@ -92,7 +117,8 @@ class PresenceSOCHead(SOCHead):
             indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
                                         video_queries[l].detach(), fused_sentence_feat.detach(), targets,
                                         batch_data_samples)
-            logits = self.forward_presence(hidden_states[l], self._added_video_queries(video_queries, l), l)
+            logits = self.forward_presence(hidden_states[l], self._added_video_queries(video_queries, l), mask_feats,
+                                           img_sizes, l)
             B, T, nq = logits.shape
             target = self.presence_target(T, nq, targets, ref_indices, indices, logits.device)
             prefix = '' if l == num_layers - 1 else f'd{l}.'
@@ -112,6 +138,7 @@ class PresenceSOCHead(SOCHead):
         candidates = super().predict_candidates(hidden_states, references, mask_feats, batch_data_samples,
                                                 options=options)
         layer = self._options(options).layer_index(len(hidden_states))
-        logits = self.forward_presence(hidden_states[layer], self._added_video_queries(video_queries, layer), layer)
+        logits = self.forward_presence(hidden_states[layer], self._added_video_queries(video_queries, layer),
+                                       mask_feats, self._img_sizes(batch_data_samples, mask_feats.device), layer)
         candidates['presence'] = logits.sigmoid()
         return candidates
