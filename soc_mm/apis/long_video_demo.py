@@ -33,8 +33,11 @@ from soc_mm.models.inference import ClipLinker, RVOSTestOptions, VideoInference,
 from .inference import iter_video_frames, prepare_clip
 
 MODES = ('per-clip', 'linked', 'linked + absence')
-#: the calibration grid (``choose_options``)
+#: the calibration grid (``choose_options``): fixed thresholds, and the thresholds that would empty these shares
+#: of the calibration frames (quantiles of the top-1 query's presence: scores bunched in a narrow band are
+#: still cut at every share)
 PRESENCE_THRS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+PRESENCE_QUANTILES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 LINK_MARGINS = (0.1, 0.2, 0.3, 0.5)
 
 
@@ -191,6 +194,37 @@ def per_video(rows: Sequence[dict]) -> Dict[str, dict]:
     return {video: summary(video_rows) for video, video_rows in videos.items()}
 
 
+def top1_presence(runs: SplitRuns) -> List[List[Tuple[np.ndarray, Optional[np.ndarray], bool]]]:
+    """Per expression of every video, per clip: the presence score of SOC's top-1 query on each frame [T] (what
+    ``presence_thr`` thresholds: the head's ``presence`` when it has a presence branch, else the frame score),
+    whether the referred object is there (bool [T]; None when it has no annotation) and whether the score is
+    a presence branch's."""
+    out = []
+    for video in runs.videos:
+        for n, ref in enumerate(video['referred']):
+            gt = video['objects'][ref].reshape(video['num_frames'], -1).any(1) if ref >= 0 else None
+            start, clips = 0, []
+            for candidates, _ in video['clips']:
+                clip_scores, frame_scores = query_scores(candidates['cls'][n].float())  # [nq], [T, nq]
+                q = int(clip_scores.argmax())  # SOC's top-1: the best clip score
+                from_branch = 'presence' in candidates
+                if from_branch:
+                    frame_scores = candidates['presence'][n].float()
+                scores = frame_scores[:, q].numpy()
+                clips.append((scores, None if gt is None else gt[start:start + len(scores)], from_branch))
+                start += len(scores)
+            out.append(clips)
+    return out
+
+
+def presence_thresholds(runs: SplitRuns, quantiles: Sequence[float] = PRESENCE_QUANTILES) -> List[float]:
+    """``PRESENCE_THRS`` and, for each share in ``quantiles``, the threshold that empties that share of the
+    frames of ``runs`` (the quantile of the top-1 query's presence score), sorted, without repeats."""
+    scores = np.concatenate([scores for clips in top1_presence(runs) for scores, _, _ in clips])
+    from_data = np.quantile(scores, quantiles).tolist() if len(scores) else []
+    return sorted(set(PRESENCE_THRS) | {round(float(t), 6) for t in from_data})
+
+
 def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
     """How well the presence score of each clip's top-1 query tells the frames where the referred object is
     present from those where it is absent (what ``presence_thr`` thresholds: the head's ``presence`` when it has a
@@ -199,26 +233,16 @@ def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
     clip and that of the clips' mean scores (mean over expressions and clips); ``source``: which score."""
     present, absent, within, between = [], [], [], []
     source = 'frame score'
-
-    for video in runs.videos:
-        for n, ref in enumerate(video['referred']):
-            start, means = 0, []
-            gt = video['objects'][ref].reshape(video['num_frames'], -1).any(1) if ref >= 0 else None
-            for candidates, _ in video['clips']:
-                clip_scores, frame_scores = query_scores(candidates['cls'][n].float())  # [nq], [T, nq]
-                q = int(clip_scores.argmax())  # SOC's top-1: the best clip score
-                if 'presence' in candidates:  # what presence_thr thresholds
-                    source = 'presence branch'
-                    frame_scores = candidates['presence'][n].float()
-                scores = frame_scores[:, q].numpy()
-                if gt is not None:
-                    there = gt[start:start + len(scores)]
-                    present += scores[there].tolist()
-                    absent += scores[~there].tolist()
-                within.append(float(scores.std()))
-                means.append(float(scores.mean()))
-                start += len(scores)
-            between.append(float(np.std(means)))
+    for clips in top1_presence(runs):
+        means = []
+        for scores, there, from_branch in clips:
+            source = 'presence branch' if from_branch else source
+            if there is not None:
+                present += scores[there].tolist()
+                absent += scores[~there].tolist()
+            within.append(float(scores.std()))
+            means.append(float(scores.mean()))
+        between.append(float(np.std(means)))
     present_arr, absent_arr = np.sort(np.asarray(present)), np.asarray(absent)
     if len(present_arr) and len(absent_arr):
         below = np.searchsorted(present_arr, absent_arr, side='left')  # present frames scoring below each absent
@@ -233,11 +257,14 @@ def frame_score_separation(runs: SplitRuns) -> Dict[str, float]:
                 std_within_clip=float(np.mean(within)), std_between_clips=float(np.mean(between)), source=source)
 
 
-def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs: Sequence[float] = PRESENCE_THRS,
+def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs: Optional[Sequence[float]] = None,
                    link_margins: Sequence[float] = LINK_MARGINS) -> Tuple[float, float, List[dict]]:
     """``presence_thr`` and ``link_margin`` of 'linked + absence' with the best mean vIoU on ``runs`` (the
-    calibration split; J only, no F), ties to the smaller margin then the lower threshold. Returns them and
-    the grid (``presence_thr``, ``link_margin``, ``vIoU``, ``tIoU``, ``id_switches``)."""
+    calibration split; J only, no F), ties to the smaller margin then the lower threshold. ``presence_thrs``:
+    the thresholds tried (default ``presence_thresholds(runs)``). Returns them and the grid (``presence_thr``,
+    ``link_margin``, ``vIoU``, ``tIoU``, ``id_switches``)."""
+    if presence_thrs is None:
+        presence_thrs = presence_thresholds(runs)
     grid = []
     for margin in link_margins:
         for thr in presence_thrs:

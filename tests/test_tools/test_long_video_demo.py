@@ -101,7 +101,14 @@ def test_scores_from_one_run_equal_stream_rvos_per_rule(tiny_split):
                                                            zip(known, known[1:]))
             painted_absent = pred.reshape(10, -1).any(1) & ~gt.reshape(10, -1).any(1)
             assert row['false_positive_frames'] == int(painted_absent.sum())
+    # the calibration grid: the fixed thresholds and the quantiles of the top-1 presence scores
+    scores = np.concatenate([c[0] for clips in lvd.top1_presence(runs) for c in clips])
+    assert len(scores) == 10 * len(video['expressions'])
+    thresholds = lvd.presence_thresholds(runs, quantiles=(0.25, 0.5))
+    expected = set(lvd.PRESENCE_THRS) | {round(float(np.quantile(scores, q)), 6) for q in (0.25, 0.5)}
+    assert thresholds == sorted(expected)
     separation = lvd.frame_score_separation(runs)
+    assert separation['source'] == 'presence branch'  # the config's head has one (PresenceSOCHead)
     assert 0 <= separation['auc'] <= 1 and separation['present_frames'] + separation['absent_frames'] == \
         10 * len(video['expressions'])
     assert lvd.mode_options(base, 'linked + absence', 0.3, 0.1).presence_thr == 0.3
@@ -137,7 +144,7 @@ def test_recipe_runs_end_to_end(tmp_path):
         in proc.stdout
     results = json.loads((work / 'results.json').read_text())
     assert set(results['summaries']) == {'per-clip', 'linked', 'linked + absence'}
-    assert results['clip_len'] == 4 and len(results['calibration_grid']) == 32
+    assert results['clip_len'] == 4 and len(results['calibration_grid']) >= 32
     assert set(results['frame_score_separation']) >= {'auc', 'std_within_clip', 'std_between_clips'}
     assert set(results['targets']) == {'vIoU +0.10', 'tIoU +0.10', 'identity switches / 2'}
     assert (work / 'per_expression.json').is_file() and (work / 'results.md').is_file()
