@@ -154,11 +154,11 @@ def test_recipe_runs_end_to_end(tmp_path):
                                            (['--absence-range', '0', '0.3'], '--absence-range'),
                                            (['--leave-prob', '1.5'], '--leave-prob')])
 def test_data_arguments_are_checked(argv, message, capsys):
-    sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'demo'))
-    try:
-        import run_long_video_demo
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(  # the tool's parser, from its file
+        '_run_long_video_demo', osp.join(REPO_ROOT, 'tools', 'demo', 'run_long_video_demo.py'))
+    run_long_video_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_long_video_demo)
     assert run_long_video_demo.parse_args([]).absence_range == [0.3, 0.6]
     with pytest.raises(SystemExit):
         run_long_video_demo.parse_args(argv)
