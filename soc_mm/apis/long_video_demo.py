@@ -39,6 +39,11 @@ MODES = ('per-clip', 'linked', 'linked + absence')
 PRESENCE_THRS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 PRESENCE_QUANTILES = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 LINK_MARGINS = (0.1, 0.2, 0.3, 0.5)
+#: bounds read from the ground truth, not selection rules: how far a better choice could take the same model
+#: outputs. 'best query per clip': in every clip the query whose masks match the referred object best (mean J
+#: over the clip's frames); 'per-clip, absent frames emptied': SOC's per-clip choice with the mask of every frame
+#: where the referred object is absent emptied (a perfect presence decision)
+CEILINGS = ('best query per clip', 'per-clip, absent frames emptied')
 
 
 def mode_options(base: RVOSTestOptions, mode: str, presence_thr: float, link_margin: float) -> RVOSTestOptions:
@@ -86,13 +91,15 @@ def video_candidates(model, frame_dir: str, expressions: Sequence[str], clip_len
 
 
 def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np.ndarray,
-                referred: Sequence[int], with_f: bool = True) -> List[Dict[str, float]]:
+                referred: Sequence[int], with_f: bool = True, ceiling: Optional[str] = None) -> List[Dict[str, float]]:
     """Choose with ``options`` from a video's ``clips`` (``video_candidates``) and score each expression.
 
     Args:
         objects: bool ``[M, T, H, W]``, the video's annotated objects (``read_objects``).
         referred: per expression, the index in ``objects`` of its object (-1: none annotated).
         with_f: compute F (the boundary measure; J, tIoU and vIoU do not need it).
+        ceiling: one of ``CEILINGS`` to score that bound (it reads the ground truth; ``options`` then only give
+            the post-processing: per-clip choice, no linking, no ``presence_thr``); None: the rule of ``options``.
 
     Returns:
         per expression ``{'J', 'F', 'J&F', 'tIoU', 'vIoU', 'id_switches', 'id_switches_at_boundaries',
@@ -102,6 +109,11 @@ def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np
         ``frames_on_other``: frames whose prediction takes the identity of another object;
         ``false_positive_frames``: frames with a mask where the object is absent).
     """
+    if ceiling is not None:
+        if ceiling not in CEILINGS:
+            raise ValueError(f'unknown ceiling {ceiling!r}, expected one of {CEILINGS}')
+        options = options.replace(link_clips=False, presence_thr=None,
+                                  return_all_queries=ceiling == CEILINGS[0])
     inference = VideoInference(model, options)
     linker = ClipLinker(options) if options.link_clips else None
     count = len(referred)
@@ -113,6 +125,12 @@ def score_video(model, clips: List[tuple], options: RVOSTestOptions, objects: np
         for n, result in enumerate(results):
             pred = result.masks.numpy()
             gt = objects[referred[n], start:start + length] if referred[n] >= 0 else np.zeros_like(pred)
+            if ceiling == CEILINGS[0]:  # the query of the clip whose masks match the referred object best
+                queries = result.query_masks.numpy()  # [T, nq, H, W]
+                best = int(np.argmax([region_similarity(queries[:, q], gt).mean() for q in range(queries.shape[1])]))
+                pred = queries[:, best]
+            elif ceiling == CEILINGS[1]:  # a perfect presence decision
+                pred = pred & gt.reshape(length, -1).any(1)[:, None, None]
             if with_f:
                 jn, fn = jf_per_frame(pred, gt)
             else:
@@ -163,11 +181,12 @@ class SplitRuns:
             log(f'  {split_dir}: video {i + 1}/{len(meta)} ({video_id}, {len(frames)} frames, {len(exps)} '
                 f'expressions) run')
 
-    def score(self, model, options: RVOSTestOptions, with_f: bool = True) -> List[dict]:
-        """Per expression of every video: ``video``, ``exp_id``, ``type``, ``exp`` and the scores of ``score_video``."""
+    def score(self, model, options: RVOSTestOptions, with_f: bool = True, ceiling: Optional[str] = None) -> List[dict]:
+        """Per expression of every video: ``video``, ``exp_id``, ``type``, ``exp`` and the scores of ``score_video``
+        (of the rule of ``options``, or of one of ``CEILINGS``)."""
         rows = []
         for video in self.videos:
-            scores = score_video(model, video['clips'], options, video['objects'], video['referred'], with_f)
+            scores = score_video(model, video['clips'], options, video['objects'], video['referred'], with_f, ceiling)
             for exp_id, desc_type, exp, row in zip(video['exp_ids'], video['types'], video['expressions'], scores):
                 rows.append(dict(row, video=video['video_id'], exp_id=exp_id, type=desc_type, exp=exp))
         return rows
@@ -184,6 +203,15 @@ def summary(rows: Sequence[dict]) -> Dict[str, float]:
         out[key] = int(sum(r[key] for r in rows))
     out['expressions'] = len(rows)
     return out
+
+
+def per_type(rows: Sequence[dict]) -> Dict[str, dict]:
+    """``summary`` of the expressions of each description type (Long-RVOS ``type``: static, dynamic,
+    static+dynamic), in that order of first appearance."""
+    types: Dict[str, list] = {}
+    for row in rows:
+        types.setdefault(row['type'], []).append(row)
+    return {name: summary(type_rows) for name, type_rows in types.items()}
 
 
 def per_video(rows: Sequence[dict]) -> Dict[str, dict]:
@@ -275,15 +303,18 @@ def choose_options(model, runs: SplitRuns, base: RVOSTestOptions, presence_thrs:
     return best['presence_thr'], best['link_margin'], grid
 
 
-def results_table(summaries: Dict[str, dict], presence_thr: float, link_margin: float) -> str:
-    """The markdown table of the three modes (``summary`` each) with the differences to per-clip."""
+def results_table(summaries: Dict[str, dict], presence_thr: float, link_margin: float,
+                  ceilings: Optional[Dict[str, dict]] = None) -> str:
+    """The markdown table of the three modes (``summary`` each) with the differences to per-clip; ``ceilings``
+    (``summary`` of some of ``CEILINGS``): rows after them, marked as read from the ground truth."""
     base = summaries['per-clip']
     lines = ['| held-out long videos | expressions | J&F | tIoU | vIoU | identity switches (at clip boundaries) | '
              'frames on another object | frames painted where the object is absent |',
              '|---|---|---|---|---|---|---|---|']
-    for mode in MODES:
-        s = summaries[mode]
-        name = mode if mode == 'per-clip' else f'{mode} (margin {link_margin:g}' + (
+    named = [(mode, summaries[mode]) for mode in MODES] + [
+        (f'ceiling (ground truth): {name}', s) for name, s in (ceilings or {}).items()]
+    for mode, s in named:
+        name = mode if mode == 'per-clip' or mode.startswith('ceiling') else f'{mode} (margin {link_margin:g}' + (
             f', presence_thr {presence_thr:g})' if 'absence' in mode else ')')
         diff = '' if mode == 'per-clip' else f" ({s['vIoU'] - base['vIoU']:+.3f})"
         tdiff = '' if mode == 'per-clip' else f" ({s['tIoU'] - base['tIoU']:+.3f})"

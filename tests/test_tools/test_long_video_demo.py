@@ -101,6 +101,35 @@ def test_scores_from_one_run_equal_stream_rvos_per_rule(tiny_split):
                                                            zip(known, known[1:]))
             painted_absent = pred.reshape(10, -1).any(1) & ~gt.reshape(10, -1).any(1)
             assert row['false_positive_frames'] == int(painted_absent.sum())
+    # the ceilings, from the ground truth: the best query of every clip (each query's masks through the head's own
+    # post-processing), and per-clip choice with the frames where the object is absent emptied
+    per_clip = runs.score(model, lvd.mode_options(base, 'per-clip', None, 0.1), with_f=False)
+    best_query = runs.score(model, base, with_f=False, ceiling='best query per clip')
+    emptied = runs.score(model, base, with_f=False, ceiling='per-clip, absent frames emptied')
+    for n in range(len(video['expressions'])):
+        gt = video['objects'][video['referred'][n]]
+        there = gt.reshape(10, -1).any(1)
+        preds, clip_preds, start = [], [], 0
+        for candidates, samples in video['clips']:
+            length = candidates['cls'].shape[1]
+            nq = candidates['cls'].shape[2]
+            per_query = [model.bbox_head.predict_by_feat(
+                candidates['cls'][n:n + 1], candidates['masks'][n:n + 1], [samples[n].metainfo], options=base,
+                selected=[torch.tensor([q])])[0].masks.numpy() for q in range(nq)]
+            j_means = [region_similarity(m, gt[start:start + length]).mean() for m in per_query]
+            preds.append(per_query[int(np.argmax(j_means))])
+            top1 = model.bbox_head.predict_by_feat(candidates['cls'][n:n + 1], candidates['masks'][n:n + 1],
+                                                   [samples[n].metainfo], options=base)[0].masks.numpy()
+            clip_preds.append(top1 & there[start:start + length, None, None])
+            start += length
+        for rows, pred in ((best_query, np.concatenate(preds)), (emptied, np.concatenate(clip_preds))):
+            expected = scores_from_frames(region_similarity(pred, gt), np.zeros(10), there, pred.reshape(10, -1).any(1))
+            for key in ('J', 'tIoU', 'vIoU'):
+                assert rows[n][key] == pytest.approx(expected[key], abs=1e-12), (n, key)
+        assert emptied[n]['false_positive_frames'] == 0
+        assert best_query[n]['J'] >= per_clip[n]['J'] - 1e-12 and emptied[n]['J'] >= per_clip[n]['J'] - 1e-12
+    with pytest.raises(ValueError, match='unknown ceiling'):
+        runs.score(model, base, ceiling='oracle')
     # the calibration grid: the fixed thresholds and the quantiles of the top-1 presence scores
     scores = np.concatenate([c[0] for clips in lvd.top1_presence(runs) for c in clips])
     assert len(scores) == 10 * len(video['expressions'])
@@ -130,6 +159,15 @@ def test_targets_and_tables():
     assert ('| linked + absence (margin 0.2, presence_thr 0.4) | 1 | 0.700 | 0.850 (+0.150) | 0.550 (+0.150) | '
             '3 (1) | 1 | 5 |') in table
     assert '| v | 0.500 / 0.700 / 0.400 / 4 |' in lvd.per_video_table({m: lvd.per_video(r) for m, r in rows.items()})
+    ceiling = lvd.summary([dict(J=0.9, F=0.9, tIoU=0.95, vIoU=0.8, id_switches=0, frames_on_other=0, **extra)])
+    table = lvd.results_table(summaries, 0.4, 0.2, {'best query per clip': ceiling})
+    assert '| ceiling (ground truth): best query per clip | 1 | 0.900 | 0.950 (+0.250) | 0.800 (+0.400) | 0 (1) |' \
+        in table
+    typed = [dict(rows['per-clip'][0], type='static'), dict(rows['linked'][0], type='dynamic'),
+             dict(rows['linked + absence'][0], type='static')]
+    by_type = lvd.per_type(typed)
+    assert list(by_type) == ['static', 'dynamic'] and by_type['static']['expressions'] == 2
+    assert by_type['static']['vIoU'] == pytest.approx((0.4 + 0.55) / 2) and by_type['dynamic']['vIoU'] == 0.5
 
 
 # ---------------------------------------------------------------------- the recipe in miniature
@@ -144,6 +182,8 @@ def test_recipe_runs_end_to_end(tmp_path):
         in proc.stdout
     results = json.loads((work / 'results.json').read_text())
     assert set(results['summaries']) == {'per-clip', 'linked', 'linked + absence'}
+    assert set(results['ceilings']) == {'best query per clip', 'per-clip, absent frames emptied'}
+    assert '| ceiling (ground truth): best query per clip |' in proc.stdout and 'vIoU per description type' in proc.stdout
     assert results['clip_len'] == 4 and len(results['calibration_grid']) >= 32
     assert set(results['frame_score_separation']) >= {'auc', 'std_within_clip', 'std_between_clips'}
     assert set(results['targets']) == {'vIoU +0.10', 'tIoU +0.10', 'identity switches / 2'}
