@@ -67,7 +67,12 @@ def test_presence_loss_is_positive_for_the_matched_query_on_the_visible_frames_o
     references = [torch.rand(B, T, NQ, 2, generator=g) * 0.5 + 0.25 for _ in range(L + 1)]
     mask_feats = torch.randn(B, T, 8, H // 4, W // 4, generator=g)
     sentence = torch.randn(B, C, generator=g)
+    matches = []
+    match = head.assigner.match
+    head.assigner.match = lambda *args, **kwargs: matches.append(1) or match(*args, **kwargs)
     losses = head.loss(hidden, references, mask_feats, video_queries, sentence, [sample])
+    assert len(matches) == L * B  # one assignment per layer and video, shared by SOC's losses and the presence
+    head.assigner.match = match
     soc_losses = SOCHead.loss(head, hidden, references, mask_feats, video_queries, sentence, [sample])
     assert set(losses) == set(soc_losses) | {'loss_presence', 'd0.loss_presence'}
     for name, value in soc_losses.items():  # SOC's losses are untouched

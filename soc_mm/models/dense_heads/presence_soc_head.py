@@ -91,36 +91,35 @@ class PresenceSOCHead(SOCHead):
 
     def presence_target(self, num_frames: int, num_queries: int, targets: List, ref_indices: List[List[int]],
                         indices: List[Tuple[Tensor, Tensor]], device) -> Tensor:
-        """[B, T, nq] float: 1 for the query matched to a referred object on the frames where it is visible."""
+        """[B, T, nq] float: 1 for the query matched to a referred object on the frames where it is visible (the
+        positives of SOC's class loss, ``SOCHead.matched_referred``)."""
         target = torch.zeros(len(targets), num_frames, num_queries, device=device)
-        for b, ((q_idx, g_idx), gt, refs) in enumerate(zip(indices, targets, ref_indices)):
-            for ref in refs:
-                hit = (g_idx == ref).nonzero().flatten()
-                if len(hit):
-                    target[b, gt.visible[ref], int(q_idx[hit[0]])] = 1
+        for b, ref, q in self.matched_referred(indices, ref_indices):
+            target[b, targets[b].visible[ref], q] = 1
         return target
 
     # ------------------------------------------------------------------ losses
     def loss(self, hidden_states: Tensor, references: Sequence[Tensor], mask_feats: Tensor,
              video_queries: Tensor, fused_sentence_feat: Tensor,
              batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
-        """SOC's losses and ``loss_presence`` of every decoder layer (``d{l}.`` prefixes as SOC's)."""
+        """SOC's losses and ``loss_presence`` of every decoder layer (``d{l}.`` prefixes as SOC's), on one
+        assignment per layer (SOC's, handed to ``loss_by_feat``)."""
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
         all_cls, all_boxes, all_masks = self(hidden_states, references, mask_feats, img_sizes)
-        losses = self.loss_by_feat(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
-                                   batch_data_samples)
         targets, ref_indices = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
                                                 all_cls.device)
-        num_masks = self._num_masks(targets)
         num_layers = len(all_cls)
+        assignments = [self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                         video_queries[l].detach(), fused_sentence_feat.detach(), targets,
+                                         batch_data_samples) for l in range(num_layers)]
+        losses = self.loss_by_feat(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
+                                   batch_data_samples, assignments=assignments)
+        num_masks = self._num_masks(targets)
         for l in range(num_layers):
-            indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
-                                        video_queries[l].detach(), fused_sentence_feat.detach(), targets,
-                                        batch_data_samples)
             logits = self.forward_presence(hidden_states[l], self._added_video_queries(video_queries, l), mask_feats,
                                            img_sizes, l)
             B, T, nq = logits.shape
-            target = self.presence_target(T, nq, targets, ref_indices, indices, logits.device)
+            target = self.presence_target(T, nq, targets, ref_indices, assignments[l], logits.device)
             prefix = '' if l == num_layers - 1 else f'd{l}.'
             losses[prefix + 'loss_presence'] = self.loss_presence(
                 logits.reshape(-1, 1), target.reshape(-1, 1), avg_factor=num_masks)

@@ -1,6 +1,6 @@
 """SOC prediction head: class / box / dynamic-mask branches, video-level losses, post-processing."""
 import copy
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -316,8 +316,8 @@ class SOCHead(BaseModule):
                                  batch_data_samples)
 
     def loss_by_feat(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, video_queries: Tensor,
-                     fused_sentence_feat: Tensor,
-                     batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
+                     fused_sentence_feat: Tensor, batch_data_samples: Sequence[RVOSDataSample],
+                     assignments: Optional[List[List[Tuple[Tensor, Tensor]]]] = None) -> Dict[str, Tensor]:
         """Weighted losses of every decoder layer.
 
         Args:
@@ -326,16 +326,23 @@ class SOCHead(BaseModule):
             all_masks (Tensor): [L, B, T, nq, h, w] logits on the padded canvas at the mask stride.
             video_queries (Tensor): [L, B, nq, C] VOC outputs of each decoder layer.
             fused_sentence_feat (Tensor): [B, C] sentence feature of the contrastive loss.
+            assignments (list, optional): the assignment of every layer (``match``'s output), for a caller that
+                needs it too (a subclass's extra loss); None: matched here.
         """
         canvas = self._canvas_size(batch_data_samples)
         targets, ref_indices = self.get_targets(batch_data_samples, canvas, all_cls.device)
         num_masks = self._num_masks(targets)
         num_layers = len(all_cls)
+        if assignments is not None and len(assignments) != num_layers:
+            raise ValueError(f'SOCHead.loss_by_feat: {len(assignments)} assignments for {num_layers} decoder layers')
         losses = {}
         for l in range(num_layers):
-            indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
-                                        video_queries[l].detach(), fused_sentence_feat.detach(), targets,
-                                        batch_data_samples)
+            if assignments is None:
+                indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
+                                            video_queries[l].detach(), fused_sentence_feat.detach(), targets,
+                                            batch_data_samples)
+            else:
+                indices = assignments[l]
             layer_losses = self.loss_by_feat_single(all_cls[l], all_boxes[l], all_masks[l], video_queries[l],
                                                     fused_sentence_feat, targets, ref_indices, indices, num_masks)
             prefix = '' if l == num_layers - 1 else f'd{l}.'
@@ -349,6 +356,17 @@ class SOCHead(BaseModule):
         None: no class positive."""
         return 0 if num_classes == 1 else int(target.labels[ref])
 
+    @staticmethod
+    def matched_referred(indices: List[Tuple[Tensor, Tensor]],
+                         ref_indices: List[List[int]]) -> Iterator[Tuple[int, int, int]]:
+        """``(b, ref, q)``: query ``q`` is matched to referred object ``ref`` (an index of sample ``b``'s
+        targets) -- the positives of the class loss, on the frames where ``ref`` is visible."""
+        for b, ((q_idx, g_idx), refs) in enumerate(zip(indices, ref_indices)):
+            for ref in refs:
+                hit = (g_idx == ref).nonzero().flatten()
+                if len(hit):
+                    yield b, ref, int(q_idx[hit[0]])
+
     def loss_by_feat_single(self, cls: Tensor, boxes: Tensor, masks: Tensor, video_queries: Tensor,
                             fused_sentence_feat: Tensor, targets: List[InstanceData],
                             ref_indices: List[List[int]],
@@ -359,19 +377,14 @@ class SOCHead(BaseModule):
         # the frames where each is visible; every other query / frame is pushed to "no object"
         cls_target = torch.zeros_like(cls)
         positive_queries = torch.zeros(B, nq, dtype=torch.bool, device=cls.device)
-        for b, ((q_idx, g_idx), target, refs) in enumerate(zip(indices, targets, ref_indices)):
-            for ref in refs:
-                hit = (g_idx == ref).nonzero().flatten()
-                if len(hit) == 0:
-                    continue
-                q = int(q_idx[hit[0]])
-                positive_queries[b, q] = True
-                label = self.class_target(target, ref, K)
-                if label is None:
-                    continue
-                if not 0 <= label < K:
-                    raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
-                cls_target[b, target.visible[ref], q, label] = 1
+        for b, ref, q in self.matched_referred(indices, ref_indices):
+            positive_queries[b, q] = True
+            label = self.class_target(targets[b], ref, K)
+            if label is None:
+                continue
+            if not 0 <= label < K:
+                raise ValueError(f'SOCHead: label {label} of sample {b} outside [0, {K})')
+            cls_target[b, targets[b].visible[ref], q, label] = 1
         loss_cls = self.loss_cls(cls.reshape(-1, K), cls_target.reshape(-1, K), avg_factor=num_masks)
         loss_con = self.loss_con(video_queries, fused_sentence_feat, positive_queries)
 
