@@ -10,6 +10,8 @@ head outputs of the ``test_cfg.output_layer`` decoder layer::
     ->
     cls_logits      float32 [N, T, nq, K]    class logits of every query and frame
     mask_logits     float32 [N, T, nq, H/4, W/4]  mask logits (before the upsampling to H x W)
+    (a head variant's per-frame outputs, ``SOCHead.frame_outputs``, after them: ``presence`` float32
+    [N, T, nq] of ``PresenceSOCHead``; their names are in the graph's metadata, ``outputs``)
 
 Tokenisation stays in Python (the HF tokenizer); the RoBERTa network is in the graph. N (expressions)
 and S (tokens) are dynamic axes; T, H and W are fixed at export: Video-Swin chooses its window and
@@ -45,7 +47,7 @@ from torch import Tensor, nn
 from soc_mm.models.inference import RVOSTestOptions
 from soc_mm.structures import RVOSDataSample
 
-#: names of the graph's inputs and outputs, in order
+#: names of the graph's inputs and its first outputs, in order (a head variant's ``frame_outputs`` follow)
 INPUT_NAMES = ('frames', 'img_shape', 'input_ids', 'attention_mask')
 OUTPUT_NAMES = ('cls_logits', 'mask_logits')
 #: the ONNX opset of the export (GridSample needs >= 16)
@@ -63,17 +65,23 @@ class SOCExportModule(nn.Module):
 
     Args:
         model (nn.Module): a SOC model in eval mode (``soc_mm.apis.init_model``).
+
+    Attributes:
+        output_names (tuple[str]): the names of the outputs: ``OUTPUT_NAMES``, then the head's
+            ``frame_output_names``.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.layer = model.output_layer
+        self.output_names = OUTPUT_NAMES + tuple(model.bbox_head.frame_output_names)
 
     def forward(self, frames: Tensor, img_shape: Tensor, input_ids: Tensor,
-                attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
+                attention_mask: Tensor) -> Tuple[Tensor, ...]:
         """frames [1, T, 3, H, W], img_shape int64 [2], input_ids / attention_mask int64 [N, S] ->
-        cls_logits [N, T, nq, K], mask_logits [N, T, nq, H/4, W/4]."""
+        cls_logits [N, T, nq, K], mask_logits [N, T, nq, H/4, W/4], then the head's ``frame_outputs`` (each
+        [N, T, nq], in the order of ``output_names``)."""
         model = self.model
         num_frames, pad_h, pad_w = frames.shape[1], frames.shape[3], frames.shape[4]
         num_expressions = input_ids.shape[0]
@@ -101,10 +109,16 @@ class SOCExportModule(nn.Module):
             per_expression(mlvl_pos_embeds), word_feats, word_padding_mask, sentence_feat)
         hidden_states, references = head_inputs['hidden_states'], head_inputs['references']
         layer = self.layer
-        cls, _, masks = model.bbox_head.forward_single(
+        img_sizes = img_shape[None].expand(num_expressions, 2)
+        head = model.bbox_head
+        cls, _, masks = head.forward_single(
             hidden_states[layer], references[layer], references[layer + 1][..., :2], head_inputs['mask_feats'],
-            img_shape[None].expand(num_expressions, 2), layer)
-        return cls, masks
+            img_sizes, layer)
+        extras = head.frame_outputs(layer, img_sizes, **{key: head_inputs[key] for key in head.predict_inputs})
+        if set(extras) != set(head.frame_output_names):
+            raise ValueError(f'{type(head).__name__}.frame_outputs gave {sorted(extras)}, its frame_output_names '
+                             f'declare {list(head.frame_output_names)}')
+        return (cls, masks, *[extras[name] for name in head.frame_output_names])
 
 
 def _constant_shift_mask(compute_mask):
@@ -183,8 +197,9 @@ def export_onnx(model: nn.Module, out_file: str, num_frames: int = 8, size: Sequ
             raise ValueError(f'export_onnx: the model ({type(model).__name__}) has no {name!r}: expected a SOC model')
     model = model.cpu().eval()
     inputs = example_inputs(model, num_frames, size)
+    module = SOCExportModule(model).eval()
     dynamic_axes = {'input_ids': {0: 'expressions', 1: 'tokens'}, 'attention_mask': {0: 'expressions', 1: 'tokens'},
-                    'cls_logits': {0: 'expressions'}, 'mask_logits': {0: 'expressions'}}
+                    **{name: {0: 'expressions'} for name in module.output_names}}
     out_dir = osp.dirname(osp.abspath(out_file))
     os.makedirs(out_dir, exist_ok=True)
     with export_kernels(model), torch.no_grad(), warnings.catch_warnings():
@@ -192,14 +207,14 @@ def export_onnx(model: nn.Module, out_file: str, num_frames: int = 8, size: Sequ
         warnings.simplefilter('ignore')
         # in eval mode: the exporter gives the module its mode back afterwards, which a new module's
         # default (train) would spread to the model
-        torch.onnx.export(SOCExportModule(model).eval(), inputs, out_file, dynamo=False, opset_version=opset_version,
-                          input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+        torch.onnx.export(module, inputs, out_file, dynamo=False, opset_version=opset_version,
+                          input_names=list(INPUT_NAMES), output_names=list(module.output_names),
                           dynamic_axes=dynamic_axes, do_constant_folding=True)
     cfg = getattr(model, 'cfg', None)
     metadata = dict(num_frames=int(num_frames), height=int(size[0]), width=int(size[1]),
                     output_layer=int(model.output_layer), max_tokens=int(model.text_encoder.max_tokens),
                     pad_value=float(getattr(model.data_preprocessor, 'pad_value', 0.0)),
-                    config=cfg.pretty_text if isinstance(cfg, Config) else None)
+                    outputs=list(module.output_names), config=cfg.pretty_text if isinstance(cfg, Config) else None)
     graph = onnx.load(out_file, load_external_data=False)
     del graph.metadata_props[:]
     entry = graph.metadata_props.add()
@@ -217,8 +232,8 @@ def relative_difference(reference: Tensor, other) -> float:
 
 
 @torch.no_grad()
-def eager_outputs(model: nn.Module, inputs: Sequence[Tensor], kernels: str = 'default') -> Tuple[Tensor, Tensor]:
-    """The graph's outputs computed by eager PyTorch: ``kernels`` 'default' (the model's own kernels:
+def eager_outputs(model: nn.Module, inputs: Sequence[Tensor], kernels: str = 'default') -> Tuple[Tensor, ...]:
+    """The graph's outputs (``SOCExportModule.output_names``) computed by eager PyTorch: ``kernels`` 'default' (the model's own kernels:
     the fused ones by default) or 'export' (the kernels traced into the graph, ``export_kernels``)."""
     if kernels not in ('default', 'export'):
         raise ValueError(f"kernels must be 'default' or 'export', got {kernels!r}")
@@ -241,10 +256,21 @@ def verify_onnx(model: nn.Module, onnx_file: str, inputs: Optional[Sequence[Tens
     options = ort.SessionOptions()
     if num_threads:
         options.intra_op_num_threads = int(num_threads)
+    names = graph_output_names(meta)
+    expected = SOCExportModule(model).output_names
+    if tuple(names) != tuple(expected):
+        raise ValueError(f'{onnx_file}: the graph gives {list(names)}, the model {list(expected)} (its head '
+                         f'{type(model.bbox_head).__name__}): not a graph of this model')
     session = ort.InferenceSession(onnx_file, options, providers=['CPUExecutionProvider'])
-    outputs = session.run(list(OUTPUT_NAMES), {name: x.numpy() for name, x in zip(INPUT_NAMES, inputs)})
+    outputs = session.run(list(names), {name: x.numpy() for name, x in zip(INPUT_NAMES, inputs)})
     reference = eager_outputs(model, inputs, kernels)
-    return {name: relative_difference(ref, out) for name, ref, out in zip(OUTPUT_NAMES, reference, outputs)}
+    return {name: relative_difference(ref, out) for name, ref, out in zip(names, reference, outputs)}
+
+
+def graph_output_names(metadata: dict) -> List[str]:
+    """The output names of a graph from its metadata (graphs written before the names were stored have the two
+    logits only)."""
+    return list(metadata.get('outputs', OUTPUT_NAMES))
 
 
 # ---------------------------------------------------------------------- ONNX Runtime
@@ -315,6 +341,12 @@ class ONNXRuntimeSOC:
         head_cfg = copy.deepcopy(model_cfg.bbox_head)
         head_cfg.update(train_cfg=model_cfg.get('train_cfg'), test_cfg=self.test_options)
         self.head = MODELS.build(head_cfg).eval()
+        self.output_names = graph_output_names(meta)
+        expected = list(OUTPUT_NAMES + tuple(self.head.frame_output_names))
+        if self.output_names != expected:
+            raise ValueError(f'{onnx_file}: the graph gives {self.output_names}, the config\'s head '
+                             f'({type(self.head).__name__}) post-processes {expected}: export the graph with this '
+                             'config')
         text_dir = model_cfg.text_encoder['model_path']
         if not osp.isdir(text_dir):
             raise FileNotFoundError(f'ONNXRuntimeSOC: the tokenizer folder {text_dir!r} (config '
@@ -336,8 +368,9 @@ class ONNXRuntimeSOC:
                     attention_mask=tokens['attention_mask'].astype(np.int64))
 
     def run(self, frames: np.ndarray, img_shape: Sequence[int], input_ids: np.ndarray,
-            attention_mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """One forward of the graph (inputs as in the module docstring) -> cls_logits, mask_logits."""
+            attention_mask: np.ndarray) -> Dict[str, np.ndarray]:
+        """One forward of the graph (inputs as in the module docstring) -> {output name: array}
+        (``cls_logits``, ``mask_logits`` and the head's per-frame outputs, e.g. ``presence``)."""
         expected = (1, self.num_frames, 3, self.height, self.width)
         if tuple(frames.shape) != expected:
             raise ValueError(f'{self.onnx_file}: the graph takes clips {list(expected)} (fixed at export), '
@@ -345,8 +378,7 @@ class ONNXRuntimeSOC:
         feed = dict(frames=np.ascontiguousarray(frames, dtype=np.float32),
                     img_shape=np.asarray(img_shape, dtype=np.int64), input_ids=input_ids,
                     attention_mask=attention_mask)
-        cls, masks = self.session.run(list(OUTPUT_NAMES), feed)
-        return cls, masks
+        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
 
     # ------------------------------------------------------------------ clips
     def pad_clip(self, inputs: Tensor, samples: Sequence[RVOSDataSample]) -> Tensor:
@@ -369,10 +401,11 @@ class ONNXRuntimeSOC:
         ``InstanceData`` over the T frames (``SOCHead.predict_by_feat``)."""
         inputs = self.pad_clip(inputs, samples)
         img_shape = samples[0].metainfo['img_shape'][:2]
-        cls, masks = self.run(inputs.numpy(), img_shape, tokens['input_ids'], tokens['attention_mask'])
-        return self.head.predict_by_feat(torch.from_numpy(cls), torch.from_numpy(masks),
-                                         [s.metainfo for s in samples], rescale=True,
-                                         options=options or self.test_options)
+        outputs = self.run(inputs.numpy(), img_shape, tokens['input_ids'], tokens['attention_mask'])
+        extras = {name: torch.from_numpy(outputs[name]) for name in self.head.frame_output_names}
+        return self.head.predict_by_feat(torch.from_numpy(outputs['cls_logits']),
+                                         torch.from_numpy(outputs['mask_logits']), [s.metainfo for s in samples],
+                                         rescale=True, options=options or self.test_options, **extras)
 
     def stream(self, video, expressions: Union[str, Sequence[str]], channel_order: str = 'rgb',
                test_options: Optional[RVOSTestOptions] = None,

@@ -150,3 +150,42 @@ def test_export_tool_refuses_bad_arguments(tmp_path):
             proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=300,
                                   env=subprocess_env(), cwd=REPO_ROOT)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_head_variants_frame_outputs_are_in_the_graph(tmp_path):
+    """PresenceSOCHead's presence is a third output of the graph (within the tolerance of eager PyTorch), and
+    ONNXRuntimeSOC thresholds it with presence_thr as inference_rvos does; a config whose head post-processes other
+    outputs than the graph gives is refused."""
+    from soc_mm.apis import inference_rvos, init_model
+    from soc_mm.apis.deployment import ONNXRuntimeSOC, export_onnx, verify_onnx
+    torch.manual_seed(0)
+    model = init_model(TINY_CONFIG, cfg_options={'model.text_encoder.model_path': TEXT_ENCODER_DIR,
+                                                 'model.bbox_head.type': 'PresenceSOCHead'})
+    for branch in model.bbox_head.presence_branches:  # random presences on both sides of 0.5
+        torch.nn.init.normal_(branch.layers[-1].weight, std=0.5)
+        torch.nn.init.constant_(branch.layers[-1].bias, 0.0)
+    path = str(tmp_path / 'presence.onnx')
+    meta = export_onnx(model, path, num_frames=NUM_FRAMES, size=SIZE)
+    assert meta['outputs'] == ['cls_logits', 'mask_logits', 'presence']
+    diffs = verify_onnx(model, path)
+    assert set(diffs) == {'cls_logits', 'mask_logits', 'presence'} and max(diffs.values()) < TOLERANCE, diffs
+    runtime = ONNXRuntimeSOC(path, num_threads=1)
+    video = moving_blobs(2 * NUM_FRAMES)
+    from soc_mm.models.inference import RVOSTestOptions
+    options = runtime.test_options.replace(presence_thr=0.5)
+    results = runtime.inference(video, EXPRESSIONS, test_options=options)
+    model_options = model.test_options.replace(clip_len=NUM_FRAMES)
+    reference = inference_rvos(model, video, EXPRESSIONS, test_options=model_options.replace(presence_thr=0.5))
+    plain = inference_rvos(model, video, EXPRESSIONS, test_options=model_options)
+    assert isinstance(options, RVOSTestOptions)
+    emptied = 0
+    for a, b, c in zip(results, reference, plain):
+        assert torch.equal(a.pred_masks, b.pred_masks)
+        emptied += int((c.pred_masks.flatten(1).any(1) & ~b.pred_masks.flatten(1).any(1)).sum())
+    assert emptied > 0  # the threshold acted on the graph's presence: some painted frames were emptied
+    with pytest.raises(ValueError, match=r"the graph gives \['cls_logits', 'mask_logits', 'presence'\], the config's "
+                                         r"head \(SOCHead\) post-processes"):
+        ONNXRuntimeSOC(path, config=TINY_CONFIG, cfg_options={'model.text_encoder.model_path': TEXT_ENCODER_DIR})
+    with pytest.raises(ValueError, match='not a graph of this model'):
+        torch.manual_seed(0)
+        verify_onnx(init_model(TINY_CONFIG, cfg_options={'model.text_encoder.model_path': TEXT_ENCODER_DIR}), path)

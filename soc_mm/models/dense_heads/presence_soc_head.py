@@ -44,6 +44,8 @@ class PresenceSOCHead(SOCHead):
 
     #: the head inputs ``predict`` / ``predict_candidates`` take (``SOCHead.predict_inputs``)
     predict_inputs = SOCHead.predict_inputs + ('video_queries', )
+    #: the per-frame output ``predict_by_feat`` takes (``frame_outputs``)
+    frame_output_names = ('presence', )
 
     def __init__(self, *args, loss_presence: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25,
                                                          gamma=2.0, loss_weight=2.0),
@@ -137,7 +139,16 @@ class PresenceSOCHead(SOCHead):
         candidates = super().predict_candidates(hidden_states, references, mask_feats, batch_data_samples,
                                                 options=options)
         layer = self._options(options).layer_index(len(hidden_states))
-        logits = self.forward_presence(hidden_states[layer], self._added_video_queries(video_queries, layer),
-                                       mask_feats, self._img_sizes(batch_data_samples, mask_feats.device), layer)
-        candidates['presence'] = logits.sigmoid()
+        candidates.update(self.frame_outputs(layer, self._img_sizes(batch_data_samples, mask_feats.device),
+                                             hidden_states=hidden_states, mask_feats=mask_feats,
+                                             video_queries=video_queries))
         return candidates
+
+    def frame_outputs(self, layer: int, img_sizes: Tensor, **head_inputs) -> Dict[str, Tensor]:
+        """``presence`` [B, T, nq]: the presence probability of every query on every frame at decoder layer
+        ``layer`` (``head_inputs``: ``hidden_states`` [L', B, T, nq, C], ``video_queries`` [L', B, nq, C],
+        ``mask_feats`` [B, T, C_m, h, w])."""
+        hidden_states, video_queries = head_inputs['hidden_states'], head_inputs['video_queries']
+        logits = self.forward_presence(hidden_states[layer], self._added_video_queries(video_queries, layer),
+                                       head_inputs['mask_feats'], img_sizes, layer)
+        return dict(presence=logits.sigmoid())

@@ -486,6 +486,16 @@ class SOCHead(BaseModule):
                                             references[layer + 1][..., :2], mask_feats, img_sizes, layer)
         return dict(cls=cls, masks=masks, query_feats=hidden_states[layer].mean(1))
 
+    #: the names of ``frame_outputs`` (SOC's head has none)
+    frame_output_names: Tuple[str, ...] = ()
+
+    def frame_outputs(self, layer: int, img_sizes: Tensor, **head_inputs) -> Dict[str, Tensor]:
+        """Per-frame outputs of a head variant besides the class and mask logits, each [B, T, nq], by the
+        keyword ``predict_by_feat`` takes it (``head_inputs``: the ``predict_inputs`` entries; ``img_sizes`` [B, 2]
+        unpadded (h, w)). SOC's head has none; ``predict_candidates`` of a variant returns them and the ONNX
+        export adds them to the graph."""
+        return {}
+
     @torch.no_grad()
     def predict_by_feat(self, cls: Tensor, masks: Tensor, batch_img_metas: Sequence[dict],
                         rescale: bool = True, options: Optional[RVOSTestOptions] = None,
