@@ -233,8 +233,9 @@ def relative_difference(reference: Tensor, other) -> float:
 
 @torch.no_grad()
 def eager_outputs(model: nn.Module, inputs: Sequence[Tensor], kernels: str = 'default') -> Tuple[Tensor, ...]:
-    """The graph's outputs (``SOCExportModule.output_names``) computed by eager PyTorch: ``kernels`` 'default' (the model's own kernels:
-    the fused ones by default) or 'export' (the kernels traced into the graph, ``export_kernels``)."""
+    """The graph's outputs (``SOCExportModule.output_names``) computed by eager PyTorch: ``kernels`` 'default'
+    (the model's own kernels: the fused ones by default) or 'export' (the kernels traced into the graph,
+    ``export_kernels``)."""
     if kernels not in ('default', 'export'):
         raise ValueError(f"kernels must be 'default' or 'export', got {kernels!r}")
     module = SOCExportModule(model).eval()
