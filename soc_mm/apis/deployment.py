@@ -75,7 +75,7 @@ class SOCExportModule(nn.Module):
         super().__init__()
         self.model = model
         self.layer = model.output_layer
-        self.output_names = OUTPUT_NAMES + tuple(model.bbox_head.frame_output_names)
+        self.output_names = head_output_names(model.bbox_head)
 
     def forward(self, frames: Tensor, img_shape: Tensor, input_ids: Tensor,
                 attention_mask: Tensor) -> Tuple[Tensor, ...]:
@@ -258,7 +258,7 @@ def verify_onnx(model: nn.Module, onnx_file: str, inputs: Optional[Sequence[Tens
     if num_threads:
         options.intra_op_num_threads = int(num_threads)
     names = graph_output_names(meta)
-    expected = SOCExportModule(model).output_names
+    expected = head_output_names(model.bbox_head)
     if tuple(names) != tuple(expected):
         raise ValueError(f'{onnx_file}: the graph gives {list(names)}, the model {list(expected)} (its head '
                          f'{type(model.bbox_head).__name__}): not a graph of this model')
@@ -266,6 +266,11 @@ def verify_onnx(model: nn.Module, onnx_file: str, inputs: Optional[Sequence[Tens
     outputs = session.run(list(names), {name: x.numpy() for name, x in zip(INPUT_NAMES, inputs)})
     reference = eager_outputs(model, inputs, kernels)
     return {name: relative_difference(ref, out) for name, ref, out in zip(names, reference, outputs)}
+
+
+def head_output_names(head: nn.Module) -> Tuple[str, ...]:
+    """The outputs of the graph of a model with ``head``: ``OUTPUT_NAMES``, then its ``frame_output_names``."""
+    return OUTPUT_NAMES + tuple(head.frame_output_names)
 
 
 def graph_output_names(metadata: dict) -> List[str]:
@@ -343,7 +348,7 @@ class ONNXRuntimeSOC:
         head_cfg.update(train_cfg=model_cfg.get('train_cfg'), test_cfg=self.test_options)
         self.head = MODELS.build(head_cfg).eval()
         self.output_names = graph_output_names(meta)
-        expected = list(OUTPUT_NAMES + tuple(self.head.frame_output_names))
+        expected = list(head_output_names(self.head))
         if self.output_names != expected:
             raise ValueError(f'{onnx_file}: the graph gives {self.output_names}, the config\'s head '
                              f'({type(self.head).__name__}) post-processes {expected}: export the graph with this '

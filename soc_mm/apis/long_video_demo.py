@@ -205,21 +205,23 @@ def summary(rows: Sequence[dict]) -> Dict[str, float]:
     return out
 
 
+def summary_by(rows: Sequence[dict], key: str) -> Dict[str, dict]:
+    """``summary`` of the expressions sharing each value of ``row[key]``, in the order of first appearance."""
+    groups: Dict[str, list] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    return {value: summary(group) for value, group in groups.items()}
+
+
 def per_type(rows: Sequence[dict]) -> Dict[str, dict]:
     """``summary`` of the expressions of each description type (Long-RVOS ``type``: static, dynamic,
     static+dynamic), in that order of first appearance."""
-    types: Dict[str, list] = {}
-    for row in rows:
-        types.setdefault(row['type'], []).append(row)
-    return {name: summary(type_rows) for name, type_rows in types.items()}
+    return summary_by(rows, 'type')
 
 
 def per_video(rows: Sequence[dict]) -> Dict[str, dict]:
     """``summary`` of each video's expressions, in video order."""
-    videos: Dict[str, list] = {}
-    for row in rows:
-        videos.setdefault(row['video'], []).append(row)
-    return {video: summary(video_rows) for video, video_rows in videos.items()}
+    return summary_by(rows, 'video')
 
 
 def top1_presence(runs: SplitRuns) -> List[List[Tuple[np.ndarray, Optional[np.ndarray], bool]]]:

@@ -111,9 +111,8 @@ class PresenceSOCHead(SOCHead):
         targets, ref_indices = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
                                                 all_cls.device)
         num_layers = len(all_cls)
-        assignments = [self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
-                                         video_queries[l].detach(), fused_sentence_feat.detach(), targets,
-                                         batch_data_samples) for l in range(num_layers)]
+        assignments = self._match_layers(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat, targets,
+                                         batch_data_samples)
         losses = self.loss_by_feat(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
                                    batch_data_samples, assignments=assignments)
         num_masks = self._num_masks(targets)

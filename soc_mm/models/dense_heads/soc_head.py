@@ -299,6 +299,13 @@ class SOCHead(BaseModule):
         ``train_cfg.referred_only``)."""
         targets, _ = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
                                       all_cls.device)
+        return self._match_layers(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat, targets,
+                                  batch_data_samples)
+
+    def _match_layers(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, video_queries: Optional[Tensor],
+                      fused_sentence_feat: Optional[Tensor], targets: List[InstanceData],
+                      batch_data_samples) -> List[List[Tuple[Tensor, Tensor]]]:
+        """``match`` with the targets already built (``get_targets``)."""
         return [self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
                                   None if video_queries is None else video_queries[l].detach(),
                                   None if fused_sentence_feat is None else fused_sentence_feat.detach(),
@@ -333,18 +340,16 @@ class SOCHead(BaseModule):
         targets, ref_indices = self.get_targets(batch_data_samples, canvas, all_cls.device)
         num_masks = self._num_masks(targets)
         num_layers = len(all_cls)
-        if assignments is not None and len(assignments) != num_layers:
+        if assignments is None:
+            assignments = self._match_layers(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
+                                             targets, batch_data_samples)
+        elif len(assignments) != num_layers:
             raise ValueError(f'SOCHead.loss_by_feat: {len(assignments)} assignments for {num_layers} decoder layers')
         losses = {}
         for l in range(num_layers):
-            if assignments is None:
-                indices = self._match_layer(all_cls[l].detach(), all_boxes[l].detach(), all_masks[l].detach(),
-                                            video_queries[l].detach(), fused_sentence_feat.detach(), targets,
-                                            batch_data_samples)
-            else:
-                indices = assignments[l]
             layer_losses = self.loss_by_feat_single(all_cls[l], all_boxes[l], all_masks[l], video_queries[l],
-                                                    fused_sentence_feat, targets, ref_indices, indices, num_masks)
+                                                    fused_sentence_feat, targets, ref_indices, assignments[l],
+                                                    num_masks)
             prefix = '' if l == num_layers - 1 else f'd{l}.'
             losses.update({prefix + k: v for k, v in layer_losses.items()})
         return losses
