@@ -24,8 +24,8 @@ LONG_RVOS_LAYOUT = """<data_root>/
   test/{JPEGImages, meta_expressions.json}          (no masks)"""
 
 LONG_RVOS_SPLITS = ('train', 'valid', 'test')
-FRAME_SAMPLINGS = ('random', 'consecutive')
-#: draws of a 'random' clip before one frame where the object is annotated is put in by force.
+FRAME_SAMPLINGS = ('random', 'consecutive', 'window')
+#: draws of a 'random' / 'window' clip before one frame where the object is annotated is put in by force.
 MAX_REDRAWS = 10
 
 
@@ -64,6 +64,49 @@ def random_clip_indices(num_video_frames: int, num_frames: int, annotated: Seque
     return sorted(chosen)
 
 
+def window_clip_indices(num_video_frames: int, num_frames: int, stride: int = 1, annotated: Sequence[int] = (),
+                        rng: Optional[np.random.RandomState] = None) -> List[int]:
+    """Frame indices of a 'window' clip: ``num_frames`` frames ``stride`` apart from a random start (a local
+    stretch of the video, where a motion can be followed from frame to frame; not an official rule).
+
+    The start is drawn uniformly among those whose window fits in the video and shows the object on at least
+    one frame (``annotated``; every start that fits when it is empty). A video shorter than the window's span
+    uses the largest stride that fits; when no window on that grid shows the object, a window of consecutive
+    frames over a random annotated frame is used. A video shorter than the clip gives every frame once plus
+    repeats of the last.
+
+    Args:
+        num_video_frames (int): n >= 1.
+        num_frames (int): clip length T.
+        stride (int): frames between two clip frames (>= 1).
+        annotated: indices of the frames where the object has a mask (empty: no constraint).
+        rng: numpy random state (default: the global ``np.random``, seeded by MMEngine per worker).
+
+    Returns:
+        list[int]: T sorted indices into the video's frame list.
+    """
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f'window_clip_indices: stride must be an integer >= 1, got {stride!r}')
+    rng = np.random if rng is None else rng
+    n = num_video_frames
+    if n <= num_frames:
+        return list(range(n)) + [n - 1] * (num_frames - n)
+    stride = max(1, min(stride, (n - 1) // (num_frames - 1))) if num_frames > 1 else 1
+    span = (num_frames - 1) * stride + 1
+    starts = np.arange(n - span + 1)
+    if len(annotated):
+        shown = np.zeros(n, bool)
+        shown[np.asarray(annotated, np.int64)] = True
+        grid = starts[:, None] + stride * np.arange(num_frames)[None]  # [starts, T]
+        starts = starts[shown[grid].any(1)]
+        if not len(starts):  # no window on this grid shows the object: consecutive frames over one that does
+            frame = int(annotated[rng.randint(len(annotated))])
+            start = int(np.clip(frame - rng.randint(num_frames), 0, n - num_frames))
+            return list(range(start, start + num_frames))
+    start = int(starts[rng.randint(len(starts))])
+    return list(range(start, start + span, stride))
+
+
 @DATASETS.register_module()
 class LongRVOSDataset(BaseDataset):
     """Long-RVOS: one object per description; videos of hundreds of frames.
@@ -85,6 +128,10 @@ class LongRVOSDataset(BaseDataset):
       the whole video, which a few consecutive frames rarely show.
     * ``frame_sampling='consecutive'``: SOC's windows (consecutive, non-overlapping, the last one completed);
       windows without any mask file of the object are skipped (logged).
+    * ``frame_sampling='window'``: ``num_frames`` frames ``frame_stride`` apart from a random start, drawn each
+      time the sample is read (:func:`window_clip_indices`), at least one of them showing the object: a local
+      stretch where a motion can be followed from frame to frame (not an official rule; a clip of frames far
+      apart shows objects jump, and look-alikes swap places between them).
 
     Expressions whose object has no mask file at all (no folder, or an empty one) are skipped in training
     (logged); in ``valid`` they are kept (scored against an empty ground truth, as the official scripts do).
@@ -102,7 +149,8 @@ class LongRVOSDataset(BaseDataset):
         data_root (str): the ``long_rvos`` folder (layout: ``LONG_RVOS_LAYOUT``).
         split (str): ``'train'``, ``'valid'`` or ``'test'``.
         num_frames (int): clip length T for ``split='train'``.
-        frame_sampling (str): ``'random'`` or ``'consecutive'`` (train only; see above).
+        frame_sampling (str): ``'random'``, ``'consecutive'`` or ``'window'`` (train only; see above).
+        frame_stride (int): frames between two clip frames of ``frame_sampling='window'`` (>= 1).
         load_gt (bool, optional): use ``Annotations``. None: True for train and valid, False for test (which
             has none: True is then an error).
         img_suffix (str): frame file extension.
@@ -115,6 +163,7 @@ class LongRVOSDataset(BaseDataset):
                  split: str = 'train',
                  num_frames: int = 8,
                  frame_sampling: str = 'random',
+                 frame_stride: int = 1,
                  load_gt: Optional[bool] = None,
                  img_suffix: str = '.jpg',
                  **kwargs):
@@ -125,9 +174,15 @@ class LongRVOSDataset(BaseDataset):
             raise ValueError(f'{name}: frame_sampling must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}')
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f'{name}: num_frames must be an integer >= 1, got {num_frames!r}')
+        if isinstance(frame_stride, bool) or not isinstance(frame_stride, int) or frame_stride < 1:
+            raise ValueError(f'{name}: frame_stride must be an integer >= 1, got {frame_stride!r}')
+        if frame_stride != 1 and frame_sampling != 'window':
+            raise ValueError(f"{name}: frame_stride={frame_stride} is only read by frame_sampling='window', "
+                             f'got frame_sampling={frame_sampling!r}')
         self.split = split
         self.num_frames = num_frames
         self.frame_sampling = frame_sampling
+        self.frame_stride = frame_stride
         self.load_gt = split != 'test' if load_gt is None else bool(load_gt)
         self.img_suffix = img_suffix
         self._video_frames: Dict[str, List[str]] = {}
@@ -247,7 +302,7 @@ class LongRVOSDataset(BaseDataset):
                 windows = sliding_windows(list(range(len(frames))), self.num_frames)
                 for window in windows:
                     num_windows += 1
-                    if self.frame_sampling == 'random':
+                    if self.frame_sampling in ('random', 'window'):  # drawn in get_data_info
                         data_list.append(dict(info))
                         continue
                     if self.load_gt and not np.isin(window, annotated).any():
@@ -261,13 +316,17 @@ class LongRVOSDataset(BaseDataset):
     # ------------------------------------------------------------------ samples
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx`` with ``frame_ids`` / ``frame_inds`` (train clips are drawn here for
-        ``frame_sampling='random'``; frame names are looked up here, not stored per sample)."""
+        ``frame_sampling='random'`` / ``'window'``; frame names are looked up here, not stored per sample)."""
         info = super().get_data_info(idx)
         frames = self._video_frames[info['video_id']]
         if 'frame_ids' not in info:
-            if 'frame_inds' not in info:  # 'random' train sample
+            if 'frame_inds' not in info:  # 'random' or 'window' train sample
                 annotated = self._annotated.get((info['video_id'], info['obj_id']), ()) if self.load_gt else ()
-                info['frame_inds'] = random_clip_indices(len(frames), self.num_frames, annotated)
+                if self.frame_sampling == 'window':
+                    info['frame_inds'] = window_clip_indices(len(frames), self.num_frames, self.frame_stride,
+                                                             annotated)
+                else:
+                    info['frame_inds'] = random_clip_indices(len(frames), self.num_frames, annotated)
             info['frame_ids'] = [frames[i] for i in info['frame_inds']]
         return info
 

@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope
 
 import soc_mm  # noqa: F401
 from soc_mm.datasets import synthetic
-from soc_mm.datasets.long_rvos import random_clip_indices
+from soc_mm.datasets.long_rvos import random_clip_indices, window_clip_indices
 from soc_mm.datasets.synthetic_long_rvos import LEAVES_AND_RETURNS, generate_long_rvos
 from soc_mm.registry import DATASETS, TRANSFORMS
 
@@ -229,6 +229,51 @@ def test_random_clip_indices():
         inds = random_clip_indices(40, 6, annotated=[17], rng=rng)
         assert 17 in inds and len(set(inds)) == 6 and inds == sorted(inds)
     assert sorted(set(random_clip_indices(3, 6, rng=rng))) == [0, 1, 2]  # short video: all frames + repeats
+
+
+def test_window_clip_indices():
+    rng = np.random.RandomState(0)
+    starts = set()
+    for _ in range(200):
+        inds = window_clip_indices(40, 6, stride=3, annotated=[17, 30], rng=rng)
+        assert inds == list(range(inds[0], inds[0] + 16, 3)) and 0 <= inds[0] and inds[-1] < 40
+        assert {17, 30} & set(inds)  # shows the object
+        starts.add(inds[0])
+    # every start whose window fits and shows the object, and none other
+    fits = {s for s in range(40 - 15) if {17, 30} & set(range(s, s + 16, 3))}
+    assert starts == fits
+    # without annotated frames: any start that fits
+    assert {window_clip_indices(20, 4, stride=2, rng=rng)[0] for _ in range(300)} == set(range(20 - 6))
+    # a video shorter than the span: the largest stride that fits
+    assert window_clip_indices(10, 4, stride=5, rng=rng) == [0, 3, 6, 9]
+    # ... and when no window on that grid shows the object, consecutive frames over one that does
+    for _ in range(20):
+        inds = window_clip_indices(10, 4, stride=5, annotated=[4], rng=rng)
+        assert 4 in inds and inds == list(range(inds[0], inds[0] + 4))
+    assert window_clip_indices(3, 5, stride=2, rng=rng) == [0, 1, 2, 2, 2]  # shorter than the clip
+    assert window_clip_indices(7, 1, stride=4, annotated=[5], rng=rng) == [5]
+    with pytest.raises(ValueError, match='stride must be an integer >= 1, got 0'):
+        window_clip_indices(10, 4, stride=0)
+
+
+def test_window_sampling_draws_local_clips_showing_the_object(root):
+    data_root, manifest = root
+    ds = build(data_root, frame_sampling='window', frame_stride=2, pipeline=[])
+    num_exps = sum(len(v['expressions']) for v in manifest['train'].values())
+    assert len(ds) == num_exps * -(-NUM_FRAMES // T)  # as many samples as 'random'
+    firsts = set()
+    for idx in range(len(ds)):
+        info = ds.get_data_info(idx)
+        inds = info['frame_inds']
+        assert inds == list(range(inds[0], inds[0] + 2 * T - 1, 2))
+        visible = manifest['train'][info['video_id']]['objects'][info['obj_id']]['visible_frames']
+        assert set(info['frame_ids']) & set(visible)
+        firsts.add(inds[0])
+    assert len(firsts) > 3  # drawn, not fixed windows
+    with pytest.raises(ValueError, match="frame_stride=2 is only read by frame_sampling='window'"):
+        build(data_root, frame_stride=2, pipeline=[])
+    with pytest.raises(ValueError, match='frame_stride must be an integer >= 1'):
+        build(data_root, frame_sampling='window', frame_stride=1.5, pipeline=[])
 
 
 def test_masks_transform(root, tmp_path):
