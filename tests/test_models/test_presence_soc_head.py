@@ -67,12 +67,18 @@ def test_presence_loss_is_positive_for_the_matched_query_on_the_visible_frames_o
     references = [torch.rand(B, T, NQ, 2, generator=g) * 0.5 + 0.25 for _ in range(L + 1)]
     mask_feats = torch.randn(B, T, 8, H // 4, W // 4, generator=g)
     sentence = torch.randn(B, C, generator=g)
-    matches = []
-    match = head.assigner.match
+    matches, built = [], []
+    match, get_targets = head.assigner.match, head.get_targets
     head.assigner.match = lambda *args, **kwargs: matches.append(1) or match(*args, **kwargs)
+    head.get_targets = lambda *args, **kwargs: built.append(1) or get_targets(*args, **kwargs)
     losses = head.loss(hidden, references, mask_feats, video_queries, sentence, [sample])
     assert len(matches) == L * B  # one assignment per layer and video, shared by SOC's losses and the presence
-    head.assigner.match = match
+    assert len(built) == 1  # and one set of targets
+    head.assigner.match, head.get_targets = match, get_targets
+    with pytest.raises(ValueError, match='SOCHead.loss_by_feat: 2 targets for 1 samples'):
+        cls, box, mask = head(hidden, references, mask_feats, head._img_sizes([sample], mask_feats.device))
+        targets, refs = head.get_targets([sample, sample], head._canvas_size([sample]), cls.device)
+        head.loss_by_feat(cls, box, mask, video_queries, sentence, [sample], targets=(targets, refs))
     soc_losses = SOCHead.loss(head, hidden, references, mask_feats, video_queries, sentence, [sample])
     assert set(losses) == set(soc_losses) | {'loss_presence', 'd0.loss_presence'}
     for name, value in soc_losses.items():  # SOC's losses are untouched

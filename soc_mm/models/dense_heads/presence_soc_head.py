@@ -105,7 +105,7 @@ class PresenceSOCHead(SOCHead):
              video_queries: Tensor, fused_sentence_feat: Tensor,
              batch_data_samples: Sequence[RVOSDataSample]) -> Dict[str, Tensor]:
         """SOC's losses and ``loss_presence`` of every decoder layer (``d{l}.`` prefixes as SOC's), on one
-        assignment per layer (SOC's, handed to ``loss_by_feat``)."""
+        assignment per layer and one set of targets (SOC's, handed to ``loss_by_feat``)."""
         img_sizes = self._img_sizes(batch_data_samples, mask_feats.device)
         all_cls, all_boxes, all_masks = self(hidden_states, references, mask_feats, img_sizes)
         targets, ref_indices = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples),
@@ -114,7 +114,7 @@ class PresenceSOCHead(SOCHead):
         assignments = self._match_layers(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat, targets,
                                          batch_data_samples)
         losses = self.loss_by_feat(all_cls, all_boxes, all_masks, video_queries, fused_sentence_feat,
-                                   batch_data_samples, assignments=assignments)
+                                   batch_data_samples, assignments=assignments, targets=(targets, ref_indices))
         num_masks = self._num_masks(targets)
         for l in range(num_layers):
             logits = self.forward_presence(hidden_states[l], self._added_video_queries(video_queries, l), mask_feats,

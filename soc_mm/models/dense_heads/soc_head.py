@@ -324,7 +324,8 @@ class SOCHead(BaseModule):
 
     def loss_by_feat(self, all_cls: Tensor, all_boxes: Tensor, all_masks: Tensor, video_queries: Tensor,
                      fused_sentence_feat: Tensor, batch_data_samples: Sequence[RVOSDataSample],
-                     assignments: Optional[List[List[Tuple[Tensor, Tensor]]]] = None) -> Dict[str, Tensor]:
+                     assignments: Optional[List[List[Tuple[Tensor, Tensor]]]] = None,
+                     targets: Optional[Tuple[List[InstanceData], List[List[int]]]] = None) -> Dict[str, Tensor]:
         """Weighted losses of every decoder layer.
 
         Args:
@@ -335,9 +336,14 @@ class SOCHead(BaseModule):
             fused_sentence_feat (Tensor): [B, C] sentence feature of the contrastive loss.
             assignments (list, optional): the assignment of every layer (``match``'s output), for a caller that
                 needs it too (a subclass's extra loss); None: matched here.
+            targets (tuple, optional): ``get_targets``'s output ``(targets, ref_indices)`` for these samples, for
+                a caller that built them already; None: built here.
         """
-        canvas = self._canvas_size(batch_data_samples)
-        targets, ref_indices = self.get_targets(batch_data_samples, canvas, all_cls.device)
+        if targets is None:
+            targets = self.get_targets(batch_data_samples, self._canvas_size(batch_data_samples), all_cls.device)
+        targets, ref_indices = targets
+        if len(targets) != len(batch_data_samples):
+            raise ValueError(f'SOCHead.loss_by_feat: {len(targets)} targets for {len(batch_data_samples)} samples')
         num_masks = self._num_masks(targets)
         num_layers = len(all_cls)
         if assignments is None:
