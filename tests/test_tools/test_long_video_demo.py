@@ -54,8 +54,9 @@ def test_config_is_the_mevis_demo_model_on_long_rvos():
     assert model['bbox_head'].pop('type') == 'PresenceSOCHead' and mevis_model['bbox_head'].pop('type') == 'SOCHead'
     assert model == mevis_model
     train = cfg.train_dataloader.dataset
-    assert (train.type, train.split, train.num_frames, train.frame_sampling) == \
-        ('LongRVOSDataset', 'train', 6, 'random')
+    assert (train.type, train.split, train.num_frames, train.frame_sampling, train.frame_stride) == \
+        ('LongRVOSDataset', 'train', 6, 'window', 4)
+    assert (train.num_frames - 1) * train.frame_stride + 1 <= cfg.clip_len  # a training clip spans a held-out one
     assert [t['type'] for t in train.pipeline] == ['LoadRVOSFrames', 'LoadLongRVOSMasks', 'RVOSRandomFlip',
                                                    'PackRVOSInputs']
     assert cfg.test_dataloader.dataset.type == 'LongRVOSDataset' and cfg.test_evaluator[0]['type'] == 'LongRVOSMetric'
