@@ -1,4 +1,5 @@
-"""The plugin in the OpenMMLab stack: imports, registries and scopes, custom_imports from mmdet, CPU distributed launch."""
+"""The plugin in the OpenMMLab stack: imports, registries and scopes, custom_imports from mmdet, CPU distributed
+launch."""
 import glob
 import os.path as osp
 import subprocess

@@ -440,7 +440,8 @@ class WebDemo:
             return options.replace(object_selection='threshold', score_thr=float(score_thr))
         if selection == SELECTION_TOP1:
             return options.replace(object_selection='top1', score_thr=None, allow_no_target=False)
-        raise ValueError(f'objects per expression must be {SELECTION_TOP1!r} or {SELECTION_MULTI!r}, got {selection!r}.')
+        raise ValueError(f'objects per expression must be {SELECTION_TOP1!r} or {SELECTION_MULTI!r}, '
+                         f'got {selection!r}.')
 
     def segment(self, frames: Sequence[np.ndarray], expressions: Sequence[str], input_size: int,
                 selection: Optional[str], score_thr: float) -> Tuple[List[np.ndarray], List[np.ndarray]]:

@@ -783,7 +783,8 @@ def shuffle_expressions_between_videos(videos: Dict[str, dict], seed: int = 0,
     return texts
 
 
-def make_shuffled_expressions_root(data_root: str, out_root: str, layout: str, seed: int = 0) -> Dict[str, Dict[str, str]]:
+def make_shuffled_expressions_root(data_root: str, out_root: str, layout: str,
+                                   seed: int = 0) -> Dict[str, Dict[str, str]]:
     """A data root whose held-out expressions come from other videos (``shuffle_expressions_between_videos``).
 
     ``layout`` (a key of ``SHUFFLE_LAYOUTS``): ``'ref_youtube_vos'`` (the ``valid`` split, its frames linked,

@@ -32,7 +32,8 @@ from .loss_names import OFFICIAL_LOSS_COEFS, OFFICIAL_LOSS_NAMES, to_official_lo
 from .socpp_class_target_head import SOCPlusPlusOfficialHead
 
 __all__ = [
-    'BatchPairingFrameScoredVOC', 'BatchRegroupSOC', 'BatchRegroupSOCPlusPlus', 'SOCPlusPlusOfficialHead', 'KEY_RULES', 'SOCPP_KEY_RULES',
+    'BatchPairingFrameScoredVOC', 'BatchRegroupSOC', 'BatchRegroupSOCPlusPlus', 'SOCPlusPlusOfficialHead',
+    'KEY_RULES', 'SOCPP_KEY_RULES',
     'OFFICIAL_LAYOUTS',
     'detect_official_layout', 'KNOWN_EXTRA_KEYS', 'OfficialCheckpointError',
     'check_state_dict_against_model', 'ConversionError', 'convert_official_checkpoint',

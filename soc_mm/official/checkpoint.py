@@ -318,7 +318,8 @@ def convert_official_key(key: str, layout: str = 'soc') -> Optional[str]:
     if len(hits) != 1:
         what = 'matches no rule' if not hits else f'matches {len(hits)} rules ' \
             f'({", ".join(h[0].describe() for h in hits)})'
-        raise KeyError(f'official key {key!r} {what} of the {OFFICIAL_LAYOUTS[layout][0]} table in soc_mm.official.checkpoint')
+        raise KeyError(f'official key {key!r} {what} of the {OFFICIAL_LAYOUTS[layout][0]} table in '
+                       'soc_mm.official.checkpoint')
     rule, values, leaf = hits[0]
     module = rule.our_module(values)
     return None if module is None else _join(module, rule.all_leaves[leaf])

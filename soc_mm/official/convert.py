@@ -68,8 +68,8 @@ def convert_official_checkpoint(src: str, dst: str, config: Optional[str] = None
     """Convert the official checkpoint ``src`` (a local file, loaded with ``weights_only=True``) to ``dst``
     (``{'state_dict': ..., 'meta': {'converted_from': abspath(src)}}``); with ``config``, the checkpoint
     must be of the config's model (SOC or SOC++: a checkpoint of the other one is refused, saying so) and
-    the converted state dict must fit that model exactly; without it, the model is detected from the keys. ``dst`` is written to a temporary file beside it and
-    renamed, only when every check passed.
+    the converted state dict must fit that model exactly; without it, the model is detected from the keys.
+    ``dst`` is written to a temporary file beside it and renamed, only when every check passed.
 
     Returns:
         The number of tensors written.

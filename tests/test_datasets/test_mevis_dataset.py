@@ -212,7 +212,8 @@ def test_generator_train_motion_repeats(tmp_path):
             'expressions'].values() if (e['clean'], tuple(e['anno_id'])) == key) else 1)
             for key, n in count(video['expressions']).items()})
         assert count(manifest['train'][vid]['expressions']) == expected
-    assert any(e['kind'].startswith('motion') for v in plain_manifest['train'].values() for e in v['expressions'].values())
+    assert any(e['kind'].startswith('motion')
+               for v in plain_manifest['train'].values() for e in v['expressions'].values())
     with pytest.raises(ValueError, match='motion_repeats must be >= 1, got 0'):
         synthetic.generate_mevis(str(tmp_path / 'bad'), num_train=1, num_valid_u=0, num_valid=0, train_motion_repeats=0)
 

@@ -25,7 +25,8 @@ HELPER = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'gpu_check.py')
 
 
 def run_script(*args, env=None, timeout=60):
-    return subprocess.run([shutil.which('bash'), SCRIPT, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([shutil.which('bash'), SCRIPT, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout,
                           env=env or dict(os.environ))
 
 

@@ -86,7 +86,8 @@ def parse_args(argv=None):
                    help='alternating rounds of (ours, official) for the side-by-side table (median reported)')
     p.add_argument('--official-python', default=None,
                    help='Python that runs the official code (its own venv): times it in this run')
-    p.add_argument('--official-harness', default=None, help='folder holding run_reference.py (the official-code harness)')
+    p.add_argument('--official-harness', default=None,
+                   help='folder holding run_reference.py (the official-code harness)')
     p.add_argument('--official-repo', default=None, help='extracted official repository (SOC_REF_DIR of the harness)')
     p.add_argument('--official-runs', type=int, default=2, help='timed official runs per round')
     p.add_argument('--base-text-encoder', default=None, metavar='TOKENIZER_DIR',

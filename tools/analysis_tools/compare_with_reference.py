@@ -100,7 +100,8 @@ def full_fp32(device: str):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('fixture_dirs', nargs='+', help='fixture folder(s) (e.g. tests/data/soc_reference/ytvos_b2_t3_nc1_w0)')
+    parser.add_argument('fixture_dirs', nargs='+',
+                        help='fixture folder(s) (e.g. tests/data/soc_reference/ytvos_b2_t3_nc1_w0)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (fixtures: 1)')
     parser.add_argument('--kernels', choices=['fast', 'reference', 'both'], default='both',
                         help="the model's kernels: fused (model.fast_kernels=True, the default path), the "

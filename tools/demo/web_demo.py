@@ -17,8 +17,8 @@ cache lives there too); the folder is deleted as soon as Gradio has copied the r
 (what the page and the API serve), else after ``--results-ttl`` seconds, at most ``--max-results`` are
 kept (oldest removed first), and everything at exit. Gradio's cache keeps files ``--results-ttl``
 seconds. Uploads are bounded in bytes, frames and pixels (``--max-frame-pixels`` per frame,
-``--max-request-pixels`` for frames x pixels), read from the image / video headers before decoding. The page never opens a public share link and binds to 127.0.0.1 unless
-told.
+``--max-request-pixels`` for frames x pixels), read from the image / video headers before decoding. The page
+never opens a public share link and binds to 127.0.0.1 unless told.
 
 A request: a video (mp4/webm/avi/mov/mkv, or a zip of frame images) or one of the bundled synthetic
 clips, one expression per line, the clip length, the input size and top-1 or multi-object selection.

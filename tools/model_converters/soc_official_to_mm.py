@@ -15,8 +15,8 @@ written):
 * always: every official key is claimed by exactly one rule of the model's key table
   (``soc_mm.official.checkpoint.KEY_RULES`` for SOC, ``SOCPP_KEY_RULES`` for SOC++; the model is CONFIG's,
   or detected from the keys without --config; a checkpoint of the other model is refused, saying so) or is
-  a named known extra, and every module the rules describe is complete; every tensor is finite (no NaN/inf) and every ``*.weight`` /
-  ``*.bias`` is floating point;
+  a named known extra, and every module the rules describe is complete; every tensor is finite (no NaN/inf)
+  and every ``*.weight`` / ``*.bias`` is floating point;
 * with ``--config``: the model built from CONFIG has every converted key with the same shape
   and dtype, and every key of the model is produced.
 """

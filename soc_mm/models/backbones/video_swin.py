@@ -96,8 +96,8 @@ class VideoSwinTransformer(SwinTransformer3D):
 
         Keys under ``prefix`` of ``state_dict`` (or ``model``, or the top
         level) are loaded strictly, except the output norms (``norm.*`` of
-        the Video-Swin repo, ``norm{i}.*`` of mmaction2) that SOC does not use; a patch-embedding kernel longer in time than ours is summed
-        over time (``[C, 3, 2, 4, 4] -> [C, 3, 1, 4, 4]``).
+        the Video-Swin repo, ``norm{i}.*`` of mmaction2) that SOC does not use; a patch-embedding
+        kernel longer in time than ours is summed over time (``[C, 3, 2, 4, 4] -> [C, 3, 1, 4, 4]``).
         """
         if not osp.isfile(filename):
             raise FileNotFoundError(f'Video-Swin checkpoint not found: {filename!r}')

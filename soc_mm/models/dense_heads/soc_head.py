@@ -84,10 +84,10 @@ class SOCHead(BaseModule):
     Targets: ``gt_instances`` (masks bool [N, T, h, w] at img_shape, boxes [N, T, 4] normalised
     cxcywh, labels [N], visible bool [N, T] (default: mask non-empty)) and metainfo ``ref_inst_idx``
     (an int: the one referred instance; or a list: every referred instance, several or none for an
-    expression that refers to nothing, e.g. MeViS). Every referred object's matched query is a positive of the class loss (on the frames
-    where the object is visible) and of the contrastive loss (multi-positive: see
-    ``QuerySentenceContrastiveLoss``); an expression that refers to nothing has no positive, so the
-    class loss pushes all its queries to "no object".
+    expression that refers to nothing, e.g. MeViS). Every referred object's matched query is a
+    positive of the class loss (on the frames where the object is visible) and of the contrastive
+    loss (multi-positive: see ``QuerySentenceContrastiveLoss``); an expression that refers to nothing
+    has no positive, so the class loss pushes all its queries to "no object".
     Target masks are zero-padded bottom/right to the padded input size (metainfo
     ``batch_input_shape``/``pad_shape``; else the largest ``img_shape`` of the batch, which is what
     the official code pads to) and predictions are bilinearly upsampled to it.
