@@ -29,6 +29,9 @@ def test_benchmark_test_loop_times_every_phase_and_compares_the_zip(tmp_path):
                   'metric process (checks; PNGs when written in the loop)', 'evaluate: zip + remove PNGs'):
         assert rows[phase] > 0, phase
         assert f'| {phase} |' in proc.stdout
+    # nested timings: the zip is compute_metrics without its (no-op) wait for the PNG writes, the gather is
+    # evaluate without compute_metrics and the wait before it; neither can come out negative
+    assert rows['evaluate: other (gather)'] >= 0
     assert result['timings']['counts']['batches'] == 2  # one batch per video (its expressions together)
     # the zip holds one PNG per frame and expression of the generated valid videos (the test video removed)
     with open(work_dir / 'data' / 'meta_expressions' / 'valid' / 'meta_expressions.json') as f:
