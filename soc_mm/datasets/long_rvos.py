@@ -25,7 +25,7 @@ LONG_RVOS_LAYOUT = """<data_root>/
 
 LONG_RVOS_SPLITS = ('train', 'valid', 'test')
 FRAME_SAMPLINGS = ('random', 'consecutive', 'window')
-#: draws of a 'random' / 'window' clip before one frame where the object is annotated is put in by force.
+#: draws of a 'random' clip before one frame where the object is annotated is put in by force.
 MAX_REDRAWS = 10
 
 
