@@ -159,7 +159,15 @@ def parse_json_unique(text: Union[str, bytes], source: str) -> Any:
             found.append(obj)
         return obj
 
-    data = json.loads(text, object_pairs_hook=hook)
+    try:
+        data = json.loads(text, object_pairs_hook=hook)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise  # the callers name the file with the position
+    except RecursionError:
+        raise ValueError(f'{source} nests its json deeper than Python can read (a crafted or damaged file; '
+                         'annotation files nest a few levels)') from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f'{source} holds a value json cannot read here ({e})') from None
     if found:
         field, key = _find_duplicates(data)
         raise DuplicateKeyError(f'{source}: the object at {field} has the key {json_key(key)} more than once '
@@ -191,11 +199,8 @@ def read_json(path: str, what: str = 'json file') -> Any:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{what}: {path} is not valid json ({e})') from None
-    except RecursionError:
-        raise ValueError(f'{what}: {path} nests its json deeper than Python can read (a crafted or damaged '
-                         'file; annotation files nest a few levels)') from None
-    except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise ValueError(f'{what}: {path} holds a value json cannot read here ({e})') from None
+    except ValueError as e:  # too deep, or an integer of more than 4300 digits: parse_json_unique names the file
+        raise ValueError(f'{what}: {e}') from None
 
 
 def load_json(path: str, what: str, layout: str) -> dict:

@@ -33,8 +33,14 @@ def encode_mask(mask: np.ndarray) -> dict:
     return rle
 
 
-#: the most 5-bit groups one number of a compressed RLE string may use (60 bits: far beyond any image).
-_MAX_GROUPS = 12
+#: the most 5-bit groups one number of a compressed RLE string may use. pycocotools' ``rleFrString`` shifts
+#: each group as a C ``int`` (32 bits): a 7th group (shift 30 or more) wraps or is undefined, so pycocotools
+#: would read another number than the one written; 6 groups (30 bits with the sign) hold any run
+#: of an image of fewer than 2**29 pixels exactly.
+_MAX_GROUPS = 6
+#: the most pixels (H * W) a COCO RLE may have here: pycocotools stores run lengths in 32-bit ``uint`` and
+#: reads them with the 30-bit numbers above.
+MAX_RLE_PIXELS = (1 << 29) - 1
 
 
 def _run_length_stats(strings: Sequence[bytes]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,8 +54,8 @@ def _run_length_stats(strings: Sequence[bytes]) -> Tuple[np.ndarray, np.ndarray,
 
     Returns:
         (valid bool [n], total int64 [n], smallest run int64 [n]): ``valid`` False for a string with a
-        character outside ``'0'..'o'``, a number cut off at its end or wider than 60 bits (total and
-        smallest run are then 0); ``total`` the pixels its runs cover.
+        character outside ``'0'..'o'``, a number cut off at its end or of more than :data:`_MAX_GROUPS`
+        groups (total and smallest run are then 0); ``total`` the pixels its runs cover.
     """
     n = len(strings)
     valid = np.ones(n, dtype=bool)
@@ -142,6 +148,9 @@ def check_rles(rles: Sequence[Any], where: Callable[[int], str], size: Optional[
             source = f' ({size_from})' if size_from else ''
             raise ValueError(f'{where(i)}: RLE size [{height}, {width}] (H, W) but the frames of the video are '
                              f'{[int(s) for s in size]}{source}')
+        if height * width > MAX_RLE_PIXELS:
+            raise ValueError(f'{where(i)}: RLE size [{height}, {width}] (H, W) has {height * width} pixels, more '
+                             f'than the {MAX_RLE_PIXELS} a COCO RLE may have here (pycocotools counts runs in 32 bits)')
         sizes.append((height, width))
         if isinstance(counts, str):
             try:
@@ -163,15 +172,16 @@ def check_rles(rles: Sequence[Any], where: Callable[[int], str], size: Optional[
     if compressed:
         valid, totals, smallest = _run_length_stats(list(compressed.values()))
         stats = {i: (bool(v), int(t), int(m)) for i, v, t, m in zip(compressed, valid, totals, smallest)}
-    for i, counts in lists.items():
-        runs = np.asarray(counts, dtype=np.int64)
-        stats[i] = (True, int(runs.sum()), int(runs.min()) if runs.size else 0)
+    for i, counts in lists.items():  # Python integers: exact whatever their size (int64 would wrap)
+        runs = [int(c) for c in counts]
+        stats[i] = (True, sum(runs), min(runs) if runs else 0)
     checked = []
     for i, rle in enumerate(rles):
         (height, width), (valid, total, smallest) = sizes[i], stats[i]
         if not valid:
             raise ValueError(f'{where(i)}: "counts" {str(rle["counts"])[:40]!r} is not a valid compressed COCO '
-                             'RLE string')
+                             'RLE string (characters \'0\'..\'o\'; each number at most 6 groups of 5 bits, '
+                             'as pycocotools reads them)')
         if smallest < 0:
             raise ValueError(f'{where(i)}: the RLE has a negative run length ({smallest}); the "counts" are '
                              'corrupt')

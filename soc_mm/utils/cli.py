@@ -157,6 +157,8 @@ def unknown_key_error(cfg: Config, key: str) -> Optional[str]:
       ``resume``, ...: :func:`_top_level_keys`): ``trian_cfg.max_iters=1`` would be ignored;
     * refused in a dict whose keys are fixed (``model.test_cfg``: the fields of ``RVOSTestOptions``)
       unless it is one of them: ``model.test_cfg.clip_lenn=2``;
+    * refused in a dict that builds a registered class (``type=``) whose constructor has no such argument
+      and no ``**kwargs`` (:func:`constructor_key_error`): ``optim_wrapper.optimizer.learning_rate=0.1``;
     * refused below the top level when it is a typo of a key of the same dict (``difflib`` ratio >=
       ``TYPO_CUTOFF``, 0.8): ``train_cfg.max_itres=2`` (``max_iters`` exists) would be ignored;
     * otherwise accepted, and created by the merge: a new setting, e.g. a constructor argument that the
@@ -194,6 +196,10 @@ def unknown_key_error(cfg: Config, key: str) -> Optional[str]:
             close = difflib.get_close_matches(part, sorted(set(existing) | declared), n=1, cutoff=0.6)
             hint = f"; did you mean '{parent}.{close[0]}'?" if close else ''
             return f'{parent} has no key {part!r}{hint} (its keys: {sorted(declared)})'
+        if 'type' in node:
+            wrong_argument = constructor_key_error(node, parent, part)
+            if wrong_argument:
+                return wrong_argument
         close = difflib.get_close_matches(part, existing, n=1, cutoff=TYPO_CUTOFF)
         if close:
             return (f"{parent} has no key {part!r}; did you mean '{parent}.{close[0]}'? (a new key this close "
@@ -202,13 +208,83 @@ def unknown_key_error(cfg: Config, key: str) -> Optional[str]:
     return None
 
 
+#: whole-number settings that count things and must be at least 1 (``max_iters`` / ``max_epochs``: see
+#: :func:`check_train_length`, which says what 0 would do)
+POSITIVE_SETTINGS = frozenset({'batch_size', 'clip_len', 'num_frames', 'num_queries'})
+#: whole-number settings that are periods (``iteration % interval``): 0 would divide by zero mid-run
+#: (-1, "never", is MMEngine's value for a checkpoint hook without periodic saves)
+PERIOD_SETTINGS = frozenset({'interval', 'val_interval'})
+
+
 def whole_number_error(key: str, value: Any) -> Optional[str]:
-    """Why ``value`` cannot be the setting ``key`` when that setting must be a whole number, or None."""
-    if key.split('.')[-1] not in WHOLE_NUMBER_SETTINGS or value is None:
+    """Why ``value`` cannot be the setting ``key`` when that setting must be a whole number (at least 1 for
+    a count, not 0 for a period), or None."""
+    name = key.split('.')[-1]
+    if name not in WHOLE_NUMBER_SETTINGS or value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        return f'{key.split(".")[-1]} must be a whole number (e.g. 100), got {value!r}'
+        return f'{name} must be a whole number (e.g. 100), got {value!r}'
+    if name in POSITIVE_SETTINGS and value < 1:
+        return f'{name} must be at least 1, got {value}'
+    if name in PERIOD_SETTINGS and value == 0:
+        return f'{name} is a period in iterations (or epochs) and cannot be 0 (the run would divide by it)'
     return None
+
+
+def _registered_class(type_value: Any) -> Optional[type]:
+    """The class a config's ``type=`` names (a class, or a name registered in one of ``soc_mm``'s
+    registries or their MMEngine / OpenMMLab parents), or None when no registry knows it or several classes
+    of that name exist (a name is looked up in every registry: the config path does not say which)."""
+    import inspect
+    if inspect.isclass(type_value):
+        return type_value
+    if not isinstance(type_value, str):
+        return None
+    from mmengine.registry import Registry
+
+    import soc_mm.registry as registries
+    found = set()
+    for registry in vars(registries).values():
+        if isinstance(registry, Registry):
+            try:
+                cls = registry.get(type_value)
+            except Exception:  # noqa: BLE001 - a registry that cannot import its locations knows nothing here
+                cls = None
+            if inspect.isclass(cls):
+                found.add(cls)
+    return found.pop() if len(found) == 1 else None
+
+
+#: keys of a ``type=`` dict that MMEngine's builders take out before the constructor is called: the
+#: registry scope, a hook's priority, a scheduler's epoch-to-iteration conversion, an optimizer wrapper's
+#: constructor and its parameter-wise settings
+BUILDER_KEYS = frozenset({'_scope_', 'priority', 'convert_to_iter_based', 'constructor', 'paramwise_cfg'})
+
+
+def constructor_key_error(node: dict, parent: str, part: str) -> Optional[str]:
+    """Why ``part`` cannot be a new key of the config dict ``node`` (at ``parent``), which builds the
+    registered class its ``type`` names: that class's constructor has no such parameter and takes no
+    ``**kwargs`` (the build would fail with a ``TypeError`` after the config was loaded, the data indexed
+    and perhaps the model built). None when the key is a parameter, the class takes ``**kwargs`` or the
+    class is not known."""
+    import difflib
+    import inspect
+    if part in BUILDER_KEYS:
+        return None
+    cls = _registered_class(node.get('type'))
+    if cls is None:
+        return None
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return None
+    if part in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    names = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+    hint = f"; did you mean '{parent}.{close[0]}'?" if close else ''
+    return (f'{parent} builds {cls.__name__}, which has no argument {part!r}{hint} (its arguments: '
+            f'{names[:20]})')
 
 
 def merge_cfg_options(cfg: Config, options: Optional[dict]) -> None:
@@ -321,8 +397,9 @@ def check_output_dir(path: Optional[str], option: str) -> None:
 
 
 def check_output_file(path: Optional[str], option: str) -> None:
-    """An output file argument (``--out``) must not be a folder and its folder must be writable (checked
-    before the evaluation runs, so that its results are not lost at the end).
+    """An output file argument (``--out``) must be a regular file or not exist yet (not a folder, a FIFO or a
+    device) and its folder must be writable (checked before the evaluation runs, so that its results are not
+    lost at the end).
 
     Raises:
         UsageError: naming the option and the path.
@@ -333,6 +410,9 @@ def check_output_file(path: Optional[str], option: str) -> None:
         return
     if osp.isdir(path):
         raise UsageError(f'{option} {path} is a folder; expected a file path')
+    if osp.exists(path) and not osp.isfile(path):  # a FIFO or a device would block or never be a result file
+        raise UsageError(f'{option} {path} exists and is not a regular file (a FIFO, socket or device); '
+                         'expected a file path')
     folder = osp.dirname(osp.abspath(path))
     check_output_dir(folder, f'{option} folder')
     existing = folder

@@ -131,6 +131,7 @@ def config_for_testing(args: argparse.Namespace) -> Tuple[Config, dict]:
     # before building anything: a bad file fails in seconds, naming itself
     checkpoint = safe_load_local(args.checkpoint, map_location='cpu')
     set_work_dir(cfg, args.work_dir, args.config)
+    check_output_dir(cfg.work_dir, '--work-dir' if args.work_dir is not None else 'work_dir')
     cfg.load_from = None  # the tool loads it, strictly, from the checkpoint read here
     if args.bf16:
         cfg.model.test_cfg = dict(cfg.model.get('test_cfg') or {}, bf16=True)

@@ -212,6 +212,45 @@ def test_batched_run_lengths_equal_pycocotools_parse():
         check_rles([good[0], dict(good[1], counts=encode_mask(np.ones((4, 5), bool))['counts']), good[1]], str)
 
 
+def _encode_number(x: int, groups: int = 0) -> str:
+    """One number of a compressed COCO RLE string (pycocotools' ``rleToString``), padded to ``groups`` groups
+    (a longer, non-canonical spelling of the same number) when given."""
+    out = []
+    while True:
+        c = x & 0x1f
+        x >>= 5
+        more = (x != -1) if c & 0x10 else (x != 0)
+        if groups:
+            more = len(out) + 1 < groups
+        out.append(chr((c | (0x20 if more else 0)) + 48))
+        if not more:
+            return ''.join(out)
+
+
+def test_check_rle_refuses_what_pycocotools_reads_otherwise():
+    """pycocotools shifts each 5-bit group of a number as a 32-bit C int and stores runs as uint32: a number
+    spelled with a 7th group (e.g. -4000 padded to 7 groups) reads as another number there (-8), so a string
+    whose exact runs cover H * W would decode as other runs; run lists of huge integers would wrap an int64
+    sum. All are refused naming the entry; the canonical spelling of the same runs is accepted."""
+    runs = [0, 6000, 1000, 2000, 1000]  # 100 x 100; the 4th number is the difference 2000 - 6000
+    numbers = [r - runs[i - 2] if i > 2 else r for i, r in enumerate(runs)]
+    canonical = ''.join(_encode_number(v) for v in numbers)
+    assert np.count_nonzero(decode_mask(dict(size=[100, 100], counts=canonical))) == 6000 + 2000  # object runs
+    padded = ''.join(_encode_number(v, 7 if i == 3 else 0) for i, v in enumerate(numbers))
+    assert _reference_runs(padded.encode()) == runs  # the same runs, exactly
+    with raises(ValueError, 'm: "counts" '):
+        check_rle(dict(size=[100, 100], counts=padded), 'm')
+    six = ''.join(_encode_number(v, 6 if i == 3 else 0) for i, v in enumerate(numbers))  # 6 groups: exact
+    assert np.array_equal(decode_mask(dict(size=[100, 100], counts=six)),
+                          decode_mask(dict(size=[100, 100], counts=canonical)))
+    with raises(ValueError, 'm: the RLE counts cover 18446744073709561616 pixels but its size [100, 100] has 10000'):
+        check_rle(dict(size=[100, 100], counts=[2 ** 62, 2 ** 62, 2 ** 62, 2 ** 62 + 10000]), 'm')  # int64 wraps
+    with raises(ValueError, 'm: the RLE counts cover 1180591620717411303424 pixels'):
+        check_rle(dict(size=[100, 100], counts=[2 ** 70, 0]), 'm')
+    with raises(ValueError, 'm: RLE size [65536, 65536] (H, W) has 4294967296 pixels, more than the 536870911'):
+        check_rle(dict(size=[65536, 65536], counts='0'), 'm')
+
+
 @pytest.mark.parametrize('rle,message', [
     ([1, 2], "expected a COCO RLE {'size': [H, W], 'counts': str}"),
     (dict(size=[2, 2]), "expected a COCO RLE {'size': [H, W], 'counts': str}"),

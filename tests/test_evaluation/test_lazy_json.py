@@ -54,6 +54,8 @@ def test_values_equal_json_load(tmp_path, chunk_size):
     ('{"a": 1', "expected ',' or '}' at byte 7, found the end of the file"),
     ('{"a": [1, 2}', 'is not valid json'),
     ('\ufeff{}', 'expected no byte-order mark'),
+    ('{"a": ' + '[' * 200000 + ']' * 200000 + '}', 'nests its json deeper than Python can read'),
+    ('{"a": ' + '7' * 5000 + '}', 'holds a value json cannot read here (Exceeds the limit'),
 ])
 def test_malformed_files_name_the_place(tmp_path, text, message):
     path = str(tmp_path / 'bad.json')

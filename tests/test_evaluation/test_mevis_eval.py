@@ -286,7 +286,7 @@ def test_unreadable_png_and_wrong_size_are_errors_naming_them(split, tmp_path):
     broken = osp.join(pred_dir, 'vid_c', '4', '00001.png')
     with open(broken, 'wb') as f:
         f.write(b'not a png')
-    with pytest.raises(ValueError, match=f'unreadable prediction {re.escape(broken)}: not an image'):
+    with pytest.raises(ValueError, match=f'unreadable prediction {re.escape(broken)}: not a PNG file'):
         evaluate_mevis_predictions(pred_dir, split['meta'], split['mask_dict'], workers=2)
     cv2.imwrite(broken, np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match=f'prediction {re.escape(broken)} is 10x10 .H x W. but '

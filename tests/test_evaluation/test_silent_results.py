@@ -162,3 +162,38 @@ def test_eval_mevis_out_checked_before_evaluating(tmp_path, kind):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr
     assert 'm.json' not in proc.stderr and proc.stdout == ''  # refused before the evaluation ran
+
+
+@pytest.mark.parametrize('ext', ['.tiff', '.pgm', '.jpg'])
+def test_mask_readers_refuse_files_that_are_not_pngs(tmp_path, ext):
+    """OpenCV decodes any format it knows whatever the file's name: a TIFF or PGM named ``.png`` would be
+    scored without its size or bit depth being checked (a 16-bit TIFF scores silently as the 8-bit reading,
+    a deflated TIFF declaring 12000 x 12000 pixels decodes to GBs). Every mask reader refuses it, naming it."""
+    from soc_mm.evaluation.functional.long_rvos import read_png_mask
+    from soc_mm.evaluation.functional.revos import RevosPredictionError, read_prediction_png
+    other = str(tmp_path / f'mask{ext}')
+    assert cv2.imwrite(other, np.full((8, 8), 300 if ext != '.jpg' else 255,
+                                      np.uint16 if ext != '.jpg' else np.uint8))
+    path = str(tmp_path / '00000.png')
+    os.replace(other, path)
+    message = f'unreadable prediction {path}: not a PNG file'
+    assert cv2.imread(path, cv2.IMREAD_GRAYSCALE) is not None  # what the official scripts would score
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_mask_png(path)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_png_mask(path)
+    with pytest.raises(RevosPredictionError, match=re.escape(message)) as error:
+        read_prediction_png(path)
+    assert error.value.kind == 'unreadable_png'
+
+
+def test_revos_reader_warns_about_16_bit_pngs(tmp_path, monkeypatch):
+    import soc_mm.evaluation.functional.mevis as mevis
+    from soc_mm.evaluation.functional.revos import read_prediction_png
+    monkeypatch.setattr(mevis, '_bit_depth_warnings', [0])
+    path = str(tmp_path / '00000.png')
+    assert cv2.imwrite(path, np.ones((6, 6), np.uint16))
+    with pytest.warns(PredictionBitDepthWarning, match=re.escape(f'prediction {path} is a 16-bit PNG: scored as '
+                                                                 'read in 8-bit grayscale, as the official ReVOS')):
+        image = read_prediction_png(path)
+    assert image.dtype == np.uint8 and not image.any()  # as cv2.IMREAD_GRAYSCALE reads it

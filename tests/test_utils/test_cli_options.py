@@ -88,7 +88,9 @@ def test_tools_report_the_option(tmp_path, tool):
 # ------------------------------------------------------------------------------------------ unknown keys
 def _module_cfg():
     return Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=100, val_interval=100),
-                       model=dict(type='SOC', test_cfg=dict(clip_len=8, score_thr=0), backbone=dict(type='Swin'))))
+                       model=dict(type='SOC', test_cfg=dict(clip_len=8, score_thr=0), backbone=dict(type='Swin',
+                                                                                                    depth=2)),
+                       x=dict(max_iters=1)))
 
 
 @pytest.mark.parametrize('key,message', [
@@ -97,20 +99,69 @@ def _module_cfg():
     ('model.test_cfg.clip_lenn', "model.test_cfg.clip_lenn=1: model.test_cfg has no key 'clip_lenn'; did you mean "
                                  "'model.test_cfg.clip_len'?"),
     ('model.test_cfg.max_len', "model.test_cfg.max_len=1: model.test_cfg has no key 'max_len'"),  # fixed keys
-    ('train_cfg.max_itres', "train_cfg.max_itres=1: train_cfg has no key 'max_itres'; did you mean "
-                            "'train_cfg.max_iters'? (a new key this close to an existing one is taken for a typo)"),
+    ('train_cfg.max_itres', "train_cfg.max_itres=1: train_cfg builds IterBasedTrainLoop, which has no argument "
+                            "'max_itres'; did you mean 'train_cfg.max_iters'?"),
+    ('model.backbone.dept', "model.backbone.dept=1: model.backbone has no key 'dept'"),  # typo rule: 'Swin' unknown
+    ('x.max_itres', "x.max_itres=1: x has no key 'max_itres'; did you mean 'x.max_iters'? (a new key this close "
+                    "to an existing one is taken for a typo)"),
     ('model.backbone.typ', "model.backbone.typ=1: model.backbone has no key 'typ'; did you mean "
                            "'model.backbone.type'?"),
-    ('model.test_cfgg.clip_len', "model.test_cfgg.clip_len=1: model has no key 'test_cfgg'; did you mean "
-                                 "'model.test_cfg'?"),
+    ('model.test_cfgg.clip_len', "model.test_cfgg.clip_len=1: model builds SOC, which has no argument 'test_cfgg'; "
+                                 "did you mean 'model.test_cfg'?"),
     ('modle.x', "modle.x=1: the config has no top-level key 'modle'; did you mean 'model'?"),
-    ('zzz', "zzz=1: the config has no top-level key 'zzz' (top-level keys: ['model', 'train_cfg'])"),
+    ('zzz', "zzz=1: the config has no top-level key 'zzz' (top-level keys: ['model', 'train_cfg', 'x'])"),
 ])
 def test_unknown_keys_are_errors_with_the_closest_key(key, message):
     cfg = _module_cfg()
     with pytest.raises(ConfigOptionError, match='^' + re.escape('--cfg-options: ' + message)):
         merge_cfg_options(cfg, {key: 1})
     assert cfg.to_dict() == _module_cfg().to_dict()  # nothing merged
+
+
+@pytest.mark.parametrize('key,message', [
+    ('optim_wrapper.optimizer.learning_rate', "optim_wrapper.optimizer builds AdamW, which has no argument "
+                                              "'learning_rate'"),
+    ('train_cfg.iters', "train_cfg builds IterBasedTrainLoop, which has no argument 'iters'; did you mean "
+                        "'train_cfg.max_iters'?"),
+    ('default_hooks.checkpoint.max_keep',
+     "default_hooks.checkpoint builds AtomicCheckpointHook, which has no argument 'max_keep'; did you mean "
+     "'default_hooks.checkpoint.max_keep_ckpts'?"),
+])
+def test_arguments_the_built_class_does_not_take_are_errors(key, message):
+    """A new key in a dict that builds a registered class without ``**kwargs`` would fail the build (or, for
+    the checkpoint hook, the first save) after the run started: refused at once, naming the class."""
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)),
+                      train_cfg=dict(type='IterBasedTrainLoop', max_iters=100),
+                      default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=10))))
+    with pytest.raises(ConfigOptionError, match=re.escape(f'{key}=3: {message}')):
+        merge_cfg_options(cfg, {key: 3})
+    # the builders' own keys and real arguments are accepted
+    merge_cfg_options(cfg, {'default_hooks.checkpoint.priority': 'VERY_LOW', 'optim_wrapper.paramwise_cfg.x': 1,
+                            'optim_wrapper.optimizer.amsgrad': True, 'default_hooks.checkpoint.max_keep_ckpts': 2})
+    assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2 and cfg.optim_wrapper.optimizer.amsgrad is True
+
+
+def test_checkpoint_hook_refuses_arguments_it_would_pass_to_the_save():
+    """MMEngine's hook hands unknown arguments to ``Runner.save_checkpoint`` at the first save; ours refuses
+    them when it is built, naming the closest argument."""
+    from soc_mm.engine.hooks.checkpoint_hook import AtomicCheckpointHook
+    with pytest.raises(TypeError, match=r"no argument 'max_keep' \(did you mean 'max_keep_ckpts'\?\)"):
+        AtomicCheckpointHook(interval=2, max_keep=3)
+    assert AtomicCheckpointHook(interval=2, max_keep_ckpts=3).max_keep_ckpts == 3
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('train_dataloader.batch_size', -1, 'batch_size must be at least 1, got -1'),
+    ('train_dataloader.batch_size', 0, 'batch_size must be at least 1, got 0'),
+    ('default_hooks.logger.interval', 0, 'interval is a period in iterations (or epochs) and cannot be 0'),
+    ('train_cfg.val_interval', 0, 'val_interval is a period in iterations (or epochs) and cannot be 0'),
+])
+def test_counts_and_periods_that_would_fail_mid_run_are_errors(key, value, message):
+    cfg = Config(dict(train_dataloader=dict(batch_size=2), default_hooks=dict(logger=dict(interval=5)),
+                      train_cfg=dict(max_iters=10, val_interval=5)))
+    with pytest.raises(ConfigOptionError, match=re.escape(f'{key}={value!r}: {message}')):
+        merge_cfg_options(cfg, {key: value})
+    merge_cfg_options(cfg, {'default_hooks.logger.interval': -1})  # -1 ("never") stays allowed
 
 
 def test_new_keys_that_are_no_typo_are_allowed():
@@ -216,6 +267,14 @@ def test_output_paths_checked(tmp_path):
         check_output_file(str(a_file / 'x.pkl'), '--out')
     check_output_file(str(tmp_path / 'new' / 'x.pkl'), '--out')
     check_output_file(None, '--out')
+    fifo = tmp_path / 'out.fifo'  # writing the results would block until a reader comes, i.e. forever
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match=f'^--out {re.escape(str(fifo))} exists and is not a regular file'):
+        check_output_file(str(fifo), '--out')
+    (tmp_path / 'link.pkl').symlink_to(fifo)  # a link is judged by what it points to
+    with pytest.raises(UsageError, match='is not a regular file'):
+        check_output_file(str(tmp_path / 'link.pkl'), '--out')
+    check_output_file(str(a_file), '--out')  # an existing regular file is overwritten
 
 
 def test_launcher_pytorch_needs_torchrun(monkeypatch):
@@ -287,6 +346,13 @@ def test_test_tool_show_dir_draws_every_sample(tmp_path, ckpt):
     cfg, _ = config_for_testing(tools_test_args(ckpt, show_dir=show, work_dir=str(tmp_path / 'w'),
                                            cfg_options={'default_hooks.visualization.interval': 3}))
     assert cfg.default_hooks.visualization.interval == 3  # the user's choice stays
+
+
+def test_test_tool_checks_the_work_dir_the_config_gives(tmp_path, ckpt):
+    """``work_dir`` from the config or ``--cfg-options`` (no ``--work-dir``) is checked as ``--work-dir`` is."""
+    (tmp_path / 'f').write_text('x')
+    with pytest.raises(UsageError, match=f'^work_dir {re.escape(str(tmp_path / "f"))} is a file'):
+        config_for_testing(tools_test_args(ckpt, cfg_options={'work_dir': str(tmp_path / 'f')}))
 
 
 @pytest.mark.parametrize('options,message', [

@@ -1,5 +1,7 @@
 """A ``CheckpointHook`` whose work dir always holds a complete checkpoint to resume from."""
+import difflib
 import glob
+import inspect
 import os
 import os.path as osp
 from typing import List
@@ -45,6 +47,20 @@ class AtomicCheckpointHook(CheckpointHook):
     or a remote ``out_dir``, writes go through that backend as in MMEngine (not atomic; a warning
     says so), still in the order above.
     """
+
+    def __init__(self, *args, **kwargs):
+        # MMEngine's hook hands unknown keyword arguments to ``Runner.save_checkpoint``, whose every parameter
+        # the hook already passes: any of them (``max_keep=3`` for ``max_keep_ckpts``) would end the run with a
+        # TypeError at its first save, possibly hours in. Refused here, when the runner builds its hooks.
+        known = _CHECKPOINT_HOOK_PARAMETERS
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            hints = [f'{k!r} (did you mean {close[0]!r}?)' if close else repr(k)
+                     for k in unknown for close in [difflib.get_close_matches(k, known, n=1, cutoff=0.6)]]
+            raise TypeError(f'{type(self).__name__} (the checkpoint hook, default_hooks.checkpoint) has no '
+                            f'argument {", ".join(hints)}; its arguments are those of MMEngine\'s CheckpointHook: '
+                            f'{list(known)}')
+        super().__init__(*args, **kwargs)
 
     def _atomic_backend_args(self) -> dict:
         """``backend_args`` that make MMEngine write the checkpoints atomically."""
@@ -176,3 +192,13 @@ class AtomicCheckpointHook(CheckpointHook):
             return
         self._write_last_checkpoint(runner)
         self._remove_checkpoints(runner, outdated)
+
+
+#: the arguments of MMEngine's ``CheckpointHook`` without its ``**kwargs`` (see ``AtomicCheckpointHook.__init__``)
+_CHECKPOINT_HOOK_PARAMETERS = tuple(
+    name for name, p in inspect.signature(CheckpointHook.__init__).parameters.items()
+    if name != 'self' and p.kind is not inspect.Parameter.VAR_KEYWORD)
+# what ``inspect.signature`` (and so the ``--cfg-options`` check) reports for the hook: no ``**kwargs``
+AtomicCheckpointHook.__signature__ = inspect.signature(CheckpointHook.__init__).replace(parameters=[
+    p for name, p in inspect.signature(CheckpointHook.__init__).parameters.items()
+    if name != 'self' and p.kind is not inspect.Parameter.VAR_KEYWORD])

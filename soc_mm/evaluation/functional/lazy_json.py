@@ -180,6 +180,11 @@ def index_json_object(path: str, what: str = 'json file',
         except json.JSONDecodeError as error:
             raise ValueError(f'{what}: {path} is not valid json (near byte '
                              f'{reader.byte_offset(min(error.pos, len(reader.text)))}: {error.msg})') from None
+        except RecursionError:
+            raise ValueError(f'{what}: {path} nests its json deeper than Python can read (a crafted or damaged '
+                             'file; annotation files nest a few levels)') from None
+        except ValueError as error:  # e.g. an integer of more than 4300 digits
+            raise ValueError(f'{what}: {path} holds a value json cannot read here ({error})') from None
     return index
 
 

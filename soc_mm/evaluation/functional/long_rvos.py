@@ -49,7 +49,6 @@ import os
 import os.path as osp
 import pickle
 import traceback
-import warnings
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -60,7 +59,7 @@ import numpy as np
 
 from soc_mm.datasets.utils import read_json
 from .jf import jf_per_frame
-from .mevis import PredictionBitDepthWarning, check_png_size, png_bit_depth
+from .mevis import check_png_size, png_bit_depth, warn_16_bit
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 LONG_RVOS_BOUND_TH = 0.008
@@ -155,9 +154,7 @@ def read_png_mask(path: str, what: str = 'prediction') -> np.ndarray:
         raise ValueError(f'unreadable {what} {path}: not an image file OpenCV can decode')
     mask = image != 0
     if png_bit_depth(path) == 16:
-        warnings.warn(f'{what} {path} is a 16-bit PNG: scored as read in 8-bit grayscale, as the official '
-                      f'Long-RVOS scripts read it (values below 256 read as background): {int(mask.sum())} '
-                      'object pixels read', PredictionBitDepthWarning, stacklevel=2)
+        warn_16_bit(path, mask, what, 'Long-RVOS scripts')
     return mask
 
 

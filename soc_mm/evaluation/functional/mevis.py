@@ -203,13 +203,24 @@ MAX_BIT_DEPTH_WARNINGS = 10
 _bit_depth_warnings = [0]
 
 
-def png_bit_depth(path: str) -> Optional[int]:
-    """Bit depth per channel from a PNG's header (its ``IHDR`` chunk), or None if ``path`` is not a PNG."""
+#: the first 8 bytes of every PNG file
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def png_header(path: str) -> Optional[Tuple[int, int, int]]:
+    """(H, W, bit depth per channel) from a PNG's header (its ``IHDR`` chunk), or None if ``path`` does not
+    start as a PNG does (signature, then ``IHDR``)."""
     with open(path, 'rb') as f:
         head = f.read(26)
-    if len(head) == 26 and head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
-        return head[24]
+    if len(head) == 26 and head[:8] == PNG_SIGNATURE and head[12:16] == b'IHDR':
+        return int.from_bytes(head[20:24], 'big'), int.from_bytes(head[16:20], 'big'), head[24]
     return None
+
+
+def png_bit_depth(path: str) -> Optional[int]:
+    """Bit depth per channel from a PNG's header (its ``IHDR`` chunk), or None if ``path`` is not a PNG."""
+    header = png_header(path)
+    return None if header is None else header[2]
 
 
 #: the most pixels a predicted or ground-truth mask PNG may declare (8192 x 8192): checked from the header
@@ -219,26 +230,28 @@ MAX_MASK_PIXELS = 1 << 26
 
 def png_size(path: str) -> Optional[Tuple[int, int]]:
     """(H, W) from a PNG's header (its ``IHDR`` chunk), or None if ``path`` is not a PNG."""
-    with open(path, 'rb') as f:
-        head = f.read(24)
-    if len(head) == 24 and head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
-        width, height = int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
-        return height, width
-    return None
+    header = png_header(path)
+    return None if header is None else header[:2]
 
 
 def check_png_size(path: str, what: str = 'prediction', expected: Optional[Tuple[int, int]] = None,
                    expected_from: str = '') -> None:
-    """Before decoding: the size a PNG's header declares is at most :data:`MAX_MASK_PIXELS` pixels and, with
-    ``expected`` (H, W), that size (``expected_from`` says where it comes from). Not a PNG: nothing to check
-    (the decoder names it).
+    """Before decoding: ``path`` is a PNG (OpenCV would decode any format it knows, whatever the name: a
+    TIFF or PGM named ``.png`` could declare any size and bit depth unchecked), the size its header declares
+    is at most :data:`MAX_MASK_PIXELS` pixels and, with ``expected`` (H, W), that size (``expected_from``
+    says where it comes from). A path that is not a file: nothing to check (the caller names it).
 
     Raises:
-        ValueError: naming the file, the declared size and the bound or the expected size.
+        ValueError: naming the file and what it is, the declared size and the bound or the expected size.
     """
-    size = png_size(path) if osp.isfile(path) else None
-    if size is None:
+    if not osp.isfile(path):
         return
+    size = png_size(path)
+    if size is None:
+        with open(path, 'rb') as f:
+            head = f.read(8)
+        raise ValueError(f'unreadable {what} {path}: not a PNG file (it starts with {head!r}, a PNG with '
+                         f'{PNG_SIGNATURE!r} and its IHDR header); masks are read from PNG files only')
     if size[0] * size[1] > MAX_MASK_PIXELS:
         raise ValueError(f'{what} {path} declares {size[0]}x{size[1]} (H x W) pixels, more than the '
                          f'{MAX_MASK_PIXELS} a mask may have here (not decoded)')
@@ -247,9 +260,10 @@ def check_png_size(path: str, what: str = 'prediction', expected: Optional[Tuple
                          f'{expected[0]}x{expected[1]}')
 
 
-def _warn_16_bit(path: str, read: np.ndarray) -> None:
+def warn_16_bit(path: str, read: np.ndarray, what: str = 'prediction', official: str = 'MeViS script') -> None:
     """Say loudly that a 16-bit PNG was scored as its 8-bit reading, with what the file holds and what
-    was read."""
+    was read (``read``: the mask or grey levels the 8-bit reading gave; ``official``: whose reading it is);
+    the first :data:`MAX_BIT_DEPTH_WARNINGS` files of a process are named."""
     _bit_depth_warnings[0] += 1
     if _bit_depth_warnings[0] > MAX_BIT_DEPTH_WARNINGS:
         return
@@ -260,7 +274,7 @@ def _warn_16_bit(path: str, read: np.ndarray) -> None:
     more = (f' (further 16-bit PNGs are not named: this process found {MAX_BIT_DEPTH_WARNINGS})'
             if _bit_depth_warnings[0] == MAX_BIT_DEPTH_WARNINGS else '')
     warnings.warn(
-        f'prediction {path} is a 16-bit PNG: scored as read in 8-bit grayscale, as the official MeViS script '
+        f'{what} {path} is a 16-bit PNG: scored as read in 8-bit grayscale, as the official {official} '
         f'reads it (OpenCV keeps the high byte, so values below 256, e.g. 1 or 255 for the object, read as '
         f'background): the file holds {held}, read as {int(np.count_nonzero(read))} object pixels. The score '
         f'is the official number for these files; save 8-bit PNGs (0 = background, 255 = object) to score '
@@ -285,7 +299,7 @@ def read_mask_png(path: str) -> np.ndarray:
         raise ValueError(f'unreadable prediction {path}: not an image file OpenCV can decode')
     mask = image != 0
     if png_bit_depth(path) == 16:
-        _warn_16_bit(path, mask)
+        warn_16_bit(path, mask)
     return mask
 
 

@@ -88,7 +88,7 @@ import numpy as np
 from soc_mm.datasets.utils import first_repeated, json_key, read_json
 from soc_mm.structures.mask import check_rles
 from .jf import jf_per_frame
-from .mevis import MAX_MASK_PIXELS, png_size
+from .mevis import check_png_size, png_bit_depth, warn_16_bit
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 REVOS_BOUND_TH = 0.008
@@ -413,7 +413,9 @@ class RevosExpressionScorer:
 
 def read_prediction_png(path: str) -> np.ndarray:
     """``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``: uint8 ``[H, W]`` as stored (8-bit; a 16-bit PNG as OpenCV
-    converts it, a colour or palette PNG as its grey level).
+    converts it, with a :class:`PredictionBitDepthWarning` naming the file; a colour or palette PNG as its
+    grey level). Unlike the official script, a file that is not a PNG (whatever its name) is unreadable here:
+    its size cannot be bounded before OpenCV decodes it.
 
     Raises:
         RevosPredictionError: ``'missing_png'`` or ``'unreadable_png'``, naming the file.
@@ -422,14 +424,16 @@ def read_prediction_png(path: str) -> np.ndarray:
         kind = 'missing_png' if osp.isdir(osp.dirname(path)) else 'missing_expression'
         what = 'PNG' if kind == 'missing_png' else 'folder ' + osp.dirname(path)
         raise RevosPredictionError(kind, f'missing prediction {what} (for {path})')
-    size = png_size(path)
-    if size is not None and size[0] * size[1] > MAX_MASK_PIXELS:
-        raise RevosPredictionError('unreadable_png', f'prediction {path} declares {size[0]}x{size[1]} (H x W) '
-                                   f'pixels, more than the {MAX_MASK_PIXELS} a mask may have here (not decoded)')
+    try:
+        check_png_size(path)  # a PNG (not any format OpenCV decodes) of a bounded size, before decoding
+    except ValueError as error:
+        raise RevosPredictionError('unreadable_png', str(error)) from None
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise RevosPredictionError('unreadable_png', f'unreadable prediction {path}: not an image OpenCV can '
                                    'decode')
+    if png_bit_depth(path) == 16:
+        warn_16_bit(path, image != 0, official='ReVOS script (VISA eval_revos.py)')
     return image
 
 
