@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import os
 import os.path as osp
+import warnings
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -129,16 +130,31 @@ def iter_video_frames(video, channel_order: str = 'rgb') -> Iterator[np.ndarray]
             raise FileNotFoundError(f'video not found: {path}')
         if osp.isdir(path):
             import mmcv
-            files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMG_EXTENSIONS))
+            entries = sorted(os.listdir(path))
+            files = [f for f in entries if f.lower().endswith(IMG_EXTENSIONS)]
             if not files:
                 raise ValueError(f'video folder {path} has zero frames (no {"/".join(IMG_EXTENSIONS)} files)')
+            skipped = [f for f in entries if not f.lower().endswith(IMG_EXTENSIONS)]
+            if skipped:  # said, not silently dropped
+                warnings.warn(f'video folder {path}: {len(skipped)} entr{"y" if len(skipped) == 1 else "ies"} that '
+                              f'{"is" if len(skipped) == 1 else "are"} not a {"/".join(IMG_EXTENSIONS)} frame '
+                              f'skipped: {skipped[:5]}{" ..." if len(skipped) > 5 else ""}', stacklevel=2)
             for i, name in enumerate(files):
-                frame = mmcv.imread(osp.join(path, name), flag='color', channel_order='bgr')
+                frame_path = osp.join(path, name)
+                if not osp.isfile(frame_path):  # a folder, a FIFO, a broken or looping link
+                    raise ValueError(f'video folder {path}: frame {name} is not a regular file')
+                try:
+                    frame = mmcv.imread(frame_path, flag='color', channel_order='bgr')
+                except Exception as err:  # noqa: BLE001 - OpenCV / Pillow errors do not name the file
+                    raise ValueError(f'video folder {path}: cannot read frame image {name} ({err})') from None
                 if frame is None:
                     raise ValueError(f'video folder {path}: cannot read frame image {name}')
                 first_shape = first_shape or frame.shape
                 yield _check_frame(frame, i, f'{path} ({name})', first_shape)
             return
+        if not osp.isfile(path):  # a FIFO or a device: the decoder would wait for data forever
+            raise ValueError(f'video {path} is not a regular file (a FIFO, socket or device); expected a video file '
+                             'or a folder of frames')
         import cv2
         cap = cv2.VideoCapture(path)
         try:

@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -46,6 +47,8 @@ class Limits:
     max_upload_mb: float = 200.0     #: size of an uploaded file (and of a zip's frames, uncompressed)
     max_frames: int = 600            #: frames of a video
     max_expressions: int = 10        #: expressions per request (one colour each)
+    max_expression_chars: int = 500  #: characters of one expression (checked before tokenizing: the tokenizer's
+    #: time grows faster than the text, ~13 CPU minutes for 3 MB; the text encoder keeps its first tokens anyway)
     max_clip_len: int = 64           #: frames per clip
     max_input_size: int = 720        #: short side the frames may be resized to
     max_frame_pixels: int = 1920 * 1080      #: width x height of one frame (from the header, before decoding)
@@ -117,14 +120,24 @@ def safe_name(name: str, default: str = 'video') -> str:
     return name or default
 
 
-def parse_expressions(text: Optional[str], max_expressions: int) -> List[str]:
-    """One expression per line (blank lines ignored)."""
-    expressions = [line.strip() for line in (text or '').splitlines() if line.strip()]
+def parse_expressions(text: Optional[str], max_expressions: int, max_chars: int = Limits.max_expression_chars
+                      ) -> List[str]:
+    """One expression per line (blank lines ignored), each at most ``max_chars`` characters (the whole text
+    is bounded before it is split: ``max_expressions`` lines of ``max_chars`` and their line breaks)."""
+    text = text or ''
+    if len(text) > (max_chars + 2) * max_expressions * 4:  # generous for blank lines; bounded work
+        raise ValueError(f'The expressions text has {len(text)} characters; at most {max_expressions} expressions '
+                         f'of {max_chars} characters each are taken.')
+    expressions = [line.strip() for line in text.splitlines() if line.strip()]
     if not expressions:
         raise ValueError('No referring expression: type one expression per line (e.g. "the red circle").')
     if len(expressions) > max_expressions:
         raise ValueError(f'{len(expressions)} expressions, at most {max_expressions} per request '
                          '(one colour each).')
+    for k, expression in enumerate(expressions):
+        if len(expression) > max_chars:
+            raise ValueError(f'Expression {k + 1} has {len(expression)} characters, at most {max_chars} are taken '
+                             f'("{expression[:60]}...").')
     return expressions
 
 
@@ -141,12 +154,14 @@ def truncation_warnings(model, expressions: Sequence[str]) -> List[str]:
     return messages
 
 
-def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: Limits) -> Tuple[str, List[str]]:
+def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: Limits,
+                       notes: Optional[List[str]] = None) -> Tuple[str, List[str]]:
     """Frame images of a zip -> ``out_dir/00000.<ext>, ...`` (names made here: nothing of the zip's
     member names reaches the file system) in the order of the member names. Every member's size is
     read from its image header and checked (``limits.max_frame_pixels``, ``max_request_pixels``)
     before anything is extracted. Returns (folder, frame names: the members' sanitized stems, or
-    indices when those repeat)."""
+    indices when those repeat). Members that are not frames are skipped and, with ``notes``, named in a
+    message appended to it (for the page)."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -158,6 +173,12 @@ def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: L
         if not members:
             raise ValueError(f'{display_name}: the zip holds no frame images '
                              f'(expected {"/".join(FRAME_EXTENSIONS)} files).')
+        kept = {m.filename for m in members}
+        skipped = [m.filename for m in archive.infolist() if not m.is_dir() and m.filename not in kept]
+        if skipped and notes is not None:
+            shown = ', '.join(repr(name[:80]) for name in skipped[:5]) + (' ...' if len(skipped) > 5 else '')
+            notes.append(f'{display_name}: {len(skipped)} member(s) that are not {"/".join(FRAME_EXTENSIONS)} frames '
+                         f'(or are hidden) were skipped: {shown}.')
         if len(members) > limits.max_frames:
             raise ValueError(f'{display_name}: {len(members)} frames, more than the limit of '
                              f'{limits.max_frames} frames.')
@@ -174,8 +195,12 @@ def extract_zip_frames(zip_path: str, display_name: str, out_dir: str, limits: L
         os.makedirs(out_dir)
         for i, member in enumerate(members):
             ext = osp.splitext(member.filename)[1].lower()
-            with archive.open(member) as src, open(osp.join(out_dir, f'{i:05d}{ext}'), 'wb') as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with archive.open(member) as src, open(osp.join(out_dir, f'{i:05d}{ext}'), 'wb') as dst:
+                    shutil.copyfileobj(src, dst)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:  # CRC, truncation, method
+                raise ValueError(f'{display_name}: the member {member.filename[:80]!r} cannot be extracted '
+                                 f'({e}).') from None
     stems = [safe_name(osp.splitext(osp.basename(m.filename))[0], f'{i:05d}') for i, m in enumerate(members)]
     if len(set(stems)) != len(stems):
         stems = [f'{i:05d}' for i in range(len(members))]
@@ -465,7 +490,7 @@ class WebDemo:
         self.release(previous_dir)  # the session's previous results
         self.sweep()
         limits = self.limits
-        expressions = parse_expressions(expressions_text, limits.max_expressions)
+        expressions = parse_expressions(expressions_text, limits.max_expressions, limits.max_expression_chars)
         clip_len = int(clip_len or self.default_clip_len)
         if not 1 <= clip_len <= limits.max_clip_len:
             raise ValueError(f'clip length must be 1-{limits.max_clip_len} frames, got {clip_len}.')
@@ -506,7 +531,8 @@ class WebDemo:
         limits = self.limits
         video_name = safe_name(osp.splitext(display_name)[0])
         if ext == '.zip':
-            source, frame_names = extract_zip_frames(source, display_name, osp.join(request_dir, 'frames'), limits)
+            source, frame_names = extract_zip_frames(source, display_name, osp.join(request_dir, 'frames'), limits,
+                                                     notes=warnings)
             num_frames = len(frame_names)
         else:
             num_frames = count_video_frames(source, display_name, limits.max_frames, limits)

@@ -78,8 +78,14 @@ def convert_official_checkpoint(src: str, dst: str, config: Optional[str] = None
         ConversionError: naming ``src`` (unreadable or unsafe file, incomplete or unknown keys, NaN/inf or
         integer weights), ``config`` (does not fit) or ``dst`` (would overwrite ``src``); nothing written.
     """
-    if osp.abspath(src) == osp.abspath(dst):
-        raise ConversionError(f'{dst}: the output would overwrite the input')
+    same = osp.realpath(src) == osp.realpath(dst) or (osp.exists(src) and osp.exists(dst) and osp.samefile(src, dst))
+    if same:  # also through a symbolic or a hard link
+        raise ConversionError(f'{dst}: the output would overwrite the input {src}')
+    from soc_mm.utils.cli import UsageError, check_output_file
+    try:
+        check_output_file(dst, 'output')  # before the conversion: not a folder, FIFO or under a file
+    except UsageError as err:
+        raise ConversionError(str(err)) from None
     model = build_config_model(config, cfg_options) if config else None
     layout = None if model is None else official_layout_of(model)
     try:
@@ -95,8 +101,11 @@ def convert_official_checkpoint(src: str, dst: str, config: Optional[str] = None
     if config:
         check_against_config(state_dict, config, cfg_options, model)
     out_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.soc_official_to_mm.', suffix='.pth', dir=out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.soc_official_to_mm.', suffix='.pth', dir=out_dir)
+    except OSError as err:
+        raise ConversionError(f'{dst}: cannot write the output there ({err.strerror or err})') from None
     os.close(fd)
     try:
         torch.save(dict(state_dict=state_dict, meta=dict(converted_from=osp.abspath(src))), tmp)

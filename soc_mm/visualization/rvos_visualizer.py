@@ -52,6 +52,8 @@ def check_video_output_path(path: str) -> None:
                          f'expected one of {", ".join(VIDEO_EXTENSIONS)}')
     if osp.isdir(path):
         raise ValueError(f'output video {path!r} is a directory; expected a file path')
+    if osp.exists(path) and not osp.isfile(path):  # a FIFO would block the writer until a reader comes
+        raise ValueError(f'output video {path!r} exists and is not a regular file (a FIFO, socket or device)')
     parent = osp.dirname(osp.abspath(path))
     existing = parent
     while not osp.exists(existing):

@@ -1,4 +1,5 @@
 """soc_mm.apis: init_model and inference_rvos (video inputs, clips, errors)."""
+import os
 import os.path as osp
 
 import numpy as np
@@ -178,5 +179,30 @@ def test_inference_rvos_bad_inputs(model, tmp_path):
         inference_rvos(model, str(mixed), EXPRESSIONS)
     with pytest.raises(ValueError, match='uint8'):
         inference_rvos(model, video.astype(np.float32), EXPRESSIONS)
+    # a FIFO as the video (the decoder would wait forever) and a frame folder holding a folder, a looping link,
+    # a 0-byte image and files that are no frames (named, not silently dropped)
+    os.mkfifo(tmp_path / 'fifo.mp4')
+    with pytest.raises(ValueError, match='fifo.mp4 is not a regular file'):
+        inference_rvos(model, str(tmp_path / 'fifo.mp4'), EXPRESSIONS)
+    odd = tmp_path / 'odd'
+    odd.mkdir()
+    cv2.imwrite(str(odd / '00000.png'), video[0])
+    (odd / '00001.png').mkdir()
+    with pytest.raises(ValueError, match=r'odd: frame 00001.png is not a regular file'):
+        inference_rvos(model, str(odd), EXPRESSIONS)
+    (odd / '00001.png').rmdir()
+    os.symlink(odd / '00001.png', odd / '00001.png')  # a link to itself
+    with pytest.raises(ValueError, match=r'odd: frame 00001.png is not a regular file'):
+        inference_rvos(model, str(odd), EXPRESSIONS)
+    os.remove(odd / '00001.png')
+    (odd / '00001.png').write_bytes(b'')
+    with pytest.raises(ValueError, match=r'odd: cannot read frame image 00001.png'):
+        inference_rvos(model, str(odd), EXPRESSIONS)
+    cv2.imwrite(str(odd / '00001.png'), video[1])
+    (odd / 'notes.txt').write_text('x')
+    (odd / '00002.gif.bak').write_bytes(b'GIF89a')
+    with pytest.warns(UserWarning, match=r"odd: 2 entries that are not a .* frame skipped: \['00002.gif.bak', "
+                                         r"'notes.txt'\]"):
+        assert inference_rvos(model, str(odd), EXPRESSIONS)[0].num_frames == 2
     with pytest.raises(ValueError, match=r'inference_rvos: test_cfg\.clip_len must be None or an int >= 1, got 0'):
         inference_rvos(model, video, EXPRESSIONS, clip_len=0)

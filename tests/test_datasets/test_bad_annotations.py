@@ -2,10 +2,12 @@
 the expression id / field and what was expected. Real on-disk data from the synthetic generator, corrupted."""
 import csv
 import json
+import os
 import os.path as osp
 import re
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
@@ -322,6 +324,31 @@ def test_ytvos_presence_cache_not_a_dict(ytvos, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ mask sizes
+def test_ytvos_masks_are_checked_from_their_header_before_decoding(ytvos):
+    """A mask that is not a PNG (whatever its name) or that declares more pixels than a mask may have is
+    refused before it is decoded (a 137 KB palette PNG declaring 12000 x 12000 took ~300 MB to decode)."""
+    import struct
+    import zlib
+    root, manifest, vid, _ = ytvos
+    frames = manifest['train'][vid]['frames']
+    png = osp.join(root, 'train', 'Annotations', vid, f'{frames[1]}.png')
+    ds = build(ytvos_cfg(root))
+    i = next(k for k in range(len(ds)) if ds.get_data_info(k)['video_id'] == vid)
+    cv2.imwrite(png + '.tiff', np.ones((32, 40), np.uint8))
+    os.replace(png + '.tiff', png)
+    with raises(ValueError, f"video '{vid}' frame '{frames[1]}': mask {png} is a TIFF file, expected a PNG"):
+        ds[i]
+
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    header = struct.pack('>IIBBBBB', 12000, 12000, 8, 0, 0, 0, 0)  # 12000 x 12000, 8-bit grey
+    with open(png, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
+    with raises(ValueError, f"video '{vid}' frame '{frames[1]}': mask {png} declares 12000x12000 (HxW) pixels, "
+                            'more than the 67108864 a mask may have here (not decoded)'):
+        ds[i]
+
+
 def test_ytvos_mask_of_another_size(ytvos):
     root, manifest, vid, _ = ytvos
     frames = manifest['train'][vid]['frames']

@@ -1,6 +1,7 @@
 """tools/model_converters/soc_official_to_mm.py (soc_mm.official.convert) never writes an incomplete or wrongly
 shaped checkpoint."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -165,3 +166,26 @@ def test_tool_exit_status_as_a_script(tmp_path):
     assert proc.returncode == 1 and proc.stdout == ''
     assert f'soc_official_to_mm: error: {empty}: empty file (0 bytes)' in proc.stderr
     assert not (tmp_path / 'ours.pth').exists()
+
+
+def test_output_that_is_the_input_or_cannot_be_written_is_refused_before_converting(tmp_path, official_sd):
+    """The output names the input through a symbolic or a hard link: refused (the input would be replaced);
+    an output that is a folder, a FIFO or under a file: refused naming it, before the checkpoint is read."""
+    src = official_checkpoint(tmp_path / 'official.pth', official_sd)
+    before = open(src, 'rb').read()
+    os.symlink(src, tmp_path / 'link.pth')
+    os.link(src, tmp_path / 'hard.pth')
+    for dst in ('link.pth', 'hard.pth'):
+        count, err = run(tmp_path / dst, src)
+        assert count is None and err == f'{src}: the output would overwrite the input {tmp_path / dst}', err
+        count, err = run(src, tmp_path / dst)
+        assert count is None and 'the output would overwrite the input' in err, err
+    assert open(src, 'rb').read() == before
+    (tmp_path / 'a_file').write_text('x')
+    os.mkfifo(tmp_path / 'out.fifo')
+    missing = tmp_path / 'missing.pth'  # never read: the output is checked first
+    for dst, message in [(tmp_path, 'is a folder; expected a file path'),
+                         (tmp_path / 'a_file' / 'x.pth', f'output folder {tmp_path / "a_file"} is a file'),
+                         (tmp_path / 'out.fifo', 'exists and is not a regular file')]:
+        count, err = run(missing, dst)
+        assert count is None and message in err, err

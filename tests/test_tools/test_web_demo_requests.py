@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from soc_mm.apis.web_demo import Limits, WebDemo, count_video_frames, extract_zip_frames
+from soc_mm.apis.web_demo import Limits, WebDemo, count_video_frames, extract_zip_frames, parse_expressions
 from web_demo_server import synthetic_video, tiny_model_files
 
 
@@ -30,6 +30,19 @@ def png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new('RGB', (width, height), (200, 30, 30)).save(buffer, format='PNG')
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------- expressions
+def test_expressions_are_bounded_before_tokenizing():
+    """A 3 MB expression took the tokenizer ~13 CPU minutes and 3.6 GB: each expression is at most
+    ``max_expression_chars`` characters and the whole text is bounded before it is split."""
+    assert parse_expressions('the red circle\n\n  the cat  \n', 10, 20) == ['the red circle', 'the cat']
+    with pytest.raises(ValueError, match=r'^Expression 2 has 21 characters, at most 20 are taken'):
+        parse_expressions('the red circle\n' + 'x' * 21, 10, 20)
+    with pytest.raises(ValueError, match=r'^The expressions text has 3000000 characters'):
+        parse_expressions('the red circle ' * 200000, 10, Limits.max_expression_chars)
+    with pytest.raises(ValueError, match=r'^11 expressions, at most 10'):
+        parse_expressions('a\n' * 11, 10, 20)
 
 
 # ---------------------------------------------------------------------- pixel limits
@@ -70,6 +83,32 @@ def test_zip_pixels_per_request_and_unreadable_members(tmp_path):
         archive.writestr('a.png', b'not an image')
     with pytest.raises(ValueError, match=r"^junk.zip: frame 'a.png' is not a readable JPEG/PNG/BMP/WebP image"):
         extract_zip_frames(str(tmp_path / 'junk.zip'), 'junk.zip', str(tmp_path / 'f2'), Limits())
+
+
+def test_zip_members_skipped_are_named_and_a_damaged_member_is_an_error(tmp_path):
+    path = tmp_path / 'mixed.zip'
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('00000.png', png(8, 8))
+        archive.writestr('notes.txt', b'x')
+        archive.writestr('00001.gif', b'GIF89a')
+        archive.writestr('00002.png', png(8, 8))
+    notes = []
+    _, names = extract_zip_frames(str(path), 'mixed.zip', str(tmp_path / 'f'), Limits(), notes=notes)
+    assert names == ['00000', '00002']
+    assert notes == ["mixed.zip: 2 member(s) that are not .jpg/.jpeg/.png/.bmp/.webp frames (or are hidden) were "
+                     "skipped: 'notes.txt', '00001.gif'."], notes
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(buffer, 'PNG')
+    damaged = tmp_path / 'crc.zip'
+    with zipfile.ZipFile(damaged, 'w') as archive:  # stored: the member's bytes are the PNG's
+        archive.writestr('00000.png', buffer.getvalue())
+    data = bytearray(damaged.read_bytes())
+    at = data.index(b'IEND') - 100  # far past the header the size is read from: only the copy reads it
+    data[at] ^= 0xff
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"^crc.zip: the member '00000.png' cannot be extracted \(Bad CRC-32"):
+        extract_zip_frames(str(damaged), 'crc.zip', str(tmp_path / 'f3'), Limits())
 
 
 def test_video_pixels_are_checked_from_the_container_header(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """RVOSVisualizer, RVOSVisualizationHook, soc_mm.visualization.browse, and the tools
 tools/analysis_tools/browse_dataset.py and tools/demo/video_demo.py (as subprocesses)."""
 import glob
+import os
 import os.path as osp
 import re
 import subprocess
@@ -186,10 +187,15 @@ def test_video_demo_checks_its_inputs_before_loading_the_model(tmp_path):
             (tmp_path / 'missing.mp4', tmp_path / 'out.mp4', [], 2, r'error: video not found: .*missing\.mp4'),
             (video, tmp_path / 'out.txt', [], 1, r"ValueError: .*unsupported extension '\.txt'.*\.mp4"),
             (video, tmp_path / 'out.mp4', ['--fps', 'nan'], 2, r'error: --fps nan: expected a number in \(0, 240\]'),
-            (video, tmp_path / 'out.mp4', ['--alpha', '5'], 2, r'error: --alpha 5.0: expected a mask opacity')):
+            (video, tmp_path / 'out.mp4', ['--alpha', '5'], 2, r'error: --alpha 5.0: expected a mask opacity'),
+            (video, tmp_path / 'out.mp4', ['--out-dir', video], 2, r'error: --out-dir .*in\.mp4 is a file; expected '
+                                                                  'a folder')):
         proc = run_tool('demo/video_demo.py', source, 'x', '--config', tmp_path / 'c.py', '--checkpoint',
                         tmp_path / 'c.pth', '--out', out, *extra, timeout=120)
         assert proc.returncode == code and re.search(error, proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
+    proc = run_tool('demo/video_demo.py', video, 'x', ' ', '--config', tmp_path / 'c.py', '--checkpoint',
+                    tmp_path / 'c.pth', timeout=120)
+    assert proc.returncode == 2 and 'error: expression 2 is empty' in proc.stderr, proc.stderr[-2000:]
     for out, message in ((tmp_path / 'noext', r"unsupported extension '\(none\)'"),
                          (tmp_path, 'unsupported extension')):
         with pytest.raises(ValueError, match=message):
@@ -199,6 +205,9 @@ def test_video_demo_checks_its_inputs_before_loading_the_model(tmp_path):
     with pytest.raises(ValueError, match='is a directory'):
         check_video_output_path(str(dir_like))
     check_video_output_path(str(tmp_path / 'new' / 'deeper' / 'ok.MP4'))  # created on write
+    os.mkfifo(tmp_path / 'fifo.mp4')  # the writer would block until a reader comes
+    with pytest.raises(ValueError, match='fifo.mp4.* exists and is not a regular file'):
+        check_video_output_path(str(tmp_path / 'fifo.mp4'))
 
 
 def test_ground_truth_of_several_or_no_referred_objects():

@@ -53,6 +53,14 @@ def parse_args():
         parser.error(f'--clip-len {args.clip_len}: expected frames per forward pass >= 1')
     if args.presence_thr is not None and not 0 <= args.presence_thr <= 1:
         parser.error(f'--presence-thr {args.presence_thr}: expected a score in [0, 1]')
+    for k, expression in enumerate(args.expressions):
+        if not expression.strip():
+            parser.error(f'expression {k + 1} is empty; expected a referring expression (e.g. "the red circle")')
+    from soc_mm.utils.cli import UsageError, check_output_dir
+    try:
+        check_output_dir(args.out_dir, '--out-dir')
+    except UsageError as err:
+        parser.error(str(err))
     return args
 
 

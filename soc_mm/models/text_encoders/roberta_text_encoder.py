@@ -127,9 +127,12 @@ class RoBERTaTextEncoder(BaseModule):
                                 return_tensors='pt')
         for text, encoding in zip(texts, tokens.encodings):
             if encoding.overflowing and text not in self._warned_truncated:
+                if len(self._warned_truncated) >= 1000:  # a long-running server: the memory stays bounded
+                    self._warned_truncated.clear()
                 self._warned_truncated.add(text)
                 num_tokens = len(self.tokenizer(text, verbose=False)['input_ids'])
-                print_log(f'RoBERTaTextEncoder: the expression {text!r} has {num_tokens} tokens, more than the '
+                shown = text if len(text) <= 200 else text[:200] + f'... ({len(text)} characters)'
+                print_log(f'RoBERTaTextEncoder: the expression {shown!r} has {num_tokens} tokens, more than the '
                           f'{self.max_tokens} the text encoder accepts (<s> and </s> included): it is truncated '
                           f'to <s>, its first {self.max_tokens - 2} tokens, </s>', logger='current',
                           level=logging.WARNING)
