@@ -343,7 +343,8 @@ def test_ytvos_masks_are_checked_from_their_header_before_decoding(ytvos):
         return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
     header = struct.pack('>IIBBBBB', 12000, 12000, 8, 0, 0, 0, 0)  # 12000 x 12000, 8-bit grey
     with open(png, 'wb') as f:
-        f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
+        f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b''))
+                + chunk(b'IEND', b''))
     with raises(ValueError, f"video '{vid}' frame '{frames[1]}': mask {png} declares 12000x12000 (HxW) pixels, "
                             'more than the 67108864 a mask may have here (not decoded)'):
         ds[i]
