@@ -47,8 +47,8 @@ class Limits:
     max_upload_mb: float = 200.0     #: size of an uploaded file (and of a zip's frames, uncompressed)
     max_frames: int = 600            #: frames of a video
     max_expressions: int = 10        #: expressions per request (one colour each)
-    max_expression_chars: int = 500  #: characters of one expression (checked before tokenizing: the tokenizer's
-    #: time grows faster than the text, ~13 CPU minutes for 3 MB; the text encoder keeps its first tokens anyway)
+    max_expression_chars: int = 2000  #: characters of one expression (checked before tokenizing: the tokenizer's
+    #: time grows faster than the text, ~13 CPU minutes for 3 MB; RoBERTa's 512 tokens are ~2000 characters)
     max_clip_len: int = 64           #: frames per clip
     max_input_size: int = 720        #: short side the frames may be resized to
     max_frame_pixels: int = 1920 * 1080      #: width x height of one frame (from the header, before decoding)
