@@ -139,6 +139,16 @@ def _find_duplicates(value: Any, field: str = '<top level>') -> Optional[Tuple[s
     return None
 
 
+def unreadable_json_error(source: str, error: BaseException) -> ValueError:
+    """The error for json text that Python cannot hold (``error``: the ``RecursionError`` of nesting deeper
+    than the recursion limit, or the ``ValueError`` of an integer of more than 4300 digits), naming ``source``
+    (the file)."""
+    if isinstance(error, RecursionError):
+        return ValueError(f'{source} nests its json deeper than Python can read (a crafted or damaged file; '
+                          'annotation files nest a few levels)')
+    return ValueError(f'{source} holds a value json cannot read here ({error})')
+
+
 def parse_json_unique(text: Union[str, bytes], source: str) -> Any:
     """Parse json text, refusing an object that repeats a key (the one json rule of every annotation file).
 
@@ -163,11 +173,8 @@ def parse_json_unique(text: Union[str, bytes], source: str) -> Any:
         data = json.loads(text, object_pairs_hook=hook)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise  # the callers name the file with the position
-    except RecursionError:
-        raise ValueError(f'{source} nests its json deeper than Python can read (a crafted or damaged file; '
-                         'annotation files nest a few levels)') from None
-    except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise ValueError(f'{source} holds a value json cannot read here ({e})') from None
+    except (RecursionError, ValueError) as e:
+        raise unreadable_json_error(source, e) from None
     if found:
         field, key = _find_duplicates(data)
         raise DuplicateKeyError(f'{source}: the object at {field} has the key {json_key(key)} more than once '

@@ -336,7 +336,7 @@ def test_ytvos_masks_are_checked_from_their_header_before_decoding(ytvos):
     i = next(k for k in range(len(ds)) if ds.get_data_info(k)['video_id'] == vid)
     cv2.imwrite(png + '.tiff', np.ones((32, 40), np.uint8))
     os.replace(png + '.tiff', png)
-    with raises(ValueError, f"video '{vid}' frame '{frames[1]}': mask {png} is a TIFF file, expected a PNG"):
+    with raises(ValueError, f"unreadable video '{vid}' frame '{frames[1]}': mask {png}: not a PNG file"):
         ds[i]
 
     def chunk(kind, data):
@@ -345,7 +345,7 @@ def test_ytvos_masks_are_checked_from_their_header_before_decoding(ytvos):
     with open(png, 'wb') as f:
         f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b''))
                 + chunk(b'IEND', b''))
-    with raises(ValueError, f"video '{vid}' frame '{frames[1]}': mask {png} declares 12000x12000 (HxW) pixels, "
+    with raises(ValueError, f"video '{vid}' frame '{frames[1]}': mask {png} declares 12000x12000 (H x W) pixels, "
                             'more than the 67108864 a mask may have here (not decoded)'):
         ds[i]
 

@@ -170,15 +170,15 @@ class LoadPaletteMasks(BaseTransform):
         for fid in _out_frame_ids(results):
             if fid not in id_maps:
                 path = osp.join(results['mask_dir'], f'{fid}.png')
+                # before decoding: a PNG (not any format PIL reads, whatever the name) of a bounded size, checked
+                # as the evaluators check theirs (imported here: the evaluation package imports the datasets')
+                from soc_mm.evaluation.functional.mevis import check_png_size
+                check_png_size(path, f'video {video_id!r} frame {fid!r}: mask')
                 try:
-                    with Image.open(path) as img:  # the header only, until np.asarray decodes it
-                        _check_mask_header(img, path, f'video {video_id!r} frame {fid!r}', expected_shape,
-                                           expected_from and expected_from.replace('<frame>', fid))
+                    with Image.open(path) as img:
                         id_maps[fid] = np.asarray(img)
                 except FileNotFoundError:
                     raise FileNotFoundError(f'video {video_id!r} frame {fid!r}: mask not found: {path}') from None
-                except _MaskHeaderError as e:
-                    raise ValueError(str(e)) from None
                 except Exception as e:  # noqa: BLE001
                     raise ValueError(f'video {video_id!r} frame {fid!r}: corrupt mask {path} ({e})') from e
                 if id_maps[fid].ndim != 2:
@@ -196,27 +196,6 @@ class LoadPaletteMasks(BaseTransform):
         ref_idx = list(results['obj_ids']).index(results['ref_obj_id'])
         _set_masks(results, masks, results['gt_labels'], ref_idx)
         return results
-
-
-class _MaskHeaderError(ValueError):
-    """A mask file refused from its header, before it is decoded."""
-
-
-def _check_mask_header(img, path: str, where: str, expected_shape, expected_from) -> None:
-    """Before decoding a mask opened with PIL (which read its header only): a PNG (the format of the
-    datasets' masks; any other format, whatever the name, is refused), of at most ``MAX_MASK_PIXELS`` pixels
-    and, when known, of the frame's size (``expected_shape`` (H, W), from ``expected_from``)."""
-    from soc_mm.evaluation.functional.mevis import MAX_MASK_PIXELS
-    if img.format != 'PNG':
-        raise _MaskHeaderError(f'{where}: mask {path} is a {img.format or "non-image"} file, expected a PNG')
-    width, height = img.size
-    if width * height > MAX_MASK_PIXELS:
-        raise _MaskHeaderError(f'{where}: mask {path} declares {height}x{width} (HxW) pixels, more than the '
-                               f'{MAX_MASK_PIXELS} a mask may have here (not decoded)')
-    if expected_shape is not None and (height, width) != tuple(expected_shape):
-        eh, ew = expected_shape
-        raise _MaskHeaderError(f'{where}: mask {path} is {height}x{width} (HxW) but {expected_from} is {eh}x{ew}; '
-                               'masks must have the size of their frames')
 
 
 @TRANSFORMS.register_module()

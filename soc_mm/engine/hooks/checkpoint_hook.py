@@ -194,11 +194,9 @@ class AtomicCheckpointHook(CheckpointHook):
         self._remove_checkpoints(runner, outdated)
 
 
-#: the arguments of MMEngine's ``CheckpointHook`` without its ``**kwargs`` (see ``AtomicCheckpointHook.__init__``)
-_CHECKPOINT_HOOK_PARAMETERS = tuple(
-    name for name, p in inspect.signature(CheckpointHook.__init__).parameters.items()
-    if name != 'self' and p.kind is not inspect.Parameter.VAR_KEYWORD)
-# what ``inspect.signature`` (and so the ``--cfg-options`` check) reports for the hook: no ``**kwargs``
-AtomicCheckpointHook.__signature__ = inspect.signature(CheckpointHook.__init__).replace(parameters=[
-    p for name, p in inspect.signature(CheckpointHook.__init__).parameters.items()
-    if name != 'self' and p.kind is not inspect.Parameter.VAR_KEYWORD])
+# what ``inspect.signature`` (and so the ``--cfg-options`` check) reports for the hook: the arguments of MMEngine's
+# ``CheckpointHook`` without its ``**kwargs`` (see ``AtomicCheckpointHook.__init__``)
+_signature = inspect.signature(CheckpointHook.__init__)
+AtomicCheckpointHook.__signature__ = _signature.replace(parameters=[
+    p for name, p in _signature.parameters.items() if name != 'self' and p.kind is not inspect.Parameter.VAR_KEYWORD])
+_CHECKPOINT_HOOK_PARAMETERS = tuple(AtomicCheckpointHook.__signature__.parameters)

@@ -19,7 +19,7 @@ import os.path as osp
 from json.decoder import scanstring
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
-from soc_mm.datasets.utils import DuplicateKeyError, json_key, parse_json_unique
+from soc_mm.datasets.utils import DuplicateKeyError, json_key, parse_json_unique, unreadable_json_error
 
 #: bytes read per step while indexing (a value larger than this is read whole, the chunk grows for it)
 DEFAULT_CHUNK_SIZE = 16 << 20
@@ -180,11 +180,8 @@ def index_json_object(path: str, what: str = 'json file',
         except json.JSONDecodeError as error:
             raise ValueError(f'{what}: {path} is not valid json (near byte '
                              f'{reader.byte_offset(min(error.pos, len(reader.text)))}: {error.msg})') from None
-        except RecursionError:
-            raise ValueError(f'{what}: {path} nests its json deeper than Python can read (a crafted or damaged '
-                             'file; annotation files nest a few levels)') from None
-        except ValueError as error:  # e.g. an integer of more than 4300 digits
-            raise ValueError(f'{what}: {path} holds a value json cannot read here ({error})') from None
+        except (RecursionError, ValueError) as error:  # too deep, or an integer of more than 4300 digits
+            raise unreadable_json_error(f'{what}: {path}', error) from None
     return index
 
 

@@ -59,7 +59,7 @@ import numpy as np
 
 from soc_mm.datasets.utils import read_json
 from .jf import jf_per_frame
-from .mevis import check_png_size, png_bit_depth, warn_16_bit
+from .mevis import check_png_size, warn_16_bit
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 LONG_RVOS_BOUND_TH = 0.008
@@ -148,12 +148,12 @@ def read_png_mask(path: str, what: str = 'prediction') -> np.ndarray:
     """
     if osp.isdir(path):
         raise ValueError(f'{what} {path} is a folder, expected a PNG mask')
-    check_png_size(path, what)
+    header = check_png_size(path, what)
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f'unreadable {what} {path}: not an image file OpenCV can decode')
     mask = image != 0
-    if png_bit_depth(path) == 16:
+    if header is not None and header[2] == 16:
         warn_16_bit(path, mask, what, 'Long-RVOS scripts')
     return mask
 

@@ -235,29 +235,34 @@ def png_size(path: str) -> Optional[Tuple[int, int]]:
 
 
 def check_png_size(path: str, what: str = 'prediction', expected: Optional[Tuple[int, int]] = None,
-                   expected_from: str = '') -> None:
+                   expected_from: str = '') -> Optional[Tuple[int, int, int]]:
     """Before decoding: ``path`` is a PNG (OpenCV would decode any format it knows, whatever the name: a
     TIFF or PGM named ``.png`` could declare any size and bit depth unchecked), the size its header declares
     is at most :data:`MAX_MASK_PIXELS` pixels and, with ``expected`` (H, W), that size (``expected_from``
     says where it comes from). A path that is not a file: nothing to check (the caller names it).
 
+    Returns:
+        The header's (H, W, bit depth per channel), or None when ``path`` is not a file.
+
     Raises:
         ValueError: naming the file and what it is, the declared size and the bound or the expected size.
     """
     if not osp.isfile(path):
-        return
-    size = png_size(path)
-    if size is None:
+        return None
+    header = png_header(path)
+    if header is None:
         with open(path, 'rb') as f:
             head = f.read(8)
         raise ValueError(f'unreadable {what} {path}: not a PNG file (it starts with {head!r}, a PNG with '
                          f'{PNG_SIGNATURE!r} and its IHDR header); masks are read from PNG files only')
+    size = header[:2]
     if size[0] * size[1] > MAX_MASK_PIXELS:
         raise ValueError(f'{what} {path} declares {size[0]}x{size[1]} (H x W) pixels, more than the '
                          f'{MAX_MASK_PIXELS} a mask may have here (not decoded)')
     if expected is not None and tuple(size) != tuple(expected):
         raise ValueError(f'{what} {path} is {size[0]}x{size[1]} (H x W) but {expected_from or "the video"} is '
                          f'{expected[0]}x{expected[1]}')
+    return header
 
 
 def warn_16_bit(path: str, read: np.ndarray, what: str = 'prediction', official: str = 'MeViS script') -> None:
@@ -293,12 +298,12 @@ def read_mask_png(path: str) -> np.ndarray:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'missing prediction {path} (every frame of a predicted video needs a PNG)')
-    check_png_size(path)
+    bit_depth = check_png_size(path)[2]
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f'unreadable prediction {path}: not an image file OpenCV can decode')
     mask = image != 0
-    if png_bit_depth(path) == 16:
+    if bit_depth == 16:
         warn_16_bit(path, mask)
     return mask
 
@@ -311,8 +316,7 @@ def read_mevis_prediction(exp_dir: str, frames: Sequence[str],
     first = osp.join(exp_dir, f'{frames[0]}.png') if frames else ''
     expected_from = 'its ground truth (mask_dict.json)'
     if expected_size is None and osp.isfile(first):
-        check_png_size(first)
-        expected_size, expected_from = png_size(first), first
+        expected_size, expected_from = check_png_size(first)[:2], first
     for frame in frames:
         check_png_size(osp.join(exp_dir, f'{frame}.png'), expected=expected_size, expected_from=expected_from)
     masks = []

@@ -88,7 +88,7 @@ import numpy as np
 from soc_mm.datasets.utils import first_repeated, json_key, read_json
 from soc_mm.structures.mask import check_rles
 from .jf import jf_per_frame
-from .mevis import check_png_size, png_bit_depth, warn_16_bit
+from .mevis import check_png_size, warn_16_bit
 
 #: the official F boundary tolerance (fraction of the image diagonal).
 REVOS_BOUND_TH = 0.008
@@ -425,14 +425,14 @@ def read_prediction_png(path: str) -> np.ndarray:
         what = 'PNG' if kind == 'missing_png' else 'folder ' + osp.dirname(path)
         raise RevosPredictionError(kind, f'missing prediction {what} (for {path})')
     try:
-        check_png_size(path)  # a PNG (not any format OpenCV decodes) of a bounded size, before decoding
+        bit_depth = check_png_size(path)[2]  # a PNG (not any format OpenCV decodes) of a bounded size, first
     except ValueError as error:
         raise RevosPredictionError('unreadable_png', str(error)) from None
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise RevosPredictionError('unreadable_png', f'unreadable prediction {path}: not an image OpenCV can '
                                    'decode')
-    if png_bit_depth(path) == 16:
+    if bit_depth == 16:
         warn_16_bit(path, image != 0, official='ReVOS script (VISA eval_revos.py)')
     return image
 
